@@ -1,0 +1,1 @@
+"""Query layer: retrieve cited passages for a question."""
