@@ -1,0 +1,181 @@
+"""Split an article's kept segments into sentence-aware passages with exact file offsets."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .clean import Segment
+
+CHUNK_VERSION = 1
+# Word pieces per passage, before the title/date prefix and [CLS]/[SEP] (model window 256).
+MAX_TOKENS = 200
+OVERLAP_SENTENCES = 1
+
+Span = tuple[int, int]
+Counter = Callable[[list[str]], list[int]]
+
+_ABBREVIATIONS = frozenset(
+    """mr mrs ms dr gen sen rep gov lt col capt sgt st jan feb mar apr jun jul aug sep sept oct
+    nov dec u.s u.k u.n d.c inc co corp jr sr no vs etc e.g i.e a.m p.m fig ft mt prof pres
+    adm maj cmdr gens reps sens""".split()
+)
+_BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)")
+_WORD_BEFORE = re.compile(r"([\w.]+)$")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    start: int
+    end: int
+    kind: str
+    sentences: tuple[Span, ...]
+
+    def text(self, source: str) -> str:
+        return source[self.start : self.end]
+
+
+def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
+    """Sentence spans (offsets into ``text``) within ``text[start:end]``, whitespace trimmed."""
+    end = len(text) if end is None else end
+    spans: list[Span] = []
+    begin = start
+    for match in _BOUNDARY.finditer(text, start, end):
+        stop = match.end()
+        after = text[stop:end].lstrip()
+        if after and not (after[0].isupper() or after[0].isdigit() or after[0] in "\"'“‘(["):
+            continue
+        word = _WORD_BEFORE.search(text, begin, match.start() + 1)
+        if match.group().startswith(".") and word:
+            token = word.group(1).lower().rstrip(".")
+            if token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha()):
+                continue
+        spans.append((begin, stop))
+        begin = stop
+    spans.append((begin, end))
+    return [trimmed for span in spans if (trimmed := _trim(text, *span))]
+
+
+def _trim(text: str, start: int, end: int) -> Span | None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return (start, end) if start < end else None
+
+
+def _runs(text: str, segments: Sequence[Segment]) -> list[list[Segment]]:
+    """Group segments that follow each other with only whitespace between them, so a passage
+    never spans dropped furniture (its cited file span must equal its text)."""
+    runs: list[list[Segment]] = []
+    for segment in segments:
+        previous = runs[-1][-1] if runs else None
+        if (
+            previous is not None
+            and previous.kind == segment.kind
+            and not text[previous.end : segment.start].strip()
+        ):
+            runs[-1].append(segment)
+        else:
+            runs.append([segment])
+    return runs
+
+
+def _split_long(text: str, span: Span, tokens: int, budget: int) -> list[Span]:
+    """Cut a sentence longer than the budget at whitespace into roughly equal pieces."""
+    start, end = span
+    pieces = -(-tokens // budget)
+    words = [m.span() for m in re.finditer(r"\S+", text[start:end])]
+    per_piece = -(-len(words) // pieces)
+    out = []
+    for i in range(0, len(words), per_piece):
+        group = words[i : i + per_piece]
+        out.append((start + group[0][0], start + group[-1][1]))
+    return out
+
+
+def chunk_segments(
+    text: str,
+    segments: Sequence[Segment],
+    count_tokens: Counter,
+    max_tokens: int = MAX_TOKENS,
+    overlap: int = OVERLAP_SENTENCES,
+) -> list[Chunk]:
+    """Pack sentences into passages of at most ``max_tokens`` word pieces.
+
+    Passages prefer to end at a paragraph break once they are half full, and repeat the last
+    ``overlap`` sentences of the previous passage when they continue the same paragraph run.
+    """
+    chunks: list[Chunk] = []
+    for run in _runs(text, segments):
+        sentences: list[Span] = []
+        paragraph_start: set[int] = set()
+        for segment in run:
+            spans = split_sentences(text, segment.start, segment.end)
+            if spans:
+                paragraph_start.add(len(sentences))
+                sentences.extend(spans)
+        counts = count_tokens([text[s:e] for s, e in sentences])
+        units: list[tuple[Span, int, bool]] = []
+        for i, (span, n) in enumerate(zip(sentences, counts, strict=True)):
+            if n <= max_tokens:
+                units.append((span, n, i in paragraph_start))
+                continue
+            pieces = _split_long(text, span, n, max_tokens)
+            piece_counts = count_tokens([text[s:e] for s, e in pieces])
+            for j, (piece, m) in enumerate(zip(pieces, piece_counts, strict=True)):
+                if m > max_tokens:  # pathological tokenisation: hard cut by characters
+                    step = max(1, (piece[1] - piece[0]) * max_tokens // (m + 1))
+                    for s in range(piece[0], piece[1], step):
+                        if cut := _trim(text, s, min(s + step, piece[1])):
+                            units.append((cut, max_tokens, False))
+                else:
+                    units.append((piece, m, i in paragraph_start and j == 0))
+        chunks.extend(_pack(units, run[0].kind, max_tokens, overlap))
+    return chunks
+
+
+def _pack(
+    units: list[tuple[Span, int, bool]], kind: str, max_tokens: int, overlap: int
+) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    current: list[tuple[Span, int, bool]] = []
+    total = 0
+
+    def flush() -> None:
+        spans = tuple(span for span, _, _ in current)
+        chunks.append(Chunk(spans[0][0], spans[-1][1], kind, spans))
+
+    i = 0
+    while i < len(units):
+        span, n, starts_paragraph = units[i]
+        fits = total + n <= max_tokens
+        paragraph_break = starts_paragraph and total >= max_tokens // 2 and not _fits_paragraph(
+            units, i, max_tokens - total
+        )
+        if current and (not fits or paragraph_break):
+            flush()
+            keep: list[tuple[Span, int, bool]] = []
+            if not starts_paragraph and overlap:
+                keep = [u for u in current[-overlap:] if u[1] <= max_tokens // 3]
+                if sum(u[1] for u in keep) + n > max_tokens:
+                    keep = []
+            current, total = keep, sum(u[1] for u in keep)
+            continue
+        current.append(units[i])
+        total += n
+        i += 1
+    if current:
+        flush()
+    return chunks
+
+
+def _fits_paragraph(units: list[tuple[Span, int, bool]], i: int, room: int) -> bool:
+    """Whether the paragraph starting at unit ``i`` fits whole in ``room`` tokens."""
+    size = units[i][1]
+    for _, n, starts in units[i + 1 :]:
+        if starts:
+            break
+        size += n
+    return size <= room

@@ -1,0 +1,339 @@
+"""Find the story in a scraped news page: offsets of prose lines, with page furniture left out.
+
+Cleaning never rewrites text. Each kept line becomes a ``Segment`` of offsets into the original
+string, so passages and citations can always point back at the file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+__all__ = ["Segment", "Line", "find_body", "iter_lines", "dateline", "DATE_RE"]
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: int  # offset into the original file text (Python str index)
+    end: int
+    kind: str  # "text" (story prose) or "caption" (photo caption / repeated image description)
+
+
+# Features are measured on a line's head only, so a 100k-character line costs no more than a
+# short one; every threshold below is far smaller than this window.
+_HEAD = 1000
+_LONG_PROSE_WORDS = 20  # an unpunctuated line this long is truncated prose, not a heading
+_RESUME_WORDS = 12  # sentences this long, two in a row, mean the story goes on after a marker
+
+# A non-blank line, already stripped: line breaks are whitespace, so \S never crosses one.
+_LINE = re.compile(r"\S(?:[^\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]*\S)?")
+# A sentence end, allowing closing quotes and reference marks such as "[citation needed]".
+_TERMINAL = re.compile(r"(?<!\.\.)[.!?][\"'”’)\]]*(?:\[[^\[\]]{1,24}\])*$")
+_TAIL = 48
+
+_MONTHS = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+    r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+)
+#: A fully specified calendar date: ISO, "Jan. 2, 2020", "2 January 2020" or "01/02/2020".
+DATE_RE = re.compile(
+    r"(?<![\w/.-])(?:"
+    r"(?P<y1>\d{4})-(?P<m1>\d{1,2})-(?P<d1>\d{1,2})(?![\d-])"
+    rf"|(?P<mon2>{_MONTHS})\.?\s+(?P<d2>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<y2>\d{{4}})(?!\d)"
+    rf"|(?P<d3>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<mon3>{_MONTHS})\.?,?\s+(?P<y3>\d{{4}})(?!\d)"
+    r"|(?P<a4>\d{1,2})[/.](?P<b4>\d{1,2})[/.](?P<y4>\d{4})(?!\d)"
+    r")",
+    re.IGNORECASE,
+)
+_YEAR = re.compile(r"[0-9]{4}")  # a cheap test before the costly DATE_RE
+_DATELINE_WORDS = frozenset(
+    """updated published posted date last modified on at am pm a.m p.m gmt utc et est edt bst
+    cet pt pst mon tue tues wed thu thur thurs fri sat sun monday tuesday wednesday thursday
+    friday saturday sunday | - – — · • / , :""".split()
+)
+_TIME = re.compile(r"^\d{1,2}[:.]\d{2}(?:[:.]\d{2})?(?:am|pm)?$|^\d{1,2}(?:am|pm)$", re.IGNORECASE)
+
+# Lines that are page furniture wherever they appear (matched against the stripped line).
+_DROP = re.compile(
+    r"^(?:showing posts with label|accessibility links|skip to (?:main )?(?:content|navigation)"
+    r"|jump to (?:content|navigation)|toggle navigation|(?:main )?menu\s*$|search\s*$"
+    r"|advertisement|sponsored(?: content)?\s*$|ad\s*$|story continues below|continue reading"
+    r"|share (?:this|on|via|the story|the article|article)\b|share\s*$|tweet\s*$|e-?mail\s*$"
+    r"|print\s*$|copy link|facebook\s*$|twitter\s*$|whatsapp\s*$|linkedin\s*$"
+    r"|(?:related|read more|read also|also read|see also|more|watch|listen|click here)\s*[:|»>›]"
+    r"|(?:click|tap) here\b|by (?:registering|signing up|subscribing|clicking|continuing)\b"
+    r"|we use cookies|this (?:web)?site uses cookies|accept (?:all )?cookies"
+    r"|(?:php )?(?:warning|notice|deprecated|fatal error|parse error)\s*:.*\bon line \d+\s*$"
+    r"|[\d\s]*[-+−–×x*÷/][\d\s]*=[\d\s]*$"  # captcha arithmetic, "27 − = 21"
+    r"|(?:your email address|your e-mail) will not be published|required fields are marked)",
+    re.IGNORECASE,
+)
+# Headings after which the rest of the page is furniture, unless the story clearly goes on.
+_END = re.compile(
+    r"^(?:related(?: stories| articles| posts| coverage| news| content| topics| links| reading)?"
+    r"|more (?:stories|news|articles|from|on|in|like this)\b|recommended(?: for you| stories)?"
+    r"|you (?:may|might) (?:also )?(?:like|be interested)|read (?:more|next)|special sections?"
+    r"|most (?:read|popular|viewed|shared)|trending(?: now| stories)?|popular (?:now|stories)"
+    r"|latest (?:news|stories)|top stories|editor'?s picks|further reading|about the author"
+    r"|written by|sign up for|subscribe to|get (?:our|the) \w+ newsletter"
+    r"|(?:this (?:article|story) (?:was )?)?(?:originally|first) (?:published|appeared)"
+    r" (?:in|on|by|at)"
+    r"|(?:from|via|source|courtesy of)\s*:?\s+"
+    r"(?-i:(?:The\s+)?[A-Z][\w&.'’-]*(?:\s+[A-Z][\w&.'’-]*){0,4})\s*\.?$)",
+    re.IGNORECASE,
+)
+# The comments section and the copyright footer: nothing after them is story.
+_FINAL = re.compile(
+    r"(?:leave a (?:reply|comment)|post a comment|add a comment|\d+ comments?\b|comments?\s*"
+    r"(?:\(\d+\))?\s*$|join the (?:conversation|discussion)|show comments|©|\(c\)\s*\d{4}"
+    r"|copyright\b)",
+    re.IGNORECASE,
+)
+# The story's own sign-off: kept if it is prose, and it is the last story line.
+_LAST = re.compile(
+    r"\bcontributed(?: reporting)? to this (?:report|story|article)|^additional reporting by\b"
+    r"|^reporting by\b|;\s*editing by\b",
+    re.IGNORECASE,
+)
+_BYLINE = re.compile(r"^(?i:(?:written\s+)?by)\s+[A-Z]")
+
+_CAPTION_START = re.compile(
+    r"^(?:FILE(?: PHOTO)?\s*[-–—:]|File photo\b|In this\b.{0,40}?\b(?:photo|image|picture"
+    r"|handout|video|frame grab)|(?:Photo|Image|Picture|Caption)\s*:)",
+)
+_CREDIT_PAREN = re.compile(
+    r"\(([^()]{0,150}\b(?:photos?|images?|getty|reuters|afp|ap|epa|via|courtesy|handout|pool"
+    r"|credit)\b[^()]{0,150})\)\s*$",
+    re.IGNORECASE,
+)
+_CREDIT_SLASH = re.compile(r"\b(?:REUTERS|AFP|AP|EPA|Getty Images)\s*/\s*[A-Z]")
+# Photo captions describe the picture in the present tense: "X delivers a statement ..., Dec. 29".
+_CAPTION_VERBS = frozenset(
+    """delivers listens speaks attend attends walk walks stands holds waves gestures arrives
+    carries gathers poses sits talks shakes addresses inspect inspects""".split()
+)
+
+
+class Line(NamedTuple):
+    """One non-blank line: offsets of its stripped text and the shape features the rules use."""
+
+    start: int
+    end: int
+    text: str
+    words: int
+    sentence: bool  # ends with terminal punctuation (not an ellipsis)
+    prose: bool  # shaped like story prose: a sentence, or a long lowercase run
+    caption: bool
+    kind: str | None  # None, or "drop" / "end" / "final" / "last" for furniture rules
+
+
+def _cap_ratio(tokens: list[str]) -> float:
+    """Share of capitalised words, a headline/title-case cue (looks at the first 40 words)."""
+    alpha = caps = 0
+    # The first word is capitalised in any sentence, so it says nothing about title case.
+    for token in tokens[1:40]:
+        first = token.lstrip("\"'“‘([")[:1]
+        if first.isalpha():
+            alpha += 1
+            caps += first.isupper()
+    return caps / alpha if alpha else 0.0
+
+
+def dateline(text: str) -> re.Match[str] | None:
+    """The date in ``text`` if the whole line is a date/byline-style stamp, else None.
+
+    "Updated January 02, 2020 07:53 PM", " date 2020-01-02 USA" and "January 2, 2020US News"
+    are date lines; "The talks resumed on Jan. 5, 2020." is prose that mentions a date.
+    """
+    if len(text) > 120 or not _YEAR.search(text):
+        return None
+    match = DATE_RE.search(text)
+    if match is None:
+        return None
+    rest = (text[: match.start()] + " " + text[match.end() :]).split()
+    if len(rest) > 6:
+        return None
+    for word in rest:
+        bare = word.strip(",.;:()[]")
+        if bare and not (
+            bare.lower() in _DATELINE_WORDS
+            or _TIME.match(bare)
+            or bare[0].isupper()
+            or bare[0].isdigit()
+        ):
+            return None
+    return match
+
+
+def _is_caption(text: str, head: str, words: list[str]) -> bool:
+    tail = text[-320:]
+    if (
+        _CAPTION_START.match(head)
+        or (text.endswith(")") and _CREDIT_PAREN.search(tail))
+        or ("/" in tail and _CREDIT_SLASH.search(tail))
+    ):
+        return True
+    return (
+        len(words) <= 60
+        and not _CAPTION_VERBS.isdisjoint(words)
+        and DATE_RE.search(head) is not None
+    )
+
+
+def _furniture(head: str, tokens: list[str]) -> str | None:
+    words = len(tokens)
+    low = head.lower()
+    if _DROP.match(head):
+        return "drop"
+    if _FINAL.match(head) or "all rights reserved" in low:
+        return "final"
+    if words <= 12 and _END.match(head):
+        return "end"
+    if ("contributed" in low or "reporting by" in low or "editing by" in low) and _LAST.search(
+        head
+    ):
+        return "last"
+    if words <= 10 and (dateline(head) or (_BYLINE.match(head) and _cap_ratio(tokens) >= 0.6)):
+        return "drop"
+    return None
+
+
+def _line(stripped: str, start: int, end: int) -> Line:
+    head = stripped[:_HEAD]
+    tokens = head.split()
+    words = len(tokens)
+    sentence = bool(_TERMINAL.search(stripped[-_TAIL:])) and not stripped.endswith(("...", "…"))
+    if len(head) < 400 and words <= 25:
+        kind = _furniture(head, tokens)
+    else:
+        kind = "drop" if _DROP.match(head) else None  # PHP warnings can be long
+    if sentence:
+        prose = words >= 2 and not (words < 15 and _cap_ratio(tokens) >= 0.7)
+    else:
+        prose = words >= _LONG_PROSE_WORDS and _cap_ratio(tokens) < 0.5
+    caption = words >= 4 and _is_caption(stripped, head, tokens)
+    return Line(start, end, stripped, words, sentence, prose, caption, kind)
+
+
+def _continues(text: str, end: int, start: int) -> bool:
+    """Whether the line at ``start`` goes on with the sentence the line ending at ``end`` broke
+    off: no blank line between, no sentence end before, and a lowercase start after a
+    lowercase word, or a digit/closing-punctuation start after a short symbol."""
+    first = text[start]
+    tail = text[max(0, end - _TAIL) : end]
+    last_word = tail.rsplit(None, 1)[-1].lstrip("\"'“‘([")
+    if first.islower():
+        # After a capitalised word the previous line is more likely a heading than a break.
+        if last_word[:1].isupper():
+            return False
+    elif first.isdigit() or first in ")]},;:%":
+        # Digits go on a symbol ("CO" + "2)"), not a heading ("Local News" + "12 Comments").
+        if len(last_word) > 3:
+            return False
+    else:
+        return False
+    if _TERMINAL.search(tail):
+        return False
+    gap = text[end:start]
+    return gap.count("\n") + gap.count("\r") - gap.count("\r\n") <= 1
+
+
+def iter_lines(text: str) -> Iterator[Line]:
+    """Non-blank lines of ``text`` (any newline convention), stripped, with their features.
+
+    A line broken mid-sentence (the next line starts in lowercase or with a digit, as around
+    scraped sub- and superscripts) is joined with its continuation into one ``Line``.
+    """
+    start = end = -1
+    for match in _LINE.finditer(text):
+        if start >= 0 and _continues(text, end, match.start()):
+            end = match.end()
+            continue
+        if start >= 0:
+            yield _line(text[start:end], start, end)
+        start, end = match.span()
+    if start >= 0:
+        yield _line(text[start:end], start, end)
+
+
+def _resumes(line: Line, following: Line | None) -> bool:
+    def substantial(item: Line | None) -> bool:
+        return (
+            item is not None
+            and item.kind is None
+            and item.sentence
+            and item.prose
+            and not item.caption
+            and item.words >= _RESUME_WORDS
+        )
+
+    return substantial(line) and substantial(following)
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def find_body(text: str, title: str | None = None) -> list[Segment]:
+    """Sorted, non-overlapping segments of the article body worth indexing.
+
+    Keeps prose-shaped lines as kind "text" and photo captions as kind "caption". Drops lines
+    that are not sentences (navigation, headings, bylines, date stamps, the title), known
+    furniture (share/ad/cookie/newsletter/comment boilerplate, PHP warnings, captchas) and
+    everything after an end-of-story marker ("Related Stories", "Leave a Reply", "From The
+    Epoch Times", "... contributed to this report.") unless two long sentences in a row show
+    the story goes on. Runs in time linear in ``len(text)``.
+    """
+    skip = _normal(title) if title and title.strip() else None
+    skip_len = len(skip) if skip else 0
+    lines = iter_lines(text)
+    pending: list[Line] = []  # one line of lookahead for the resume rule
+
+    def advance() -> Line | None:
+        return pending.pop() if pending else next(lines, None)
+
+    def peek() -> Line | None:
+        while True:
+            item = next(lines, None)
+            if item is None or item.kind != "drop":
+                break
+        if item is not None:
+            pending.append(item)
+        return item
+
+    segments: list[Segment] = []
+    started = ended = last_kept = False
+    previous: str | None = None
+    while (line := advance()) is not None:
+        if line.text == previous:
+            # A line repeated at once is an image's alt text and caption scraped twice.
+            if last_kept and segments[-1].kind == "text":
+                segments[-1] = replace(segments[-1], kind="caption")
+            continue
+        previous, last_kept = line.text, False
+        if line.kind == "drop" or (
+            skip is not None and len(line.text) < 2 * skip_len + 8 and _normal(line.text) == skip
+        ):
+            continue
+        if ended:
+            if line.kind == "final":
+                break
+            if not _resumes(line, peek()):
+                continue
+            ended = False
+        if line.kind == "final":
+            if started:
+                break
+            continue
+        if line.kind == "end":
+            ended = started
+            continue
+        if line.caption or line.prose:
+            segments.append(Segment(line.start, line.end, "caption" if line.caption else "text"))
+            last_kept = True
+            started = started or not line.caption
+        if line.kind == "last" and started:
+            break
+    return segments

@@ -1,0 +1,110 @@
+"""Find and decode the article files under a docs folder."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DocsError
+
+SUFFIXES = (".txt", ".md")
+# Larger files are read but their text is capped: the index is for articles, not dumps.
+MAX_CHARS = 20_000_000
+
+
+@dataclass(frozen=True)
+class Document:
+    """One article file, decoded. ``source`` is the file's path relative to the docs folder,
+    without its suffix (the file stem for files at the top level)."""
+
+    source: str
+    path: Path
+    text: str
+    sha256: str
+    encoding: str = "utf-8"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_files(docs_dir: Path, warn: Callable[[str], None] = lambda _: None) -> list[Path]:
+    """Article files under ``docs_dir``, sorted, following directory symlinks once."""
+    docs_dir = Path(docs_dir)
+    if not docs_dir.exists():
+        raise DocsError(f"docs folder {docs_dir} does not exist: pass --docs DIR or set QA_DOCS")
+    if not docs_dir.is_dir():
+        raise DocsError(f"{docs_dir} is not a folder: pass --docs DIR with the article files")
+    found: list[Path] = []
+    seen: set[str] = set()
+
+    def on_error(error: OSError) -> None:
+        warn(f"skipping {error.filename}: {error.strerror}")
+
+    for root, dirs, files in os.walk(docs_dir, followlinks=True, onerror=on_error):
+        real = os.path.realpath(root)
+        if real in seen:
+            warn(f"skipping {root}: symlink loop")
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            if name.startswith(".") or not name.lower().endswith(SUFFIXES):
+                continue
+            found.append(Path(root) / name)
+    return sorted(found)
+
+
+def source_name(path: Path, docs_dir: Path) -> str:
+    return path.relative_to(docs_dir).with_suffix("").as_posix()
+
+
+def read_document(path: Path, docs_dir: Path, warn: Callable[[str], None]) -> Document | None:
+    """Decode one file, or warn and return None when it is not usable text."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        warn(f"skipping {path}: {error.strerror or error}")
+        return None
+    if b"\x00" in data[:8192]:
+        warn(f"skipping {path}: binary file, not text")
+        return None
+    encoding = "utf-8"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        # Old archives are often Latin-1; every byte decodes, so check it still looks like text.
+        text = data.decode("latin-1")
+        encoding = "latin-1"
+        controls = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\t\n\r\f")
+        if controls > len(text[:8192]) * 0.01:
+            warn(f"skipping {path}: not UTF-8 and not readable text")
+            return None
+        warn(f"{path} is not UTF-8: read it as Latin-1")
+    if len(text) > MAX_CHARS:
+        warn(f"{path} has {len(text):,} characters: indexing only the first {MAX_CHARS:,}")
+        text = text[:MAX_CHARS]
+    if not text.strip():
+        warn(f"skipping {path}: empty file")
+        return None
+    digest = hashlib.sha256(data).hexdigest()
+    return Document(source_name(path, docs_dir), path, text, digest, encoding)
+
+
+def load_documents(
+    docs_dir: Path, warn: Callable[[str], None] = lambda _: None
+) -> Iterator[Document]:
+    """Yield every readable article under ``docs_dir``; unusable files produce a warning."""
+    docs_dir = Path(docs_dir)
+    for path in find_files(docs_dir, warn):
+        document = read_document(path, docs_dir, warn)
+        if document is not None:
+            yield document

@@ -1,0 +1,202 @@
+"""Title, date, author and publisher of a scraped news page, read from the page text only.
+
+Anything the page does not state is None: nothing is guessed from the file name or the
+story's subject. Dates the story merely mentions are not the publication date; ``infer_date``
+offers them separately, flagged as inferred by its caller.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .clean import DATE_RE, Line, Segment, dateline, find_body, iter_lines
+
+__all__ = ["Metadata", "extract_metadata", "infer_date"]
+
+_HEADER_LINES = 40  # bylines and date stamps sit at the top; never scan a whole dump
+_MONTH_NUMBER = {
+    name: number
+    for number, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
+_NAME_WORD = re.compile(r"^(?:[A-Z][\w.'’-]*|and|&|de|da|del|der|van|von|la|le|al|bin|y)$")
+_NOT_A_PERSON = re.compile(
+    r"\b(?:news|staff|wires?|agenc(?:y|ies)|desk|team|reporters?|correspondents?|editors?"
+    r"|editorial|press|service|bureau|media|newsroom|online|reuters|ap|afp|voa|bbc|cnn"
+    r"|bloomberg|xinhua|associated)\b",
+    re.IGNORECASE,
+)
+_BYLINE = re.compile(r"^(?i:(?:written\s+)?by)\s+(?P<name>[A-Z].*)$")
+_ATTRIBUTION = re.compile(
+    r"^(?i:(?:this (?:article|story) (?:was )?)?(?:originally|first) (?:published|appeared)"
+    r" (?:in|on|by|at)|from|via|source\s*:|courtesy of)\s+"
+    r"(?P<name>(?:The\s+)?[A-Z][\w&.'’-]*(?:\s+[A-Z][\w&.'’-]*){0,4})\s*\.?$"
+)
+_LOGO = re.compile(r"^[ \t]*(?P<brand>\w[\w&.'’ -]{1,39}?)[ \t]+logo[ \t\r]*$", re.I | re.M)
+_HOUSE_BYLINE = re.compile(
+    r"^[ \t]*by[ \t]+(?P<brand>\w[\w&.'’ -]{1,39}?)[ \t]+(?:news|staff)[ \t\r]*$", re.I | re.M
+)
+_YEAR = re.compile(r"(?<![\w])(?<![0-9][,.])(?:1[6-9]|20)[0-9][0-9](?![0-9])")
+_NAV_SEPARATORS = re.compile(r"[|»›>].*[|»›>]")
+
+
+@dataclass(frozen=True)
+class Metadata:
+    title: str | None
+    date: str | None  # ISO yyyy-mm-dd
+    author: str | None
+    publisher: str | None
+    date_inferred: bool = False
+
+
+def _iso(match: re.Match[str]) -> str | None:
+    """The ISO date a ``DATE_RE`` match names, or None when invalid or day/month ambiguous."""
+    groups = match.groupdict()
+    if groups["y1"]:
+        year, month, day = int(groups["y1"]), int(groups["m1"]), int(groups["d1"])
+    elif groups["y4"]:
+        first, second, year = int(groups["a4"]), int(groups["b4"]), int(groups["y4"])
+        # 01/02/2020 is January in the US and February elsewhere: only accept what can't be both.
+        if first != second and first <= 12 and second <= 12:
+            return None
+        month, day = (second, first) if first > 12 else (first, second)
+    else:
+        name = groups["mon2"] or groups["mon3"]
+        month = _MONTH_NUMBER[name[:3].lower()]
+        day = int(groups["d2"] or groups["d3"])
+        year = int(groups["y2"] or groups["y3"])
+    try:
+        return dt.date(year, month, day).isoformat()
+    except ValueError:
+        return None
+
+
+def _header(text: str) -> list[Line]:
+    """Lines above the story: everything before its second prose line (the first may be a dek)
+    or before an end-of-story marker that follows the first."""
+    lines: list[Line] = []
+    prose = 0
+    for line in iter_lines(text):
+        if line.prose and not line.caption and line.kind is None:
+            prose += 1
+            if prose == 2:
+                break
+        elif prose and line.kind in ("end", "final", "last"):
+            break  # a one-paragraph story: what follows is the sidebar, not the header
+        lines.append(line)
+        if len(lines) >= _HEADER_LINES:
+            break
+    return lines
+
+
+def _title(header: list[Line]) -> str | None:
+    candidates: list[str] = []
+    for line in header:
+        words = line.text
+        if line.kind is not None:
+            continue
+        if line.prose and not line.caption and not words.endswith(("?", "!")):
+            break  # the story has begun
+        if (
+            line.caption
+            or line.words > 30
+            or dateline(words)
+            or _BYLINE.match(words)
+            or _NAV_SEPARATORS.search(words)
+            or words.endswith((":", "…", "...", ","))
+            or (words.endswith(".") and not re.search(r"(?:[A-Z]\.){2,}$", words))
+        ):
+            continue
+        if line.words >= 4:
+            return words
+        candidates.append(words)
+    return candidates[0] if candidates else None
+
+
+def _author(header: list[Line]) -> str | None:
+    for line in header:
+        match = _BYLINE.match(line.text)
+        if match is None:
+            continue
+        name = re.split(r"\s*(?:[,|;]|\s[-–—]\s|\bon\b)\s*", match["name"], maxsplit=1)[0]
+        words = name.split()
+        if (
+            1 <= len(words) <= 6
+            and all(_NAME_WORD.match(word) for word in words)
+            and not _NOT_A_PERSON.search(name)
+            and not DATE_RE.search(name)
+        ):
+            return name
+    return None
+
+
+def _publisher(text: str, title: str | None) -> str | None:
+    body = find_body(text, title)
+    last_text = max((s.end for s in body if s.kind == "text"), default=None)
+    if last_text is not None:
+        # An attribution line right after the story names the outlet that wrote it.
+        for count, line in enumerate(iter_lines(text[last_text : last_text + 2000])):
+            if count >= 5:
+                break
+            if match := _ATTRIBUTION.match(line.text):
+                return match["name"].rstrip(".")
+    # A page's own brand shows up twice: as its logo and as its house byline ("By VOA News").
+    logos = {m["brand"].casefold(): m["brand"] for m in _LOGO.finditer(text)}
+    for match in _HOUSE_BYLINE.finditer(text):
+        if brand := logos.get(match["brand"].casefold()):
+            return brand
+    return None
+
+
+def extract_metadata(text: str) -> Metadata:
+    """Title, header date (ISO), byline author and publisher stated by a news page's text.
+
+    The title is the first headline-shaped line at the top (not navigation, a date stamp, a
+    byline or a sentence). The date comes only from date-stamp lines in that header, never
+    from the story. The author is the first personal "By ..." line in the header. The
+    publisher comes from an attribution line right after the story ("From The Epoch Times")
+    or from a brand seen both as the page's logo and its house byline. Unknown fields are None.
+    """
+    header = _header(text)
+    title = _title(header)
+    date = None
+    for line in header:
+        if line.prose or line.caption:
+            continue
+        match = dateline(line.text)
+        if match and (date := _iso(match)):
+            break
+    return Metadata(title, date, _author(header), _publisher(text, title))
+
+
+def infer_date(text: str, body_segments: Sequence[Segment]) -> str | None:
+    """The latest fully specified date the story's own text mentions, as ISO, or None.
+
+    For pages without a header date: a caption's "Nov. 27, 2020" bounds the publication date
+    from below. Only dates with day, month and year that can be read one way count
+    ("01/02/2020" does not), and None when the body also names a later year on its own, or
+    no such date.
+    """
+    latest: str | None = None
+    last_year = 0
+    for segment in body_segments:
+        window_end = -1
+        for year in _YEAR.finditer(text, segment.start, segment.end):
+            last_year = max(last_year, int(year.group()))
+            if year.start() < window_end:
+                continue
+            # DATE_RE is slow over long prose: only try it around each year.
+            window_end = min(segment.end, year.end() + 8)
+            for match in DATE_RE.finditer(text, max(segment.start, year.start() - 30), window_end):
+                iso = _iso(match)
+                if iso and (latest is None or iso > latest):
+                    latest = iso
+    # A later year named on its own ("in 2021") means the latest full date is not the latest
+    # event, so the bound it gives would be wrong.
+    if latest is None or last_year > int(latest[:4]):
+        return None
+    return latest

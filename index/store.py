@@ -1,0 +1,365 @@
+"""The index on disk: versioned, self-describing, switched over atomically.
+
+Layout of an index directory::
+
+    CURRENT              name of the live version directory (replaced atomically)
+    .lock                held by the one writer
+    model.onnx           query encoder exported from the verified weights
+    v-<stamp>/           one immutable version
+        manifest.json    model, dimension, chunking, per-file hashes, sizes of the files below
+        passages.sqlite  documents and passages (text, offsets, sentence spans, hashes)
+        vectors.npy      float32 [n, dim], normalised, row i = passage id i
+        faiss.index      inner-product index over vectors.npy
+        bm25/            bm25s index over the same passages
+
+Writers build a new version directory, fsync it, then replace CURRENT; readers resolve
+CURRENT once and only ever see complete versions.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import IndexDamaged, IndexLocked, IndexMissing, IndexStale
+
+FORMAT_VERSION = 1
+CURRENT = "CURRENT"
+ONNX_FILE = "model.onnx"
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    id: int
+    source: str
+    path: str
+    sha256: str
+    title: str | None
+    date: str | None
+    date_inferred: bool
+    author: str | None
+    publisher: str | None
+    encoding: str = "utf-8"
+
+
+@dataclass(frozen=True)
+class PassageRow:
+    id: int
+    doc: int
+    start: int
+    end: int
+    kind: str
+    text: str
+    sentences: tuple[tuple[int, int], ...]
+    hash: str
+
+
+@dataclass
+class Build:
+    """Everything a new version is made of, before it is written."""
+
+    documents: list[DocumentRow] = field(default_factory=list)
+    passages: list[PassageRow] = field(default_factory=list)
+    embed_texts: list[str] = field(default_factory=list)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def content_hash(model: str, text: str) -> str:
+    return hashlib.sha256(f"{model}\x00{text}".encode()).hexdigest()[:32]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for root, _, files in os.walk(path):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(Path(root))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+@contextmanager
+def writer_lock(index_dir: Path, wait: bool = False) -> Iterator[None]:
+    """Exclusive lock so two builds or updates never interleave."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise IndexLocked(
+                f"another qa process is writing the index at {index_dir}: wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def current_version(index_dir: Path) -> Path:
+    """The live version directory, or IndexMissing."""
+    pointer = Path(index_dir) / CURRENT
+    try:
+        name = pointer.read_text().strip()
+    except FileNotFoundError:
+        raise IndexMissing(
+            f"no index at {index_dir}: run `qa index build` (or `qa ask`, which builds it)"
+        ) from None
+    except OSError as error:
+        raise IndexDamaged(f"index at {index_dir} is damaged ({error}): run `qa index build`") from None
+    version = Path(index_dir) / name
+    if not name.startswith("v-") or not version.is_dir():
+        raise IndexDamaged(f"index at {index_dir} is damaged: run `qa index build`")
+    return version
+
+
+def read_manifest(index_dir: Path) -> dict[str, Any]:
+    version = current_version(index_dir)
+    try:
+        return json.loads((version / "manifest.json").read_text())
+    except (OSError, ValueError):
+        raise IndexDamaged(f"index at {index_dir} is damaged: run `qa index build`") from None
+
+
+def check_manifest(manifest: dict[str, Any], index_dir: Path, expect: dict[str, Any]) -> None:
+    """Refuse an index built by another format, model, dimension or chunker."""
+    problems = []
+    if manifest.get("format_version") != FORMAT_VERSION:
+        problems.append(f"format {manifest.get('format_version')} (this qa reads {FORMAT_VERSION})")
+    for key, want in expect.items():
+        have = _dig(manifest, key)
+        if have != want:
+            problems.append(f"{key} {have!r} (expected {want!r})")
+    if problems:
+        raise IndexStale(
+            f"index at {index_dir} was built with {'; '.join(problems)}: run `qa index build`"
+        )
+
+
+def _dig(data: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        data = data.get(part) if isinstance(data, dict) else None  # type: ignore[assignment]
+    return data
+
+
+def _open_db(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    db.execute("PRAGMA query_only = 1")
+    return db
+
+
+class Store:
+    """A read-only view of one index version."""
+
+    def __init__(self, index_dir: Path, expect: dict[str, Any] | None = None, mmap: bool = False):
+        from .vectors import FaissIndex
+
+        self.index_dir = Path(index_dir)
+        self.version = current_version(self.index_dir)
+        self.manifest = read_manifest(self.index_dir)
+        check_manifest(self.manifest, self.index_dir, expect or {})
+        damaged = IndexDamaged(f"index at {self.index_dir} is damaged: run `qa index build`")
+        for name, size in self.manifest.get("sizes", {}).items():
+            path = self.version / name
+            if not path.exists() or path.stat().st_size != size:
+                raise damaged
+        try:
+            self.vectors = FaissIndex.load(self.version / "faiss.index", mmap=mmap)
+            self.db = _open_db(self.version / "passages.sqlite")
+            (count,) = self.db.execute("SELECT count(*) FROM passages").fetchone()
+        except Exception as error:  # faiss raises RuntimeError, sqlite DatabaseError
+            raise damaged from error
+        if count != self.vectors.count or count != self.manifest["counts"]["passages"]:
+            raise damaged
+        self._documents: dict[int, DocumentRow] | None = None
+        self._bm25: Any = None
+
+    @property
+    def passage_count(self) -> int:
+        return int(self.manifest["counts"]["passages"])
+
+    @property
+    def documents(self) -> dict[int, DocumentRow]:
+        if self._documents is None:
+            rows = self.db.execute(
+                "SELECT id, source, path, sha256, title, date, date_inferred, author, publisher,"
+                " encoding FROM documents"
+            ).fetchall()
+            self._documents = {r[0]: DocumentRow(*r[:6], bool(r[6]), *r[7:]) for r in rows}
+        return self._documents
+
+    def passages(self, ids: Sequence[int]) -> list[PassageRow]:
+        """Rows for ``ids``, in that order."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            "SELECT id, doc, start, end, kind, text, sentences, hash FROM passages"
+            f" WHERE id IN ({marks})",
+            ids,
+        ).fetchall()
+        by_id = {
+            r[0]: PassageRow(r[0], r[1], r[2], r[3], r[4], r[5], _spans(r[6]), r[7]) for r in rows
+        }
+        return [by_id[i] for i in ids if i in by_id]
+
+    def all_passages(self) -> Iterator[PassageRow]:
+        for r in self.db.execute(
+            "SELECT id, doc, start, end, kind, text, sentences, hash FROM passages ORDER BY id"
+        ):
+            yield PassageRow(r[0], r[1], r[2], r[3], r[4], r[5], _spans(r[6]), r[7])
+
+    def load_vectors(self) -> np.ndarray:
+        return np.load(self.version / "vectors.npy", mmap_mode="r")
+
+    @property
+    def bm25(self) -> Any:
+        """The bm25s index over the passages (loaded on first use, memory-mapped)."""
+        if self._bm25 is None:
+            from . import lexical
+
+            try:
+                self._bm25 = lexical.load(self.version / "bm25")
+            except Exception as error:
+                raise IndexDamaged(
+                    f"index at {self.index_dir} is damaged (BM25): run `qa index build`"
+                ) from error
+        return self._bm25
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _spans(raw: str) -> tuple[tuple[int, int], ...]:
+    return tuple((int(a), int(b)) for a, b in json.loads(raw))
+
+
+def write_version(
+    index_dir: Path,
+    build: Build,
+    vectors: np.ndarray,
+    manifest: dict[str, Any],
+    progress: Progress = _no_progress,
+) -> Path:
+    """Write a complete version directory and switch CURRENT to it. Call under writer_lock."""
+    from . import lexical
+    from .vectors import FaissIndex
+
+    index_dir = Path(index_dir)
+    name = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
+    tmp = index_dir / f".tmp-{name}"
+    tmp.mkdir(parents=True)
+    try:
+        _write_db(tmp / "passages.sqlite", build)
+        vector_file = tmp / "vectors.npy"
+        out = np.lib.format.open_memmap(
+            vector_file, mode="w+", dtype=np.float32, shape=vectors.shape
+        )
+        out[:] = vectors
+        out.flush()
+        del out
+        progress("vector index", 0, len(vectors))
+        faiss_index = FaissIndex(vectors.shape[1], expected=len(vectors))
+        step = 20_000
+        for i in range(0, len(vectors), step):
+            faiss_index.add(vectors[i : i + step])
+            progress("vector index", min(i + step, len(vectors)), len(vectors))
+        faiss_index.save(tmp / "faiss.index")
+        progress("keyword index", 0, 1)
+        lexical.build([p.text for p in build.passages], tmp / "bm25")
+        progress("keyword index", 1, 1)
+        manifest = dict(manifest)
+        manifest["vector_index"] = faiss_index.params()
+        manifest["sizes"] = {
+            n: (tmp / n).stat().st_size for n in ("passages.sqlite", "vectors.npy", "faiss.index")
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        _fsync_tree(tmp)
+        os.rename(tmp, index_dir / name)
+        _fsync_dir(index_dir)
+        write_atomic(index_dir / CURRENT, name.encode())
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _remove_old_versions(index_dir, keep={name})
+    return index_dir / name
+
+
+def _remove_old_versions(index_dir: Path, keep: set[str]) -> None:
+    """Keep the new version and the one before it (a reader may still have it open)."""
+    versions = sorted(
+        (p for p in index_dir.iterdir() if p.name.startswith("v-") and p.name not in keep),
+        key=lambda p: p.stat().st_mtime,
+    )
+    for old in versions[:-1]:
+        shutil.rmtree(old, ignore_errors=True)
+    for leftover in index_dir.glob(".tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _write_db(path: Path, build: Build) -> None:
+    db = sqlite3.connect(path)
+    with db:
+        db.executescript(
+            """
+            CREATE TABLE documents (id INTEGER PRIMARY KEY, source TEXT UNIQUE, path TEXT,
+                sha256 TEXT, title TEXT, date TEXT, date_inferred INTEGER, author TEXT,
+                publisher TEXT, encoding TEXT);
+            CREATE TABLE passages (id INTEGER PRIMARY KEY, doc INTEGER, start INTEGER,
+                end INTEGER, kind TEXT, text TEXT, sentences TEXT, hash TEXT);
+            """
+        )
+        db.executemany(
+            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [
+                (d.id, d.source, d.path, d.sha256, d.title, d.date, int(d.date_inferred),
+                 d.author, d.publisher, d.encoding)
+                for d in build.documents
+            ],
+        )
+        db.executemany(
+            "INSERT INTO passages VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (p.id, p.doc, p.start, p.end, p.kind, p.text, json.dumps(p.sentences), p.hash)
+                for p in build.passages
+            ],
+        )
+    db.close()
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,53 @@
+"""Small result types returned by the query layer; JSON is ``asdict`` of these."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Where a passage comes from: ``start``/``end`` are offsets into the file's text."""
+
+    source: str
+    path: str
+    title: str | None
+    date: str | None
+    author: str | None
+    publisher: str | None
+    start: int
+    end: int
+    date_inferred: bool = False
+
+
+@dataclass(frozen=True)
+class Highlight:
+    """The sentence of a passage that best answers the question (file offsets)."""
+
+    text: str
+    start: int
+    end: int
+
+
+@dataclass
+class Passage:
+    rank: int
+    score: float
+    text: str
+    highlight: Highlight | None
+    citation: Citation
+    also: list[Citation] = field(default_factory=list)
+
+
+@dataclass
+class Answer:
+    question: str
+    answered: bool
+    passages: list[Passage]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("warnings")
+        return data

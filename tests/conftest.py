@@ -1,0 +1,67 @@
+import os
+import re
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+DATA = Path(__file__).resolve().parent / "data"
+SHARED = ROOT.parent / "shared"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+class FakeEmbedder:
+    """Deterministic bag-of-words vectors: texts sharing words are close. No model needed."""
+
+    name = "fake-bow"
+    dimension = 256
+    stopwords = frozenset("a an and at by for how in is many of on the to was what when who".split())
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                if word in self.stopwords:
+                    continue
+                out[row, zlib.crc32(word.encode()) % self.dimension] += 1.0
+            out[row] /= np.linalg.norm(out[row]) or 1.0
+        return out
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        self.calls = getattr(self, "calls", 0) + len(texts)
+        vectors = self.embed_batch(list(texts))
+        if progress:
+            progress(len(texts))
+        return vectors
+
+
+def word_count(texts: list[str]) -> list[int]:
+    return [len(t.split()) + 2 for t in texts]
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """Every test gets its own cache folder and no QA_* settings from the outside."""
+    monkeypatch.setenv("QA_HOME", str(tmp_path / "qa-home"))
+    monkeypatch.delenv("QA_DOCS", raising=False)
+    monkeypatch.delenv("QA_INDEX", raising=False)
+
+
+@pytest.fixture
+def fake_embedder():
+    return FakeEmbedder()
+
+
+def fold(text: str) -> str:
+    return " ".join(text.split())

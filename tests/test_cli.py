@@ -1,0 +1,51 @@
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+
+runner = CliRunner()
+
+
+def _corrupt_index(path):
+    path.mkdir()
+    (path / "v-1").mkdir()
+    (path / "v-1" / "manifest.json").write_text("{not json")
+    (path / "CURRENT").write_text("v-1")
+    return path
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["ask", ""], "question is empty"),
+        (["ask", "   \t "], "question is empty"),
+        (["ask", "Who?", "--docs", "{tmp}/absent"], "does not exist"),
+        (["ask", "Who?", "--docs", "{tmp}/empty"], "no readable .txt or .md articles"),
+        (["index", "build", "--docs", "{tmp}/empty", "--index", "{tmp}/ix"], "no readable"),
+        (["index", "status", "--index", "{tmp}/absent-index"], "run `qa index build`"),
+        (["index", "status", "--index", "{tmp}/corrupt"], "is damaged"),
+        (["ask", "Who?", "--index", "{tmp}/corrupt"], "is damaged"),
+    ],
+)
+def test_errors_are_one_line_on_stderr(tmp_path, args, expected):
+    (tmp_path / "empty").mkdir()
+    _corrupt_index(tmp_path / "corrupt")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert expected in result.stderr
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+
+
+def test_every_command_has_help_with_an_example():
+    for args in (["ask"], ["chat"], ["index", "build"], ["index", "update"], ["index", "status"]):
+        result = runner.invoke(app, [*args, "--help"])
+        assert result.exit_code == 0
+        assert "Example: qa" in result.stdout
+
+
+def test_no_args_shows_help():
+    result = runner.invoke(app, [])
+    assert "ask" in result.stdout and "index" in result.stdout

@@ -1,0 +1,228 @@
+from pathlib import Path
+
+import pytest
+from conftest import DATA, SEEDS, SHARED
+
+from index.clean import Segment, find_body
+from index.meta import Metadata, extract_metadata, infer_date
+
+
+def read(path: Path) -> str:
+    return path.read_bytes().decode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "stem, expected",
+    [
+        (
+            "000_3462dbd106702807",
+            Metadata(
+                "US warns of preemptive attack against forces allegedly backed by Iran",
+                "2020-01-02",
+                None,
+                None,
+            ),
+        ),
+        (
+            "001_ff616514b17d0e93",
+            Metadata(
+                "Esper: US Prepared to Take 'Preemptive' Action on Iran",
+                "2020-01-02",
+                "Carla Babb",
+                "VOA",
+            ),
+        ),
+        (
+            "002_a3394f1d188f29c5",
+            Metadata(
+                "Iran May be Planning More Attacks on US Interests: Secretary of Defense",
+                "2020-01-02",
+                "Zachary Stieber",
+                "The Epoch Times",
+            ),
+        ),
+        (
+            "003_a6f98cea0e1f5c95",
+            Metadata("Pentagon Threatens Retaliation After Attack In Iraq", None, None, None),
+        ),
+        (
+            "004_c31d4bc7025f9123",
+            Metadata(
+                "US President Donald Trump Warns Iran over Rocket Attacks on Embassy in Iraq",
+                None,
+                None,
+                None,
+            ),
+        ),
+    ],
+)
+def test_seed_metadata(stem: str, expected: Metadata) -> None:
+    assert extract_metadata(read(SEEDS / f"{stem}.txt")) == expected
+
+
+@pytest.mark.parametrize(
+    "stem, expected",
+    [
+        (
+            "harbor_share_ads",
+            Metadata(
+                "Harbor Ferry Service Returns After Two-Year Shutdown",
+                "2021-03-05",
+                "Maria Okafor",
+                "Coastline Daily",
+            ),
+        ),
+        (
+            "cookie_sidebar",
+            Metadata(
+                "Can the Drought-Hit Farms of the Valley Survive Another Dry Summer?",
+                "2021-02-08",
+                None,
+                "The Valley Ledger",
+            ),
+        ),
+        (
+            "comments_promo",
+            Metadata(
+                "Library Extends Weekend Hours After Record Summer Demand",
+                "2021-06-14",
+                "Priya Raman and Tom Ellis",
+                None,
+            ),
+        ),
+        (
+            "wire_caption",
+            Metadata(
+                "Fishing Fleet Stays in Port as Typhoon Nears Coast", "2021-01-13", None, None
+            ),
+        ),
+        (
+            "crlf_warning",
+            Metadata("Gale Warning Issued for Northern Ports", "2021-03-04", None, None),
+        ),
+        ("squad_style", Metadata("Lighthouse keeping", None, None, None)),
+    ],
+)
+def test_invented_page_metadata(stem: str, expected: Metadata) -> None:
+    assert extract_metadata(read(DATA / f"{stem}.txt")) == expected
+
+
+SQUAD = sorted((SHARED / "bench" / "squad-a" / "docs").glob("*.txt"))
+
+
+@pytest.mark.skipif(not SQUAD, reason="shared SQuAD bench not present")
+@pytest.mark.parametrize("path", SQUAD, ids=lambda p: p.stem)
+def test_squad_style_file(path: Path) -> None:
+    text = read(path)
+    meta = extract_metadata(text)
+    first, *rest = [line.strip() for line in text.splitlines() if line.strip()]
+    assert meta == Metadata(first, None, None, None)
+    body = "\n".join(text[s.start : s.end] for s in find_body(text, meta.title))
+    assert all(line in body for line in rest)
+    assert first not in body.splitlines()
+
+
+DOC = (
+    "{line}\nA Headline About the Harbor Plan\n\nThe council approved the harbor plan on a vote.\n"
+)
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("Updated January 02, 2020 07:53 PM", "2020-01-02"),
+        (" date 2020-01-02 USA", "2020-01-02"),
+        ("Thursday, 2 January 2020", "2020-01-02"),
+        ("January 2, 2020US News", "2020-01-02"),
+        ("Wed, 01/01/2020 - 11:10", "2020-01-01"),
+        ("2020-01-02", "2020-01-02"),
+        ("Published: Sept. 9, 2019 at 8:00 a.m. ET", "2019-09-09"),
+        ("Posted 13/04/2021", "2021-04-13"),
+        ("Posted 03/04/2021", None),  # March 4th or 3 April: not invented
+        ("February 30, 2020", None),
+        ("Home | World", None),
+    ],
+)
+def test_header_date_lines(line: str, expected: str | None) -> None:
+    assert extract_metadata(DOC.format(line=line)).date == expected
+
+
+def test_dates_in_story_prose_are_not_the_header_date() -> None:
+    text = (
+        "Harbor Plan Approved After Long Debate\n\n"
+        "The council approved the plan on Jan. 5, 2021, after a year of hearings.\n"
+        "Work starts in the spring, officials said on Tuesday.\n"
+    )
+    meta = extract_metadata(text)
+    assert meta.date is None and meta.date_inferred is False
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("By Carla Babb", "Carla Babb"),
+        ("By Jane Doe, Reuters", "Jane Doe"),
+        ("BY Mary-Ann O’Neil | Staff Writer", "Mary-Ann O’Neil"),
+        ("By VOA News", None),
+        ("By Associated Press", None),
+        ("By registering for the newsletter, you agree to the Privacy Policy.", None),
+    ],
+)
+def test_author_bylines(line: str, expected: str | None) -> None:
+    assert extract_metadata(DOC.format(line=line)).author == expected
+
+
+def test_bylines_after_the_story_are_not_the_author() -> None:
+    text = (
+        DOC.format(line="Local News") + "Related Stories\nSomething Else Happened\nBy Jeff Seldin\n"
+    )
+    assert extract_metadata(text).author is None
+
+
+def test_publisher_needs_logo_and_house_byline() -> None:
+    assert extract_metadata(DOC.format(line="Reuters logo")).publisher is None
+    both = DOC.format(line="Harbor Times logo") + "\nMore\nBy Harbor Times Staff\n"
+    assert extract_metadata(both).publisher == "Harbor Times"
+
+
+@pytest.mark.parametrize("text", ["", "  \n \r\n", "x", "One sentence only.", "\u2028\u2029"])
+def test_empty_and_tiny_inputs(text: str) -> None:
+    meta = extract_metadata(text)
+    assert meta.date is None and meta.author is None and meta.publisher is None
+
+
+@pytest.mark.parametrize(
+    "stem, expected",
+    [
+        ("004_c31d4bc7025f9123", "2020-11-27"),  # "Nov. 27, 2020" in a caption
+        ("003_a6f98cea0e1f5c95", None),  # "January 3" has no year
+        ("000_3462dbd106702807", None),
+    ],
+)
+def test_infer_date_from_seed_prose(stem: str, expected: str | None) -> None:
+    text = read(SEEDS / f"{stem}.txt")
+    assert infer_date(text, find_body(text, extract_metadata(text).title)) == expected
+
+
+def test_extract_metadata_does_not_infer() -> None:
+    meta = extract_metadata(read(SEEDS / "004_c31d4bc7025f9123.txt"))
+    assert meta.date is None and not meta.date_inferred
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("Talks began on March 3, 2021 and ended on 9 March 2021.", "2021-03-09"),
+        ("The deal was signed on 03/04/2021 in the capital.", None),  # day/month ambiguous
+        ("The deal was signed on 13/04/2021 in the capital.", "2021-04-13"),
+        ("Talks began on March 3, 2021 and the new rules apply from 2022.", None),
+        ("Talks began in March and ended last week.", None),
+    ],
+)
+def test_infer_date_only_when_unambiguous(body: str, expected: str | None) -> None:
+    assert infer_date(body, [Segment(0, len(body), "text")]) == expected
+
+
+def test_infer_date_reads_only_the_given_segments() -> None:
+    text = "Dated 1 May 2021 in the header.\nThe story says nothing about when."
+    assert infer_date(text, [Segment(32, len(text), "text")]) is None

@@ -1,0 +1,122 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from index.errors import DocsError, IndexDamaged, IndexMissing, IndexStale
+from index.pipeline import build_index, docs_changes, update_index
+from index.store import Store, current_version
+from index.vectors import FaissIndex, NumpyIndex
+from qa.engine import Engine
+
+from conftest import DATA, SEEDS, FakeEmbedder, fold, word_count
+
+
+def _build(docs, index, embedder=None, **kw):
+    return build_index(docs, index, embedder=embedder or FakeEmbedder(), count_tokens=word_count, **kw)
+
+
+@pytest.fixture
+def seed_index(tmp_path):
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    index = tmp_path / "index"
+    _build(docs, index)
+    return docs, index
+
+
+def test_round_trip_keeps_offsets_and_metadata(seed_index):
+    docs, index = seed_index
+    store = Store(index)
+    assert store.passage_count == store.vectors.count > 10
+    files = {d.source: (docs / f"{d.source}.txt").read_text() for d in store.documents.values()}
+    for row in store.all_passages():
+        source = store.documents[row.doc].source
+        assert fold(files[source][row.start:row.end]) == fold(row.text)
+        for s, e in row.sentences:
+            assert row.start <= s < e <= row.end
+    manifest = store.manifest
+    assert manifest["model"]["name"] == "fake-bow"
+    assert set(manifest["files"]) == {p.stem for p in SEEDS.glob("*.txt")}
+
+
+@pytest.mark.parametrize("k", [1, 5, 20])
+def test_faiss_matches_numpy_oracle(k):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(500, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = vectors[:10] + rng.normal(scale=0.1, size=(10, 32)).astype(np.float32)
+    exact, flat = NumpyIndex(32), FaissIndex(32)
+    exact.add(vectors)
+    flat.add(vectors)
+    s1, i1 = exact.search(queries, k)
+    s2, i2 = flat.search(queries, k)
+    assert (i1 == i2).all()
+    np.testing.assert_allclose(s1, s2, rtol=1e-5, atol=1e-5)
+
+
+def test_engine_answers_with_fake_embedder(seed_index):
+    _, index = seed_index
+    engine = Engine(index, embedder=FakeEmbedder())
+    answer = engine.ask("How many rockets landed at the Taji base?", k=3)
+    assert [p.rank for p in answer.passages] == [1, 2, 3]
+    assert any("18 rockets" in p.text for p in answer.passages)
+    for p in answer.passages:
+        assert p.citation.start <= p.highlight.start < p.highlight.end <= p.citation.end
+        assert p.highlight.text in p.text
+
+
+def test_missing_index_and_empty_docs(tmp_path):
+    with pytest.raises(IndexMissing):
+        Store(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DocsError):
+        _build(tmp_path / "empty", tmp_path / "index")
+    with pytest.raises(DocsError):
+        _build(tmp_path / "absent", tmp_path / "index")
+
+
+def test_manifest_mismatch_is_stale(seed_index):
+    _, index = seed_index
+    manifest_path = current_version(index) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["model"]["name"] = "some-other-model"
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexStale, match="qa index build"):
+        Engine(index, embedder=FakeEmbedder())
+
+
+def test_truncated_files_are_damaged(seed_index):
+    _, index = seed_index
+    faiss_file = current_version(index) / "faiss.index"
+    faiss_file.write_bytes(faiss_file.read_bytes()[:100])
+    with pytest.raises(IndexDamaged, match="damaged"):
+        Store(index)
+
+
+def test_update_embeds_only_new_passages(seed_index):
+    docs, index = seed_index
+    new = docs / "new_article.txt"
+    new.write_text("Zanzibar Harbour Reopens\n\nThe harbour of Zanzibar reopened on Monday after "
+                   "a storm. Fishermen returned to work at dawn.\n")
+    embedder = FakeEmbedder()
+    report = update_index(docs, index, embedder=embedder, count_tokens=word_count)
+    assert report.added == ["new_article"] and not report.changed and not report.removed
+    assert report.embedded == embedder.calls == 1
+    store = Store(index)
+    assert "new_article" in {d.source for d in store.documents.values()}
+    assert not docs_changes(docs, store.manifest)
+    new.unlink()
+    report = update_index(docs, index, embedder=FakeEmbedder(), count_tokens=word_count)
+    assert report.removed == ["new_article"] and report.embedded == 0
+    assert "new_article" not in {d.source for d in Store(index).documents.values()}
+
+
+def test_old_versions_are_pruned(seed_index):
+    docs, index = seed_index
+    for _ in range(3):
+        _build(docs, index)
+    versions = [p for p in index.iterdir() if p.name.startswith("v-")]
+    assert len(versions) == 2
+    assert current_version(index) in versions
