@@ -276,8 +276,10 @@ def render(answer: Answer, console: Console) -> None:
         text, start = passage.text, passage.citation.start
         if passage.highlight:
             a, b = passage.highlight.start - start, passage.highlight.end - start
+            # Without colour (a pipe, NO_COLOR) the answering sentence is marked with » «.
+            plain = console.no_color or not console.is_terminal
             body.append(text[:a])
-            body.append(text[a:b], style="bold yellow")
+            body.append(f"»{text[a:b]}«" if plain else text[a:b], style="bold yellow")
             body.append(text[b:])
         else:
             body.append(text)

@@ -1,0 +1,9 @@
+from conftest import ROOT
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    command = next(line for line in ci if "pytest" in line)
+    assert command in readme
+    assert "pip install torch==2.13.0 && pip install -e" in command
