@@ -96,24 +96,24 @@ def _header(text: str) -> list[Line]:
 def _title(header: list[Line]) -> str | None:
     candidates: list[str] = []
     for line in header:
-        words = line.text
+        text = line.text
         if line.kind is not None:
             continue
-        if line.prose and not line.caption and not words.endswith(("?", "!")):
+        if line.prose and not line.caption and not text.endswith(("?", "!")):
             break  # the story has begun
         if (
             line.caption
             or line.words > 30
-            or dateline(words)
-            or _BYLINE.match(words)
-            or _NAV_SEPARATORS.search(words)
-            or words.endswith((":", "…", "...", ","))
-            or (words.endswith(".") and not re.search(r"(?:[A-Z]\.){2,}$", words))
+            or dateline(text)
+            or _BYLINE.match(text)
+            or _NAV_SEPARATORS.search(text)
+            or text.endswith((":", "…", "...", ","))
+            or (text.endswith(".") and not re.search(r"(?:[A-Z]\.){2,}$", text))
         ):
             continue
         if line.words >= 4:
-            return words
-        candidates.append(words)
+            return " ".join(text.split())
+        candidates.append(" ".join(text.split()))
     return candidates[0] if candidates else None
 
 
