@@ -224,7 +224,9 @@ def _write(
     return report
 
 
-def _previous(index_dir: Path, embedder: Any) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
+def _previous(
+    index_dir: Path, embedder: Any
+) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
     """The old manifest and its vectors by content hash, when the old index is compatible."""
     try:
         old = store.Store(index_dir, expect=expected_manifest(embedder.name, embedder.dimension))

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,9 @@ def current_version(index_dir: Path) -> Path:
             f"no index at {index_dir}: run `qa index build` (or `qa ask`, which builds it)"
         ) from None
     except OSError as error:
-        raise IndexDamaged(f"index at {index_dir} is damaged ({error}): run `qa index build`") from None
+        raise IndexDamaged(
+            f"index at {index_dir} is damaged ({error}): run `qa index build`"
+        ) from None
     version = Path(index_dir) / name
     if not name.startswith("v-") or not version.is_dir():
         raise IndexDamaged(f"index at {index_dir} is damaged: run `qa index build`")
@@ -362,4 +364,4 @@ def _write_db(path: Path, build: Build) -> None:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

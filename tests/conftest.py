@@ -21,7 +21,9 @@ class FakeEmbedder:
 
     name = "fake-bow"
     dimension = 256
-    stopwords = frozenset("a an and at by for how in is many of on the to was what when who".split())
+    stopwords = frozenset(
+        "a an and at by for how in is many of on the to was what when who".split()
+    )
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
@@ -56,6 +58,21 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("QA_HOME", str(tmp_path / "qa-home"))
     monkeypatch.delenv("QA_DOCS", raising=False)
     monkeypatch.delenv("QA_INDEX", raising=False)
+
+
+@pytest.fixture(scope="session")
+def real_index(tmp_path_factory):
+    """(docs, index): the seed articles indexed once per test session with the real model.
+    Tests must not modify either; copy them first."""
+    import shutil
+
+    from index.pipeline import build_index
+
+    root = tmp_path_factory.mktemp("real")
+    docs = root / "docs"
+    shutil.copytree(SEEDS, docs)
+    build_index(docs, root / "index")
+    return docs, root / "index"
 
 
 @pytest.fixture

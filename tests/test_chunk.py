@@ -1,7 +1,7 @@
+from conftest import word_count
+
 from index.chunk import chunk_segments, split_sentences
 from index.clean import Segment
-
-from conftest import word_count
 
 
 def test_split_sentences_keeps_abbreviations_together():

@@ -1,16 +1,13 @@
 """Golden queries with the real model over the seed articles (slow: builds a real index)."""
 
 import json
-import shutil
 
 import pytest
+from conftest import DATA, fold
 from typer.testing import CliRunner
 
 from cli import app
-from index.pipeline import build_index
 from qa.engine import Engine
-
-from conftest import DATA, SEEDS, fold
 
 pytestmark = pytest.mark.slow
 
@@ -22,15 +19,6 @@ FURNITURE = [
     "Your email address will not be published", "Warning: Use of undefined constant",
     "27 − = 21", "US Slaps Sanctions on Cuba", "Robots Stole Blue Collar Jobs",
 ]
-
-
-@pytest.fixture(scope="module")
-def real_index(tmp_path_factory):
-    root = tmp_path_factory.mktemp("real")
-    docs = root / "docs"
-    shutil.copytree(SEEDS, docs)
-    build_index(docs, root / "index")
-    return docs, root / "index"
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import SEEDS, FakeEmbedder, fold, word_count
 
 from index.errors import DocsError, IndexDamaged, IndexMissing, IndexStale
 from index.pipeline import build_index, docs_changes, update_index
@@ -10,11 +11,10 @@ from index.store import Store, current_version
 from index.vectors import FaissIndex, NumpyIndex
 from qa.engine import Engine
 
-from conftest import DATA, SEEDS, FakeEmbedder, fold, word_count
-
 
 def _build(docs, index, embedder=None, **kw):
-    return build_index(docs, index, embedder=embedder or FakeEmbedder(), count_tokens=word_count, **kw)
+    embedder = embedder or FakeEmbedder()
+    return build_index(docs, index, embedder=embedder, count_tokens=word_count, **kw)
 
 
 @pytest.fixture

