@@ -144,12 +144,17 @@ def index_build(docs: DocsOption = None, index: IndexOption = None) -> None:
         _stderr().print(
             f"indexed {report.documents} documents, {report.passages} passages "
             f"({report.embedded} embedded) into {index}"
+            + (f"; skipped {len(report.skipped)} unusable file(s)" if report.skipped else ""),
+            soft_wrap=True,
         )
 
 
 @index_app.command("update")
 def index_update(docs: DocsOption = None, index: IndexOption = None) -> None:
     """Bring the index in line with DOCS, embedding only new or changed passages.
+
+    Builds the index when there is none. An index built with another model or chunker
+    cannot be updated: the error says to run `qa index build`.
 
     Example: qa index update --docs seeds/
     """
@@ -159,9 +164,12 @@ def index_update(docs: DocsOption = None, index: IndexOption = None) -> None:
         report = _build(docs, index, update=True)
         out = _stderr()
         for label, names in (("added", report.added), ("changed", report.changed),
-                             ("removed", report.removed)):
-            out.print(f"{label}: {len(names)} file(s)" + (f" ({', '.join(names[:10])})"
-                                                          if names else ""))
+                             ("removed", report.removed), ("skipped", report.skipped)):
+            if label == "skipped" and not names:
+                continue
+            more = f", … {len(names) - 10} more" if len(names) > 10 else ""
+            out.print(f"{label}: {len(names)} file(s)" + (f" ({', '.join(names[:10])}{more})"
+                                                          if names else ""), soft_wrap=True)
         out.print(
             f"embedded {report.embedded} new passage(s); index has {report.documents} documents,"
             f" {report.passages} passages"
@@ -232,7 +240,7 @@ def index_status(
 
 def open_engine(docs: Path | None, index: Path | None, refresh: bool = False) -> Engine:
     """Load the index for DOCS, building it first when there is none."""
-    from index.errors import IndexMissing
+    from index.errors import IndexLocked, IndexMissing
     from index.pipeline import docs_changes
     from qa.engine import Engine
 
@@ -241,16 +249,30 @@ def open_engine(docs: Path | None, index: Path | None, refresh: bool = False) ->
         engine = Engine(index)
     except IndexMissing:
         from index.pipeline import check_docs
+        from index.store import writer_lock
 
         check_docs(docs)
         _stderr().print(f"no index yet for {docs}: building it at {index}", soft_wrap=True)
-        _build(docs, index)
+        try:
+            _build(docs, index)
+        except IndexLocked:
+            # Another qa is building this very index: wait for it rather than fail.
+            _stderr().print("another qa process is building it: waiting", soft_wrap=True)
+            with writer_lock(index, wait=True):
+                pass
         return Engine(index)
     docs = _indexed_docs(docs, index, given)
     changes = docs_changes(docs, engine.store.manifest)
     if changes and refresh:
+        from index.store import writer_lock
+
         engine.close()
-        _build(docs, index, update=True)
+        try:
+            _build(docs, index, update=True)
+        except IndexLocked:
+            _stderr().print("another qa process is updating the index: waiting", soft_wrap=True)
+            with writer_lock(index, wait=True):
+                pass
         return Engine(index)
     if changes:
         warn(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,15 @@ from .errors import DocsError
 SUFFIXES = (".txt", ".md")
 # Larger files are read but their text is capped: the index is for articles, not dumps.
 MAX_CHARS = 20_000_000
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that was found but not indexed, and why (kept so updates don't re-report it)."""
+
+    source: str
+    path: Path
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -28,8 +39,12 @@ class Document:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    """Hex sha256 of a regular file, read in blocks; OSError for FIFOs, devices, folders."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        digest = hashlib.sha256()
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -67,15 +82,35 @@ def source_name(path: Path, docs_dir: Path) -> str:
     return path.relative_to(docs_dir).with_suffix("").as_posix()
 
 
-def read_document(path: Path, docs_dir: Path, warn: Callable[[str], None]) -> Document | None:
-    """Decode one file, or warn and return None when it is not usable text."""
+def _read_regular(path: Path) -> bytes:
+    """The bytes of a regular file; OSError for anything else (a FIFO would block forever)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return f.read()
+
+
+def read_document(
+    path: Path,
+    docs_dir: Path,
+    warn: Callable[[str], None],
+    skipped: Callable[[Skipped], None] = lambda _: None,
+) -> Document | None:
+    """Decode one file, or warn, report it to ``skipped`` and return None when it is not
+    usable text."""
+
+    def skip(reason: str) -> None:
+        warn(f"skipping {path}: {reason}")
+        skipped(Skipped(source_name(path, docs_dir), path, reason))
+
     try:
-        data = path.read_bytes()
+        data = _read_regular(path)
     except OSError as error:
-        warn(f"skipping {path}: {error.strerror or error}")
+        skip(error.strerror or str(error))
         return None
     if b"\x00" in data[:8192]:
-        warn(f"skipping {path}: binary file, not text")
+        skip("binary file, not text")
         return None
     encoding = "utf-8"
     try:
@@ -86,25 +121,29 @@ def read_document(path: Path, docs_dir: Path, warn: Callable[[str], None]) -> Do
         encoding = "latin-1"
         controls = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\t\n\r\f")
         if controls > len(text[:8192]) * 0.01:
-            warn(f"skipping {path}: not UTF-8 and not readable text")
+            skip("not UTF-8 and not readable text")
             return None
         warn(f"{path} is not UTF-8: read it as Latin-1")
     if len(text) > MAX_CHARS:
         warn(f"{path} has {len(text):,} characters: indexing only the first {MAX_CHARS:,}")
         text = text[:MAX_CHARS]
     if not text.strip():
-        warn(f"skipping {path}: empty file")
+        skip("empty file")
         return None
     digest = hashlib.sha256(data).hexdigest()
+    del data
     return Document(source_name(path, docs_dir), path, text, digest, encoding)
 
 
 def load_documents(
-    docs_dir: Path, warn: Callable[[str], None] = lambda _: None
+    docs_dir: Path,
+    warn: Callable[[str], None] = lambda _: None,
+    skipped: Callable[[Skipped], None] = lambda _: None,
 ) -> Iterator[Document]:
-    """Yield every readable article under ``docs_dir``; unusable files produce a warning."""
+    """Yield every readable article under ``docs_dir``; unusable files produce a warning and
+    are passed to ``skipped``."""
     docs_dir = Path(docs_dir)
     for path in find_files(docs_dir, warn):
-        document = read_document(path, docs_dir, warn)
+        document = read_document(path, docs_dir, warn, skipped)
         if document is not None:
             yield document

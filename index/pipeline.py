@@ -14,7 +14,7 @@ from . import store
 from .chunk import CHUNK_VERSION, MAX_TOKENS, OVERLAP_SENTENCES, Counter, chunk_segments
 from .clean import find_body
 from .errors import DocsError, IndexMissing
-from .load import Document, find_files, load_documents
+from .load import Document, Skipped, find_files, load_documents
 from .meta import extract_metadata
 from .store import Build, DocumentRow, PassageRow, Progress, content_hash
 
@@ -54,6 +54,7 @@ class Report:
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
     version: Path | None = None
 
 
@@ -90,8 +91,29 @@ def prepare(
 
 
 def _file_entry(document: Document) -> dict[str, Any]:
-    stat = document.path.stat()
-    return {"sha256": document.sha256, "size": stat.st_size, "mtime": stat.st_mtime}
+    size, mtime = _stat(document.path)
+    return {"sha256": document.sha256, "size": size, "mtime": mtime}
+
+
+def _skipped_entry(skipped: Skipped) -> dict[str, Any]:
+    """Skipped files are recorded too, so `status` and `ask` don't report them as new forever;
+    a skipped file that changes (fixed, or replaced) counts as changed and is tried again."""
+    from .load import file_sha256
+
+    size, mtime = _stat(skipped.path)
+    try:
+        digest: str | None = file_sha256(skipped.path)
+    except OSError:
+        digest = None
+    return {"sha256": digest, "size": size, "mtime": mtime, "skipped": skipped.reason}
+
+
+def _stat(path: Path) -> tuple[int | None, float | None]:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None, None
+    return stat.st_size, stat.st_mtime
 
 
 def _manifest(build: Build, embedder: Any, docs_dir: Path, created: str | None) -> dict[str, Any]:
@@ -129,7 +151,15 @@ def _default_embedder() -> Any:
 def _default_counter() -> Counter:
     from .embed import count_tokens
 
-    return count_tokens
+    def batched(texts: list[str]) -> list[int]:
+        # The tokenizer keeps every encoding of a batch alive; a paragraph run of a huge file
+        # can hold hundreds of thousands of sentences, so count them a slice at a time.
+        counts: list[int] = []
+        for i in range(0, len(texts), 4096):
+            counts.extend(count_tokens(texts[i : i + 4096]))
+        return counts
+
+    return batched
 
 
 def _embed(
@@ -176,22 +206,28 @@ def build_index(
     warn: Warn = _ignore,
     reuse_vectors: bool = False,
 ) -> Report:
-    """Index every article under ``docs_dir`` into a new version at ``index_dir``."""
+    """Index every article under ``docs_dir`` into a new version at ``index_dir``.
+
+    Raises IndexLocked when another process is writing the same index.
+    """
     check_docs(docs_dir)
-    documents = list(load_documents(Path(docs_dir), warn))
-    if not documents:
-        raise DocsError(
-            f"no readable .txt or .md articles in {docs_dir}: add article files or pass --docs DIR"
-        )
     index_dir = Path(index_dir)
     with store.writer_lock(index_dir):
-        return _write(documents, docs_dir, index_dir, embedder, count_tokens, progress,
-                      reuse_vectors)
+        store.remove_leftovers(index_dir)
+        skipped: list[Skipped] = []
+        documents = list(load_documents(Path(docs_dir), warn, skipped.append))
+        if not documents:
+            raise DocsError(
+                f"no readable .txt or .md articles in {docs_dir}: add article files or pass "
+                "--docs DIR"
+            )
+        return _write(documents, skipped, docs_dir, index_dir, embedder, count_tokens,
+                      progress, reuse_vectors)
 
 
 def _write(
-    documents: list[Document], docs_dir: Path, index_dir: Path, embedder: Any,
-    count_tokens: Counter | None, progress: Progress, reuse_vectors: bool,
+    documents: list[Document], skipped: list[Skipped], docs_dir: Path, index_dir: Path,
+    embedder: Any, count_tokens: Counter | None, progress: Progress, reuse_vectors: bool,
 ) -> Report:
     embedder = embedder or _default_embedder()
     count_tokens = count_tokens or _default_counter()
@@ -202,22 +238,27 @@ def _write(
     build = prepare(documents, count_tokens, embedder.name, progress)
     if not build.passages:
         raise DocsError(f"no article text found in {docs_dir}: nothing to index")
+    for item in skipped:
+        build.files.setdefault(item.source, _skipped_entry(item))
     vectors, embedded = _embed(
         embedder, build.embed_texts, progress, reuse, [p.hash for p in build.passages]
     )
-    ensure_query_model(index_dir, embedder.name)
+    ensure_query_model(index_dir, embedder.name, verify=True)
     manifest = _manifest(build, embedder, docs_dir, old.get("created") if old else None)
     onnx = index_dir / store.ONNX_FILE
     if onnx.exists():
         manifest["model"]["onnx"] = {"file": store.ONNX_FILE, "size": onnx.stat().st_size}
     version = store.write_version(index_dir, build, vectors, manifest, progress)
     report = Report(len(build.documents), len(build.passages), embedded, version=version)
+    report.skipped = sorted(s for s, entry in build.files.items() if entry.get("skipped"))
     if old is not None:
         before, after = old.get("files", {}), build.files
         report.added = sorted(set(after) - set(before))
         report.removed = sorted(set(before) - set(after))
         report.changed = sorted(
-            s for s in set(after) & set(before) if after[s]["sha256"] != before[s]["sha256"]
+            s for s in set(after) & set(before)
+            if (after[s]["sha256"], after[s].get("skipped")) !=
+            (before[s].get("sha256"), before[s].get("skipped"))
         )
     else:
         report.added = sorted(build.files)
@@ -232,25 +273,41 @@ def _previous(
         old = store.Store(index_dir, expect=expected_manifest(embedder.name, embedder.dimension))
     except IndexMissing:
         return None, {}
-    vectors = old.load_vectors()
-    reuse = {p.hash: np.array(vectors[p.id]) for p in old.all_passages()}
-    manifest = old.manifest
-    old.close()
-    return manifest, reuse
+    try:
+        vectors = old.load_vectors()
+        reuse = {p.hash: np.array(vectors[p.id]) for p in old.all_passages()}
+    finally:
+        old.close()
+    return old.manifest, reuse
 
 
-def ensure_query_model(index_dir: Path, model_name: str) -> None:
-    """Export the ONNX query encoder once per index directory (real model only)."""
+def ensure_query_model(index_dir: Path, model_name: str, verify: bool = False) -> None:
+    """Export the ONNX query encoder once per index directory (real model only).
+
+    With ``verify`` (builds and updates), an existing export whose sha256 no longer matches
+    the one recorded beside it (truncated, corrupt) is exported again.
+    """
     from .model import MODEL_NAME
 
     if model_name != MODEL_NAME:
         return
     target = index_dir / store.ONNX_FILE
+    stamp = index_dir / f"{store.ONNX_FILE}.sha256"
+    if target.exists() and verify:
+        from .model import sha256_file
+
+        try:
+            intact = stamp.read_text().strip() == sha256_file(target)
+        except OSError:
+            intact = False
+        if not intact:
+            target.unlink()
     if not target.exists():
         from .model import export_onnx
 
         index_dir.mkdir(parents=True, exist_ok=True)
-        export_onnx(target)
+        digest = export_onnx(target)
+        store.write_atomic(stamp, digest.encode())
 
 
 def update_index(
@@ -299,13 +356,13 @@ def docs_changes(docs_dir: Path, manifest: dict[str, Any]) -> Changes:
         if entry is None:
             changes.added.append(source)
             continue
+        if _stat(path) == (entry.get("size"), entry.get("mtime")):
+            continue
         try:
-            stat = os.stat(path)
-            if stat.st_size == entry["size"] and stat.st_mtime == entry["mtime"]:
-                continue
-            if file_sha256(path) != entry["sha256"]:
-                changes.changed.append(source)
+            digest: str | None = file_sha256(path)
         except OSError:
+            digest = None
+        if digest is None or digest != entry.get("sha256"):
             changes.changed.append(source)
     changes.removed = sorted(set(indexed) - seen)
     return changes

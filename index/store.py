@@ -151,9 +151,13 @@ def current_version(index_dir: Path) -> Path:
 def read_manifest(index_dir: Path) -> dict[str, Any]:
     version = current_version(index_dir)
     try:
-        return json.loads((version / "manifest.json").read_text())
+        manifest = json.loads((version / "manifest.json").read_text())
     except (OSError, ValueError):
-        raise IndexDamaged(f"index at {index_dir} is damaged: run `qa index build`") from None
+        manifest = None
+    counts = manifest.get("counts") if isinstance(manifest, dict) else None
+    if not isinstance(counts, dict) or not isinstance(counts.get("passages"), int):
+        raise IndexDamaged(f"index at {index_dir} is damaged: run `qa index build`")
+    return manifest
 
 
 def check_manifest(manifest: dict[str, Any], index_dir: Path, expect: dict[str, Any]) -> None:
@@ -194,10 +198,16 @@ class Store:
         self.manifest = read_manifest(self.index_dir)
         check_manifest(self.manifest, self.index_dir, expect or {})
         damaged = IndexDamaged(f"index at {self.index_dir} is damaged: run `qa index build`")
-        for name, size in self.manifest.get("sizes", {}).items():
-            path = self.version / name
-            if not path.exists() or path.stat().st_size != size:
-                raise damaged
+        if not _sizes_match(self.version, self.manifest.get("sizes")):
+            raise damaged
+        onnx = self.manifest.get("model", {}).get("onnx")
+        if isinstance(onnx, dict) and not _sizes_match(
+            self.index_dir, {ONNX_FILE: onnx.get("size")}
+        ):
+            raise IndexDamaged(
+                f"index at {self.index_dir} is damaged (the query model {ONNX_FILE} is missing or"
+                " truncated): run `qa index build`"
+            )
         try:
             self.vectors = FaissIndex.load(self.version / "faiss.index", mmap=mmap)
             self.db = _open_db(self.version / "passages.sqlite")
@@ -216,10 +226,10 @@ class Store:
     @property
     def documents(self) -> dict[int, DocumentRow]:
         if self._documents is None:
-            rows = self.db.execute(
+            rows = self._query(
                 "SELECT id, source, path, sha256, title, date, date_inferred, author, publisher,"
                 " encoding FROM documents"
-            ).fetchall()
+            )
             self._documents = {r[0]: DocumentRow(*r[:6], bool(r[6]), *r[7:]) for r in rows}
         return self._documents
 
@@ -229,24 +239,47 @@ class Store:
         if not ids:
             return []
         marks = ",".join("?" * len(ids))
-        rows = self.db.execute(
+        rows = self._query(
             "SELECT id, doc, start, end, kind, text, sentences, hash FROM passages"
             f" WHERE id IN ({marks})",
             ids,
-        ).fetchall()
-        by_id = {
-            r[0]: PassageRow(r[0], r[1], r[2], r[3], r[4], r[5], _spans(r[6]), r[7]) for r in rows
-        }
+        )
+        try:
+            by_id = {
+                r[0]: PassageRow(r[0], r[1], r[2], r[3], r[4], r[5], _spans(r[6]), r[7])
+                for r in rows
+            }
+        except (ValueError, TypeError) as error:
+            raise self._damaged("passages.sqlite") from error
         return [by_id[i] for i in ids if i in by_id]
 
     def all_passages(self) -> Iterator[PassageRow]:
-        for r in self.db.execute(
-            "SELECT id, doc, start, end, kind, text, sentences, hash FROM passages ORDER BY id"
-        ):
-            yield PassageRow(r[0], r[1], r[2], r[3], r[4], r[5], _spans(r[6]), r[7])
+        try:
+            for r in self.db.execute(
+                "SELECT id, doc, start, end, kind, text, sentences, hash FROM passages ORDER BY id"
+            ):
+                yield PassageRow(r[0], r[1], r[2], r[3], r[4], r[5], _spans(r[6]), r[7])
+        except (sqlite3.DatabaseError, ValueError, TypeError) as error:
+            raise self._damaged("passages.sqlite") from error
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """Run a read query; a corrupt database file is IndexDamaged, not a traceback."""
+        try:
+            return self.db.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as error:
+            raise self._damaged("passages.sqlite") from error
+
+    def _damaged(self, what: str) -> IndexDamaged:
+        return IndexDamaged(f"index at {self.index_dir} is damaged ({what}): run `qa index build`")
 
     def load_vectors(self) -> np.ndarray:
-        return np.load(self.version / "vectors.npy", mmap_mode="r")
+        try:
+            vectors = np.load(self.version / "vectors.npy", mmap_mode="r")
+        except (OSError, ValueError) as error:
+            raise self._damaged("vectors.npy") from error
+        if vectors.ndim != 2 or vectors.shape[0] != self.passage_count:
+            raise self._damaged("vectors.npy")
+        return vectors
 
     @property
     def bm25(self) -> Any:
@@ -264,6 +297,27 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _sizes_match(directory: Path, sizes: Any) -> bool:
+    if not isinstance(sizes, dict):
+        return False
+    for name, size in sizes.items():
+        try:
+            if (directory / name).stat().st_size != size:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _file_sizes(directory: Path) -> dict[str, int]:
+    """Size of every file under ``directory``, by relative path (checked on every load)."""
+    return {
+        p.relative_to(directory).as_posix(): p.stat().st_size
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _spans(raw: str) -> tuple[tuple[int, int], ...]:
@@ -306,31 +360,43 @@ def write_version(
         progress("keyword index", 1, 1)
         manifest = dict(manifest)
         manifest["vector_index"] = faiss_index.params()
-        manifest["sizes"] = {
-            n: (tmp / n).stat().st_size for n in ("passages.sqlite", "vectors.npy", "faiss.index")
-        }
+        manifest["sizes"] = _file_sizes(tmp)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
         _fsync_tree(tmp)
+        previous = _live_name(index_dir)
         os.rename(tmp, index_dir / name)
         _fsync_dir(index_dir)
         write_atomic(index_dir / CURRENT, name.encode())
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _remove_old_versions(index_dir, keep={name})
+    _remove_old_versions(index_dir, keep={name, previous} - {None})  # type: ignore[arg-type]
     return index_dir / name
 
 
+def _live_name(index_dir: Path) -> str | None:
+    try:
+        return (index_dir / CURRENT).read_text().strip() or None
+    except OSError:
+        return None
+
+
 def _remove_old_versions(index_dir: Path, keep: set[str]) -> None:
-    """Keep the new version and the one before it (a reader may still have it open)."""
-    versions = sorted(
-        (p for p in index_dir.iterdir() if p.name.startswith("v-") and p.name not in keep),
-        key=lambda p: p.stat().st_mtime,
-    )
-    for old in versions[:-1]:
-        shutil.rmtree(old, ignore_errors=True)
+    """Keep the new version and the one it replaced (a reader may still have it open); remove
+    older ones and versions a killed writer never switched to."""
+    for old in index_dir.iterdir():
+        if old.name.startswith("v-") and old.name not in keep:
+            shutil.rmtree(old, ignore_errors=True)
+    remove_leftovers(index_dir)
+
+
+def remove_leftovers(index_dir: Path) -> None:
+    """Delete what a killed writer left behind: half-written version directories and temporary
+    files. Call only under ``writer_lock``."""
     for leftover in index_dir.glob(".tmp-*"):
         shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in index_dir.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
 
 
 def _write_db(path: Path, build: Build) -> None:

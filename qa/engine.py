@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from index.errors import QuestionError
+from index.model import MAX_TOKENS as MODEL_WINDOW
 from index.pipeline import expected_manifest
 from index.store import PassageRow, Store
 
@@ -16,23 +17,47 @@ from .results import Answer, Citation, Highlight, Passage
 
 # Cosine similarity of the best passage below which the archive is taken not to answer.
 MIN_CONFIDENCE = 0.35
-MAX_QUESTION_CHARS = 2000
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# A cheap bound before tokenizing; the model's window (256 word pieces) is the real limit.
+MAX_QUESTION_CHARS = 20_000
+# C0/C1 control characters and lone surrogates (undecodable bytes from argv or a pipe) become
+# spaces; bidirectional overrides, which can garble a terminal, are dropped.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 
 
 def clean_question(question: str) -> tuple[str, list[str]]:
-    """Strip control characters and bound the length; empty → QuestionError."""
+    """Strip control characters and fit the model's window; empty → QuestionError.
+
+    Returns the cleaned question and warnings for the user (e.g. that it was truncated).
+    """
     warnings = []
-    text = _CONTROL.sub(" ", question or "").strip()
-    text = re.sub(r"\s+", " ", text)
+    text = _BIDI.sub("", _CONTROL.sub(" ", question or ""))
+    text = " ".join(text.split())
     if not text:
         raise QuestionError("the question is empty: ask something, e.g. qa ask \"Who said …?\"")
     if len(text) > MAX_QUESTION_CHARS:
-        warnings.append(
-            f"question has {len(text):,} characters: using the first {MAX_QUESTION_CHARS:,}"
-        )
         text = text[:MAX_QUESTION_CHARS]
+    # Every word piece covers at least one character, so short questions always fit.
+    if len(text) > MODEL_WINDOW - 2:
+        kept = _fit_window(text)
+        if kept < len(text):
+            warnings.append(
+                f"the question is longer than the model reads ({MODEL_WINDOW} word pieces): "
+                f"using its first {kept:,} of {len(question):,} characters"
+            )
+            text = text[:kept].rstrip()
     return text, warnings
+
+
+
+def _fit_window(text: str) -> int:
+    """How many characters of ``text`` fit in the model's window, [CLS] and [SEP] included."""
+    from index.embed import load_tokenizer
+
+    offsets = load_tokenizer().encode(text).offsets
+    if len(offsets) <= MODEL_WINDOW:
+        return len(text)
+    return offsets[MODEL_WINDOW - 2][1]  # offsets[0] is [CLS]; keep word pieces 1..254
 
 
 class Engine:
