@@ -199,12 +199,17 @@ def index_status(
 
     Example: qa index status
     """
-    from index.pipeline import docs_changes
-    from index.store import read_manifest
+    from index.model import DIMENSION, MODEL_NAME
+    from index.pipeline import docs_changes, expected_manifest
+    from index.store import Store
 
     with user_errors():
         docs, index, given = resolve_paths(docs, index)
-        manifest = read_manifest(index)
+        # Opening the store checks the manifest, file sizes and counts: a stale or damaged
+        # index is reported here, not at the next question.
+        store = Store(index, expect=expected_manifest(MODEL_NAME, DIMENSION))
+        manifest = store.manifest
+        store.close()
         docs = _indexed_docs(docs, index, given)
         changes = docs_changes(docs, manifest)
         status = {
@@ -220,6 +225,9 @@ def index_status(
             "added": changes.added,
             "changed": changes.changed,
             "removed": changes.removed,
+            "skipped": sorted(
+                name for name, entry in manifest.get("files", {}).items() if entry.get("skipped")
+            ),
         }
         if json_out:
             print(json.dumps(status))
@@ -236,6 +244,9 @@ def index_status(
             )
         else:
             out.print(f"{'docs:':14} unchanged since the index was built")
+        if status["skipped"]:
+            out.print(f"{'skipped:':14} {len(status['skipped'])} unusable file(s) not indexed: "
+                      + ", ".join(status["skipped"][:10]), soft_wrap=True)
 
 
 def open_engine(docs: Path | None, index: Path | None, refresh: bool = False) -> Engine:

@@ -229,12 +229,13 @@ def _write(
     documents: list[Document], skipped: list[Skipped], docs_dir: Path, index_dir: Path,
     embedder: Any, count_tokens: Counter | None, progress: Progress, reuse_vectors: bool,
 ) -> Report:
-    embedder = embedder or _default_embedder()
-    count_tokens = count_tokens or _default_counter()
     old: dict[str, Any] | None = None
     reuse: dict[str, np.ndarray] = {}
     if reuse_vectors:
-        old, reuse = _previous(index_dir, embedder)
+        # Before loading the model: a stale or damaged index fails fast.
+        old, reuse = _previous(index_dir, *_model_identity(embedder))
+    embedder = embedder or _default_embedder()
+    count_tokens = count_tokens or _default_counter()
     build = prepare(documents, count_tokens, embedder.name, progress)
     if not build.passages:
         raise DocsError(f"no article text found in {docs_dir}: nothing to index")
@@ -265,12 +266,22 @@ def _write(
     return report
 
 
+def _model_identity(embedder: Any) -> tuple[str, int]:
+    if embedder is not None:
+        return embedder.name, embedder.dimension
+    from .model import DIMENSION, MODEL_NAME
+
+    return MODEL_NAME, DIMENSION
+
+
 def _previous(
-    index_dir: Path, embedder: Any
+    index_dir: Path, model_name: str, dimension: int
 ) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
-    """The old manifest and its vectors by content hash, when the old index is compatible."""
+    """The old manifest and its vectors by content hash; None and {} when there is no index
+    yet (update then builds one). IndexStale or IndexDamaged when it cannot be reused: an
+    update never silently mixes vectors of another model or chunker."""
     try:
-        old = store.Store(index_dir, expect=expected_manifest(embedder.name, embedder.dimension))
+        old = store.Store(index_dir, expect=expected_manifest(model_name, dimension))
     except IndexMissing:
         return None, {}
     try:

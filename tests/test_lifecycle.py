@@ -1,0 +1,353 @@
+"""Index lifecycle: incremental updates, stale and damaged indexes, the writer lock.
+
+Everything here runs through the library with the FakeEmbedder; the CLI tests disguise a fake
+index as a real-model one (manifest only) so they exercise the CLI's error paths without
+loading the model.
+"""
+
+import json
+import shutil
+import threading
+
+import numpy as np
+import pytest
+from conftest import SEEDS, FakeEmbedder, fold, word_count
+from typer.testing import CliRunner
+
+from cli import app
+from index import lexical
+from index.errors import IndexDamaged, IndexLocked, IndexStale
+from index.model import DIMENSION, MODEL_NAME
+from index.pipeline import build_index, docs_changes, update_index
+from index.store import Store, current_version, writer_lock
+from qa.engine import Engine
+
+runner = CliRunner()
+
+NEW_ARTICLE = """Zanzibar Harbour Reopens After Cyclone
+
+By Amina Juma
+
+STONE TOWN, March 3, 2021 — The harbour of Zanzibar reopened on Monday after cyclone Kenneth \
+closed it for nine days. Fishermen returned to the quays at dawn.
+
+Port officials said the dhow terminal lost two cranes. Repairs will cost 40 million shillings, \
+according to the harbour master, Salim Mohammed.
+"""
+
+
+def _build(docs, index, **kw):
+    return build_index(docs, index, embedder=kw.pop("embedder", FakeEmbedder()),
+                       count_tokens=word_count, **kw)
+
+
+def _update(docs, index, embedder=None):
+    return update_index(docs, index, embedder=embedder or FakeEmbedder(), count_tokens=word_count)
+
+
+def _sources(index):
+    store = Store(index)
+    try:
+        return {d.source for d in store.documents.values()}
+    finally:
+        store.close()
+
+
+def _vectors_by_hash(index):
+    store = Store(index)
+    vectors = store.load_vectors()
+    out = {p.hash: np.array(vectors[p.id]) for p in store.all_passages()}
+    store.close()
+    return out
+
+
+def _bm25_hits(index, word):
+    store = Store(index)
+    scores = lexical.scores(store.bm25, word)
+    ids = [int(i) for i in np.flatnonzero(scores > 0)]
+    rows = store.passages(ids)
+    sources = {store.documents[r.doc].source for r in rows}
+    store.close()
+    return sources
+
+
+@pytest.fixture
+def seeds(tmp_path):
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    index = tmp_path / "index"
+    _build(docs, index)
+    return docs, index
+
+
+def test_adding_an_article_embeds_only_its_passages_and_makes_it_answerable(seeds):
+    docs, index = seeds
+    before = _vectors_by_hash(index)
+    (docs / "zanzibar.txt").write_text(NEW_ARTICLE)
+    assert docs_changes(docs, Store(index).manifest).added == ["zanzibar"]
+
+    embedder = FakeEmbedder()
+    report = _update(docs, index, embedder)
+
+    store = Store(index)
+    new_doc = next(i for i, d in store.documents.items() if d.source == "zanzibar")
+    new_passages = [p for p in store.all_passages() if p.doc == new_doc]
+    assert report.added == ["zanzibar"] and report.changed == [] and report.removed == []
+    assert len(new_passages) >= 1
+    assert report.embedded == embedder.calls == len(new_passages)
+    # Every old passage kept its vector, bit for bit.
+    after = _vectors_by_hash(index)
+    assert set(before) <= set(after)
+    assert all(np.array_equal(before[h], after[h]) for h in before)
+    assert _bm25_hits(index, "Zanzibar") == {"zanzibar"}
+
+    answer = Engine(index, embedder=FakeEmbedder()).ask("When did the Zanzibar harbour reopen?")
+    top = answer.passages[0]
+    assert top.citation.source == "zanzibar"
+    text = (docs / "zanzibar.txt").read_text()
+    assert fold(text[top.citation.start:top.citation.end]) == fold(top.text)
+    assert not docs_changes(docs, store.manifest)
+
+
+def test_deleting_an_article_removes_all_its_passages(seeds):
+    docs, index = seeds
+    (docs / "zanzibar.txt").write_text(NEW_ARTICLE)
+    _update(docs, index)
+    count_with = Store(index).passage_count
+    (docs / "zanzibar.txt").unlink()
+
+    embedder = FakeEmbedder()
+    report = _update(docs, index, embedder)
+
+    assert report.removed == ["zanzibar"] and report.embedded == 0 and not report.added
+    store = Store(index)
+    assert "zanzibar" not in {d.source for d in store.documents.values()}
+    assert not any("Zanzibar" in p.text for p in store.all_passages())
+    assert store.passage_count == store.vectors.count < count_with
+    assert _bm25_hits(index, "Zanzibar") == set()
+    assert getattr(embedder, "calls", 0) == 0
+
+
+def test_changing_an_article_reembeds_only_changed_passages(seeds):
+    docs, index = seeds
+    (docs / "zanzibar.txt").write_text(NEW_ARTICLE)
+    _update(docs, index)
+    old_passages = {p.text for p in Store(index).all_passages()}
+    changed = NEW_ARTICLE.replace("40 million shillings", "75 million shillings")
+    (docs / "zanzibar.txt").write_text(changed)
+
+    embedder = FakeEmbedder()
+    report = _update(docs, index, embedder)
+
+    assert report.changed == ["zanzibar"] and not report.added and not report.removed
+    texts = [p.text for p in Store(index).all_passages()]
+    assert any("75 million" in t for t in texts) and not any("40 million" in t for t in texts)
+    new_texts = [t for t in texts if t not in old_passages]
+    assert 1 <= report.embedded == embedder.calls == len(new_texts)
+    assert _bm25_hits(index, "75") >= {"zanzibar"}
+
+
+def test_unchanged_docs_update_embeds_nothing_and_keeps_answers(seeds):
+    docs, index = seeds
+    before = [(p.text, p.start, p.end, p.hash) for p in Store(index).all_passages()]
+    embedder = FakeEmbedder()
+    report = _update(docs, index, embedder)
+    assert report.embedded == 0 and not (report.added or report.changed or report.removed)
+    assert [(p.text, p.start, p.end, p.hash) for p in Store(index).all_passages()] == before
+
+
+def test_update_without_an_index_builds_it(tmp_path):
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    report = _update(docs, tmp_path / "index")
+    assert report.added == sorted(p.stem for p in SEEDS.glob("*.txt"))
+    assert report.embedded == report.passages > 10
+    assert Store(tmp_path / "index").passage_count == report.passages
+
+
+def test_skipped_files_are_recorded_and_not_reported_as_new(seeds):
+    docs, index = seeds
+    (docs / "empty.txt").write_text("")
+    (docs / "blank.md").write_text("  \n\n\t\n")
+    (docs / "image.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    (docs / "dangling.txt").symlink_to(docs / "does-not-exist.txt")
+    report = _update(docs, index)
+    assert report.skipped == ["blank", "dangling", "empty", "image"]
+    manifest = Store(index).manifest
+    assert manifest["files"]["image"]["skipped"] == "binary file, not text"
+    assert not docs_changes(docs, manifest), "skipped files must not look new forever"
+    again = _update(docs, index)
+    assert not (again.added or again.changed or again.removed) and again.embedded == 0
+
+    # Fixing a skipped file makes it a change, and the next update indexes it.
+    (docs / "empty.txt").write_text(NEW_ARTICLE)
+    assert docs_changes(docs, manifest).changed == ["empty"]
+    fixed = _update(docs, index)
+    assert fixed.changed == ["empty"] and fixed.embedded >= 1
+    assert "empty" in _sources(index)
+
+
+def test_changed_model_name_in_manifest_is_stale(seeds):
+    docs, index = seeds
+    path = current_version(index) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["model"]["name"] = "some-other-model"
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexStale, match="some-other-model.*run `qa index build`"):
+        Engine(index, embedder=FakeEmbedder())
+    with pytest.raises(IndexStale, match="run `qa index build`"):
+        _update(docs, index)
+    # A full build replaces it.
+    _build(docs, index)
+    assert Engine(index, embedder=FakeEmbedder()).ask("Taji rockets").passages
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("format_version", 99), ("model.dimension", 512), ("chunking.version", 0)],
+)
+def test_foreign_format_dimension_or_chunker_is_stale(seeds, key, value):
+    _, index = seeds
+    path = current_version(index) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    node = manifest
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexStale, match="run `qa index build`"):
+        Engine(index, embedder=FakeEmbedder())
+
+
+# --- damaged files ------------------------------------------------------------------------
+
+def _disguise(index):
+    """Make a fake-model index look like a real-model one to the CLI (manifest only)."""
+    path = current_version(index) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["model"].update(name=MODEL_NAME, dimension=DIMENSION)
+    (index / "model.onnx").write_bytes(b"onnx stand-in" * 100)
+    manifest["model"]["onnx"] = {"file": "model.onnx", "size": 1300}
+    path.write_text(json.dumps(manifest))
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: max(0, path.stat().st_size // 2)])
+
+
+def _garble(path):
+    size = path.stat().st_size
+    path.write_bytes(bytes((i * 37 + 11) % 256 for i in range(size)))
+
+
+def _damage(index, target, how):
+    version = current_version(index)
+    if target == "CURRENT":
+        path = index / "CURRENT"
+        path.write_text({"empty": "", "garble": "v-\x00\x01", "missing": "v-gone"}[how])
+        return
+    path = index / target if target == "model.onnx" else version / target
+    {"truncate": _truncate, "garble": _garble, "delete": lambda p: p.unlink()}[how](path)
+
+
+DAMAGE = [
+    ("manifest.json", "truncate"), ("manifest.json", "garble"), ("manifest.json", "delete"),
+    ("passages.sqlite", "truncate"), ("passages.sqlite", "garble"),
+    ("faiss.index", "truncate"), ("faiss.index", "garble"),
+    ("vectors.npy", "truncate"), ("vectors.npy", "delete"),
+    ("bm25/params.index.json", "truncate"), ("bm25/vocab.index.json", "truncate"),
+    ("bm25/data.csc.index.npy", "truncate"), ("bm25/indices.csc.index.npy", "delete"),
+    ("bm25/indptr.csc.index.npy", "truncate"),
+    ("CURRENT", "empty"), ("CURRENT", "garble"), ("CURRENT", "missing"),
+    ("model.onnx", "truncate"), ("model.onnx", "delete"),
+]
+
+
+@pytest.mark.parametrize("target, how", DAMAGE)
+def test_damaged_index_is_one_line_error_in_cli(seeds, target, how):
+    docs, index = seeds
+    _disguise(index)
+    assert runner.invoke(app, ["index", "status", "--index", str(index), "--docs",
+                               str(docs)]).exit_code == 0
+    _damage(index, target, how)
+    for args in (["ask", "Who fired the rockets?"], ["index", "status"]):
+        result = runner.invoke(app, [*args, "--index", str(index), "--docs", str(docs)])
+        assert result.exit_code == 1, (args, result.output)
+        assert f"index at {index} is damaged" in result.stderr
+        assert "run `qa index build`" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in result.output and result.stdout == ""
+
+
+def test_update_on_damaged_index_says_to_rebuild(seeds):
+    docs, index = seeds
+    _truncate(current_version(index) / "vectors.npy")
+    with pytest.raises(IndexDamaged, match="run `qa index build`"):
+        _update(docs, index)
+    _build(docs, index)
+    assert Store(index).passage_count > 10
+
+
+def test_corrupt_sqlite_pages_surface_as_damage_not_traceback(seeds):
+    _, index = seeds
+    db = current_version(index) / "passages.sqlite"
+    data = bytearray(db.read_bytes())
+    data[4096:] = bytes(len(data) - 4096)  # keep the header, zero every other page
+    db.write_bytes(bytes(data))
+    with pytest.raises(IndexDamaged, match="damaged"):
+        engine = Engine(index, embedder=FakeEmbedder())
+        engine.ask("Taji rockets")
+
+
+def test_cli_update_on_stale_index_says_to_rebuild_without_loading_the_model(seeds):
+    docs, index = seeds  # built with the fake model: stale for the CLI's real model
+    result = runner.invoke(app, ["index", "update", "--docs", str(docs), "--index", str(index)])
+    assert result.exit_code == 1
+    assert "fake-bow" in result.stderr and "run `qa index build`" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# --- the writer lock ----------------------------------------------------------------------
+
+def test_second_writer_gets_a_clear_locked_error(seeds):
+    docs, index = seeds
+    with writer_lock(index):
+        with pytest.raises(IndexLocked, match="another qa process is writing"):
+            _update(docs, index)
+        result = runner.invoke(app, ["index", "build", "--docs", str(docs), "--index",
+                                     str(index)])
+        assert result.exit_code == 1
+        assert "another qa process is writing the index" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        # Readers are not blocked by a writer.
+        assert Engine(index, embedder=FakeEmbedder()).ask("Taji rockets").passages
+    _update(docs, index)
+
+
+def test_readers_always_see_a_complete_version_while_writers_run(seeds):
+    docs, index = seeds
+    errors, loads = [], 0
+    stop = threading.Event()
+
+    def read():
+        nonlocal loads
+        while not stop.is_set():
+            try:
+                engine = Engine(index, embedder=FakeEmbedder())
+                assert engine.ask("Taji rockets").passages
+                engine.close()
+                loads += 1
+            except Exception as error:  # noqa: BLE001 - any failure is the finding
+                errors.append(repr(error))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(4):
+            (docs / f"extra{i}.txt").write_text(NEW_ARTICLE.replace("Zanzibar", f"Pemba{i}"))
+            _update(docs, index)
+    finally:
+        stop.set()
+        reader.join()
+    assert errors == [] and loads >= 1
