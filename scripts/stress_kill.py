@@ -83,7 +83,8 @@ def check(index: Path, docs: Path) -> dict[str, object]:
     if not answer["passages"]:
         raise RuntimeError("ask returned no passages")
     return {
-        "version": version, "passages": passages, "top": answer["passages"][0]["citation"]["source"],
+        "version": version, "passages": passages,
+        "top": answer["passages"][0]["citation"]["source"],
         "ask_s": round(time.monotonic() - start, 1),
         "tmp_dirs": len(list(index.glob(".tmp-*"))),
         "tmp_files": len(list(index.glob(".*.tmp"))),
