@@ -59,7 +59,8 @@ class Report:
 
 
 def prepare(
-    documents: list[Document], count_tokens: Counter, model_name: str, progress: Progress
+    documents: list[Document], count_tokens: Counter, model_name: str, progress: Progress,
+    warn: Warn = _ignore,
 ) -> Build:
     """Clean, describe and chunk documents into rows ready to embed and store."""
     build = Build()
@@ -68,6 +69,9 @@ def prepare(
         meta = extract_metadata(document.text)
         segments = find_body(document.text, meta.title)
         chunks = chunk_segments(document.text, segments, count_tokens)
+        if not chunks:
+            warn(f"{document.path} has no article text (only headings, links or furniture): "
+                 "nothing indexed from it")
         build.documents.append(
             DocumentRow(
                 doc_id, document.source, str(document.path), document.sha256, meta.title,
@@ -222,12 +226,13 @@ def build_index(
                 "--docs DIR"
             )
         return _write(documents, skipped, docs_dir, index_dir, embedder, count_tokens,
-                      progress, reuse_vectors)
+                      progress, warn, reuse_vectors)
 
 
 def _write(
     documents: list[Document], skipped: list[Skipped], docs_dir: Path, index_dir: Path,
-    embedder: Any, count_tokens: Counter | None, progress: Progress, reuse_vectors: bool,
+    embedder: Any, count_tokens: Counter | None, progress: Progress, warn: Warn,
+    reuse_vectors: bool,
 ) -> Report:
     old: dict[str, Any] | None = None
     reuse: dict[str, np.ndarray] = {}
@@ -236,7 +241,7 @@ def _write(
         old, reuse = _previous(index_dir, *_model_identity(embedder))
     embedder = embedder or _default_embedder()
     count_tokens = count_tokens or _default_counter()
-    build = prepare(documents, count_tokens, embedder.name, progress)
+    build = prepare(documents, count_tokens, embedder.name, progress, warn)
     if not build.passages:
         raise DocsError(f"no article text found in {docs_dir}: nothing to index")
     for item in skipped:

@@ -1,0 +1,222 @@
+"""Bad input: every unusable file gets one warning naming it, every good article is still
+indexed; bad questions get a warning or a one-line error with the documented exit code."""
+
+import json
+import os
+import shutil
+
+import pytest
+from conftest import SEEDS, FakeEmbedder, fold, word_count
+from typer.testing import CliRunner
+
+import cli
+from index import load
+from index.embed import count_tokens
+from index.pipeline import build_index, docs_changes, update_index
+from index.store import Store
+from qa.engine import Engine, clean_question
+
+runner = CliRunner()
+
+LATIN1 = "Café Society Reopens\n\nThe café on the Place de la République reopened on Monday. " \
+         "Its owner, François Müller, said business was très bon.\n"
+
+
+def _build(docs, index, warnings, **kw):
+    return build_index(docs, index, embedder=FakeEmbedder(), count_tokens=word_count,
+                       warn=warnings.append, **kw)
+
+
+@pytest.fixture
+def messy(tmp_path):
+    """The seeds plus one of every kind of bad file."""
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "spaces.txt").write_text(" \n\t\n  \n")
+    (docs / "photo.txt").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4)
+    (docs / "latin1.txt").write_bytes(LATIN1.encode("latin-1"))
+    (docs / "nav.txt").write_text("Home | News | Sport | Weather\n----\n====\n")
+    (docs / "dangling.txt").symlink_to(tmp_path / "nowhere.txt")
+    os.mkfifo(docs / "pipe.txt")
+    (docs / "sub").mkdir()
+    (docs / "sub" / "loop").symlink_to(docs)  # a directory symlink back to the top
+    (docs / "sub" / "nested.md").write_text(
+        "Nested Story\n\nThe nested story is about a lighthouse keeper in Maine. He retired.\n"
+    )
+    return docs
+
+
+def test_each_bad_file_warns_once_and_nothing_else_is_lost(messy, tmp_path):
+    warnings = []
+    report = _build(messy, tmp_path / "index", warnings)
+
+    def about(name):
+        return [w for w in warnings if name in w]
+
+    assert len(about("empty.txt")) == 1 and "empty file" in about("empty.txt")[0]
+    assert len(about("spaces.txt")) == 1 and "empty file" in about("spaces.txt")[0]
+    assert len(about("photo.txt")) == 1 and "binary" in about("photo.txt")[0]
+    assert len(about("latin1.txt")) == 1 and "Latin-1" in about("latin1.txt")[0]
+    assert len(about("nav.txt")) == 1 and "no article text" in about("nav.txt")[0]
+    assert len(about("dangling.txt")) == 1 and "No such file" in about("dangling.txt")[0]
+    assert len(about("pipe.txt")) == 1 and "not a regular file" in about("pipe.txt")[0]
+    assert len(about("symlink loop")) == 1
+    assert report.skipped == ["dangling", "empty", "photo", "pipe", "spaces"]
+
+    store = Store(tmp_path / "index")
+    sources = sorted(d.source for d in store.documents.values())
+    assert sources == sorted([p.stem for p in SEEDS.glob("*.txt")] + ["latin1", "nav",
+                                                                       "sub/nested"])
+    texts = [p.text for p in store.all_passages()]
+    assert any("François Müller" in t for t in texts)
+    latin = next(d for d in store.documents.values() if d.source == "latin1")
+    assert latin.encoding == "latin-1"
+    # The citation offsets index the decoded text of the Latin-1 file.
+    decoded = (messy / "latin1.txt").read_bytes().decode("latin-1")
+    for p in store.all_passages():
+        if p.doc == latin.id:
+            assert fold(decoded[p.start:p.end]) == fold(p.text)
+    assert not docs_changes(messy, store.manifest)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_is_skipped_with_a_warning(tmp_path):
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    locked = docs / "locked.txt"
+    locked.write_text("Locked Story\n\nThis article cannot be read by anyone at all.\n")
+    locked.chmod(0)
+    warnings = []
+    report = _build(docs, tmp_path / "index", warnings)
+    assert report.skipped == ["locked"]
+    assert [w for w in warnings if "locked.txt" in w and "Permission denied" in w]
+
+
+def test_unreadable_file_as_root_is_simulated_by_a_read_error(tmp_path, monkeypatch):
+    """Root ignores file modes, so make the read itself fail the way EACCES would."""
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    (docs / "locked.txt").write_text("Locked Story\n\nThis one fails to read.\n")
+    real = load._read_regular
+
+    def read(path):
+        if path.name == "locked.txt":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(load, "_read_regular", read)
+    warnings = []
+    report = _build(docs, tmp_path / "index", warnings)
+    assert report.skipped == ["locked"]
+    assert warnings == [f"skipping {docs / 'locked.txt'}: Permission denied"]
+    assert report.documents == len(list(SEEDS.glob("*.txt")))
+
+
+def test_undecodable_bytes_that_are_not_text_are_skipped(tmp_path):
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    (docs / "noise.txt").write_bytes(bytes([0x81, 0x01, 0x02, 0x9f, 0x03]) * 400)
+    warnings = []
+    report = _build(docs, tmp_path / "index", warnings)
+    assert report.skipped == ["noise"]
+    assert any("noise.txt" in w and "not UTF-8 and not readable text" in w for w in warnings)
+
+
+def test_large_file_is_indexed_whole_with_progress(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    paragraph = ("The city council met on Tuesday to discuss the harbour budget. Members argued "
+                 "about the cost of dredging. The mayor promised a vote next week.\n\n")
+    body = "".join(paragraph.replace("Tuesday", f"day {i}") for i in range(12_000))
+    (docs / "big.txt").write_text("Council Minutes\n\n" + body + "The last line says goodbye.\n")
+    events = []
+    report = _build(docs, tmp_path / "index", [], progress=lambda *e: events.append(e))
+    assert report.passages > 1000
+    embedding = [e for e in events if e[0] == "embedding"]
+    assert embedding[-1][1] == embedding[-1][2] == report.embedded
+    store = Store(tmp_path / "index")
+    assert any("goodbye" in p.text for p in store.all_passages())
+
+
+def test_oversized_file_is_capped_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setattr(load, "MAX_CHARS", 2_000)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "long.txt").write_text("Long Story\n\n" + "A sentence about ships. " * 400)
+    warnings = []
+    _build(docs, tmp_path / "index", warnings)
+    assert any("indexing only the first 2,000" in w for w in warnings)
+    assert max(p.end for p in Store(tmp_path / "index").all_passages()) <= 2_000
+
+
+def test_fifo_added_later_does_not_hang_status_or_update(tmp_path):
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    index = tmp_path / "index"
+    _build(docs, index, [])
+    os.mkfifo(docs / "pipe.txt")
+    assert docs_changes(docs, Store(index).manifest).added == ["pipe"]
+    report = update_index(docs, index, embedder=FakeEmbedder(), count_tokens=word_count)
+    assert report.skipped == ["pipe"]
+    assert not docs_changes(docs, Store(index).manifest)
+
+
+# --- questions --------------------------------------------------------------------------
+
+@pytest.fixture
+def fake_cli(tmp_path, monkeypatch):
+    """The CLI's ask path over a FakeEmbedder index (the model is not what is tested here)."""
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    index = tmp_path / "index"
+    build_index(docs, index, embedder=FakeEmbedder(), count_tokens=word_count)
+    monkeypatch.setattr(cli, "open_engine",
+                        lambda *a, **k: Engine(index, embedder=FakeEmbedder()))
+    return docs, index
+
+
+@pytest.mark.parametrize("question", ["", "   ", "\t\n", "\x00\x07\x1b", "\u202e\u2066", "\x85"])
+def test_empty_questions_are_one_line_errors(fake_cli, question):
+    result = runner.invoke(cli.app, ["ask", question, "--json"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == \
+        'error: the question is empty: ask something, e.g. qa ask "Who said …?"'
+    assert result.stdout == ""
+
+
+def test_long_question_is_cut_to_the_model_window_with_a_warning(fake_cli):
+    question = "How many rockets landed at the Taji base? " + "Please explain in detail. " * 400
+    assert len(question) > 10_000
+    result = runner.invoke(cli.app, ["ask", question, "--json"])
+    assert result.exit_code == 0
+    assert result.stderr.count("warning:") == 1
+    assert "longer than the model reads (256 word pieces)" in result.stderr
+    answer = json.loads(result.stdout)
+    assert count_tokens([answer["question"]])[0] <= 256
+    assert answer["question"].startswith("How many rockets landed at the Taji base?")
+    assert answer["passages"]
+
+
+def test_control_characters_are_removed_from_questions(fake_cli):
+    result = runner.invoke(cli.app, ["ask", "How many\x00 rockets\x1b[31m landed\u202e at Taji?",
+                                     "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["question"] == "How many rockets [31m landed at Taji?"
+
+
+def test_stdin_questions_skip_bad_lines_with_a_warning(fake_cli):
+    stdin = "How many rockets landed at the Taji base?\n\x00\x01\nWhat is the Quds Force?\n"
+    result = runner.invoke(cli.app, ["ask", "-", "--json"], input=stdin)
+    assert result.exit_code == 0
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["question"] for o in lines] == ["How many rockets landed at the Taji base?",
+                                              "What is the Quds Force?"]
+    assert result.stderr.count("question is empty") == 1
+
+
+def test_clean_question_bounds_tokens_for_any_length():
+    for n in (100, 1_000, 10_000, 100_000):
+        text, warnings = clean_question("rocket " * n)
+        assert count_tokens([text])[0] <= 256
+        assert bool(warnings) == (count_tokens(["rocket " * n])[0] > 256)
