@@ -95,6 +95,23 @@ def _split_long(text: str, span: Span, tokens: int, budget: int) -> list[Span]:
     return out
 
 
+def _hard_cut(
+    text: str, span: Span, tokens: int, budget: int, count_tokens: Counter
+) -> list[tuple[Span, int]]:
+    """Cut a span into character runs that each fit ``budget``, checking every run: a cut
+    inside a word can tokenize into more pieces than the word had whole."""
+    start, end = span
+    step = max(1, (end - start) * budget // (tokens + 1))
+    cuts = [c for s in range(start, end, step) if (c := _trim(text, s, min(s + step, end)))]
+    out: list[tuple[Span, int]] = []
+    for cut, n in zip(cuts, count_tokens([text[s:e] for s, e in cuts]), strict=True):
+        if n <= budget or cut[1] - cut[0] <= 1:
+            out.append((cut, n))
+        else:
+            out.extend(_hard_cut(text, cut, n, budget, count_tokens))
+    return out
+
+
 def chunk_segments(
     text: str,
     segments: Sequence[Segment],
@@ -126,10 +143,10 @@ def chunk_segments(
             piece_counts = count_tokens([text[s:e] for s, e in pieces])
             for j, (piece, m) in enumerate(zip(pieces, piece_counts, strict=True)):
                 if m > max_tokens:  # pathological tokenisation: hard cut by characters
-                    step = max(1, (piece[1] - piece[0]) * max_tokens // (m + 1))
-                    for s in range(piece[0], piece[1], step):
-                        if cut := _trim(text, s, min(s + step, piece[1])):
-                            units.append((cut, max_tokens, False))
+                    units.extend(
+                        (cut, n, False)
+                        for cut, n in _hard_cut(text, piece, m, max_tokens, count_tokens)
+                    )
                 else:
                     units.append((piece, m, i in paragraph_start and j == 0))
         chunks.extend(_pack(units, run[0].kind, max_tokens, overlap))

@@ -54,10 +54,17 @@ def _fit_window(text: str) -> int:
     """How many characters of ``text`` fit in the model's window, [CLS] and [SEP] included."""
     from index.embed import load_tokenizer
 
-    offsets = load_tokenizer().encode(text).offsets
+    tokenizer = load_tokenizer()
+    offsets = tokenizer.encode(text).offsets
     if len(offsets) <= MODEL_WINDOW:
         return len(text)
-    return offsets[MODEL_WINDOW - 2][1]  # offsets[0] is [CLS]; keep word pieces 1..254
+    # offsets[0] is [CLS]: keep word pieces 1..254. A cut inside a word can tokenize into
+    # more pieces than it had inside the whole word, so check and back off if needed.
+    for keep in range(MODEL_WINDOW - 2, 0, -1):
+        end = offsets[keep][1]
+        if len(tokenizer.encode(text[:end]).ids) <= MODEL_WINDOW:
+            return end
+    return 0
 
 
 class Engine:
