@@ -130,9 +130,11 @@ def main() -> int:
     round_no = 0
     while kills < args.kills:
         round_no += 1
-        command = "build" if round_no % 3 == 0 else "update"
+        command = "build" if round_no % 6 == 0 else "update"
         change = mutate(docs, corpus, rng, round_no)
-        delay = rng.uniform(0.0, durations[command] * 1.05)
+        # Half the kills anywhere, half late in the run, where the new version is written.
+        low = 0.0 if round_no % 2 else 0.7
+        delay = rng.uniform(low * durations[command], durations[command] * 1.05)
         before = (index / "CURRENT").read_text()
         proc = cli("index", command, "--docs", str(docs), "--index", str(index))
         try:
