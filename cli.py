@@ -251,7 +251,7 @@ def index_status(
 
 def open_engine(docs: Path | None, index: Path | None, refresh: bool = False) -> Engine:
     """Load the index for DOCS, building it first when there is none."""
-    from index.errors import IndexLocked, IndexMissing
+    from index.errors import IndexMissing
     from index.pipeline import docs_changes
     from qa.engine import Engine
 
@@ -260,30 +260,16 @@ def open_engine(docs: Path | None, index: Path | None, refresh: bool = False) ->
         engine = Engine(index)
     except IndexMissing:
         from index.pipeline import check_docs
-        from index.store import writer_lock
 
         check_docs(docs)
         _stderr().print(f"no index yet for {docs}: building it at {index}", soft_wrap=True)
-        try:
-            _build(docs, index)
-        except IndexLocked:
-            # Another qa is building this very index: wait for it rather than fail.
-            _stderr().print("another qa process is building it: waiting", soft_wrap=True)
-            with writer_lock(index, wait=True):
-                pass
+        _write_or_wait(docs, index, update=False)
         return Engine(index)
     docs = _indexed_docs(docs, index, given)
     changes = docs_changes(docs, engine.store.manifest)
     if changes and refresh:
-        from index.store import writer_lock
-
         engine.close()
-        try:
-            _build(docs, index, update=True)
-        except IndexLocked:
-            _stderr().print("another qa process is updating the index: waiting", soft_wrap=True)
-            with writer_lock(index, wait=True):
-                pass
+        _write_or_wait(docs, index, update=True)
         return Engine(index)
     if changes:
         warn(
@@ -292,6 +278,24 @@ def open_engine(docs: Path | None, index: Path | None, refresh: bool = False) ->
             " the index as it is; run `qa index update` or pass --refresh"
         )
     return engine
+
+
+def _write_or_wait(docs: Path, index: Path, update: bool) -> None:
+    """Build or update for `ask`; if another qa is writing the index, wait for it and then
+    update (cheap when the other writer already did the work) instead of failing."""
+    from index.errors import IndexLocked
+    from index.store import CURRENT, writer_lock
+
+    try:
+        _build(docs, index, update=update)
+        return
+    except IndexLocked:
+        _stderr().print(f"another qa process is writing the index at {index}: waiting for it",
+                        soft_wrap=True)
+    with writer_lock(index, wait=True):
+        pass
+    if update or not (index / CURRENT).exists():
+        _build(docs, index, update=True)
 
 
 def render(answer: Answer, console: Console) -> None:

@@ -351,3 +351,68 @@ def test_readers_always_see_a_complete_version_while_writers_run(seeds):
         stop.set()
         reader.join()
     assert errors == [] and loads >= 1
+
+
+# --- `qa ask`: build on first use, warn or refresh when the docs changed --------------------
+
+class _RealShaped(FakeEmbedder):
+    """The fake model under the real model's name and size, so the CLI's Engine accepts it."""
+
+    name, dimension = MODEL_NAME, DIMENSION
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    import index.pipeline
+
+    monkeypatch.setattr(index.pipeline, "_default_embedder", _RealShaped)
+    monkeypatch.setattr(index.pipeline, "_default_counter", lambda: word_count)
+    monkeypatch.setattr(index.pipeline, "ensure_query_model", lambda *a, **k: None)
+
+
+def test_ask_builds_then_warns_about_changed_docs_then_refreshes(tmp_path, fake_model, capsys):
+    import cli
+
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    index = tmp_path / "index"
+    engine = cli.open_engine(docs, index)
+    assert "no index yet" in capsys.readouterr().err
+    assert engine.store.passage_count > 10
+    engine.close()
+
+    (docs / "zanzibar.txt").write_text(NEW_ARTICLE)
+    engine = cli.open_engine(docs, index)
+    err = capsys.readouterr().err
+    assert "changed since the index was built (1 added, 0 changed, 0 removed)" in err
+    assert "--refresh" in err
+    assert "zanzibar" not in {d.source for d in engine.store.documents.values()}
+    engine.close()
+
+    engine = cli.open_engine(docs, index, refresh=True)
+    assert "changed since" not in capsys.readouterr().err
+    assert "zanzibar" in {d.source for d in engine.store.documents.values()}
+    engine.close()
+
+
+def test_ask_waits_for_a_writer_instead_of_failing(tmp_path, fake_model, capsys):
+    import cli
+
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    index = tmp_path / "index"
+    held = threading.Event()
+
+    def hold():
+        with writer_lock(index):
+            held.set()
+            threading.Event().wait(1.0)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    engine = cli.open_engine(docs, index)
+    holder.join()
+    assert "waiting for it" in capsys.readouterr().err
+    assert engine.store.passage_count > 10
+    engine.close()
