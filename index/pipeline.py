@@ -167,14 +167,16 @@ def _default_counter() -> Counter:
 
 
 def _embed(
-    embedder: Any, texts: list[str], progress: Progress, reuse: dict[str, np.ndarray],
-    hashes: list[str],
+    embedder: Any, texts: list[str], progress: Progress, reuse: dict[str, int],
+    hashes: list[str], old_vectors: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
+    """Vectors for ``texts``: rows whose hash is in ``reuse`` are copied from ``old_vectors``
+    (row ``reuse[hash]``), the rest are embedded."""
     vectors = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
     todo = [i for i, h in enumerate(hashes) if h not in reuse]
     for i, h in enumerate(hashes):
-        if h in reuse:
-            vectors[i] = reuse[h]
+        if h in reuse and old_vectors is not None:
+            vectors[i] = old_vectors[reuse[h]]
     done = 0
     progress("embedding", 0, len(todo))
     batch = 512  # bounded memory: embed and copy out in slices
@@ -235,10 +237,11 @@ def _write(
     reuse_vectors: bool,
 ) -> Report:
     old: dict[str, Any] | None = None
-    reuse: dict[str, np.ndarray] = {}
+    reuse: dict[str, int] = {}
+    old_vectors: np.ndarray | None = None
     if reuse_vectors:
         # Before loading the model: a stale or damaged index fails fast.
-        old, reuse = _previous(index_dir, *_model_identity(embedder))
+        old, reuse, old_vectors = _previous(index_dir, *_model_identity(embedder))
     embedder = embedder or _default_embedder()
     count_tokens = count_tokens or _default_counter()
     build = prepare(documents, count_tokens, embedder.name, progress, warn)
@@ -247,8 +250,10 @@ def _write(
     for item in skipped:
         build.files.setdefault(item.source, _skipped_entry(item))
     vectors, embedded = _embed(
-        embedder, build.embed_texts, progress, reuse, [p.hash for p in build.passages]
+        embedder, build.embed_texts, progress, reuse, [p.hash for p in build.passages],
+        old_vectors,
     )
+    del old_vectors, reuse
     ensure_query_model(index_dir, embedder.name, verify=True)
     manifest = _manifest(build, embedder, docs_dir, old.get("created") if old else None)
     onnx = index_dir / store.ONNX_FILE
@@ -281,20 +286,22 @@ def _model_identity(embedder: Any) -> tuple[str, int]:
 
 def _previous(
     index_dir: Path, model_name: str, dimension: int
-) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
-    """The old manifest and its vectors by content hash; None and {} when there is no index
-    yet (update then builds one). IndexStale or IndexDamaged when it cannot be reused: an
-    update never silently mixes vectors of another model or chunker."""
+) -> tuple[dict[str, Any] | None, dict[str, int], np.ndarray | None]:
+    """The old manifest, its passage rows by content hash and its vectors (memory-mapped, so
+    only reused rows are read); None, {}, None when there is no index yet (update then builds
+    one). IndexStale or IndexDamaged when it cannot be reused: an update never silently mixes
+    vectors of another model or chunker. The old version stays on disk until the new one is
+    live, so the map stays valid while the update runs."""
     try:
         old = store.Store(index_dir, expect=expected_manifest(model_name, dimension))
     except IndexMissing:
-        return None, {}
+        return None, {}, None
     try:
         vectors = old.load_vectors()
-        reuse = {p.hash: np.array(vectors[p.id]) for p in old.all_passages()}
+        rows = {p.hash: p.id for p in old.all_passages()}
     finally:
         old.close()
-    return old.manifest, reuse
+    return old.manifest, rows, vectors
 
 
 def ensure_query_model(index_dir: Path, model_name: str, verify: bool = False) -> None:
