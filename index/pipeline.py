@@ -62,13 +62,34 @@ def prepare(
     documents: list[Document], count_tokens: Counter, model_name: str, progress: Progress,
     warn: Warn = _ignore,
 ) -> Build:
-    """Clean, describe and chunk documents into rows ready to embed and store."""
+    """Clean, describe and chunk documents into rows ready to embed and store.
+
+    Progress ("reading") is reported in characters, advanced as sentences are tokenized, so a
+    single huge file shows progress too.
+    """
     build = Build()
-    total = len(documents)
+    total = sum(len(d.text) for d in documents)
+    done = 0
     for doc_id, document in enumerate(documents):
+        counted = reported = 0
+
+        def counting(
+            texts: list[str], size: int = len(document.text), before: int = done
+        ) -> list[int]:
+            nonlocal counted, reported
+            counts: list[int] = []
+            for i in range(0, len(texts), 2048):
+                part = texts[i : i + 2048]
+                counts.extend(count_tokens(part))
+                counted += sum(len(t) for t in part)
+                if counted - reported > 250_000:
+                    progress("reading", before + min(counted, size), total)
+                    reported = counted
+            return counts
+
         meta = extract_metadata(document.text)
         segments = find_body(document.text, meta.title)
-        chunks = chunk_segments(document.text, segments, count_tokens)
+        chunks = chunk_segments(document.text, segments, counting)
         if not chunks:
             warn(f"{document.path} has no article text (only headings, links or furniture): "
                  "nothing indexed from it")
@@ -90,7 +111,8 @@ def prepare(
             )
             build.embed_texts.append(embedded)
         build.files[document.source] = _file_entry(document)
-        progress("reading", doc_id + 1, total)
+        done += len(document.text)
+        progress("reading", done, total)
     return build
 
 

@@ -28,12 +28,16 @@ sys.path.insert(0, str(ROOT))
 
 
 class HashingEmbedder:
-    """Bag-of-words hashing vectors: fast, deterministic, the real model's name and size."""
+    """Bag-of-words hashing vectors of the real model's size: fast and deterministic. Its name
+    differs from the real model's so that no ONNX query model is exported (that loads torch,
+    a fixed ~700 MB that does not depend on the file; the real build loads torch anyway)."""
+
+    name = "hashing-stand-in"
 
     def __init__(self) -> None:
-        from index.model import DIMENSION, MODEL_NAME
+        from index.model import DIMENSION
 
-        self.name, self.dimension = MODEL_NAME, DIMENSION
+        self.dimension = DIMENSION
 
     def embed(self, texts, batch_size=256, progress=None):  # type: ignore[no-untyped-def]
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
@@ -83,12 +87,13 @@ def main() -> int:
     size = write_big_file(work / "docs" / "dump.txt", args.mb, args.corpus)
     print(f"file: {size / 1e6:.1f} MB at {work / 'docs' / 'dump.txt'}", flush=True)
     base = peak_rss_mb()
-    stages: dict[str, tuple[int, int, float]] = {}
+    stages: dict[str, tuple[int, int, float, float, int]] = {}
     start = time.monotonic()
 
     def progress(stage: str, done: int, total: int) -> None:
-        first = stages.get(stage, (0, 0, time.monotonic() - start))[2]
-        stages[stage] = (done, total, first)
+        now = time.monotonic() - start
+        first, peak, reports = stages.get(stage, (0, 0, now, peak_rss_mb(), 0))[2:]
+        stages[stage] = (done, total, first, peak, reports + 1)
 
     warnings: list[str] = []
     embedder = HashingEmbedder() if args.embedder == "hashing" else None
@@ -97,8 +102,9 @@ def main() -> int:
     took = time.monotonic() - start
     for w in warnings:
         print(f"warning: {w}")
-    for stage, (done, total, first) in stages.items():
-        print(f"progress {stage:>14}: {done}/{total} (first report at {first:.1f}s)")
+    for stage, (done, total, first, peak, reports) in stages.items():
+        print(f"progress {stage:>14}: {done}/{total} in {reports} reports, first at "
+              f"{first:.1f}s (peak RSS so far {peak:.0f} MB)")
     print(f"passages: {report.passages}, embedded: {report.embedded}, time: {took:.1f}s")
     print(f"peak RSS: {peak_rss_mb():.0f} MB (before indexing: {base:.0f} MB), "
           f"embedder: {args.embedder}")

@@ -132,20 +132,30 @@ def main() -> int:
         round_no += 1
         command = "build" if round_no % 6 == 0 else "update"
         change = mutate(docs, corpus, rng, round_no)
-        # Half the kills anywhere, half late in the run, where the new version is written.
-        low = 0.0 if round_no % 2 else 0.7
-        delay = rng.uniform(low * durations[command], durations[command] * 1.05)
         before = (index / "CURRENT").read_text()
+        started = time.monotonic()
         proc = cli("index", command, "--docs", str(docs), "--index", str(index))
+        if round_no % 2:
+            # Anywhere in the run: importing, reading, embedding, writing.
+            delay = rng.uniform(0.0, durations[command] * 1.05)
+            phase = "anywhere"
+        else:
+            # While the new version is written: wait for its .tmp- directory to appear, then
+            # kill within the next moments (sqlite, FAISS, BM25, fsync, rename, CURRENT, prune).
+            while proc.poll() is None and not list(index.glob(".tmp-*")):
+                time.sleep(0.005)
+            delay = time.monotonic() - started + rng.uniform(0.0, 1.0)
+            phase = "writing"
         try:
-            proc.wait(timeout=delay)
+            proc.wait(timeout=max(0.0, delay - (time.monotonic() - started)))
             outcome = f"finished before the kill (exit {proc.returncode})"
             finished += 1
+            durations[command] = time.monotonic() - started
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             kills += 1
-            outcome = f"killed -9 at {delay:.1f}s"
+            outcome = f"killed -9 at {time.monotonic() - started:.1f}s ({phase})"
         proc.stdout.close()  # type: ignore[union-attr]
         proc.stderr.close()  # type: ignore[union-attr]
         switched = (index / "CURRENT").read_text() != before
