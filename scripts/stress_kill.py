@@ -133,6 +133,7 @@ def main() -> int:
         command = "build" if round_no % 6 == 0 else "update"
         change = mutate(docs, corpus, rng, round_no)
         before = (index / "CURRENT").read_text()
+        leftovers = set(index.glob(".tmp-*"))  # a killed writer's, removed by the next one
         started = time.monotonic()
         proc = cli("index", command, "--docs", str(docs), "--index", str(index))
         if round_no % 2:
@@ -142,7 +143,7 @@ def main() -> int:
         else:
             # While the new version is written: wait for its .tmp- directory to appear, then
             # kill within the next moments (sqlite, FAISS, BM25, fsync, rename, CURRENT, prune).
-            while proc.poll() is None and not list(index.glob(".tmp-*")):
+            while proc.poll() is None and not set(index.glob(".tmp-*")) - leftovers:
                 time.sleep(0.005)
             delay = time.monotonic() - started + rng.uniform(0.0, 1.0)
             phase = "writing"
