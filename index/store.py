@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IndexDamaged, IndexLocked, IndexMissing, IndexStale
+from .errors import IndexDamaged, IndexLocked, IndexMissing, IndexStale, QAError
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
@@ -114,9 +114,17 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 @contextmanager
 def writer_lock(index_dir: Path, wait: bool = False) -> Iterator[None]:
-    """Exclusive lock so two builds or updates never interleave."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / ".lock", "a+") as f:
+    """Exclusive lock so two builds or updates never interleave. The kernel releases it when
+    the holder dies, even by kill -9, so a crashed writer never blocks the next one."""
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        f = open(index_dir / ".lock", "a+")  # noqa: SIM115 - closed by the with below
+    except OSError as error:
+        raise QAError(
+            f"cannot write the index at {index_dir} ({error.strerror or error}): pass --index DIR "
+            "with a writable folder"
+        ) from None
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -338,8 +346,8 @@ def write_version(
     index_dir = Path(index_dir)
     name = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
     tmp = index_dir / f".tmp-{name}"
-    tmp.mkdir(parents=True)
     try:
+        tmp.mkdir(parents=True)
         _write_db(tmp / "passages.sqlite", build)
         vector_file = tmp / "vectors.npy"
         out = np.lib.format.open_memmap(
@@ -367,8 +375,13 @@ def write_version(
         os.rename(tmp, index_dir / name)
         _fsync_dir(index_dir)
         write_atomic(index_dir / CURRENT, name.encode())
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, OSError):  # disk full, quota, permissions
+            raise QAError(
+                f"could not write the index at {index_dir} ({error.strerror or error}); the "
+                "previous index is unchanged: free some space or pass --index DIR"
+            ) from error
         raise
     _remove_old_versions(index_dir, keep={name, previous} - {None})  # type: ignore[arg-type]
     return index_dir / name

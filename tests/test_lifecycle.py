@@ -416,3 +416,64 @@ def test_ask_waits_for_a_writer_instead_of_failing(tmp_path, fake_model, capsys)
     assert "waiting for it" in capsys.readouterr().err
     assert engine.store.passage_count > 10
     engine.close()
+
+
+def test_unwritable_index_folder_is_a_one_line_error(seeds, tmp_path):
+    docs, _ = seeds
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = runner.invoke(app, ["index", "build", "--docs", str(docs), "--index",
+                                 str(blocker / "index")])
+    assert result.exit_code == 1
+    assert "cannot write the index at" in result.stderr and "--index DIR" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_failed_write_keeps_the_previous_index(seeds, monkeypatch):
+    import errno
+
+    from index import lexical as lexical_module
+    from index.errors import QAError
+
+    docs, index = seeds
+    before = current_version(index).name
+
+    def disk_full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(lexical_module, "build", disk_full)
+    (docs / "zanzibar.txt").write_text(NEW_ARTICLE)
+    with pytest.raises(QAError, match="No space left on device.*previous index is unchanged"):
+        _update(docs, index)
+    assert current_version(index).name == before
+    assert not list(index.glob(".tmp-*"))
+    assert Engine(index, embedder=FakeEmbedder()).ask("Taji rockets").passages
+
+
+def test_corrupt_query_model_is_exported_again_on_build(tmp_path, monkeypatch):
+    """A model.onnx that no longer matches the digest recorded at export is replaced."""
+    import hashlib
+
+    import index.model
+    from index.pipeline import ensure_query_model
+
+    exports = []
+
+    def export(target):
+        data = b"exported graph %d" % len(exports)
+        target.write_bytes(data)
+        exports.append(target)
+        return hashlib.sha256(data).hexdigest()
+
+    monkeypatch.setattr(index.model, "export_onnx", export)
+    ensure_query_model(tmp_path, MODEL_NAME, verify=True)
+    ensure_query_model(tmp_path, MODEL_NAME, verify=True)
+    assert len(exports) == 1  # intact: kept
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(onnx.read_bytes()[:5])
+    ensure_query_model(tmp_path, MODEL_NAME, verify=False)  # the query path never hashes
+    assert len(exports) == 1
+    ensure_query_model(tmp_path, MODEL_NAME, verify=True)
+    assert len(exports) == 2 and onnx.read_bytes() == b"exported graph 1"
+    ensure_query_model(tmp_path, "fake-bow", verify=True)  # only the real model is exported
+    assert len(exports) == 2
