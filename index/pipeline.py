@@ -70,6 +70,7 @@ def prepare(
     build = Build()
     total = sum(len(d.text) for d in documents)
     done = 0
+    progress("reading", 0, total)
     for doc_id, document in enumerate(documents):
         counted = reported = 0
 
