@@ -156,8 +156,9 @@ def current_version(index_dir: Path) -> Path:
     return version
 
 
-def read_manifest(index_dir: Path) -> dict[str, Any]:
-    version = current_version(index_dir)
+def read_manifest(index_dir: Path, version: Path | None = None) -> dict[str, Any]:
+    """The manifest of ``version`` (default: the live one)."""
+    version = version or current_version(index_dir)
     try:
         manifest = json.loads((version / "manifest.json").read_text())
     except (OSError, ValueError):
@@ -203,7 +204,8 @@ class Store:
 
         self.index_dir = Path(index_dir)
         self.version = current_version(self.index_dir)
-        self.manifest = read_manifest(self.index_dir)
+        # The same version for everything: CURRENT may switch while this loads.
+        self.manifest = read_manifest(self.index_dir, self.version)
         check_manifest(self.manifest, self.index_dir, expect or {})
         damaged = IndexDamaged(f"index at {self.index_dir} is damaged: run `qa index build`")
         if not _sizes_match(self.version, self.manifest.get("sizes")):

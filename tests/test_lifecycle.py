@@ -477,3 +477,25 @@ def test_corrupt_query_model_is_exported_again_on_build(tmp_path, monkeypatch):
     assert len(exports) == 2 and onnx.read_bytes() == b"exported graph 1"
     ensure_query_model(tmp_path, "fake-bow", verify=True)  # only the real model is exported
     assert len(exports) == 2
+
+
+def test_store_reads_one_version_even_if_current_switches_while_it_loads(seeds, monkeypatch):
+    import index.store as store_module
+
+    docs, index = seeds
+    old = current_version(index)
+    old_count = Store(index).passage_count
+    (docs / "zanzibar.txt").write_text(NEW_ARTICLE)
+    _update(docs, index)
+    new = current_version(index)
+    (index / "CURRENT").write_text(old.name)
+    real = store_module.current_version
+
+    def resolve_then_switch(index_dir):
+        version = real(index_dir)
+        (index / "CURRENT").write_text(new.name)  # a writer switches right after we resolved
+        return version
+
+    monkeypatch.setattr(store_module, "current_version", resolve_then_switch)
+    store = Store(index)
+    assert store.version == old and store.passage_count == old_count == store.vectors.count
