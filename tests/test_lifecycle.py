@@ -499,3 +499,40 @@ def test_store_reads_one_version_even_if_current_switches_while_it_loads(seeds, 
     monkeypatch.setattr(store_module, "current_version", resolve_then_switch)
     store = Store(index)
     assert store.version == old and store.passage_count == old_count == store.vectors.count
+
+
+def test_cli_update_and_status_say_what_happened(tmp_path, fake_model):
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    index = tmp_path / "index"
+    where = ["--docs", str(docs), "--index", str(index)]
+    result = runner.invoke(app, ["index", "update", *where])  # no index yet: builds
+    assert result.exit_code == 0, result.stderr
+    assert f"added: {len(list(SEEDS.glob('*.txt')))} file(s)" in result.stderr
+
+    (docs / "zanzibar.txt").write_text(NEW_ARTICLE)
+    (docs / "empty.txt").write_text("")
+    (docs / "000_3462dbd106702807.txt").unlink()
+    status = runner.invoke(app, ["index", "status", "--json", *where])
+    assert status.exit_code == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["up_to_date"] is False
+    assert report["added"] == ["empty", "zanzibar"]
+    assert report["removed"] == ["000_3462dbd106702807"]
+
+    result = runner.invoke(app, ["index", "update", *where])
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "added: 2 file(s) (empty, zanzibar)" in lines
+    assert "changed: 0 file(s)" in lines
+    assert "removed: 1 file(s) (000_3462dbd106702807)" in lines
+    assert "skipped: 1 file(s) (empty)" in lines
+    assert any(line.startswith("embedded ") and "new passage(s)" in line for line in lines)
+    assert any("skipping" in line and "empty.txt" in line for line in lines)
+
+    status = runner.invoke(app, ["index", "status", "--json", *where])
+    report = json.loads(status.stdout)
+    assert report["up_to_date"] is True and report["skipped"] == ["empty"]
+    human = runner.invoke(app, ["index", "status", *where])
+    assert "unchanged since the index was built" in human.stdout
+    assert "1 unusable file(s) not indexed: empty" in human.stdout
