@@ -340,10 +340,12 @@ def ensure_query_model(index_dir: Path, model_name: str, verify: bool = False) -
     target = index_dir / store.ONNX_FILE
     stamp = index_dir / f"{store.ONNX_FILE}.sha256"
     if target.exists() and verify:
-        from .model import sha256_file
+        from . import model
 
+        # The digest export_onnx returned: of the file, or of the file and its external data.
+        digest = getattr(model, "onnx_digest", model.sha256_file)
         try:
-            intact = stamp.read_text().strip() == sha256_file(target)
+            intact = stamp.read_text().strip() == digest(target)
         except OSError:
             intact = False
         if not intact:

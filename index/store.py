@@ -408,10 +408,11 @@ def _remove_old_versions(index_dir: Path, keep: set[str]) -> None:
 def remove_leftovers(index_dir: Path) -> None:
     """Delete what a killed writer left behind: half-written version directories and temporary
     files. Call only under ``writer_lock``."""
-    for leftover in index_dir.glob(".tmp-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    for leftover in index_dir.glob(".*.tmp"):
-        leftover.unlink(missing_ok=True)
+    for leftover in [*index_dir.glob(".tmp-*"), *index_dir.glob(".*.tmp")]:
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 def _write_db(path: Path, build: Build) -> None:

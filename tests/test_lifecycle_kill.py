@@ -128,3 +128,17 @@ def test_kill_at_random_moments(seeds):
         assert len(list(index.glob(".tmp-*"))) <= 1 and len(list(index.glob("v-*"))) <= 3
     _next_writer_cleans_up(docs, index)
     assert Store(index).manifest["files"]["zanzibar"]["size"] == (docs / "zanzibar.txt").stat().st_size
+
+
+def test_leftovers_of_any_shape_are_removed_by_the_next_writer(seeds):
+    docs, index = seeds
+    (index / ".tmp-v-killed").mkdir()
+    (index / ".tmp-v-killed" / "passages.sqlite").write_bytes(b"half")
+    (index / ".CURRENT.123.tmp").write_text("v-x")
+    (index / ".model.onnx.abc.tmp").mkdir()  # an export's scratch folder
+    (index / ".model.onnx.abc.tmp" / "raw.onnx").write_bytes(b"x")
+    (index / ".model.onnx.def.tmp").write_bytes(b"x")
+    (index / "v-orphan-never-switched").mkdir()
+    (docs / "zanzibar.txt").write_text(NEW_ARTICLE)
+    _next_writer_cleans_up(docs, index)
+    assert not (index / "v-orphan-never-switched").exists()
