@@ -362,7 +362,7 @@ def ask(
 
             clean_question(question)  # fail fast, before loading anything
         engine = open_engine(docs, index, refresh)
-        questions = sys.stdin if question == "-" else [question]
+        questions = _stdin_text() if question == "-" else [question]
         out = _stdout()
         for line in questions:
             if question == "-" and not line.strip():
@@ -382,6 +382,14 @@ def ask(
                 if question == "-":
                     out.print(f"[bold]Q: {answer.question}[/]")
                 render(answer, out)
+
+
+def _stdin_text() -> Any:
+    """stdin as text, with undecodable bytes replaced (U+FFFD) rather than a traceback."""
+    stream = sys.stdin
+    if hasattr(stream, "reconfigure"):
+        stream.reconfigure(errors="replace")
+    return stream
 
 
 @app.command()
@@ -451,8 +459,10 @@ def _line_reader() -> Any:
         )
         return lambda: session.prompt("? ")
 
+    stream = _stdin_text()
+
     def read() -> str:
-        line = sys.stdin.readline()
+        line = stream.readline()
         if not line:
             raise EOFError
         return line

@@ -220,3 +220,11 @@ def test_clean_question_bounds_tokens_for_any_length():
         text, warnings = clean_question("rocket " * n)
         assert count_tokens([text])[0] <= 256
         assert bool(warnings) == (count_tokens(["rocket " * n])[0] > 256)
+
+
+def test_stdin_with_undecodable_bytes_is_read_with_replacement(fake_cli):
+    stdin = b"How many rockets landed at the Taji base?\n\xff\xfe Quds \xc3( Force?\n"
+    result = runner.invoke(cli.app, ["ask", "-", "--json"], input=stdin)
+    assert result.exit_code == 0, result.output
+    questions = [json.loads(line)["question"] for line in result.stdout.splitlines()]
+    assert questions == ["How many rockets landed at the Taji base?", "�� Quds �( Force?"]
