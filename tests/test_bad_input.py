@@ -228,3 +228,10 @@ def test_stdin_with_undecodable_bytes_is_read_with_replacement(fake_cli):
     assert result.exit_code == 0, result.output
     questions = [json.loads(line)["question"] for line in result.stdout.splitlines()]
     assert questions == ["How many rockets landed at the Taji base?", "�� Quds �( Force?"]
+
+
+def test_undecodable_argv_bytes_do_not_break_output(fake_cli):
+    # Python turns undecodable argv bytes into lone surrogates (surrogateescape).
+    result = runner.invoke(cli.app, ["ask", "Taji \udcff\udcfe rockets?", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["question"] == "Taji rockets?"
