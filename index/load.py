@@ -82,6 +82,20 @@ def source_name(path: Path, docs_dir: Path) -> str:
     return path.relative_to(docs_dir).with_suffix("").as_posix()
 
 
+def source_names(paths: list[Path], docs_dir: Path) -> dict[Path, str]:
+    """The source name of each file: its path without the suffix, or with it when another file
+    has the same name (``story.txt`` and ``story.md``): sources must be unique."""
+    stems: dict[str, int] = {}
+    for path in paths:
+        stem = source_name(path, docs_dir)
+        stems[stem] = stems.get(stem, 0) + 1
+    return {
+        path: source_name(path, docs_dir) if stems[source_name(path, docs_dir)] == 1
+        else path.relative_to(docs_dir).as_posix()
+        for path in paths
+    }
+
+
 def _read_regular(path: Path) -> bytes:
     """The bytes of a regular file; OSError for anything else (a FIFO would block forever)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -96,13 +110,15 @@ def read_document(
     docs_dir: Path,
     warn: Callable[[str], None],
     skipped: Callable[[Skipped], None] = lambda _: None,
+    source: str | None = None,
 ) -> Document | None:
     """Decode one file, or warn, report it to ``skipped`` and return None when it is not
     usable text."""
+    source = source or source_name(path, docs_dir)
 
     def skip(reason: str) -> None:
         warn(f"skipping {path}: {reason}")
-        skipped(Skipped(source_name(path, docs_dir), path, reason))
+        skipped(Skipped(source, path, reason))
 
     try:
         data = _read_regular(path)
@@ -132,7 +148,7 @@ def read_document(
         return None
     digest = hashlib.sha256(data).hexdigest()
     del data
-    return Document(source_name(path, docs_dir), path, text, digest, encoding)
+    return Document(source, path, text, digest, encoding)
 
 
 def load_documents(
@@ -143,7 +159,8 @@ def load_documents(
     """Yield every readable article under ``docs_dir``; unusable files produce a warning and
     are passed to ``skipped``."""
     docs_dir = Path(docs_dir)
-    for path in find_files(docs_dir, warn):
-        document = read_document(path, docs_dir, warn, skipped)
+    paths = find_files(docs_dir, warn)
+    for path, source in source_names(paths, docs_dir).items():
+        document = read_document(path, docs_dir, warn, skipped, source)
         if document is not None:
             yield document

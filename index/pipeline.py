@@ -387,7 +387,7 @@ class Changes:
 def docs_changes(docs_dir: Path, manifest: dict[str, Any]) -> Changes:
     """Files added, changed or removed since the index was built (size and mtime first,
     hashing only files whose stat differs)."""
-    from .load import file_sha256, source_name
+    from .load import file_sha256, source_names
 
     docs_dir = Path(docs_dir)
     indexed: dict[str, Any] = manifest.get("files", {})
@@ -397,8 +397,7 @@ def docs_changes(docs_dir: Path, manifest: dict[str, Any]) -> Changes:
         paths = find_files(docs_dir)
     except DocsError:
         return Changes(removed=sorted(indexed))
-    for path in paths:
-        source = source_name(path, docs_dir)
+    for path, source in source_names(paths, docs_dir).items():
         seen.add(source)
         entry = indexed.get(source)
         if entry is None:

@@ -238,3 +238,17 @@ def test_undecodable_argv_bytes_do_not_break_output(fake_cli):
     result = runner.invoke(cli.app, ["ask", "Taji \udcff\udcfe rockets?", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["question"] == "Taji rockets?"
+
+
+def test_same_name_with_two_suffixes_keeps_both_files(tmp_path):
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    (docs / "story.txt").write_text("Story One\n\nThe first story is about a ferry to Tiree.\n")
+    (docs / "story.md").write_text("Story Two\n\nThe second story is about a bridge in Mostar.\n")
+    index = tmp_path / "index"
+    report = _build(docs, index, [])
+    assert {"story.md", "story.txt"} <= set(report.added)
+    store = Store(index)
+    texts = " ".join(p.text for p in store.all_passages())
+    assert "Tiree" in texts and "Mostar" in texts
+    assert not docs_changes(docs, store.manifest)
