@@ -1,0 +1,45 @@
+"""Lifecycle checks that need the real model: the query model file and long questions."""
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def test_long_question_through_the_real_query_model(real_index):
+    docs, index = real_index
+    question = "How many rockets landed at the Taji base? " + "Tell me everything. " * 500
+    result = runner.invoke(app, ["ask", question, "--json", "-k", "3", "--docs", str(docs),
+                                 "--index", str(index)])
+    assert result.exit_code == 0, result.stderr
+    assert "longer than the model reads (256 word pieces)" in result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["question"].startswith("How many rockets landed at the Taji base?")
+    assert answer["passages"][0]["citation"]["source"] == "003_a6f98cea0e1f5c95"
+
+
+@pytest.mark.parametrize("how", ["garble", "truncate"])
+def test_corrupt_query_model_is_a_one_line_error(real_index, tmp_path, how):
+    docs, index = real_index
+    copy = tmp_path / "index"
+    shutil.copytree(index, copy)
+    onnx = copy / "model.onnx"
+    size = onnx.stat().st_size
+    with open(onnx, "r+b") as f:
+        if how == "garble":
+            f.write(bytes(range(256)) * 64)  # same size, garbage header
+        else:
+            f.truncate(size // 3)
+    result = runner.invoke(app, ["ask", "Who fired the rockets?", "--docs", str(docs),
+                                 "--index", str(copy)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "build" in result.stderr and ("damaged" in result.stderr
+                                         or "query model" in result.stderr)
