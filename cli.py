@@ -136,6 +136,10 @@ def _build(docs: Path, index: Path, update: bool = False) -> Any:
 def index_build(docs: DocsOption = None, index: IndexOption = None) -> None:
     """Build the index from scratch over every .txt/.md article in DOCS.
 
+    The new index replaces the old one atomically when it is complete; until then (and if the
+    build is interrupted) the old one keeps answering. Unusable files are skipped with a
+    warning. Fails at once if another qa process is writing the same index.
+
     Example: qa index build --docs seeds/
     """
     with user_errors():
