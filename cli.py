@@ -136,9 +136,9 @@ def _build(docs: Path, index: Path, update: bool = False) -> Any:
 def index_build(docs: DocsOption = None, index: IndexOption = None) -> None:
     """Build the index from scratch over every .txt/.md article in DOCS.
 
-    The new index replaces the old one atomically when it is complete; until then (and if the
-    build is interrupted) the old one keeps answering. Unusable files are skipped with a
-    warning. Fails at once if another qa process is writing the same index.
+    The old index keeps answering until the new one is complete, even if the build is killed.
+
+    Unusable files are skipped with a warning. Fails if another qa is writing the same index.
 
     Example: qa index build --docs seeds/
     """
@@ -157,8 +157,7 @@ def index_build(docs: DocsOption = None, index: IndexOption = None) -> None:
 def index_update(docs: DocsOption = None, index: IndexOption = None) -> None:
     """Bring the index in line with DOCS, embedding only new or changed passages.
 
-    Builds the index when there is none. An index built with another model or chunker
-    cannot be updated: the error says to run `qa index build`.
+    Builds the index when there is none. An index built with another model cannot be updated.
 
     Example: qa index update --docs seeds/
     """
