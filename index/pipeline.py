@@ -343,9 +343,9 @@ def ensure_query_model(index_dir: Path, model_name: str, verify: bool = False) -
         from . import model
 
         # The digest export_onnx returned: of the file, or of the file and its external data.
-        digest = getattr(model, "onnx_digest", model.sha256_file)
+        digest_of = getattr(model, "onnx_digest", model.sha256_file)
         try:
-            intact = stamp.read_text().strip() == digest(target)
+            intact = stamp.read_text().strip() == digest_of(target)
         except OSError:
             intact = False
         if not intact:
@@ -354,8 +354,7 @@ def ensure_query_model(index_dir: Path, model_name: str, verify: bool = False) -
         from .model import export_onnx
 
         index_dir.mkdir(parents=True, exist_ok=True)
-        digest = export_onnx(target)
-        store.write_atomic(stamp, digest.encode())
+        store.write_atomic(stamp, export_onnx(target).encode())
 
 
 def update_index(
