@@ -61,12 +61,12 @@ def find_files(docs_dir: Path, warn: Callable[[str], None] = lambda _: None) -> 
     seen: set[str] = set()
 
     def on_error(error: OSError) -> None:
-        warn(f"skipping {error.filename}: {error.strerror}")
+        warn(f"skipping {printable(str(error.filename))}: {error.strerror}")
 
     for root, dirs, files in os.walk(docs_dir, followlinks=True, onerror=on_error):
         real = os.path.realpath(root)
         if real in seen:
-            warn(f"skipping {root}: symlink loop")
+            warn(f"skipping {printable(str(root))}: symlink loop")
             dirs[:] = []
             continue
         seen.add(real)
@@ -79,7 +79,18 @@ def find_files(docs_dir: Path, warn: Callable[[str], None] = lambda _: None) -> 
 
 
 def source_name(path: Path, docs_dir: Path) -> str:
-    return path.relative_to(docs_dir).with_suffix("").as_posix()
+    return printable(path.relative_to(docs_dir).with_suffix("").as_posix())
+
+
+def printable(name: str) -> str:
+    """A file name as UTF-8 text: bytes that are not UTF-8 (surrogate-escaped by the OS layer)
+    become backslash escapes (``caf\\xe9``), so the name can be stored, printed and sent as
+    JSON."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def source_names(paths: list[Path], docs_dir: Path) -> dict[Path, str]:
@@ -91,7 +102,7 @@ def source_names(paths: list[Path], docs_dir: Path) -> dict[Path, str]:
         stems[stem] = stems.get(stem, 0) + 1
     return {
         path: source_name(path, docs_dir) if stems[source_name(path, docs_dir)] == 1
-        else path.relative_to(docs_dir).as_posix()
+        else printable(path.relative_to(docs_dir).as_posix())
         for path in paths
     }
 
@@ -117,7 +128,7 @@ def read_document(
     source = source or source_name(path, docs_dir)
 
     def skip(reason: str) -> None:
-        warn(f"skipping {path}: {reason}")
+        warn(f"skipping {printable(str(path))}: {reason}")
         skipped(Skipped(source, path, reason))
 
     try:
@@ -139,9 +150,12 @@ def read_document(
         if controls > len(text[:8192]) * 0.01:
             skip("not UTF-8 and not readable text")
             return None
-        warn(f"{path} is not UTF-8: read it as Latin-1")
+        warn(f"{printable(str(path))} is not UTF-8: read it as Latin-1")
     if len(text) > MAX_CHARS:
-        warn(f"{path} has {len(text):,} characters: indexing only the first {MAX_CHARS:,}")
+        warn(
+            f"{printable(str(path))} has {len(text):,} characters: indexing only the first "
+            f"{MAX_CHARS:,}"
+        )
         text = text[:MAX_CHARS]
     if not text.strip():
         skip("empty file")

@@ -14,7 +14,7 @@ from . import store
 from .chunk import CHUNK_VERSION, MAX_TOKENS, OVERLAP_SENTENCES, Counter, chunk_segments
 from .clean import find_body
 from .errors import DocsError, IndexMissing
-from .load import Document, Skipped, find_files, load_documents
+from .load import Document, Skipped, find_files, load_documents, printable
 from .meta import extract_metadata
 from .store import Build, DocumentRow, PassageRow, Progress, content_hash
 
@@ -92,11 +92,12 @@ def prepare(
         segments = find_body(document.text, meta.title)
         chunks = chunk_segments(document.text, segments, counting)
         if not chunks:
-            warn(f"{document.path} has no article text (only headings, links or furniture): "
-                 "nothing indexed from it")
+            warn(f"{printable(str(document.path))} has no article text (only headings, links or "
+                 "furniture): nothing indexed from it")
         build.documents.append(
             DocumentRow(
-                doc_id, document.source, str(document.path), document.sha256, meta.title,
+                doc_id, document.source, printable(str(document.path)), document.sha256,
+                meta.title,
                 meta.date, meta.date_inferred, meta.author, meta.publisher, document.encoding,
             )
         )

@@ -252,3 +252,22 @@ def test_same_name_with_two_suffixes_keeps_both_files(tmp_path):
     texts = " ".join(p.text for p in store.all_passages())
     assert "Tiree" in texts and "Mostar" in texts
     assert not docs_changes(docs, store.manifest)
+
+
+def test_file_names_that_are_not_utf8_or_hold_newlines(tmp_path):
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    with open(os.fsencode(docs) + b"/caf\xe9.txt", "wb") as f:
+        f.write(b"Cafe Story\n\nThe cafe reopened on Monday after the flood. The owner smiled.\n")
+    (docs / "new\nline.txt").write_text("Odd Name\n\nA file with a newline in its name was "
+                                        "indexed on Friday. Nobody noticed at all.\n")
+    index = tmp_path / "index"
+    report = _build(docs, index, [])
+    assert {"caf\\xe9", "new\nline"} <= set(report.added)
+    store = Store(index)
+    cafe = next(d for d in store.documents.values() if d.source == "caf\\xe9")
+    assert cafe.path.endswith("caf\\xe9.txt")
+    assert any("cafe reopened" in p.text for p in store.all_passages())
+    assert not docs_changes(docs, store.manifest)
+    answer = Engine(index, embedder=FakeEmbedder()).ask("When did the cafe reopen?")
+    json.dumps(answer.to_dict(), ensure_ascii=False).encode("utf-8")
