@@ -340,7 +340,8 @@ def ensure_query_model(index_dir: Path, model_name: str, verify: bool = False) -
         return
     target = index_dir / store.ONNX_FILE
     stamp = index_dir / f"{store.ONNX_FILE}.sha256"
-    if target.exists() and verify:
+    intact = target.exists()
+    if intact and verify:
         from . import model
 
         # The digest export_onnx returned: of the file, or of the file and its external data.
@@ -349,9 +350,7 @@ def ensure_query_model(index_dir: Path, model_name: str, verify: bool = False) -
             intact = stamp.read_text().strip() == digest_of(target)
         except OSError:
             intact = False
-        if not intact:
-            target.unlink()
-    if not target.exists():
+    if not intact:  # export_onnx replaces the file atomically: readers never see it missing
         from .model import export_onnx
 
         index_dir.mkdir(parents=True, exist_ok=True)
