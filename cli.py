@@ -204,7 +204,7 @@ def index_status(
     """
     from index.model import DIMENSION, MODEL_NAME
     from index.pipeline import docs_changes, expected_manifest
-    from index.store import Store
+    from index.store import Store, is_being_written
 
     with user_errors():
         docs, index, given = resolve_paths(docs, index)
@@ -231,6 +231,7 @@ def index_status(
             "skipped": sorted(
                 name for name, entry in manifest.get("files", {}).items() if entry.get("skipped")
             ),
+            "being_written": is_being_written(index),
         }
         if json_out:
             print(json.dumps(status))
@@ -247,6 +248,8 @@ def index_status(
             )
         else:
             out.print(f"{'docs:':14} unchanged since the index was built")
+        if status["being_written"]:
+            out.print(f"{'writer:':14} another qa process is building or updating this index now")
         if status["skipped"]:
             out.print(f"{'skipped:':14} {len(status['skipped'])} unusable file(s) not indexed: "
                       + ", ".join(status["skipped"][:10]), soft_wrap=True)

@@ -137,6 +137,20 @@ def writer_lock(index_dir: Path, wait: bool = False) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def is_being_written(index_dir: Path) -> bool:
+    """Whether a writer holds the lock right now (for status displays; never blocks)."""
+    try:
+        with open(Path(index_dir) / ".lock", "rb") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except OSError:
+        pass
+    return False
+
+
 def current_version(index_dir: Path) -> Path:
     """The live version directory, or IndexMissing."""
     pointer = Path(index_dir) / CURRENT

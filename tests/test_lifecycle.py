@@ -533,6 +533,10 @@ def test_cli_update_and_status_say_what_happened(tmp_path, fake_model):
     status = runner.invoke(app, ["index", "status", "--json", *where])
     report = json.loads(status.stdout)
     assert report["up_to_date"] is True and report["skipped"] == ["empty"]
+    assert report["being_written"] is False
+    with writer_lock(index):
+        locked = runner.invoke(app, ["index", "status", *where])
+        assert "another qa process is building or updating this index now" in locked.stdout
     human = runner.invoke(app, ["index", "status", *where])
     assert "unchanged since the index was built" in human.stdout
     assert "1 unusable file(s) not indexed: empty" in human.stdout
