@@ -100,6 +100,8 @@ def main() -> int:
                         / "squad-a" / "docs")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: temp)")
     parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument("--build-every", type=int, default=6,
+                        help="every Nth round kills a full build instead of an update (0: never)")
     args = parser.parse_args()
     if not args.corpus.is_dir():
         args.corpus = Path("/work/shared/bench/squad-a/docs")
@@ -130,7 +132,7 @@ def main() -> int:
     round_no = 0
     while kills < args.kills:
         round_no += 1
-        command = "build" if round_no % 6 == 0 else "update"
+        command = "build" if args.build_every and round_no % args.build_every == 0 else "update"
         change = mutate(docs, corpus, rng, round_no)
         before = (index / "CURRENT").read_text()
         leftovers = set(index.glob(".tmp-*"))  # a killed writer's, removed by the next one
