@@ -21,6 +21,8 @@ from .model import (
     MAX_TOKENS,
     MODEL_NAME,
     MODEL_SHA256,
+    INT8_FILE,
+    ONNX_FILE,
     ONNX_INPUTS,
     ONNX_OUTPUT,
     tokenizer_path,
@@ -36,6 +38,8 @@ class Embedder:
 
     name: str = MODEL_NAME
     dimension: int = DIMENSION
+    sha256: str | None = None  # of the weights, when they are the verified ones
+    precision: str = "fp32"
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         """Embed one batch: float32 [len(texts), dimension], rows L2-normalised."""
@@ -74,6 +78,7 @@ class TorchEmbedder(Embedder):
         torch.set_num_threads(threads or os.cpu_count() or 1)
         self.bf16 = cpu_has_bf16() if bf16 is None else bf16
         self.sha256 = MODEL_SHA256
+        self.precision = "bf16" if self.bf16 else "fp32"
         self._torch = torch
         bar = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
@@ -106,8 +111,11 @@ class OnnxEmbedder(Embedder):
     """The exported ONNX graph (pooling and normalisation included) under onnxruntime."""
 
     def __init__(
-        self, onnx_path: Path, tokenizer_path: Path | None = None, threads: int | None = None
+        self, onnx_path: Path, tokenizer_path: Path | None = None, threads: int | None = None,
+        optimized: bool = True,
     ):
+        """``optimized``: the file was saved already optimised by onnxruntime (``export_onnx``),
+        so only the cheap basic pass runs when it is opened; otherwise all passes run."""
         import onnxruntime as ort
 
         path = Path(onnx_path)
@@ -117,6 +125,12 @@ class OnnxEmbedder(Embedder):
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        options.graph_optimization_level = (
+            ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            if optimized
+            else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        )
+        self.path = path
         try:
             self._session = ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
@@ -149,6 +163,28 @@ class OnnxEmbedder(Embedder):
         feed = {name: np.array(columns[name], dtype=np.int64) for name in self._inputs}
         (vectors,) = self._session.run([ONNX_OUTPUT], feed)
         return np.asarray(vectors, dtype=np.float32)
+
+
+def document_embedder(index_dir: Path) -> Embedder:
+    """The fastest faithful document embedder this CPU allows.
+
+    CPUs with bf16 matrix units (AMX, AVX512-BF16): sentence-transformers under bf16 autocast.
+    Others: the int8 ONNX copy of the model (``model.int8.onnx`` in ``index_dir``, made with
+    the query model on first use), ~2x fp32 with retrieval figures unchanged.
+    """
+    if cpu_has_bf16():
+        return TorchEmbedder()
+    from .model import export_onnx
+
+    index_dir = Path(index_dir)
+    int8 = index_dir / INT8_FILE
+    if not int8.exists():
+        index_dir.mkdir(parents=True, exist_ok=True)
+        export_onnx(index_dir / ONNX_FILE, int8=int8)
+    embedder = OnnxEmbedder(int8, optimized=False)
+    embedder.sha256 = MODEL_SHA256
+    embedder.precision = "int8"
+    return embedder
 
 
 def cpu_has_bf16() -> bool:

@@ -106,6 +106,7 @@ def _manifest(build: Build, embedder: Any, docs_dir: Path, created: str | None) 
             "sha256": getattr(embedder, "sha256", None),
             "normalized": True,
             "max_tokens": MODEL_MAX_TOKENS,
+            "precision": getattr(embedder, "precision", None),
         },
         "chunking": {
             "version": CHUNK_VERSION,
@@ -120,10 +121,10 @@ def _manifest(build: Build, embedder: Any, docs_dir: Path, created: str | None) 
     }
 
 
-def _default_embedder() -> Any:
-    from .embed import TorchEmbedder
+def _default_embedder(index_dir: Path) -> Any:
+    from .embed import document_embedder
 
-    return TorchEmbedder()
+    return document_embedder(index_dir)
 
 
 def _default_counter() -> Counter:
@@ -193,7 +194,7 @@ def _write(
     documents: list[Document], docs_dir: Path, index_dir: Path, embedder: Any,
     count_tokens: Counter | None, progress: Progress, reuse_vectors: bool,
 ) -> Report:
-    embedder = embedder or _default_embedder()
+    embedder = embedder or _default_embedder(index_dir)
     count_tokens = count_tokens or _default_counter()
     old: dict[str, Any] | None = None
     reuse: dict[str, np.ndarray] = {}
@@ -209,7 +210,11 @@ def _write(
     manifest = _manifest(build, embedder, docs_dir, old.get("created") if old else None)
     onnx = index_dir / store.ONNX_FILE
     if onnx.exists():
-        manifest["model"]["onnx"] = {"file": store.ONNX_FILE, "size": onnx.stat().st_size}
+        from .model import onnx_digest
+
+        manifest["model"]["onnx"] = {
+            "file": store.ONNX_FILE, "size": onnx.stat().st_size, "sha256": onnx_digest(onnx)
+        }
     version = store.write_version(index_dir, build, vectors, manifest, progress)
     report = Report(len(build.documents), len(build.passages), embedded, version=version)
     if old is not None:
