@@ -111,7 +111,7 @@ class FaissIndex(VectorIndex):
 
     @staticmethod
     def nlist_for(n: int) -> int:
-        """Inverted lists for ``n`` vectors: about 2·sqrt(n), a power of two (1024 at 100k,
+        """Inverted lists for ``n`` vectors: about 2·sqrt(n), a power of two (512 at 100k,
         2048 at 1M), so each list holds a few hundred vectors."""
         target = 2 * max(n, 1) ** 0.5
         return int(2 ** max(4, round(float(np.log2(target)))))
@@ -151,14 +151,15 @@ class FaissIndex(VectorIndex):
 
     @classmethod
     def load(cls, path: Path, mmap: bool = False) -> FaissIndex:
-        """Read an index; with ``mmap`` the vectors stay on disk (page cache) instead of being
-        copied into memory: flat codes via ``IO_FLAG_MMAP_IFC``, IVF lists via
-        ``IO_FLAG_MMAP``."""
+        """Read an index; with ``mmap`` an IVF index's lists stay on disk (page cache) instead
+        of being copied into memory. (Flat indexes are served by ``NumpyIndex`` over the
+        memory-mapped ``vectors.npy`` instead; faiss's flat mmap flag cannot be combined with
+        the IVF one.)"""
         import faiss
 
         flags = 0
         if mmap:
-            flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+            flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
         index = faiss.read_index(str(path), flags)
         return cls(index.d, index)
 
