@@ -18,10 +18,10 @@ import numpy as np
 from .errors import ModelError
 from .model import (
     DIMENSION,
+    INT8_FILE,
     MAX_TOKENS,
     MODEL_NAME,
     MODEL_SHA256,
-    INT8_FILE,
     ONNX_FILE,
     ONNX_INPUTS,
     ONNX_OUTPUT,
@@ -115,14 +115,17 @@ class OnnxEmbedder(Embedder):
         optimized: bool = True,
     ):
         """``optimized``: the file was saved already optimised by onnxruntime (``export_onnx``),
-        so only the cheap basic pass runs when it is opened; otherwise all passes run."""
+        so only the cheap basic pass runs when it is opened; otherwise all passes run.
+        ``threads`` defaults to one: questions and highlight sentences are tiny batches, where
+        handing work to a second thread costs more than it saves (and far more on a busy
+        machine); document embedding passes the core count."""
         import onnxruntime as ort
 
         path = Path(onnx_path)
         if not path.is_file():
             raise ModelError(f"the query model {path} is missing: build the index again")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.intra_op_num_threads = threads or 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         options.graph_optimization_level = (
@@ -181,7 +184,7 @@ def document_embedder(index_dir: Path) -> Embedder:
     if not int8.exists():
         index_dir.mkdir(parents=True, exist_ok=True)
         export_onnx(index_dir / ONNX_FILE, int8=int8)
-    embedder = OnnxEmbedder(int8, optimized=False)
+    embedder = OnnxEmbedder(int8, optimized=False, threads=os.cpu_count() or 1)
     embedder.sha256 = MODEL_SHA256
     embedder.precision = "int8"
     return embedder
