@@ -168,12 +168,100 @@ class OnnxEmbedder(Embedder):
         return np.asarray(vectors, dtype=np.float32)
 
 
+class PoolEmbedder(Embedder):
+    """Data parallel onnxruntime: one single-threaded session per worker process.
+
+    On this 2-core machine two one-thread sessions embedded ~1.25x more passages per second
+    than one two-thread session (intra-op threads synchronise on every operator of every
+    batch). Batches are formed as in ``Embedder.embed`` (length-sorted) and handed out to the
+    workers; a local session serves single batches and small calls without the pool.
+    """
+
+    def __init__(self, onnx_path: Path, workers: int, optimized: bool = False):
+        self.path = Path(onnx_path)
+        self.workers = workers
+        self.optimized = optimized
+        self._local = OnnxEmbedder(self.path, optimized=optimized, threads=workers)
+        self._pool: Any = None
+        self._broken = False
+
+    def _executor(self) -> Any:
+        if self._pool is None:
+            import multiprocessing
+            import weakref
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: the parent may hold onnxruntime or torch thread pools.
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker, initargs=(str(self.path), self.optimized),
+            )
+            weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+        return self._pool
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        return self._local.embed_batch(texts)
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        if len(texts) <= 2 * batch_size or self._broken:
+            return self._local.embed(texts, batch_size, progress)
+        from concurrent.futures import as_completed
+        from concurrent.futures.process import BrokenProcessPool
+
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        pool = self._executor()
+        futures = {}
+        for start in range(0, len(order), batch_size):
+            ids = order[start : start + batch_size]
+            futures[pool.submit(_worker_embed, [texts[i] for i in ids])] = ids
+        pending = dict(futures)
+        try:
+            for future in as_completed(futures):
+                ids = pending.pop(future)
+                vectors[ids] = future.result()
+                if progress is not None:
+                    progress(len(ids))
+        except BrokenProcessPool:
+            # Workers could not start (e.g. a __main__ that spawn cannot re-import) or died:
+            # finish in this process rather than lose the build.
+            self._pool = None
+            self._broken = True
+            for ids in pending.values():
+                vectors[ids] = self._local.embed_batch([texts[i] for i in ids])
+                if progress is not None:
+                    progress(len(ids))
+        finally:
+            for future in futures:
+                future.cancel()
+        return vectors
+
+
+_WORKER: OnnxEmbedder | None = None
+
+
+def _start_worker(path: str, optimized: bool) -> None:
+    global _WORKER
+    _WORKER = OnnxEmbedder(Path(path), optimized=optimized, threads=1)
+
+
+def _worker_embed(texts: list[str]) -> np.ndarray:
+    assert _WORKER is not None
+    return _WORKER.embed_batch(texts)
+
+
 def document_embedder(index_dir: Path) -> Embedder:
     """The fastest faithful document embedder this CPU allows.
 
     CPUs with bf16 matrix units (AMX, AVX512-BF16): sentence-transformers under bf16 autocast.
     Others: the int8 ONNX copy of the model (``model.int8.onnx`` in ``index_dir``, made with
-    the query model on first use), ~2x fp32 with retrieval figures unchanged.
+    the query model on first use), ~2x fp32 with retrieval figures unchanged, one
+    single-threaded session per core (``PoolEmbedder``).
     """
     if cpu_has_bf16():
         return TorchEmbedder()
@@ -184,7 +272,12 @@ def document_embedder(index_dir: Path) -> Embedder:
     if not int8.exists():
         index_dir.mkdir(parents=True, exist_ok=True)
         export_onnx(index_dir / ONNX_FILE, int8=int8)
-    embedder = OnnxEmbedder(int8, optimized=False, threads=os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    embedder: Embedder
+    if cores > 1:
+        embedder = PoolEmbedder(int8, workers=cores)
+    else:
+        embedder = OnnxEmbedder(int8, optimized=False)
     embedder.sha256 = MODEL_SHA256
     embedder.precision = "int8"
     return embedder

@@ -220,3 +220,18 @@ def test_document_embedder_prefers_bf16_torch_only_with_bf16_units(monkeypatch, 
     with pytest.raises(ModelError, match="unreadable"):
         embed.document_embedder(tmp_path)
     assert exported == [("model.onnx", "model.int8.onnx")]
+
+
+@pytest.mark.slow
+def test_pool_embedder_matches_one_session_and_keeps_order(onnx_path):
+    from index.embed import PoolEmbedder
+
+    int8 = onnx_path.with_name(model.INT8_FILE)
+    texts = [t for t in SENTENCES if t.strip()] * 12  # more than two batches of 32 → the pool
+    pool = PoolEmbedder(int8, workers=2)
+    done: list[int] = []
+    got = pool.embed(texts, batch_size=8, progress=done.append)
+    expected = OnnxEmbedder(int8, optimized=False).embed(texts, batch_size=8)
+    assert sum(done) == len(texts) and len(done) == -(-len(texts) // 8)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert pool.embed_batch(texts[:2]).shape == (2, model.DIMENSION)
