@@ -98,3 +98,13 @@ def test_numpy_index_partial_sort_matches_full_sort():
     expected = np.argsort(-full, axis=1, kind="stable")[:, :50]
     assert (ids == expected).all() and ids.dtype == np.int64
     np.testing.assert_allclose(scores, np.take_along_axis(full, expected, axis=1), rtol=1e-6)
+
+
+def test_numpy_index_single_query_path_matches_matrix_product():
+    vectors = _clustered(2_000, 24)
+    index = NumpyIndex(24, vectors)
+    for q in vectors[:3] * 0.7:
+        scores, ids = index.search(q, 20)  # one query: the einsum path
+        batch_scores, batch_ids = index.search(np.vstack([q] * 6), 20)  # BLAS path
+        assert (ids[0] == batch_ids[0]).all()
+        np.testing.assert_allclose(scores[0], batch_scores[0], rtol=1e-5, atol=1e-6)
