@@ -222,10 +222,14 @@ def w_query(index: str, questions: str, qvectors: str, n: int) -> dict[str, Any]
             "serving_rss_mib": serving}
 
 
-def w_million(squad_index: str, out: str, n: int, queries: str, seed: int = 0) -> dict[str, Any]:
-    """Build the 1M point: synthetic vectors drawn from a Gaussian with the mean and covariance
-    of squad-a's real passage vectors (written to disk in slices), the production
-    ``build_faiss`` over them, and exact top-10 for the real question vectors."""
+def w_million(squad_index: str, out: str, n: int, queries: str, seed: int = 0,
+              kind: str = "gaussian") -> dict[str, Any]:
+    """Build the 1M point: synthetic vectors (written to disk in slices), the production
+    ``build_faiss`` over them, and exact top-10 for the real question vectors.
+
+    ``gaussian``: drawn from a Gaussian with the mean and covariance of squad-a's real passage
+    vectors (no cluster structure: a hard case for any ANN index). ``perturbed``: squad-a's
+    real passage vectors repeated, each copy + N(0, 0.01²) noise (as the 10k/100k points)."""
     import numpy as np
 
     from index.store import Store
@@ -243,7 +247,12 @@ def w_million(squad_index: str, out: str, n: int, queries: str, seed: int = 0) -
     step = 100_000
     for i in range(0, n, step):
         m = min(step, n - i)
-        block = rng.multivariate_normal(mean, cov, size=m, method="eigh").astype(np.float32)
+        if kind == "perturbed":
+            rows = real[np.arange(i, i + m) % len(real)].astype(np.float32)
+            block = rows + rng.normal(scale=0.01, size=rows.shape).astype(np.float32)
+        else:
+            block = rng.multivariate_normal(mean, cov, size=m, method="eigh").astype(
+                np.float32)
         vectors[i : i + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
     vectors.flush()
     del vectors
@@ -351,6 +360,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated real-text index sizes (default 10000,100000)")
     parser.add_argument("--million", type=int, default=None,
                         help="size of the synthetic point (default 1000000; 0 to skip)")
+    parser.add_argument("--million-kind", choices=("gaussian", "perturbed"),
+                        default="gaussian", help="vectors of the synthetic point (see docs)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the built indexes here (default: a temporary folder)")
     parser.add_argument("--sections", default="cold,ingest,queries",
@@ -391,7 +402,7 @@ def main(argv: list[str] | None = None) -> None:
     if "ingest" in sections:
         report_ingest(work, squad_index, sample, build)
     if "queries" in sections:
-        report_queries(work, squad_index, sizes, million)
+        report_queries(work, squad_index, sizes, million, args.million_kind)
     print(f"\ntotal benchmark time {time.perf_counter() - started:.0f} s")
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
@@ -446,7 +457,8 @@ def report_ingest(work: Path, squad_index: Path, sample: int, build: Any) -> Non
 
 
 
-def report_queries(work: Path, squad_index: Path, sizes: list[int], million: int) -> None:
+def report_queries(work: Path, squad_index: Path, sizes: list[int], million: int,
+                   kind: str = "gaussian") -> None:
     import numpy as np
 
     qfile = work / "questions.jsonl"
@@ -478,15 +490,17 @@ def report_queries(work: Path, squad_index: Path, sizes: list[int], million: int
               f"({q['rss_mib']:.0f} MiB with the exact search for recall)   [{load()}]",
               flush=True)
     if million:
-        out = work / f"synthetic-{million}"
+        out = work / (f"synthetic-{million}" if kind == "gaussian" else f"{kind}-{million}")
+        what = ("Gaussian with squad-a's mean and covariance" if kind == "gaussian" else
+                "squad-a vectors repeated + N(0, 0.01²) noise")
         if not (out / "truth.npy").exists():
             m = worker("million", squad_index=str(squad_index), out=str(out), n=million,
-                       queries=str(qvec))
-            print(f"{million:>9,} synthetic vectors (Gaussian with squad-a's mean and "
-                  f"covariance): generated {m['generate_s']:.0f} s, {m['params']} built in "
+                       queries=str(qvec), kind=kind)
+            print(f"{million:>9,} synthetic vectors ({what}): generated "
+                  f"{m['generate_s']:.0f} s, {m['params']} built in "
                   f"{m['build_s']:.0f} s, build peak RSS {m['rss_mib']:.0f} MiB")
         mq = worker("million_query", out=str(out), queries=str(qvec))
-        print(f"{million:>9,} passages [{mq['params']['kind']}, nprobe "
+        print(f"{million:>9,} passages, {kind} [{mq['params']['kind']}, nprobe "
               f"{mq['params'].get('nprobe')}]: vector search p50 {mq['search_ms']['p50']:.2f} "
               f"ms p95 {mq['search_ms']['p95']:.2f} ms, recall@10 {mq['recall10']:.3f}; opened "
               f"(mmap) in {mq['open_s'] * 1000:.0f} ms; peak RSS {mq['rss_mib']:.0f} MiB   "
