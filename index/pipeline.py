@@ -156,6 +156,7 @@ def _manifest(build: Build, embedder: Any, docs_dir: Path, created: str | None) 
             "sha256": getattr(embedder, "sha256", None),
             "normalized": True,
             "max_tokens": MODEL_MAX_TOKENS,
+            "precision": getattr(embedder, "precision", None),
         },
         "chunking": {
             "version": CHUNK_VERSION,
@@ -170,10 +171,10 @@ def _manifest(build: Build, embedder: Any, docs_dir: Path, created: str | None) 
     }
 
 
-def _default_embedder() -> Any:
-    from .embed import TorchEmbedder
+def _default_embedder(index_dir: Path) -> Any:
+    from .embed import document_embedder
 
-    return TorchEmbedder()
+    return document_embedder(index_dir)
 
 
 def _default_counter() -> Counter:
@@ -266,7 +267,7 @@ def _write(
     if reuse_vectors:
         # Before loading the model: a stale or damaged index fails fast.
         old, reuse, old_vectors = _previous(index_dir, *_model_identity(embedder))
-    embedder = embedder or _default_embedder()
+    embedder = embedder or _default_embedder(index_dir)
     count_tokens = count_tokens or _default_counter()
     build = prepare(documents, count_tokens, embedder.name, progress, warn)
     if not build.passages:
@@ -282,7 +283,11 @@ def _write(
     manifest = _manifest(build, embedder, docs_dir, old.get("created") if old else None)
     onnx = index_dir / store.ONNX_FILE
     if onnx.exists():
-        manifest["model"]["onnx"] = {"file": store.ONNX_FILE, "size": onnx.stat().st_size}
+        from .model import onnx_digest
+
+        manifest["model"]["onnx"] = {
+            "file": store.ONNX_FILE, "size": onnx.stat().st_size, "sha256": onnx_digest(onnx)
+        }
     version = store.write_version(index_dir, build, vectors, manifest, progress)
     report = Report(len(build.documents), len(build.passages), embedded, version=version)
     report.skipped = sorted(s for s, entry in build.files.items() if entry.get("skipped"))

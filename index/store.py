@@ -4,12 +4,15 @@ Layout of an index directory::
 
     CURRENT              name of the live version directory (replaced atomically)
     .lock                held by the one writer
-    model.onnx           query encoder exported from the verified weights
+    model.onnx           query encoder exported from the verified weights (onnxruntime-optimised)
+    model.onnx.data      its weights (ONNX external data)
+    model.int8.onnx      int8 document encoder, on CPUs without bf16 units
     v-<stamp>/           one immutable version
         manifest.json    model, dimension, chunking, per-file hashes, sizes of the files below
         passages.sqlite  documents and passages (text, offsets, sentence spans, hashes)
         vectors.npy      float32 [n, dim], normalised, row i = passage id i
-        faiss.index      inner-product index over vectors.npy
+        faiss.index      inner-product index over vectors.npy (flat, or IVF when large;
+                         flat ones are searched from vectors.npy without loading faiss)
         bm25/            bm25s index over the same passages
 
 Writers build a new version directory, fsync it, then replace CURRENT; readers resolve
@@ -213,8 +216,10 @@ def _open_db(path: Path) -> sqlite3.Connection:
 class Store:
     """A read-only view of one index version."""
 
-    def __init__(self, index_dir: Path, expect: dict[str, Any] | None = None, mmap: bool = False):
-        from .vectors import FaissIndex
+    def __init__(self, index_dir: Path, expect: dict[str, Any] | None = None, mmap: bool = True):
+        """Open the live version. ``mmap`` (default) leaves the vector index on disk and maps
+        it, so opening costs milliseconds at any size and processes share its pages."""
+        from .vectors import FaissIndex, NumpyIndex, VectorIndex
 
         self.index_dir = Path(index_dir)
         self.version = current_version(self.index_dir)
@@ -233,7 +238,11 @@ class Store:
                 " truncated): run `qa index build`"
             )
         try:
-            self.vectors = FaissIndex.load(self.version / "faiss.index", mmap=mmap)
+            self.vectors: VectorIndex
+            if self.manifest.get("vector_index", {}).get("kind") == "faiss-flat":
+                self.vectors = NumpyIndex.load(self.version / "vectors.npy", mmap=mmap)
+            else:
+                self.vectors = FaissIndex.load(self.version / "faiss.index", mmap=mmap)
             self.db = _open_db(self.version / "passages.sqlite")
             (count,) = self.db.execute("SELECT count(*) FROM passages").fetchone()
         except Exception as error:  # faiss raises RuntimeError, sqlite DatabaseError
@@ -357,7 +366,7 @@ def write_version(
 ) -> Path:
     """Write a complete version directory and switch CURRENT to it. Call under writer_lock."""
     from . import lexical
-    from .vectors import FaissIndex
+    from .vectors import build_faiss
 
     index_dir = Path(index_dir)
     name = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
@@ -373,11 +382,10 @@ def write_version(
         out.flush()
         del out
         progress("vector index", 0, len(vectors))
-        faiss_index = FaissIndex(vectors.shape[1], expected=len(vectors))
-        step = 20_000
-        for i in range(0, len(vectors), step):
-            faiss_index.add(vectors[i : i + step])
-            progress("vector index", min(i + step, len(vectors)), len(vectors))
+        faiss_index = build_faiss(
+            np.load(vector_file, mmap_mode="r"),
+            progress=lambda done, total: progress("vector index", done, total),
+        )
         faiss_index.save(tmp / "faiss.index")
         progress("keyword index", 0, 1)
         lexical.build([p.text for p in build.passages], tmp / "bm25")

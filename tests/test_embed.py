@@ -106,9 +106,12 @@ def test_verify_model_detects_one_changed_byte(tmp_path):
 @pytest.fixture(scope="session")
 def onnx_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    digest = model.export_onnx(path)
-    assert digest == model.sha256_file(path)
-    assert [p.name for p in path.parent.iterdir()] == ["model.onnx"]
+    digest = model.export_onnx(path, int8=path.with_name(model.INT8_FILE))
+    assert digest == model.onnx_digest(path)
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "model.int8.onnx", "model.onnx", "model.onnx.data"
+    ]
+    assert path.stat().st_size < 1_000_000  # the weights live in model.onnx.data
     return path
 
 
@@ -187,3 +190,48 @@ def test_query_path_needs_no_torch(onnx_path, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+@pytest.mark.slow
+def test_int8_document_model_stays_close_to_fp32(onnx_path, onnx_embedder):
+    int8 = OnnxEmbedder(onnx_path.with_name(model.INT8_FILE), optimized=False)
+    texts = [t for t in SENTENCES if t.strip()]
+    cosine = (int8.embed(texts) * onnx_embedder.embed(texts)).sum(axis=1)
+    # Per-channel, reduced-range quantisation; plain QInt8 drifts to ~0.92 on AVX2 CPUs.
+    assert cosine.min() >= 0.97 and cosine.mean() >= 0.985, cosine
+
+
+def test_document_embedder_prefers_bf16_torch_only_with_bf16_units(monkeypatch, tmp_path):
+    from index import embed
+
+    made = []
+    monkeypatch.setattr(embed, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(embed, "TorchEmbedder", lambda: made.append("torch") or "torch")
+    assert embed.document_embedder(tmp_path) == "torch" and made == ["torch"]
+    monkeypatch.setattr(embed, "cpu_has_bf16", lambda: False)
+    exported = []
+
+    def fake_export(dest, int8=None):
+        exported.append((dest.name, int8.name))
+        int8.write_bytes(b"not a model")
+        return "digest"
+
+    monkeypatch.setattr(model, "export_onnx", fake_export)
+    with pytest.raises(ModelError, match="unreadable"):
+        embed.document_embedder(tmp_path)
+    assert exported == [("model.onnx", "model.int8.onnx")]
+
+
+@pytest.mark.slow
+def test_pool_embedder_matches_one_session_and_keeps_order(onnx_path):
+    from index.embed import PoolEmbedder
+
+    int8 = onnx_path.with_name(model.INT8_FILE)
+    texts = [t for t in SENTENCES if t.strip()] * 12  # more than two batches of 32 → the pool
+    pool = PoolEmbedder(int8, workers=2)
+    done: list[int] = []
+    got = pool.embed(texts, batch_size=8, progress=done.append)
+    expected = OnnxEmbedder(int8, optimized=False).embed(texts, batch_size=8)
+    assert sum(done) == len(texts) and len(done) == -(-len(texts) // 8)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert pool.embed_batch(texts[:2]).shape == (2, model.DIMENSION)

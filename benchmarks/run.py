@@ -1,0 +1,511 @@
+"""Speed benchmark for issue 5: `python -m benchmarks.run [--quick]` from the repository root.
+
+Prints, in one run: cold `qa ask` against the naive sentence-transformers path, document
+ingest against sentence-transformers fp32, warm query latency and recall@10 at 10k, 100k
+and 1M passages, and the peak RSS of every measured process. Every measurement that is
+compared runs in a fresh child process (`python -m benchmarks.run --worker ...`) so its
+peak RSS is its own. The machine is shared: the load average is printed beside the
+numbers; compare ratios measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SQUAD = Path("/work/shared/bench/squad-a")
+QUESTION = "How many rockets landed at the Taji base?"
+NAIVE = """
+import sys, time, sqlite3
+import numpy as np
+import faiss
+from sentence_transformers import SentenceTransformer
+from index.model import verify_model
+from index.store import current_version
+version = current_version(sys.argv[1])
+model = SentenceTransformer(str(verify_model()), device="cpu", local_files_only=True)
+query = model.encode([sys.argv[2]], normalize_embeddings=True)
+index = faiss.IndexFlatIP(query.shape[1])
+index.add(np.load(version / "vectors.npy"))
+scores, ids = index.search(query, 5)
+db = sqlite3.connect(version / "passages.sqlite")
+rows = [db.execute("SELECT text FROM passages WHERE id = ?", (int(i),)).fetchone()[0]
+        for i in ids[0]]
+print(rows[0][:80])
+"""
+
+
+# ---------------------------------------------------------------- child processes
+
+
+def measured(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Like ``child`` but with the child's own peak RSS (os.wait4)."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=err, env=full_env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:6])}... failed:\n{stderr[-3000:]}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+            "rss_mib": usage.ru_maxrss / 1024, "stdout": stdout}
+
+
+def worker(name: str, **kwargs: Any) -> dict[str, Any]:
+    result = measured([sys.executable, "-m", "benchmarks.run", "--worker", name,
+                       json.dumps(kwargs)])
+    data = json.loads(result["stdout"].strip().splitlines()[-1])
+    data["rss_mib"] = result["rss_mib"]
+    data["wall"] = result["wall"]
+    return data
+
+
+# ---------------------------------------------------------------- workers (in children)
+
+
+def w_embed(backend: str, texts: str, index: str) -> dict[str, Any]:
+    from index.embed import TorchEmbedder, count_tokens, document_embedder
+
+    sample = json.loads(Path(texts).read_text())
+    start = time.perf_counter()
+    embedder = TorchEmbedder(bf16=False) if backend == "st-fp32" else document_embedder(
+        Path(index))
+    load = time.perf_counter() - start
+    embedder.embed(sample[:8])
+    start = time.perf_counter()
+    vectors = embedder.embed(sample, batch_size=32)
+    seconds = time.perf_counter() - start
+    tokens = sum(min(n, 256) for n in count_tokens(sample))
+    np_path = Path(texts).with_suffix(f".{backend}.npy")
+    import numpy as np
+
+    np.save(np_path, vectors)
+    return {"load_s": load, "embed_s": seconds, "chunks": len(sample), "tokens": tokens,
+            "precision": getattr(embedder, "precision", "?"), "vectors": str(np_path)}
+
+
+def w_build(docs: str, index: str) -> dict[str, Any]:
+    """The production build (clean, chunk, embed with the default document embedder, store),
+    with the time of each stage."""
+    from index.embed import count_tokens
+    from index.pipeline import build_index
+
+    stamps: dict[str, float] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        stamps.setdefault(f"{stage}:start", now)
+        stamps[f"{stage}:end"] = now
+
+    start = time.perf_counter()
+    report = build_index(Path(docs), Path(index), progress=progress)
+    total = time.perf_counter() - start
+    from index.store import Store
+
+    store = Store(Path(index))
+    texts = [p.text for p in store.all_passages()]
+    tokens = sum(min(n, 256) for n in count_tokens(texts))
+    stages = {}
+    for key in stamps:
+        if key.endswith(":start"):
+            stage = key[:-6]
+            stages[stage] = stamps[f"{stage}:end"] - stamps[key]
+    return {"seconds": total, "documents": report.documents, "passages": report.passages,
+            "tokens": tokens, "stages": stages}
+
+
+def w_scale(squad_index: str, out: str, n: int, seed: int = 0) -> dict[str, Any]:
+    """An index of ``n`` passages of real text: squad-a's passages repeated under distinct
+    document ids, each copy's vector = the real vector + small Gaussian noise, renormalised
+    (so copies are near, not exact, duplicates)."""
+    import numpy as np
+
+    from index.store import Build, DocumentRow, PassageRow, Store, write_version
+
+    base = Store(Path(squad_index))
+    passages = list(base.all_passages())
+    documents = base.documents
+    real = np.asarray(base.load_vectors())
+    rng = np.random.default_rng(seed)
+    build = Build()
+    vectors = np.empty((n, real.shape[1]), dtype=np.float32)
+    copy = 0
+    start = time.perf_counter()
+    while len(build.passages) < n:
+        doc_offset = len(build.documents)
+        for d in documents.values():
+            build.documents.append(DocumentRow(
+                doc_offset + d.id, f"{d.source}#{copy}", d.path, d.sha256, d.title, d.date,
+                d.date_inferred, d.author, d.publisher, d.encoding))
+        for p in passages:
+            if len(build.passages) >= n:
+                break
+            i = len(build.passages)
+            build.passages.append(PassageRow(i, doc_offset + p.doc, p.start, p.end, p.kind,
+                                             p.text, p.sentences, f"{p.hash}{copy}"))
+            v = real[p.id] + np.asarray(rng.normal(scale=0.01, size=real.shape[1]), np.float32)
+            vectors[i] = v / np.linalg.norm(v)
+        copy += 1
+    manifest = dict(base.manifest)
+    manifest["counts"] = {"documents": len(build.documents), "passages": n}
+    manifest["files"] = {}
+    made = time.perf_counter() - start
+    stages: dict[str, float] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        stages.setdefault(stage + ":t0", time.perf_counter())
+        stages[stage] = time.perf_counter() - stages[stage + ":t0"]
+
+    start = time.perf_counter()
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for name in ("model.onnx", "model.onnx.data"):
+        target = Path(out) / name
+        if not target.exists():
+            os.link(Path(squad_index) / name, target)
+    write_version(Path(out), build, vectors, manifest, progress)
+    return {"prepare_s": made, "write_s": time.perf_counter() - start,
+            "stages": {k: v for k, v in stages.items() if not k.endswith(":t0")}}
+
+
+def w_query(index: str, questions: str, qvectors: str, n: int) -> dict[str, Any]:
+    """Warm latency: full `Engine.ask` (k=5) and the vector search alone, recall@10 of the
+    vector index against exact search over the same vectors."""
+    import numpy as np
+
+    from index.vectors import NumpyIndex
+    from qa.engine import Engine
+
+    qs = [json.loads(line)["question"] for line in Path(questions).read_text().splitlines()]
+    qv = np.load(qvectors)
+    start = time.perf_counter()
+    engine = Engine(Path(index))
+    engine.ask(qs[0], k=5)
+    first = time.perf_counter() - start
+    for q in qs[1:4]:
+        engine.ask(q, k=5)
+    ask_ms = []
+    for q in qs[4 : 4 + n]:
+        t = time.perf_counter()
+        engine.ask(q, k=5)
+        ask_ms.append((time.perf_counter() - t) * 1000)
+    embed_ms = []
+    for q in qs[4 : 4 + n]:
+        t = time.perf_counter()
+        engine.embedder.embed_batch([q])
+        embed_ms.append((time.perf_counter() - t) * 1000)
+    search = _search_stats(engine.store.vectors, qv)
+    import resource
+
+    # Peak RSS while serving (before the exact search used for recall maps every vector).
+    serving = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    exact = NumpyIndex.load(engine.store.version / "vectors.npy")
+    _, truth = exact.search(qv, 10)
+    _, got = engine.store.vectors.search(qv, 10)
+    return {"open_and_first_ask_s": first, "ask_ms": _pcts(ask_ms),
+            "embed_query_ms": _pcts(embed_ms), "search_ms": search,
+            "recall10": _recall(got, truth), "kind": engine.store.manifest["vector_index"],
+            "serving_rss_mib": serving}
+
+
+def w_million(squad_index: str, out: str, n: int, queries: str, seed: int = 0,
+              kind: str = "gaussian") -> dict[str, Any]:
+    """Build the 1M point: synthetic vectors (written to disk in slices), the production
+    ``build_faiss`` over them, and exact top-10 for the real question vectors.
+
+    ``gaussian``: drawn from a Gaussian with the mean and covariance of squad-a's real passage
+    vectors (no cluster structure: a hard case for any ANN index). ``perturbed``: squad-a's
+    real passage vectors repeated, each copy + N(0, 0.01²) noise (as the 10k/100k points)."""
+    import numpy as np
+
+    from index.store import Store
+    from index.vectors import build_faiss
+
+    real = np.asarray(Store(Path(squad_index)).load_vectors(), dtype=np.float64)
+    mean, cov = real.mean(axis=0), np.cov(real, rowvar=False)
+    rng = np.random.default_rng(seed)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "vectors.npy"
+    vectors = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
+                                        shape=(n, real.shape[1]))
+    start = time.perf_counter()
+    step = 100_000
+    for i in range(0, n, step):
+        m = min(step, n - i)
+        if kind == "perturbed":
+            rows = real[np.arange(i, i + m) % len(real)].astype(np.float32)
+            block = rows + rng.normal(scale=0.01, size=rows.shape).astype(np.float32)
+        else:
+            block = rng.multivariate_normal(mean, cov, size=m, method="eigh").astype(
+                np.float32)
+        vectors[i : i + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    vectors.flush()
+    del vectors
+    made = time.perf_counter() - start
+    mapped = np.load(path, mmap_mode="r")
+    start = time.perf_counter()
+    index = build_faiss(mapped)
+    built = time.perf_counter() - start
+    index.save(out_dir / "faiss.index")
+    qv = np.load(queries)
+    scores = np.full((len(qv), 10), -np.inf, dtype=np.float32)
+    ids = np.zeros((len(qv), 10), dtype=np.int64)
+    for i in range(0, n, step):  # exact top-10, a slice at a time
+        s = qv @ np.asarray(mapped[i : i + step]).T
+        both_s = np.concatenate([scores, s], axis=1)
+        both_i = np.concatenate([ids, np.arange(i, i + s.shape[1])[None].repeat(len(qv), 0)],
+                                axis=1)
+        top = np.argsort(-both_s, axis=1)[:, :10]
+        scores, ids = np.take_along_axis(both_s, top, 1), np.take_along_axis(both_i, top, 1)
+    np.save(out_dir / "truth.npy", ids)
+    return {"generate_s": made, "build_s": built, "params": index.params()}
+
+
+def w_million_query(out: str, queries: str) -> dict[str, Any]:
+    import numpy as np
+
+    from index.vectors import FaissIndex
+
+    start = time.perf_counter()
+    index = FaissIndex.load(Path(out) / "faiss.index", mmap=True)
+    opened = time.perf_counter() - start
+    qv = np.load(queries)
+    search = _search_stats(index, qv)
+    _, got = index.search(qv, 10)
+    truth = np.load(Path(out) / "truth.npy")
+    return {"open_s": opened, "search_ms": search, "recall10": _recall(got, truth),
+            "params": index.params()}
+
+
+def _search_stats(index: Any, qv: Any) -> dict[str, float]:
+    for q in qv[:5]:
+        index.search(q[None], 10)
+    times = []
+    for q in qv:
+        t = time.perf_counter()
+        index.search(q[None], 10)
+        times.append((time.perf_counter() - t) * 1000)
+    return _pcts(times)
+
+
+def _pcts(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {"p50": statistics.median(ordered),
+            "p95": ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))],
+            "n": len(ordered)}
+
+
+def _recall(got: Any, truth: Any) -> float:
+    return float(statistics.mean(len(set(g) & set(t)) / len(t) for g, t in zip(got, truth,
+                                                                                strict=True)))
+
+
+WORKERS: dict[str, Any] = {"embed": w_embed, "build": w_build, "scale": w_scale, "query": w_query,
+           "million": w_million, "million_query": w_million_query}
+
+
+# ---------------------------------------------------------------- the run
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load avg {one:.1f} (1 min) {five:.1f} (5 min) on {os.cpu_count()} cores"
+
+
+def cold(seed_index: Path, runs: int) -> dict[str, Any]:
+    ask = [sys.executable, "-m", "cli", "ask", QUESTION, "--json", "-k", "5",
+           "--docs", "seeds", "--index", str(seed_index)]
+    naive = [sys.executable, "-c", NAIVE, str(seed_index), QUESTION]
+    first = measured(ask)  # page cache warm-up, not counted
+    if json.loads(first["stdout"])["passages"][0]["citation"]["source"] != "003_a6f98cea0e1f5c95":
+        raise RuntimeError("qa ask gave the wrong citation")
+    measured(naive)
+    walls: dict[str, list[float]] = {"ask": [], "naive": []}
+    cpus: dict[str, list[float]] = {"ask": [], "naive": []}
+    rss: dict[str, float] = {"ask": 0.0, "naive": 0.0}
+    for _ in range(runs):  # interleaved so both see the same machine load
+        for name, args in (("ask", ask), ("naive", naive)):
+            r = measured(args)
+            walls[name].append(r["wall"])
+            cpus[name].append(r["cpu"])
+            rss[name] = max(rss[name], r["rss_mib"])
+    return {"walls": walls, "rss": rss,
+            "median": {k: statistics.median(v) for k, v in walls.items()},
+            "cpu": {k: statistics.median(v) for k, v in cpus.items()}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="3 cold runs, 64 ingest chunks, 10k only, no 1M point")
+    parser.add_argument("--runs", type=int, default=None, help="cold runs (default 7)")
+    parser.add_argument("--sample", type=int, default=None,
+                        help="passages embedded by both ingest paths (default 192)")
+    parser.add_argument("--sizes", default=None,
+                        help="comma-separated real-text index sizes (default 10000,100000)")
+    parser.add_argument("--million", type=int, default=None,
+                        help="size of the synthetic point (default 1000000; 0 to skip)")
+    parser.add_argument("--million-kind", choices=("gaussian", "perturbed"),
+                        default="gaussian", help="vectors of the synthetic point (see docs)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the built indexes here (default: a temporary folder)")
+    parser.add_argument("--sections", default="cold,ingest,queries",
+                        help="comma-separated subset of cold,ingest,queries")
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        name, kwargs = args.worker
+        print(json.dumps(WORKERS[name](**json.loads(kwargs))))
+        return
+    runs = args.runs or (3 if args.quick else 7)
+    sample = args.sample or (64 if args.quick else 192)
+    sizes = [int(s) for s in (args.sizes or ("10000" if args.quick else "10000,100000"))
+             .split(",") if s]
+    million = args.million if args.million is not None else (0 if args.quick else 1_000_000)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="qa-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    print(f"# qa speed benchmark — {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+    print(f"command: python -m benchmarks.run {' '.join(argv or sys.argv[1:])}")
+    print(f"{load()}; workdir {work}\n", flush=True)
+
+    # 1. the seed index and the squad-a index, built the production way
+    seed_index = work / "seeds-index"
+    if not (seed_index / "CURRENT").exists():
+        r = measured([sys.executable, "-m", "cli", "index", "build", "--docs", "seeds",
+                      "--index", str(seed_index)])
+        print(f"seed index built in {r['wall']:.1f} s (includes the one-off ONNX export)")
+    squad_index = work / "squad-index"
+    if not (squad_index / "CURRENT").exists():
+        build = worker("build", docs=str(SQUAD / "docs"), index=str(squad_index))
+    else:
+        build = None
+
+    sections = set(args.sections.split(","))
+    if "cold" in sections:
+        report_cold(seed_index, runs)
+    if "ingest" in sections:
+        report_ingest(work, squad_index, sample, build)
+    if "queries" in sections:
+        report_queries(work, squad_index, sizes, million, args.million_kind)
+    print(f"\ntotal benchmark time {time.perf_counter() - started:.0f} s")
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report_cold(seed_index: Path, runs: int) -> None:
+    c = cold(seed_index, runs)
+    ratio = c["median"]["naive"] / c["median"]["ask"]
+    print("## Cold start (fresh process, seed index, question → cited passages)")
+    print(f"qa ask (`python -m cli ask Q --json -k 5`): median {c['median']['ask']:.2f} s "
+          f"(runs {', '.join(f'{w:.2f}' for w in c['walls']['ask'])}), peak RSS "
+          f"{c['rss']['ask']:.0f} MiB")
+    print(f"naive (import sentence-transformers, load, embed, faiss, sqlite): median "
+          f"{c['median']['naive']:.2f} s (runs {', '.join(f'{w:.2f}' for w in c['walls']['naive'])}"
+          f"), peak RSS {c['rss']['naive']:.0f} MiB")
+    print(f"ratio naive/qa ask: {ratio:.1f}x   [{load()}]")
+    print(f"CPU time (user+sys, median; less sensitive to the load than wall time): qa ask "
+          f"{c['cpu']['ask']:.2f} s, naive {c['cpu']['naive']:.2f} s, ratio "
+          f"{c['cpu']['naive'] / c['cpu']['ask']:.1f}x\n", flush=True)
+
+
+
+def report_ingest(work: Path, squad_index: Path, sample: int, build: Any) -> None:
+    """The same passages through sentence-transformers fp32 and the default path."""
+    from index.store import Store
+
+    texts = [p.text for p in Store(squad_index).all_passages()]
+    prefixes = json.dumps(texts[:: max(1, len(texts) // sample)][:sample])
+    texts_file = work / "ingest-sample.json"
+    texts_file.write_text(prefixes)
+    st = worker("embed", backend="st-fp32", texts=str(texts_file), index=str(squad_index))
+    ours = worker("embed", backend="doc", texts=str(texts_file), index=str(squad_index))
+    import numpy as np
+
+    cos = (np.load(st["vectors"]) * np.load(ours["vectors"])).sum(axis=1)
+    print(f"## Ingest ({st['chunks']} squad-a passages, {st['tokens']} tokens, batch 32)")
+    for label, r in (("sentence-transformers fp32", st), (f"qa default ({ours['precision']})",
+                                                          ours)):
+        print(f"{label:28} {r['chunks'] / r['embed_s']:6.1f} chunks/s "
+              f"{r['tokens'] / r['embed_s']:8.0f} tokens/s  (load {r['load_s']:.1f} s, "
+              f"peak RSS {r['rss_mib']:.0f} MiB)")
+    print(f"ratio: {st['embed_s'] / ours['embed_s']:.2f}x; cosine to fp32 vectors min "
+          f"{cos.min():.4f} mean {cos.mean():.4f}   [{load()}]")
+    if build:
+        per_doc = build["stages"].get("reading", 0) / max(1, build["documents"])
+        print(f"full build of squad-a ({build['documents']} articles, {build['passages']} "
+              f"passages): {build['seconds']:.1f} s, {build['passages'] / build['seconds']:.1f}"
+              f" chunks/s end to end, peak RSS {build['rss_mib']:.0f} MiB; stages "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in build["stages"].items())
+              + f" (clean+chunk {per_doc * 1000:.0f} ms per 34 kB article)")
+    print(flush=True)
+
+
+
+def report_queries(work: Path, squad_index: Path, sizes: list[int], million: int,
+                   kind: str = "gaussian") -> None:
+    import numpy as np
+
+    qfile = work / "questions.jsonl"
+    lines = (SQUAD / "questions.jsonl").read_text().splitlines()
+    qfile.write_text("\n".join(lines[:: max(1, len(lines) // 250)][:250]) + "\n")
+    qvec = work / "questions.npy"
+    if not qvec.exists():
+        from index.embed import OnnxEmbedder
+
+        qs = [json.loads(line)["question"] for line in qfile.read_text().splitlines()]
+        np.save(qvec, OnnxEmbedder(squad_index / "model.onnx").embed(qs))
+    print("## Warm queries (one process, index loaded once; 200 squad-a questions)")
+    print("real text: squad-a passages repeated under distinct ids, vectors = real vectors + "
+          "N(0, 0.01²) noise, renormalised; full BM25 and sqlite")
+    for n in sizes:
+        target = work / f"scale-{n}"
+        if not (target / "CURRENT").exists():
+            made = worker("scale", squad_index=str(squad_index), out=str(target), n=n)
+            print(f"{n:>9,} passages: index written in {made['write_s']:.1f} s, peak RSS "
+                  f"{made['rss_mib']:.0f} MiB (" + ", ".join(
+                      f"{k} {v:.1f} s" for k, v in made["stages"].items()) + ")")
+        q = worker("query", index=str(target), questions=str(qfile), qvectors=str(qvec),
+                   n=60 if n <= 100_000 else 30)
+        print(f"{n:>9,} passages [{q['kind']['kind']}]: vector search p50 "
+              f"{q['search_ms']['p50']:.2f} ms p95 {q['search_ms']['p95']:.2f} ms, recall@10 "
+              f"{q['recall10']:.3f}; query embedding p50 {q['embed_query_ms']['p50']:.1f} ms; "
+              f"full ask (k=5, highlights) p50 {q['ask_ms']['p50']:.0f} ms p95 "
+              f"{q['ask_ms']['p95']:.0f} ms; peak RSS serving {q['serving_rss_mib']:.0f} MiB "
+              f"({q['rss_mib']:.0f} MiB with the exact search for recall)   [{load()}]",
+              flush=True)
+    if million:
+        out = work / (f"synthetic-{million}" if kind == "gaussian" else f"{kind}-{million}")
+        what = ("Gaussian with squad-a's mean and covariance" if kind == "gaussian" else
+                "squad-a vectors repeated + N(0, 0.01²) noise")
+        if not (out / "truth.npy").exists():
+            m = worker("million", squad_index=str(squad_index), out=str(out), n=million,
+                       queries=str(qvec), kind=kind)
+            print(f"{million:>9,} synthetic vectors ({what}): generated "
+                  f"{m['generate_s']:.0f} s, {m['params']} built in "
+                  f"{m['build_s']:.0f} s, build peak RSS {m['rss_mib']:.0f} MiB")
+        mq = worker("million_query", out=str(out), queries=str(qvec))
+        print(f"{million:>9,} passages, {kind} [{mq['params']['kind']}, nprobe "
+              f"{mq['params'].get('nprobe')}]: vector search p50 {mq['search_ms']['p50']:.2f} "
+              f"ms p95 {mq['search_ms']['p95']:.2f} ms, recall@10 {mq['recall10']:.3f}; opened "
+              f"(mmap) in {mq['open_s'] * 1000:.0f} ms; peak RSS {mq['rss_mib']:.0f} MiB   "
+              f"[{load()}]")
+
+
+if __name__ == "__main__":
+    main()

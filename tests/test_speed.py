@@ -1,0 +1,110 @@
+"""The cold query path: what `qa --help` and `qa ask` import (no timings: see benchmarks/)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from index.vectors import FaissIndex, NumpyIndex, build_faiss
+
+HEAVY = ("numpy", "faiss", "onnxruntime", "tokenizers", "torch", "sentence_transformers",
+         "transformers", "bm25s", "scipy")
+
+
+def test_help_imports_no_heavy_module():
+    script = (
+        "import sys\nsys.argv = ['qa', '--help']\nimport cli\n"
+        "try:\n    cli.app()\nexcept SystemExit:\n    pass\n"
+        f"print('LOADED', sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+    assert result.stdout.strip().endswith("LOADED []")
+
+
+@pytest.mark.slow
+def test_ask_answers_with_torch_bm25s_and_faiss_unimportable(real_index, tmp_path):
+    docs, index = real_index
+    blocked = tmp_path / "blocked"
+    for name in ("torch", "sentence_transformers", "transformers", "onnx", "bm25s", "scipy",
+                 "faiss"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), str(ROOT)]),
+           "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "ask", "How many rockets landed at the Taji base?",
+         "--json", "-k", "3", "--docs", str(docs), "--index", str(index)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["passages"][0]["citation"]["source"] == "003_a6f98cea0e1f5c95"
+    assert "18 rockets" in answer["passages"][0]["text"]
+
+
+def _clustered(n, d, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(200, d)).astype(np.float32)
+    x = centres[rng.integers(0, 200, n)] + 0.6 * rng.normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_ivf_above_threshold_with_high_recall_and_mmap(tmp_path):
+    n, d = FaissIndex.IVF_THRESHOLD + 5_000, 32
+    vectors = _clustered(n, d)
+    queries = _clustered(100, d, seed=1)
+    index = build_faiss(vectors, step=7_000)
+    params = index.params()
+    assert params["kind"] == "faiss-ivf-flat" and params["nlist"] == FaissIndex.nlist_for(n)
+    assert index.count == n
+    _, exact = NumpyIndex(d, vectors).search(queries, 10)
+    _, approx = index.search(queries, 10)
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
+    assert recall >= 0.95, recall
+    index.save(tmp_path / "faiss.index")
+    mapped = FaissIndex.load(tmp_path / "faiss.index", mmap=True)
+    assert mapped.params() == params
+    assert (mapped.search(queries, 10)[1] == approx).all()
+
+
+def test_small_collections_stay_exact():
+    vectors = _clustered(1_000, 16)
+    index = build_faiss(vectors)
+    assert index.params() == {"kind": "faiss-flat"}
+    scores, ids = index.search(vectors[:5], 3)
+    s2, i2 = NumpyIndex(16, vectors).search(vectors[:5], 3)
+    assert (ids == i2).all() and (ids[:, 0] == np.arange(5)).all()
+    np.testing.assert_allclose(scores, s2, atol=1e-5)
+
+
+@pytest.mark.parametrize(("n", "nlist"), [(20_000, 256), (100_000, 512), (1_000_000, 2048)])
+def test_nlist_grows_with_the_collection(n, nlist):
+    assert FaissIndex.nlist_for(n) == nlist
+    assert FaissIndex.nprobe_for(nlist) == max(8, nlist // 16)
+
+
+def test_numpy_index_partial_sort_matches_full_sort():
+    vectors = _clustered(3_000, 24)
+    index = NumpyIndex(24, vectors)
+    scores, ids = index.search(vectors[:7] * 0.9, 50)
+    full = vectors[:7] * 0.9 @ vectors.T
+    expected = np.argsort(-full, axis=1, kind="stable")[:, :50]
+    assert (ids == expected).all() and ids.dtype == np.int64
+    np.testing.assert_allclose(scores, np.take_along_axis(full, expected, axis=1), rtol=1e-6)
+
+
+def test_numpy_index_single_query_path_matches_matrix_product():
+    vectors = _clustered(2_000, 24)
+    index = NumpyIndex(24, vectors)
+    for q in vectors[:3] * 0.7:
+        scores, ids = index.search(q, 20)  # one query: the einsum path
+        batch_scores, batch_ids = index.search(np.vstack([q] * 6), 20)  # BLAS path
+        assert (ids[0] == batch_ids[0]).all()
+        np.testing.assert_allclose(scores[0], batch_scores[0], rtol=1e-5, atol=1e-6)
