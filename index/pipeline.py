@@ -64,7 +64,7 @@ def prepare(
     build = Build()
     total = len(documents)
     for doc_id, document in enumerate(documents):
-        meta = extract_metadata(document.text)
+        meta = extract_metadata(document.text, infer=True)
         segments = find_body(document.text, meta.title)
         chunks = chunk_segments(document.text, segments, count_tokens)
         build.documents.append(

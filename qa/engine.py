@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,26 @@ from index.errors import QuestionError
 from index.pipeline import expected_manifest
 from index.store import PassageRow, Store
 
+from . import rerank
+from .filters import Filters, allowed_passages, asks_for_latest, make_filters
+from .group import same_finding
 from .results import Answer, Citation, Highlight, Passage
+from .search import Hit, candidates, order
 
-# Cosine similarity of the best passage below which the archive is taken not to answer.
-MIN_CONFIDENCE = 0.35
 MAX_QUESTION_CHARS = 2000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+# Fusion of the dense and keyword scores: "blend" or "rrf" (measured in docs/EVALUATION.md).
+FUSION = "blend"
+# Candidates taken from each retriever before the final ordering.
+POOL = 50
+# The archive answers when the best result's confidence reaches this (calibrated in
+# docs/EVALUATION.md on answerable squad-a questions against questions about other corpora).
+MIN_CONFIDENCE = 0.5
+# Results whose final score is this close to the best count as tied on relevance; for
+# "latest …" questions, newer articles go first among them.
+RECENCY_MARGIN = 0.05
+STAGES = ("dense", "bm25", "fused", "final")
 
 
 def clean_question(question: str) -> tuple[str, list[str]]:
@@ -35,6 +50,22 @@ def clean_question(question: str) -> tuple[str, list[str]]:
     return text, warnings
 
 
+@dataclass
+class Scored:
+    """A candidate passage with everything the final ordering and refusal look at."""
+
+    hit: Hit
+    row: PassageRow
+    signals: rerank.Signals
+    score: float
+
+
+def confidence(dense: float, sentence: float) -> float:
+    """Evidence that a passage answers the question: the passage's cosine similarity and the
+    share of the question's rare words one of its sentences holds."""
+    return dense + sentence
+
+
 class Engine:
     """An index and its query encoder, loaded once."""
 
@@ -48,6 +79,7 @@ class Engine:
             expect = expected_manifest(embedder.name, embedder.dimension)
         self.store = Store(self.index_dir, expect=expect)
         self._embedder = embedder
+        self._idf: rerank.Idf | None = None
 
     @property
     def embedder(self) -> Any:
@@ -60,27 +92,108 @@ class Engine:
             self._embedder = OnnxEmbedder(self.index_dir / "model.onnx")
         return self._embedder
 
-    def ask(self, question: str, k: int = 5) -> Answer:
-        """The top ``k`` passages for ``question`` with citations and highlights."""
-        from .search import hybrid_search
+    @property
+    def idf(self) -> rerank.Idf:
+        if self._idf is None:
+            self._idf = rerank.Idf(self.store.bm25)
+        return self._idf
 
+    def ask(
+        self,
+        question: str,
+        k: int = 5,
+        *,
+        source: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        filters: Filters | None = None,
+        stage: str = "final",
+    ) -> Answer:
+        """The top ``k`` findings for ``question`` with citations and highlights.
+
+        ``answered`` says whether the evidence is strong enough; the passages are returned
+        either way, best first, so a front end can show the closest ones on request.
+        ``source``/``since``/``until`` restrict the articles (see ``qa.filters.Filters``).
+        ``stage`` orders by one retrieval stage only ("dense", "bm25", "fused") for
+        measurement; "final" is the full ordering with grouping of duplicate findings.
+        """
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}: one of {', '.join(STAGES)}")
         text, warnings = clean_question(question)
+        if filters is None:
+            filters = make_filters(source, since, until)
         query = self.embedder.embed_batch([text])[0]
-        hits = hybrid_search(self.store, text, query, n=max(50, k * 10))[:k]
-        rows = self.store.passages([h.id for h in hits])
+        allowed = allowed_passages(self.store, filters)
+        hits = candidates(self.store, text, query, max(POOL, 4 * k), allowed)
+        if not hits:
+            return Answer(question=text, answered=False, passages=[], warnings=warnings)
+        fused = order(hits, FUSION)
+        for h in fused:
+            h.fused = h.score
+        scored = self._score(text, fused)
+        best = max(scored, key=lambda s: s.score)
+        answered = confidence(best.hit.dense, best.signals.sentence) >= MIN_CONFIDENCE
+        if stage == "final":
+            ranked = self._final(text, scored)
+            groups = self._group(ranked, k)
+        else:
+            key = {"dense": "dense", "bm25": "bm25", "fused": FUSION}[stage]
+            by_id = {s.hit.id: s for s in scored}
+            groups = [[by_id[h.id]] for h in order(hits, key)[:k]]
         passages = []
-        for rank, (hit, row) in enumerate(zip(hits, rows, strict=True), start=1):
+        for rank, group in enumerate(groups, start=1):
+            head = group[0]
             passages.append(
                 Passage(
                     rank=rank,
-                    score=round(hit.dense, 4),
-                    text=row.text,
-                    highlight=self._highlight(row, query),
-                    citation=self.citation(row),
+                    score=round(head.score if stage == "final" else head.hit.score, 4),
+                    text=head.row.text,
+                    highlight=self._highlight(head, query),
+                    citation=self.citation(head.row),
+                    also=[self.citation(other.row) for other in group[1:]],
                 )
             )
-        answered = bool(hits) and max(h.dense for h in hits) >= MIN_CONFIDENCE
         return Answer(question=text, answered=answered, passages=passages, warnings=warnings)
+
+    def _score(self, question: str, hits: list[Hit]) -> list[Scored]:
+        terms = list(rerank._tokens(question))
+        rows = self.store.passages([h.id for h in hits])
+        author = rerank.asks_for_author(question)
+        scored = []
+        for hit, row in zip(hits, rows, strict=True):
+            title = self.store.documents[row.doc].title
+            signals = rerank.signals(terms, self.idf, row, title)
+            score = rerank.final_score(hit.fused, signals, row.kind, author)
+            scored.append(Scored(hit, row, signals, score))
+        return scored
+
+    def _final(self, question: str, scored: list[Scored]) -> list[Scored]:
+        ranked = sorted(scored, key=lambda s: (-s.score, s.hit.id))
+        if not asks_for_latest(question) or not ranked:
+            return ranked
+        top = ranked[0].score
+        close = [s for s in ranked if s.score >= top - RECENCY_MARGIN]
+        rest = ranked[len(close):]
+        docs = self.store.documents
+        # Newest first among results tied on relevance; undated ones after dated ones.
+        close.sort(key=lambda s: (docs[s.row.doc].date or "", s.score), reverse=True)
+        return close + rest
+
+    def _group(self, ranked: list[Scored], k: int) -> list[list[Scored]]:
+        """Fold passages from other articles that report the same finding into one result."""
+        groups: list[list[Scored]] = []
+        for item in ranked:
+            for group in groups:
+                head = group[0]
+                if head.row.doc != item.row.doc and all(
+                    other.row.doc != item.row.doc for other in group
+                ) and same_finding(head.row, head.signals.best, item.row, item.signals.best):
+                    group.append(item)
+                    break
+            else:
+                if len(groups) < k:
+                    groups.append([item])
+        return groups
 
     def citation(self, row: PassageRow) -> Citation:
         doc = self.store.documents[row.doc]
@@ -90,12 +203,12 @@ class Engine:
             date_inferred=doc.date_inferred,
         )
 
-    def _highlight(self, row: PassageRow, query: np.ndarray) -> Highlight | None:
+    def _highlight(self, item: Scored, query: np.ndarray) -> Highlight | None:
+        row = item.row
         if not row.sentences:
             return None
         texts = [row.text[s - row.start : e - row.start] for s, e in row.sentences]
-        vectors = self.embedder.embed_batch(texts)
-        best = int(np.argmax(vectors @ query))
+        best = rerank.best_sentence(texts, item.signals, self.embedder.embed_batch, query)
         start, end = row.sentences[best]
         return Highlight(texts[best], start, end)
 

@@ -1,0 +1,144 @@
+"""The final ordering: re-score the fused candidates with signals a passage-level score misses.
+
+SQuAD-style and news questions are usually a paraphrase of one sentence of the answering
+passage, so the strongest extra signal is how much of the question's rare vocabulary one
+sentence of the passage holds (IDF-weighted, stemmed), and whether the question's word pairs
+appear there in order. Title words count as covered for every sentence of their article: a
+question names the subject ("… Super Bowl 50?") that the sentence leaves implicit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from index import lexical
+from index.store import PassageRow
+
+# Weights of the final score (tuned on squad-a; see docs/EVALUATION.md).
+W_FUSED = 1.0
+W_SENTENCE = 0.6
+W_PAIRS = 0.2
+# A photo caption restates the story; it should not outrank the story itself.
+CAPTION_PENALTY = 0.1
+BYLINE_BONUS = 0.5
+HIGHLIGHT_LEXICAL = 0.5
+HIGHLIGHT_MARGIN = 0.2  # sentences this close to the best lexical share are embedded
+HIGHLIGHT_EMBED = 4  # at most this many of them
+
+_AUTHORSHIP = re.compile(
+    r"\b(?:who (?:wrote|authored|reported|filed)|written by|author|byline|correspondent"
+    r"|reporter|journalist)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_author(question: str) -> bool:
+    """Whether the question is about who wrote an article (bylines answer it)."""
+    return bool(_AUTHORSHIP.search(question))
+
+
+@lru_cache(maxsize=65536)
+def _tokens(text: str) -> tuple[str, ...]:
+    return tuple(lexical.tokenize([text])[0])
+
+
+class Idf:
+    """Inverse document frequency of stemmed terms, read from the BM25 index (cached)."""
+
+    def __init__(self, bm25: Any):
+        self.bm25 = bm25
+        self.n = self._count()
+        self.cache: dict[str, float] = {}
+
+    def _count(self) -> int:
+        scores = getattr(self.bm25, "scores", None)
+        if isinstance(scores, dict) and "num_docs" in scores:
+            return int(scores["num_docs"])
+        return len(lexical.scores(self.bm25, "the"))
+
+    def __call__(self, term: str) -> float:
+        value = self.cache.get(term)
+        if value is None:
+            df = 0
+            if term in getattr(self.bm25, "vocab_dict", {}):
+                df = int((self.bm25.get_scores([term]) > 0).sum())
+            value = math.log(1 + (self.n - df + 0.5) / (df + 0.5))
+            self.cache[term] = value
+        return value
+
+
+@dataclass
+class Signals:
+    sentence: float  # best share of the question's IDF mass held by one sentence (+ title)
+    pairs: float  # share of the question's adjacent term pairs found in order in that sentence
+    best: int  # index of that sentence in the passage
+    per_sentence: tuple[float, ...] = ()  # the IDF share of each sentence
+
+
+def signals(
+    question_terms: Sequence[str], idf: Idf, row: PassageRow, title: str | None
+) -> Signals:
+    """Sentence-level lexical evidence that ``row`` answers the question."""
+    weights = {t: idf(t) for t in question_terms}
+    total = sum(weights.values())
+    if not total or not row.sentences:
+        return Signals(0.0, 0.0, 0, tuple(0.0 for _ in row.sentences))
+    title_terms = set(_tokens(title)) if title else set()
+    pairs = {(a, b) for a, b in zip(question_terms, question_terms[1:], strict=False) if a != b}
+    best = (-1.0, 0.0, 0)
+    shares = []
+    for index, (start, end) in enumerate(row.sentences):
+        tokens = _tokens(row.text[start - row.start : end - row.start])
+        present = set(tokens)
+        covered = sum(w for t, w in weights.items() if t in present or t in title_terms)
+        found = 0.0
+        if pairs:
+            adjacent = set(zip(tokens, tokens[1:], strict=False))
+            found = len(pairs & adjacent) / len(pairs)
+        score = covered / total
+        shares.append(score)
+        if (score, found) > best[:2]:
+            best = (score, found, index)
+    return Signals(best[0], best[1], best[2], tuple(shares))
+
+
+def final_score(fused: float, s: Signals, kind: str, author: bool = False) -> float:
+    """The final ordering score. A byline passage only leads for questions about authorship;
+    for those it is the best evidence there is."""
+    score = W_FUSED * fused + W_SENTENCE * s.sentence + W_PAIRS * s.pairs
+    if kind == "caption":
+        score -= CAPTION_PENALTY
+    elif kind == "byline":
+        score += BYLINE_BONUS if author else -BYLINE_BONUS
+    return score
+
+
+def best_sentence(
+    texts: Sequence[str],
+    s: Signals,
+    embed: Callable[[list[str]], np.ndarray],
+    query: np.ndarray,
+) -> int:
+    """Index of the sentence that best answers: the share of the question's rare words it
+    holds, with embedding similarity to the question deciding between close contenders (only
+    those are embedded, so a long passage costs no more than a short one)."""
+    shares = list(s.per_sentence) if len(s.per_sentence) == len(texts) else [0.0] * len(texts)
+    if len(texts) == 1:
+        return 0
+    top = max(shares)
+    close = sorted(
+        (i for i, share in enumerate(shares) if share >= top - HIGHLIGHT_MARGIN),
+        key=lambda i: -shares[i],
+    )[:HIGHLIGHT_EMBED]
+    if len(close) == 1:
+        return close[0]
+    similarity = embed([texts[i] for i in close]) @ query
+    blended = [float(similarity[j]) + HIGHLIGHT_LEXICAL * shares[i] for j, i in enumerate(close)]
+    return close[int(np.argmax(blended))]
