@@ -493,8 +493,11 @@ def _print_report(report: Any, show_missed: int) -> None:
     table.add_row("MRR", f"{report.mrr:.3f}")
     for k in report.ks:
         table.add_row(f"source-hit@{k}", f"{report.source_hit[k]:.3f}")
-    table.add_row("off-topic refused", f"{report.refused_correctly}/{report.offtopic}")
-    table.add_row("answerable refused", f"{report.refused_wrongly}/{report.answerable}")
+    if report.refused_correctly is None:
+        table.add_row("refusals", "n/a (stage only)")
+    else:
+        table.add_row("off-topic refused", f"{report.refused_correctly}/{report.offtopic}")
+        table.add_row("answerable refused", f"{report.refused_wrongly}/{report.answerable}")
     table.add_row("latency p50", f"{report.latency_p50_ms:.1f} ms")
     table.add_row("latency p95", f"{report.latency_p95_ms:.1f} ms")
     out.print(table)

@@ -29,6 +29,7 @@ POOL = 50
 # The archive answers when the best result's confidence reaches this (calibrated in
 # docs/EVALUATION.md on answerable squad-a questions against questions about other corpora).
 MIN_CONFIDENCE = 0.5
+C_DENSE, C_SENTENCE, C_SIMILAR = 1.0, 1.0, 0.0
 # Results whose final score is this close to the best count as tied on relevance; for
 # "latest …" questions, newer articles go first among them.
 RECENCY_MARGIN = 0.05
@@ -60,10 +61,11 @@ class Scored:
     score: float
 
 
-def confidence(dense: float, sentence: float) -> float:
-    """Evidence that a passage answers the question: the passage's cosine similarity and the
-    share of the question's rare words one of its sentences holds."""
-    return dense + sentence
+def confidence(dense: float, signals: rerank.Signals) -> float:
+    """Evidence that a passage answers the question: the passage's cosine similarity, the
+    share of the question's rare words one of its sentences holds, and how close in meaning
+    its best sentence is."""
+    return C_DENSE * dense + C_SENTENCE * signals.sentence + C_SIMILAR * signals.sentence_similarity
 
 
 class Engine:
@@ -127,26 +129,25 @@ class Engine:
         hits = candidates(self.store, text, query, max(POOL, 4 * k), allowed)
         if not hits:
             return Answer(question=text, answered=False, passages=[], warnings=warnings)
+        if stage != "final":
+            return self._stage(text, hits, k, stage, warnings)
         fused = order(hits, FUSION)
         for h in fused:
             h.fused = h.score
-        scored = self._score(text, fused)
-        best = max(scored, key=lambda s: s.score)
-        answered = confidence(best.hit.dense, best.signals.sentence) >= MIN_CONFIDENCE
-        if stage == "final":
-            ranked = self._final(text, scored)
-            groups = self._group(ranked, k)
-        else:
-            key = {"dense": "dense", "bm25": "bm25", "fused": FUSION}[stage]
-            by_id = {s.hit.id: s for s in scored}
-            groups = [[by_id[h.id]] for h in order(hits, key)[:k]]
+        scored = self._score(text, fused, query)
+        # A byline says who wrote a story, not that the archive covers the question.
+        evidence = [s for s in scored if s.row.kind != "byline"] or scored
+        best = max(evidence, key=lambda s: s.score)
+        answered = confidence(best.hit.dense, best.signals) >= MIN_CONFIDENCE
+        groups = self._group(self._final(text, scored), k)
+        self._embed_sentences([g[0] for g in groups if g[0].row.kind != "byline"], query)
         passages = []
         for rank, group in enumerate(groups, start=1):
             head = group[0]
             passages.append(
                 Passage(
                     rank=rank,
-                    score=round(head.score if stage == "final" else head.hit.score, 4),
+                    score=round(head.score, 4),
                     text=head.row.text,
                     highlight=self._highlight(head, query),
                     citation=self.citation(head.row),
@@ -155,16 +156,90 @@ class Engine:
             )
         return Answer(question=text, answered=answered, passages=passages, warnings=warnings)
 
-    def _score(self, question: str, hits: list[Hit]) -> list[Scored]:
+    def _stage(
+        self, question: str, hits: list[Hit], k: int, stage: str, warnings: list[str]
+    ) -> Answer:
+        """One retrieval stage's ordering, for measurement: no re-ordering, grouping,
+        highlight or refusal (``answered`` is always true)."""
+        key = {"dense": "dense", "bm25": "bm25", "fused": FUSION}[stage]
+        top = order(hits, key)[:k]
+        rows = self.store.passages([h.id for h in top])
+        passages = [
+            Passage(rank, round(h.score, 4), row.text, None, self.citation(row))
+            for rank, (h, row) in enumerate(zip(top, rows, strict=True), start=1)
+        ]
+        return Answer(question=question, answered=True, passages=passages, warnings=warnings)
+
+    def _debug_top(self, question: str) -> tuple[float, float, float, float]:
+        """(dense, sentence share, sentence cosine, keyword) of the best result (calibration)."""
+        text, _ = clean_question(question)
+        query = self.embedder.embed_batch([text])[0]
+        hits = order(candidates(self.store, text, query, POOL), FUSION)
+        for h in hits:
+            h.fused = h.score
+        scored = [s for s in self._score(text, hits, query) if s.row.kind != "byline"]
+        best = max(scored, key=lambda s: s.score)
+        return (best.hit.dense, best.signals.sentence, best.signals.sentence_similarity,
+                best.hit.keyword)
+
+    def _score(self, question: str, hits: list[Hit], query: np.ndarray) -> list[Scored]:
         terms = list(rerank._tokens(question))
         rows = self.store.passages([h.id for h in hits])
-        author = rerank.asks_for_author(question)
         scored = []
         for hit, row in zip(hits, rows, strict=True):
             title = self.store.documents[row.doc].title
             signals = rerank.signals(terms, self.idf, row, title)
-            score = rerank.final_score(hit.fused, signals, row.kind, author)
+            score = rerank.final_score(hit.fused, signals, row.kind)
+            if rerank.names_outlet(question, self.store.documents[row.doc].publisher):
+                score += rerank.W_OUTLET
             scored.append(Scored(hit, row, signals, score))
+        scored.sort(key=lambda s: (-s.score, s.hit.id))
+        top = [s for s in scored if s.row.kind != "byline"][: rerank.RERANK_DEPTH]
+        self._embed_sentences(top, query)
+        for item in top:
+            item.score += rerank.W_SENTENCE_DENSE * item.signals.sentence_similarity
+        if rerank.asks_for_author(question):
+            scored = self._bylines(scored)
+        return scored
+
+    def _embed_sentences(self, items: list[Scored], query: np.ndarray) -> None:
+        """Cosine to the question of each passage's contending sentences, one model call."""
+        wanted = []
+        for item in items:
+            if item.signals.similar:
+                continue
+            for i in rerank.contenders(item.signals, len(item.row.sentences)):
+                s, e = item.row.sentences[i]
+                wanted.append((item, i, item.row.text[s - item.row.start : e - item.row.start]))
+        if not wanted:
+            return
+        similarity = self.embedder.embed_batch([text for _, _, text in wanted]) @ query
+        for (item, i, _), value in zip(wanted, similarity.tolist(), strict=True):
+            item.signals.similar[i] = value
+
+    def _bylines(self, scored: list[Scored]) -> list[Scored]:
+        """For "who wrote …" questions, the byline of each of the best-matching articles goes
+        just above that article's best passage: the question names the story, the byline
+        answers it."""
+        best: dict[int, float] = {}
+        for item in scored:
+            if item.row.kind != "byline":
+                best[item.row.doc] = max(best.get(item.row.doc, item.score), item.score)
+        docs = sorted(best, key=lambda d: -best[d])[: rerank.AUTHOR_ARTICLES]
+        if not docs:
+            return scored
+        marks = ",".join("?" * len(docs))
+        ids = [r[0] for r in self.store.db.execute(
+            f"SELECT id FROM passages WHERE kind = 'byline' AND doc IN ({marks})", docs
+        )]
+        known = {item.hit.id: item for item in scored}
+        for row in self.store.passages(ids):
+            item = known.get(row.id)
+            if item is None:
+                hit = Hit(row.id, 0.0, 0.0, 0.0)
+                item = Scored(hit, row, rerank.Signals(0.0, 0.0, 0), 0.0)
+                scored.append(item)
+            item.score = best[row.doc] + 1e-3
         return scored
 
     def _final(self, question: str, scored: list[Scored]) -> list[Scored]:
@@ -187,7 +262,10 @@ class Engine:
                 head = group[0]
                 if head.row.doc != item.row.doc and all(
                     other.row.doc != item.row.doc for other in group
-                ) and same_finding(head.row, head.signals.best, item.row, item.signals.best):
+                ) and same_finding(
+                    head.row, rerank.best_sentence(head.signals, len(head.row.sentences)),
+                    item.row, rerank.best_sentence(item.signals, len(item.row.sentences)),
+                ):
                     group.append(item)
                     break
             else:
@@ -207,10 +285,17 @@ class Engine:
         row = item.row
         if not row.sentences:
             return None
-        texts = [row.text[s - row.start : e - row.start] for s, e in row.sentences]
-        best = rerank.best_sentence(texts, item.signals, self.embedder.embed_batch, query)
+        if item.row.kind == "byline":
+            best = 0  # the "By …" line (a date stamp may sit above it)
+            for i, (s, e) in enumerate(row.sentences):
+                if row.text[s - row.start : e - row.start].lower().startswith("by "):
+                    best = i
+                    break
+        else:
+            self._embed_sentences([item], query)
+            best = rerank.best_sentence(item.signals, len(row.sentences))
         start, end = row.sentences[best]
-        return Highlight(texts[best], start, end)
+        return Highlight(row.text[start - row.start : end - row.start], start, end)
 
     def close(self) -> None:
         self.store.close()

@@ -64,10 +64,11 @@ class Report:
     hit: dict[int, float]
     source_hit: dict[int, float]
     mrr: float
-    refused_correctly: int
     offtopic: int
-    refused_wrongly: int
-    answered_offtopic: int
+    # None for a single retrieval stage, which does not decide refusals.
+    refused_correctly: int | None
+    refused_wrongly: int | None
+    answered_offtopic: int | None
     latency_p50_ms: float
     latency_p95_ms: float
     missed: list[Outcome] = field(default_factory=list)
@@ -184,6 +185,7 @@ def evaluate(
     offtopic = [o for o in outcomes if not o.answerable]
     n = len(answerable) or 1
     latencies = [o.seconds * 1000 for o in outcomes]
+    final = stage == "final"
     return Report(
         stage=stage,
         ks=list(ks),
@@ -195,10 +197,10 @@ def evaluate(
             for k in ks
         },
         mrr=sum(1 / o.rank for o in answerable if o.rank) / n,
-        refused_correctly=sum(not o.answered for o in offtopic),
         offtopic=len(offtopic),
-        refused_wrongly=sum(o.refused_wrongly for o in answerable),
-        answered_offtopic=sum(o.answered for o in offtopic),
+        refused_correctly=sum(not o.answered for o in offtopic) if final else None,
+        refused_wrongly=sum(o.refused_wrongly for o in answerable) if final else None,
+        answered_offtopic=sum(o.answered for o in offtopic) if final else None,
         latency_p50_ms=_percentile(latencies, 0.5),
         latency_p95_ms=_percentile(latencies, 0.95),
         missed=[o for o in answerable if o.rank is None or o.rank > 1],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -25,18 +25,33 @@ from index.store import PassageRow
 W_FUSED = 1.0
 W_SENTENCE = 0.6
 W_PAIRS = 0.2
+# Cosine of the best sentence, measured on the RERANK_DEPTH best passages only (embedding
+# sentences costs a model call).
+W_SENTENCE_DENSE = 0.6
+RERANK_DEPTH = 8
+# A question that names an outlet ("the VOA report") is about that outlet's articles.
+W_OUTLET = 0.2
 # A photo caption restates the story; it should not outrank the story itself.
 CAPTION_PENALTY = 0.1
-BYLINE_BONUS = 0.5
+BYLINE_PENALTY = 0.5
+# Articles whose byline can answer a question about authorship.
+AUTHOR_ARTICLES = 3
 HIGHLIGHT_LEXICAL = 0.5
 HIGHLIGHT_MARGIN = 0.2  # sentences this close to the best lexical share are embedded
-HIGHLIGHT_EMBED = 4  # at most this many of them
+HIGHLIGHT_EMBED = 3  # at most this many of them
 
 _AUTHORSHIP = re.compile(
-    r"\b(?:who (?:wrote|authored|reported|filed)|written by|author|byline|correspondent"
-    r"|reporter|journalist)\b",
+    r"\b(?:who|which|what)\b[^?]{0,40}?\b(?:wrote|authored|penned|filed)\b|\bwritten by\b"
+    r"|\b(?:author|byline|correspondent)s?\b",
     re.IGNORECASE,
 )
+
+
+def names_outlet(question: str, publisher: str | None) -> bool:
+    """Whether the question names the article's outlet ("… the VOA report …")."""
+    if not publisher:
+        return False
+    return re.search(rf"(?<!\w){re.escape(publisher)}(?!\w)", question, re.IGNORECASE) is not None
 
 
 def asks_for_author(question: str) -> bool:
@@ -80,6 +95,11 @@ class Signals:
     pairs: float  # share of the question's adjacent term pairs found in order in that sentence
     best: int  # index of that sentence in the passage
     per_sentence: tuple[float, ...] = ()  # the IDF share of each sentence
+    similar: dict[int, float] = field(default_factory=dict)  # cosine of embedded sentences
+
+    @property
+    def sentence_similarity(self) -> float:
+        return max(self.similar.values(), default=0.0)
 
 
 def signals(
@@ -109,36 +129,32 @@ def signals(
     return Signals(best[0], best[1], best[2], tuple(shares))
 
 
-def final_score(fused: float, s: Signals, kind: str, author: bool = False) -> float:
-    """The final ordering score. A byline passage only leads for questions about authorship;
-    for those it is the best evidence there is."""
+def final_score(fused: float, s: Signals, kind: str) -> float:
+    """The final ordering score. A byline passage is no evidence about the story's content
+    (``qa.engine`` ranks it by its article for questions about authorship)."""
     score = W_FUSED * fused + W_SENTENCE * s.sentence + W_PAIRS * s.pairs
     if kind == "caption":
         score -= CAPTION_PENALTY
     elif kind == "byline":
-        score += BYLINE_BONUS if author else -BYLINE_BONUS
+        score -= BYLINE_PENALTY
     return score
 
 
-def best_sentence(
-    texts: Sequence[str],
-    s: Signals,
-    embed: Callable[[list[str]], np.ndarray],
-    query: np.ndarray,
-) -> int:
-    """Index of the sentence that best answers: the share of the question's rare words it
-    holds, with embedding similarity to the question deciding between close contenders (only
-    those are embedded, so a long passage costs no more than a short one)."""
-    shares = list(s.per_sentence) if len(s.per_sentence) == len(texts) else [0.0] * len(texts)
-    if len(texts) == 1:
-        return 0
+def contenders(s: Signals, count: int) -> list[int]:
+    """Sentences of a passage worth embedding: those whose lexical share is close to its best
+    (at most ``HIGHLIGHT_EMBED``), so a long passage costs no more than a short one."""
+    shares = list(s.per_sentence) if len(s.per_sentence) == count else [0.0] * count
+    if not shares:
+        return []
     top = max(shares)
-    close = sorted(
-        (i for i, share in enumerate(shares) if share >= top - HIGHLIGHT_MARGIN),
-        key=lambda i: -shares[i],
-    )[:HIGHLIGHT_EMBED]
-    if len(close) == 1:
-        return close[0]
-    similarity = embed([texts[i] for i in close]) @ query
-    blended = [float(similarity[j]) + HIGHLIGHT_LEXICAL * shares[i] for j, i in enumerate(close)]
-    return close[int(np.argmax(blended))]
+    close = [i for i, share in enumerate(shares) if share >= top - HIGHLIGHT_MARGIN]
+    return sorted(close, key=lambda i: -shares[i])[:HIGHLIGHT_EMBED]
+
+
+def best_sentence(s: Signals, count: int) -> int:
+    """Index of the sentence that best answers: embedding similarity to the question (of the
+    contenders that were embedded) plus a share of its lexical evidence."""
+    shares = list(s.per_sentence) if len(s.per_sentence) == count else [0.0] * count
+    if not s.similar:
+        return s.best if 0 <= s.best < count else 0
+    return max(s.similar, key=lambda i: s.similar[i] + HIGHLIGHT_LEXICAL * shares[i])

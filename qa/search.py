@@ -18,7 +18,7 @@ from index.store import Store
 RRF_K = 60
 # Weight of the keyword score in the blend; the dense cosine gets 1 - BLEND. Tuned on squad-a
 # (see docs/EVALUATION.md).
-BLEND = 0.5
+BLEND = 0.3
 
 
 @dataclass
