@@ -419,7 +419,8 @@ def eval_command(
         str,
         typer.Option(
             "--stage",
-            help="Ordering to measure: dense, bm25, fused (the two combined) or final (all).",
+            help="Ordering to measure: dense, bm25, fused (the score blend in use), rrf "
+            "(reciprocal-rank fusion, for comparison) or final (everything).",
         ),
     ] = "final",
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -429,6 +430,10 @@ def eval_command(
     show_missed: Annotated[
         int, typer.Option("--missed", min=0, help="Missed questions to list (table view).")
     ] = 20,
+    sample_size: Annotated[
+        int | None,
+        typer.Option("--sample", min=1, help="Ask only N questions, spread evenly over the file."),
+    ] = None,
     source: SourceOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
@@ -443,7 +448,7 @@ def eval_command(
     Example: qa eval ../shared/bench/squad-a/questions.jsonl --stage fused
     """
     from qa.engine import STAGES
-    from qa.evaluate import evaluate, load_questions
+    from qa.evaluate import evaluate, load_questions, sample
     from qa.filters import make_filters
 
     with user_errors():
@@ -451,7 +456,7 @@ def eval_command(
         if stage not in STAGES:
             raise typer.BadParameter(f"--stage must be one of {', '.join(STAGES)}")
         filters = make_filters(source, since, until)
-        items = load_questions(questions)
+        items = sample(load_questions(questions), sample_size)
         if docs is None and (questions.parent / "docs").is_dir():
             docs = questions.parent / "docs"
         engine = open_engine(docs, index)

@@ -28,12 +28,12 @@ FUSION = "blend"
 POOL = 50
 # The archive answers when the best result's confidence reaches this (calibrated in
 # docs/EVALUATION.md on answerable squad-a questions against questions about other corpora).
-MIN_CONFIDENCE = 0.5
+MIN_CONFIDENCE = 0.55
 C_DENSE, C_SENTENCE, C_SIMILAR = 1.0, 1.0, 0.0
 # Results whose final score is this close to the best count as tied on relevance; for
 # "latest …" questions, newer articles go first among them.
 RECENCY_MARGIN = 0.05
-STAGES = ("dense", "bm25", "fused", "final")
+STAGES = ("dense", "bm25", "rrf", "fused", "final")
 
 
 def clean_question(question: str) -> tuple[str, list[str]]:
@@ -116,8 +116,9 @@ class Engine:
         ``answered`` says whether the evidence is strong enough; the passages are returned
         either way, best first, so a front end can show the closest ones on request.
         ``source``/``since``/``until`` restrict the articles (see ``qa.filters.Filters``).
-        ``stage`` orders by one retrieval stage only ("dense", "bm25", "fused") for
-        measurement; "final" is the full ordering with grouping of duplicate findings.
+        ``stage`` orders by one retrieval stage only for measurement: "dense", "bm25",
+        "fused" (the score blend in use) or "rrf" (reciprocal-rank fusion, the alternative);
+        "final" is the full ordering with grouping of duplicate findings.
         """
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}: one of {', '.join(STAGES)}")
@@ -140,7 +141,6 @@ class Engine:
         best = max(evidence, key=lambda s: s.score)
         answered = confidence(best.hit.dense, best.signals) >= MIN_CONFIDENCE
         groups = self._group(self._final(text, scored), k)
-        self._embed_sentences([g[0] for g in groups if g[0].row.kind != "byline"], query)
         passages = []
         for rank, group in enumerate(groups, start=1):
             head = group[0]
@@ -149,7 +149,7 @@ class Engine:
                     rank=rank,
                     score=round(head.score, 4),
                     text=head.row.text,
-                    highlight=self._highlight(head, query),
+                    highlight=self._highlight(head),
                     citation=self.citation(head.row),
                     also=[self.citation(other.row) for other in group[1:]],
                 )
@@ -161,7 +161,7 @@ class Engine:
     ) -> Answer:
         """One retrieval stage's ordering, for measurement: no re-ordering, grouping,
         highlight or refusal (``answered`` is always true)."""
-        key = {"dense": "dense", "bm25": "bm25", "fused": FUSION}[stage]
+        key = {"dense": "dense", "bm25": "bm25", "rrf": "rrf", "fused": FUSION}[stage]
         top = order(hits, key)[:k]
         rows = self.store.passages([h.id for h in top])
         passages = [
@@ -234,12 +234,11 @@ class Engine:
         )]
         known = {item.hit.id: item for item in scored}
         for row in self.store.passages(ids):
-            item = known.get(row.id)
-            if item is None:
-                hit = Hit(row.id, 0.0, 0.0, 0.0)
-                item = Scored(hit, row, rerank.Signals(0.0, 0.0, 0), 0.0)
-                scored.append(item)
-            item.score = best[row.doc] + 1e-3
+            byline = known.get(row.id)
+            if byline is None:
+                byline = Scored(Hit(row.id, 0.0, 0.0, 0.0), row, rerank.Signals(0.0, 0.0, 0), 0.0)
+                scored.append(byline)
+            byline.score = best[row.doc] + 1e-3
         return scored
 
     def _final(self, question: str, scored: list[Scored]) -> list[Scored]:
@@ -281,7 +280,7 @@ class Engine:
             date_inferred=doc.date_inferred,
         )
 
-    def _highlight(self, item: Scored, query: np.ndarray) -> Highlight | None:
+    def _highlight(self, item: Scored) -> Highlight | None:
         row = item.row
         if not row.sentences:
             return None
@@ -292,7 +291,8 @@ class Engine:
                     best = i
                     break
         else:
-            self._embed_sentences([item], query)
+            # Sentences of the best passages were embedded for the ordering; the others are
+            # judged on their lexical evidence alone (no extra model call).
             best = rerank.best_sentence(item.signals, len(row.sentences))
         start, end = row.sentences[best]
         return Highlight(row.text[start - row.start : end - row.start], start, end)

@@ -18,8 +18,6 @@ from index.errors import QAError
 
 from .results import Answer
 
-STAGES = ("dense", "bm25", "fused", "final")
-
 
 class QuestionsError(QAError):
     """The questions file is missing or malformed."""
@@ -113,6 +111,14 @@ def load_questions(path: Path) -> list[Question]:
     if not questions:
         raise QuestionsError(f"{path} holds no questions: one JSON object a line")
     return questions
+
+
+def sample(questions: Sequence[Question], n: int | None) -> list[Question]:
+    """``n`` questions spread evenly over the file (every len/n-th one), or all of them."""
+    if not n or n >= len(questions):
+        return list(questions)
+    step = len(questions) / n
+    return [questions[int(i * step)] for i in range(n)]
 
 
 def _fold(text: str) -> str:

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
-
-import numpy as np
 
 from index import lexical
 from index.store import PassageRow
@@ -25,10 +23,10 @@ from index.store import PassageRow
 W_FUSED = 1.0
 W_SENTENCE = 0.6
 W_PAIRS = 0.2
-# Cosine of the best sentence, measured on the RERANK_DEPTH best passages only (embedding
-# sentences costs a model call).
+# Cosine of the best sentence, measured on the RERANK_DEPTH best passages only: embedding
+# sentences is the costly part of a query (one model call for all of them).
 W_SENTENCE_DENSE = 0.6
-RERANK_DEPTH = 8
+RERANK_DEPTH = 3
 # A question that names an outlet ("the VOA report") is about that outlet's articles.
 W_OUTLET = 0.2
 # A photo caption restates the story; it should not outrank the story itself.
@@ -38,7 +36,7 @@ BYLINE_PENALTY = 0.5
 AUTHOR_ARTICLES = 3
 HIGHLIGHT_LEXICAL = 0.5
 HIGHLIGHT_MARGIN = 0.2  # sentences this close to the best lexical share are embedded
-HIGHLIGHT_EMBED = 3  # at most this many of them
+HIGHLIGHT_EMBED = 2  # at most this many of them
 
 _AUTHORSHIP = re.compile(
     r"\b(?:who|which|what)\b[^?]{0,40}?\b(?:wrote|authored|penned|filed)\b|\bwritten by\b"

@@ -209,3 +209,11 @@ def test_bad_questions_file(tmp_path, content, message):
         load_questions(path)
     with pytest.raises(QuestionsError, match="no questions file"):
         load_questions(tmp_path / "absent.jsonl")
+
+
+def test_sample_spreads_over_the_file():
+    from qa.evaluate import Question, sample
+
+    items = [Question(str(i), "q", ("a",), ("s",)) for i in range(10)]
+    assert [q.id for q in sample(items, 5)] == ["0", "2", "4", "6", "8"]
+    assert sample(items, None) == items and sample(items, 50) == items
