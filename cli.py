@@ -273,7 +273,7 @@ def render(answer: Answer, console: Console, show_weak: bool = False) -> None:
         console.print("[bold]No confident answer in the archive.[/]")
         if not show_weak:
             if answer.passages:
-                console.print("[dim](--show-weak shows the closest passages)[/]")
+                console.print("[dim](--show-weak, or :weak in chat, shows the closest passages)[/]")
             console.print()
             return
         if answer.passages:
@@ -536,7 +536,7 @@ def run_chat(engine: Engine, k: int) -> None:
     from index.errors import QuestionError
 
     out = _stdout()
-    as_json = False
+    as_json = show_weak = False
     read = _line_reader()
     out.print("[dim]Ask a question. :k N sets passages, :json toggles JSON, :quit leaves.[/]")
     while True:
@@ -557,8 +557,14 @@ def run_chat(engine: Engine, k: int) -> None:
             elif command == "json":
                 as_json = not as_json
                 out.print(f"[dim]JSON output {'on' if as_json else 'off'}[/]")
+            elif command == "weak":
+                show_weak = not show_weak
+                out.print(f"[dim]weak answers {'shown' if show_weak else 'hidden'}[/]")
             else:
-                out.print("[dim]:k N (1–100) passages, :json toggle JSON, :quit to leave[/]")
+                out.print(
+                    "[dim]:k N (1–100) passages, :json toggle JSON, :weak toggle weak answers, "
+                    ":quit to leave[/]"
+                )
             continue
         try:
             answer = engine.ask(line, k=k)
@@ -566,9 +572,9 @@ def run_chat(engine: Engine, k: int) -> None:
             warn(str(error))
             continue
         if as_json:
-            print(json.dumps(answer.to_dict(), ensure_ascii=False), flush=True)
+            print(json.dumps(answer_json(answer, show_weak), ensure_ascii=False), flush=True)
         else:
-            render(answer, out)
+            render(answer, out, show_weak)
 
 
 def _line_reader() -> Any:
