@@ -170,18 +170,6 @@ class Engine:
         ]
         return Answer(question=question, answered=True, passages=passages, warnings=warnings)
 
-    def _debug_top(self, question: str) -> tuple[float, float, float, float]:
-        """(dense, sentence share, sentence cosine, keyword) of the best result (calibration)."""
-        text, _ = clean_question(question)
-        query = self.embedder.embed_batch([text])[0]
-        hits = order(candidates(self.store, text, query, POOL), FUSION)
-        for h in hits:
-            h.fused = h.score
-        scored = [s for s in self._score(text, hits, query) if s.row.kind != "byline"]
-        best = max(scored, key=lambda s: s.score)
-        return (best.hit.dense, best.signals.sentence, best.signals.sentence_similarity,
-                best.hit.keyword)
-
     def _score(self, question: str, hits: list[Hit], query: np.ndarray) -> list[Scored]:
         terms = list(rerank._tokens(question))
         rows = self.store.passages([h.id for h in hits])
