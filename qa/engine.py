@@ -33,6 +33,8 @@ C_DENSE, C_SENTENCE, C_SIMILAR = 1.0, 1.0, 0.0
 # Results whose final score is this close to the best count as tied on relevance; for
 # "latest …" questions, newer articles go first among them.
 RECENCY_MARGIN = 0.05
+# Candidates compared for grouping, per result asked for.
+GROUP_DEPTH = 3
 STAGES = ("dense", "bm25", "rrf", "fused", "final")
 
 
@@ -242,16 +244,21 @@ class Engine:
         return close + rest
 
     def _group(self, ranked: list[Scored], k: int) -> list[list[Scored]]:
-        """Fold passages from other articles that report the same finding into one result."""
+        """Fold passages from other articles that report the same finding into one result.
+
+        Only the first ``GROUP_DEPTH``·(k+1) candidates are compared: a repeated finding
+        scores close to the one it repeats."""
         groups: list[list[Scored]] = []
-        for item in ranked:
-            for group in groups:
+        depth = GROUP_DEPTH * (k + 1)
+        for position, item in enumerate(ranked):
+            if len(groups) >= k and position >= depth:
+                break
+            best = rerank.best_sentence(item.signals, len(item.row.sentences))
+            for group in groups if position < depth else ():
                 head = group[0]
-                if head.row.doc != item.row.doc and all(
-                    other.row.doc != item.row.doc for other in group
-                ) and same_finding(
+                if all(other.row.doc != item.row.doc for other in group) and same_finding(
                     head.row, rerank.best_sentence(head.signals, len(head.row.sentences)),
-                    item.row, rerank.best_sentence(item.signals, len(item.row.sentences)),
+                    item.row, best,
                 ):
                     group.append(item)
                     break

@@ -57,9 +57,23 @@ def asks_for_author(question: str) -> bool:
     return bool(_AUTHORSHIP.search(question))
 
 
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+
+
+@lru_cache(maxsize=1)
+def _analyzer() -> tuple[frozenset[str], Any]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN), lexical._stemmer()
+
+
 @lru_cache(maxsize=65536)
 def _tokens(text: str) -> tuple[str, ...]:
-    return tuple(lexical.tokenize([text])[0])
+    """The BM25 index's terms for ``text`` (bm25s's English analysis: lowercase words of 2+
+    characters, stop words out, Snowball stems), without bm25s's per-call overhead."""
+    stopwords, stemmer = _analyzer()
+    words = [w for w in _WORD.findall(text.lower()) if w not in stopwords]
+    return tuple(stemmer.stemWords(words))
 
 
 class Idf:
