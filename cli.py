@@ -304,14 +304,21 @@ def _write_or_wait(docs: Path, index: Path, update: bool) -> None:
         _build(docs, index, update=True)
 
 
-def render(answer: Answer, console: Console) -> None:
-    """A readable terminal answer: rank, score, passage with the answer marked, citation."""
+def render(answer: Answer, console: Console, show_weak: bool = False) -> None:
+    """A readable terminal answer: rank, score, passage with the answer marked, citation.
+
+    A refused answer prints only "No confident answer in the archive." unless ``show_weak``."""
     from rich.text import Text
 
     for message in answer.warnings:
         warn(message)
     if not answer.answered:
         console.print("[bold]No confident answer in the archive.[/]")
+        if not show_weak:
+            if answer.passages:
+                console.print("[dim](--show-weak, or :weak in chat, shows the closest passages)[/]")
+            console.print()
+            return
         if answer.passages:
             console.print("[dim]Closest passages:[/]")
     for passage in answer.passages:
@@ -345,6 +352,33 @@ def citation_line(rank: int | None, c: Any) -> str:
     )
 
 
+SourceOption = Annotated[
+    str | None,
+    typer.Option("--source", help="Only articles whose file name or outlet contains this."),
+]
+SinceOption = Annotated[
+    str | None, typer.Option("--since", help="Only articles dated on/after (YYYY-MM-DD).")
+]
+UntilOption = Annotated[
+    str | None, typer.Option("--until", help="Only articles dated on/before (YYYY-MM-DD).")
+]
+ShowWeakOption = Annotated[
+    bool,
+    typer.Option(
+        "--show-weak", help="Show the closest passages even when there is no confident answer."
+    ),
+]
+
+
+def answer_json(answer: Answer, show_weak: bool = False) -> dict[str, Any]:
+    """The JSON contract object. A refused answer holds no passages unless ``show_weak``:
+    a script reading ``passages`` never takes weak evidence for an answer by accident."""
+    data = answer.to_dict()
+    if not answer.answered and not show_weak:
+        data["passages"] = []
+    return data
+
+
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help='The question, or "-" to read one per line.')],
@@ -355,14 +389,24 @@ def ask(
     refresh: Annotated[
         bool, typer.Option("--refresh", help="Update the index first if the docs changed.")
     ] = False,
+    source: SourceOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    show_weak: ShowWeakOption = False,
 ) -> None:
     """Answer QUESTION with the best passages from the archive, each with its citation.
 
-    Example: qa ask "How many rockets landed at the Taji base?" -k 3
+    The same fact reported by several outlets is one result ("also reported by …"). When the
+    archive does not answer, says "No confident answer in the archive" (JSON: "answered":
+    false and no passages unless --show-weak).
+
+    Example: qa ask "How many rockets landed at the Taji base?" -k 3 --since 2020-01-01
     """
     from index.errors import QuestionError
+    from qa.filters import make_filters
 
     with user_errors():
+        filters = make_filters(source, since, until)
         if question != "-":
             from qa.engine import clean_question
 
@@ -374,7 +418,7 @@ def ask(
             if question == "-" and not line.strip():
                 continue
             try:
-                answer = engine.ask(line.rstrip("\n"), k=k)
+                answer = engine.ask(line.rstrip("\n"), k=k, filters=filters)
             except QuestionError as error:
                 if question != "-":
                     raise
@@ -383,11 +427,136 @@ def ask(
             if json_out:
                 for message in answer.warnings:
                     warn(message)
-                print(json.dumps(answer.to_dict(), ensure_ascii=False), flush=True)
+                print(json.dumps(answer_json(answer, show_weak), ensure_ascii=False), flush=True)
             else:
                 if question == "-":
                     out.print(f"[bold]Q: {answer.question}[/]")
-                render(answer, out)
+                render(answer, out, show_weak)
+
+
+def _ks(value: str) -> list[int]:
+    try:
+        ks = sorted({int(part) for part in value.split(",") if part.strip()})
+    except ValueError:
+        ks = []
+    if not ks or ks[0] < 1 or ks[-1] > 100:
+        raise typer.BadParameter("use a comma-separated list of ranks from 1 to 100, e.g. 1,5,10")
+    return ks
+
+
+@app.command("eval")
+def eval_command(
+    questions: Annotated[
+        Path, typer.Argument(help="JSONL file: {id, question, answers, sources} per line.")
+    ],
+    docs: Annotated[
+        Path | None,
+        typer.Option(
+            "--docs", envvar="QA_DOCS",
+            help="Article folder (default: docs/ next to QUESTIONS if present, else seeds/).",
+        ),
+    ] = None,
+    index: IndexOption = None,
+    ks: Annotated[str, typer.Option("-k", help="Ranks to score, comma-separated.")] = "1,5,10",
+    stage: Annotated[
+        str,
+        typer.Option(
+            "--stage",
+            help="Ordering to measure: dense, bm25, fused (the score blend in use), rrf "
+            "(reciprocal-rank fusion, for comparison) or final (everything).",
+        ),
+    ] = "final",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    details: Annotated[
+        bool, typer.Option("--details", help="With --json: every question's outcome.")
+    ] = False,
+    show_missed: Annotated[
+        int, typer.Option("--missed", min=0, help="Missed questions to list (table view).")
+    ] = 20,
+    sample_size: Annotated[
+        int | None,
+        typer.Option("--sample", min=1, help="Ask only N questions, spread evenly over the file."),
+    ] = None,
+    source: SourceOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+) -> None:
+    """Measure answer quality on QUESTIONS: answer-hit@k, MRR, source-hit@k, refusals,
+    latency, and the questions missed at rank 1 with what came first.
+
+    A question is answered at k when one of the top k results comes from a listed source and
+    contains a listed answer (case-insensitive, whitespace folded); questions with no answers
+    should be refused.
+
+    Example: qa eval ../shared/bench/squad-a/questions.jsonl --stage fused
+    """
+    from qa.engine import STAGES
+    from qa.evaluate import evaluate, load_questions, sample
+    from qa.filters import make_filters
+
+    with user_errors():
+        depths = _ks(ks)
+        if stage not in STAGES:
+            raise typer.BadParameter(f"--stage must be one of {', '.join(STAGES)}")
+        filters = make_filters(source, since, until)
+        items = sample(load_questions(questions), sample_size)
+        if docs is None and (questions.parent / "docs").is_dir():
+            docs = questions.parent / "docs"
+        engine = open_engine(docs, index)
+
+        def ask_one(text: str, depth: int) -> Answer:
+            return engine.ask(text, k=depth, filters=filters, stage=stage)
+
+        with _eval_progress(len(items)) as progress:
+            report = evaluate(ask_one, items, depths, stage=stage, progress=progress)
+        if json_out:
+            print(json.dumps(report.to_dict(details), ensure_ascii=False))
+            return
+        _print_report(report, show_missed)
+
+
+@contextmanager
+def _eval_progress(total: int) -> Iterator[Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bar = Progress(
+        TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.elapsed:.0f}s"), console=_stderr(), transient=True,
+    )
+    task = bar.add_task("asking", total=total)
+    with bar:
+        yield lambda done, _total: bar.update(task, completed=done)
+
+
+def _print_report(report: Any, show_missed: int) -> None:
+    from rich.table import Table
+
+    out = _stdout()
+    table = Table(title=f"qa eval — stage {report.stage}, {report.questions} questions "
+                        f"({report.answerable} answerable)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k in report.ks:
+        table.add_row(f"answer-hit@{k}", f"{report.hit[k]:.3f}")
+    table.add_row("MRR", f"{report.mrr:.3f}")
+    for k in report.ks:
+        table.add_row(f"source-hit@{k}", f"{report.source_hit[k]:.3f}")
+    if report.refused_correctly is None:
+        table.add_row("refusals", "n/a (stage only)")
+    else:
+        table.add_row("off-topic refused", f"{report.refused_correctly}/{report.offtopic}")
+        table.add_row("answerable refused", f"{report.refused_wrongly}/{report.answerable}")
+    table.add_row("latency p50", f"{report.latency_p50_ms:.1f} ms")
+    table.add_row("latency p95", f"{report.latency_p95_ms:.1f} ms")
+    out.print(table)
+    if report.missed and show_missed:
+        out.print(f"[bold]Not first ({len(report.missed)}):[/]")
+        for o in report.missed[:show_missed]:
+            where = f"rank {o.rank}" if o.rank else "not in top results"
+            out.print(f"  {o.id} ({where}) {o.question}", soft_wrap=True, markup=False)
+            out.print(f"      first: {o.first}", soft_wrap=True, markup=False, style="dim")
+        if len(report.missed) > show_missed:
+            out.print(f"  … and {len(report.missed) - show_missed} more (--missed N, --json)")
 
 
 def _stdin_text() -> Any:
@@ -418,7 +587,7 @@ def run_chat(engine: Engine, k: int) -> None:
     from index.errors import QuestionError
 
     out = _stdout()
-    as_json = False
+    as_json = show_weak = False
     read = _line_reader()
     out.print("[dim]Ask a question. :k N sets passages, :json toggles JSON, :quit leaves.[/]")
     while True:
@@ -439,8 +608,14 @@ def run_chat(engine: Engine, k: int) -> None:
             elif command == "json":
                 as_json = not as_json
                 out.print(f"[dim]JSON output {'on' if as_json else 'off'}[/]")
+            elif command == "weak":
+                show_weak = not show_weak
+                out.print(f"[dim]weak answers {'shown' if show_weak else 'hidden'}[/]")
             else:
-                out.print("[dim]:k N (1–100) passages, :json toggle JSON, :quit to leave[/]")
+                out.print(
+                    "[dim]:k N (1–100) passages, :json toggle JSON, :weak toggle weak answers, "
+                    ":quit to leave[/]"
+                )
             continue
         try:
             answer = engine.ask(line, k=k)
@@ -448,9 +623,9 @@ def run_chat(engine: Engine, k: int) -> None:
             warn(str(error))
             continue
         if as_json:
-            print(json.dumps(answer.to_dict(), ensure_ascii=False), flush=True)
+            print(json.dumps(answer_json(answer, show_weak), ensure_ascii=False), flush=True)
         else:
-            render(answer, out)
+            render(answer, out, show_weak)
 
 
 def _line_reader() -> Any:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from .clean import Segment
 
-CHUNK_VERSION = 1
+CHUNK_VERSION = 2
 # Word pieces per passage, before the title/date prefix and [CLS]/[SEP] (model window 256).
 MAX_TOKENS = 200
 OVERLAP_SENTENCES = 1

@@ -18,7 +18,9 @@ __all__ = ["Segment", "Line", "find_body", "iter_lines", "dateline", "DATE_RE"]
 class Segment:
     start: int  # offset into the original file text (Python str index)
     end: int
-    kind: str  # "text" (story prose) or "caption" (photo caption / repeated image description)
+    # "text" (story prose), "caption" (photo caption / repeated image description) or
+    # "byline" (the header's "By …" line with the date stamp next to it: who wrote it, when)
+    kind: str
 
 
 # Features are measured on a line's head only, so a 100k-character line costs no more than a
@@ -98,6 +100,7 @@ _LAST = re.compile(
     re.IGNORECASE,
 )
 _BYLINE = re.compile(r"^(?i:(?:written\s+)?by)\s+[A-Z]")
+_DROPPED = frozenset({"drop", "byline", "dateline"})
 
 _CAPTION_START = re.compile(
     r"^(?:FILE(?: PHOTO)?\s*[-–—:]|File photo\b|In this\b.{0,40}?\b(?:photo|image|picture"
@@ -126,7 +129,9 @@ class Line(NamedTuple):
     sentence: bool  # ends with terminal punctuation (not an ellipsis)
     prose: bool  # shaped like story prose: a sentence, or a long lowercase run
     caption: bool
-    kind: str | None  # None, or "drop" / "end" / "final" / "last" for furniture rules
+    # None, or "drop" / "end" / "final" / "last" for furniture rules, "byline" / "dateline" for
+    # the header's stamps (dropped, except a byline and its adjacent date in the header)
+    kind: str | None
 
 
 def _cap_ratio(tokens: list[str]) -> float:
@@ -195,8 +200,11 @@ def _furniture(head: str, tokens: list[str]) -> str | None:
         head
     ):
         return "last"
-    if words <= 10 and (dateline(head) or (_BYLINE.match(head) and _cap_ratio(tokens) >= 0.6)):
-        return "drop"
+    if words <= 10:
+        if _BYLINE.match(head) and _cap_ratio(tokens) >= 0.6:
+            return "byline"
+        if dateline(head):
+            return "dateline"
     return None
 
 
@@ -279,7 +287,9 @@ def _normal(text: str) -> str:
 def find_body(text: str, title: str | None = None) -> list[Segment]:
     """Sorted, non-overlapping segments of the article body worth indexing.
 
-    Keeps prose-shaped lines as kind "text" and photo captions as kind "caption". Drops lines
+    Keeps prose-shaped lines as kind "text", photo captions as kind "caption", and the header's
+    byline with the date stamp next to it as kind "byline" (a date stamp alone is only
+    metadata, not a passage). Drops lines
     that are not sentences (navigation, headings, bylines, date stamps, the title), known
     furniture (share/ad/cookie/newsletter/comment boilerplate, PHP warnings, captchas) and
     everything after an end-of-story marker ("Related Stories", "Leave a Reply", "From The
@@ -297,7 +307,7 @@ def find_body(text: str, title: str | None = None) -> list[Segment]:
     def peek() -> Line | None:
         while True:
             item = next(lines, None)
-            if item is None or item.kind != "drop":
+            if item is None or item.kind not in _DROPPED:
                 break
         if item is not None:
             pending.append(item)
@@ -306,14 +316,28 @@ def find_body(text: str, title: str | None = None) -> list[Segment]:
     segments: list[Segment] = []
     started = ended = last_kept = False
     previous: str | None = None
+    header: list[Line] = []  # byline and date stamps above the story, not yet emitted
+
+    def flush_header() -> None:
+        # A byline is article content (who wrote it); a date stamp alone is only metadata.
+        if any(item.kind == "byline" for item in header):
+            segments.extend(Segment(item.start, item.end, "byline") for item in header)
+        header.clear()
+
     while (line := advance()) is not None:
+        if line.kind in ("byline", "dateline") and not started and not ended:
+            if line.text != previous:
+                header.append(line)
+            previous, last_kept = line.text, False
+            continue
+        flush_header()
         if line.text == previous:
             # A line repeated at once is an image's alt text and caption scraped twice.
             if last_kept and segments[-1].kind == "text":
                 segments[-1] = replace(segments[-1], kind="caption")
             continue
         previous, last_kept = line.text, False
-        if line.kind == "drop" or (
+        if line.kind in _DROPPED or (
             skip is not None and len(line.text) < 2 * skip_len + 8 and _normal(line.text) == skip
         ):
             continue
@@ -336,4 +360,5 @@ def find_body(text: str, title: str | None = None) -> list[Segment]:
             started = started or not line.caption
         if line.kind == "last" and started:
             break
+    flush_header()
     return segments

@@ -152,7 +152,7 @@ def _publisher(text: str, title: str | None) -> str | None:
     return None
 
 
-def extract_metadata(text: str) -> Metadata:
+def extract_metadata(text: str, infer: bool = False) -> Metadata:
     """Title, header date (ISO), byline author and publisher stated by a news page's text.
 
     The title is the first headline-shaped line at the top (not navigation, a date stamp, a
@@ -160,6 +160,9 @@ def extract_metadata(text: str) -> Metadata:
     from the story. The author is the first personal "By ..." line in the header. The
     publisher comes from an attribution line right after the story ("From The Epoch Times")
     or from a brand seen both as the page's logo and its house byline. Unknown fields are None.
+
+    With ``infer``, a page with no header date gets the one ``infer_date`` reads from its
+    story, flagged ``date_inferred``.
     """
     header = _header(text)
     title = _title(header)
@@ -170,7 +173,11 @@ def extract_metadata(text: str) -> Metadata:
         match = dateline(line.text)
         if match and (date := _iso(match)):
             break
-    return Metadata(title, date, _author(header), _publisher(text, title))
+    inferred = False
+    if date is None and infer:
+        date = infer_date(text, find_body(text, title))
+        inferred = date is not None
+    return Metadata(title, date, _author(header), _publisher(text, title), inferred)
 
 
 def infer_date(text: str, body_segments: Sequence[Segment]) -> str | None:

@@ -88,7 +88,7 @@ def prepare(
                     reported = counted
             return counts
 
-        meta = extract_metadata(document.text)
+        meta = extract_metadata(document.text, infer=True)
         segments = find_body(document.text, meta.title)
         chunks = chunk_segments(document.text, segments, counting)
         if not chunks:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +14,33 @@ from index.model import MAX_TOKENS as MODEL_WINDOW
 from index.pipeline import expected_manifest
 from index.store import PassageRow, Store
 
+from . import rerank
+from .filters import Filters, allowed_passages, asks_for_latest, make_filters
+from .group import same_finding
 from .results import Answer, Citation, Highlight, Passage
+from .search import Hit, candidates, order
 
-# Cosine similarity of the best passage below which the archive is taken not to answer.
-MIN_CONFIDENCE = 0.35
 # A cheap bound before tokenizing; the model's window (256 word pieces) is the real limit.
 MAX_QUESTION_CHARS = 20_000
 # C0/C1 control characters and lone surrogates (undecodable bytes from argv or a pipe) become
 # spaces; bidirectional overrides, which can garble a terminal, are dropped.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
+
+# Fusion of the dense and keyword scores: "blend" or "rrf" (measured in docs/EVALUATION.md).
+FUSION = "blend"
+# Candidates taken from each retriever before the final ordering.
+POOL = 50
+# The archive answers when the best result's confidence reaches this (calibrated in
+# docs/EVALUATION.md on answerable squad-a questions against questions about other corpora).
+MIN_CONFIDENCE = 0.55
+C_DENSE, C_SENTENCE, C_SIMILAR = 1.0, 1.0, 0.0
+# Results whose final score is this close to the best count as tied on relevance; for
+# "latest …" questions, newer articles go first among them.
+RECENCY_MARGIN = 0.05
+# Candidates compared for grouping, per result asked for.
+GROUP_DEPTH = 3
+STAGES = ("dense", "bm25", "rrf", "fused", "final")
 
 
 def clean_question(question: str) -> tuple[str, list[str]]:
@@ -67,6 +85,23 @@ def _fit_window(text: str) -> int:
     return 0
 
 
+@dataclass
+class Scored:
+    """A candidate passage with everything the final ordering and refusal look at."""
+
+    hit: Hit
+    row: PassageRow
+    signals: rerank.Signals
+    score: float
+
+
+def confidence(dense: float, signals: rerank.Signals) -> float:
+    """Evidence that a passage answers the question: the passage's cosine similarity, the
+    share of the question's rare words one of its sentences holds, and how close in meaning
+    its best sentence is."""
+    return C_DENSE * dense + C_SENTENCE * signals.sentence + C_SIMILAR * signals.sentence_similarity
+
+
 class Engine:
     """An index and its query encoder, loaded once."""
 
@@ -80,6 +115,7 @@ class Engine:
             expect = expected_manifest(embedder.name, embedder.dimension)
         self.store = Store(self.index_dir, expect=expect)
         self._embedder = embedder
+        self._idf: rerank.Idf | None = None
 
     @property
     def embedder(self) -> Any:
@@ -92,27 +128,176 @@ class Engine:
             self._embedder = OnnxEmbedder(self.index_dir / "model.onnx")
         return self._embedder
 
-    def ask(self, question: str, k: int = 5) -> Answer:
-        """The top ``k`` passages for ``question`` with citations and highlights."""
-        from .search import hybrid_search
+    @property
+    def idf(self) -> rerank.Idf:
+        if self._idf is None:
+            self._idf = rerank.Idf(self.store.bm25)
+        return self._idf
 
+    def ask(
+        self,
+        question: str,
+        k: int = 5,
+        *,
+        source: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        filters: Filters | None = None,
+        stage: str = "final",
+    ) -> Answer:
+        """The top ``k`` findings for ``question`` with citations and highlights.
+
+        ``answered`` says whether the evidence is strong enough; the passages are returned
+        either way, best first, so a front end can show the closest ones on request.
+        ``source``/``since``/``until`` restrict the articles (see ``qa.filters.Filters``).
+        ``stage`` orders by one retrieval stage only for measurement: "dense", "bm25",
+        "fused" (the score blend in use) or "rrf" (reciprocal-rank fusion, the alternative);
+        "final" is the full ordering with grouping of duplicate findings.
+        """
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}: one of {', '.join(STAGES)}")
         text, warnings = clean_question(question)
+        if filters is None:
+            filters = make_filters(source, since, until)
         query = self.embedder.embed_batch([text])[0]
-        hits = hybrid_search(self.store, text, query, n=max(50, k * 10))[:k]
-        rows = self.store.passages([h.id for h in hits])
+        allowed = allowed_passages(self.store, filters)
+        hits = candidates(self.store, text, query, max(POOL, 4 * k), allowed)
+        if not hits:
+            return Answer(question=text, answered=False, passages=[], warnings=warnings)
+        if stage != "final":
+            return self._stage(text, hits, k, stage, warnings)
+        fused = order(hits, FUSION)
+        for h in fused:
+            h.fused = h.score
+        scored = self._score(text, fused, query)
+        # A byline says who wrote a story, not that the archive covers the question.
+        evidence = [s for s in scored if s.row.kind != "byline"] or scored
+        best = max(evidence, key=lambda s: s.score)
+        answered = confidence(best.hit.dense, best.signals) >= MIN_CONFIDENCE
+        groups = self._group(self._final(text, scored), k)
         passages = []
-        for rank, (hit, row) in enumerate(zip(hits, rows, strict=True), start=1):
+        for rank, group in enumerate(groups, start=1):
+            head = group[0]
             passages.append(
                 Passage(
                     rank=rank,
-                    score=round(hit.dense, 4),
-                    text=row.text,
-                    highlight=self._highlight(row, query),
-                    citation=self.citation(row),
+                    score=round(head.score, 4),
+                    text=head.row.text,
+                    highlight=self._highlight(head),
+                    citation=self.citation(head.row),
+                    also=[self.citation(other.row) for other in group[1:]],
                 )
             )
-        answered = bool(hits) and max(h.dense for h in hits) >= MIN_CONFIDENCE
         return Answer(question=text, answered=answered, passages=passages, warnings=warnings)
+
+    def _stage(
+        self, question: str, hits: list[Hit], k: int, stage: str, warnings: list[str]
+    ) -> Answer:
+        """One retrieval stage's ordering, for measurement: no re-ordering, grouping,
+        highlight or refusal (``answered`` is always true)."""
+        key = {"dense": "dense", "bm25": "bm25", "rrf": "rrf", "fused": FUSION}[stage]
+        top = order(hits, key)[:k]
+        rows = self.store.passages([h.id for h in top])
+        passages = [
+            Passage(rank, round(h.score, 4), row.text, None, self.citation(row))
+            for rank, (h, row) in enumerate(zip(top, rows, strict=True), start=1)
+        ]
+        return Answer(question=question, answered=True, passages=passages, warnings=warnings)
+
+    def _score(self, question: str, hits: list[Hit], query: np.ndarray) -> list[Scored]:
+        terms = list(rerank._tokens(question))
+        rows = self.store.passages([h.id for h in hits])
+        scored = []
+        for hit, row in zip(hits, rows, strict=True):
+            title = self.store.documents[row.doc].title
+            signals = rerank.signals(terms, self.idf, row, title)
+            score = rerank.final_score(hit.fused, signals, row.kind)
+            if rerank.names_outlet(question, self.store.documents[row.doc].publisher):
+                score += rerank.W_OUTLET
+            scored.append(Scored(hit, row, signals, score))
+        scored.sort(key=lambda s: (-s.score, s.hit.id))
+        top = [s for s in scored if s.row.kind != "byline"][: rerank.RERANK_DEPTH]
+        self._embed_sentences(top, query)
+        for item in top:
+            item.score += rerank.W_SENTENCE_DENSE * item.signals.sentence_similarity
+        if rerank.asks_for_author(question):
+            scored = self._bylines(scored)
+        return scored
+
+    def _embed_sentences(self, items: list[Scored], query: np.ndarray) -> None:
+        """Cosine to the question of each passage's contending sentences, one model call."""
+        wanted = []
+        for item in items:
+            if item.signals.similar:
+                continue
+            for i in rerank.contenders(item.signals, len(item.row.sentences)):
+                s, e = item.row.sentences[i]
+                wanted.append((item, i, item.row.text[s - item.row.start : e - item.row.start]))
+        if not wanted:
+            return
+        similarity = self.embedder.embed_batch([text for _, _, text in wanted]) @ query
+        for (item, i, _), value in zip(wanted, similarity.tolist(), strict=True):
+            item.signals.similar[i] = value
+
+    def _bylines(self, scored: list[Scored]) -> list[Scored]:
+        """For "who wrote …" questions, the byline of each of the best-matching articles goes
+        just above that article's best passage: the question names the story, the byline
+        answers it."""
+        best: dict[int, float] = {}
+        for item in scored:
+            if item.row.kind != "byline":
+                best[item.row.doc] = max(best.get(item.row.doc, item.score), item.score)
+        docs = sorted(best, key=lambda d: -best[d])[: rerank.AUTHOR_ARTICLES]
+        if not docs:
+            return scored
+        marks = ",".join("?" * len(docs))
+        ids = [r[0] for r in self.store.db.execute(
+            f"SELECT id FROM passages WHERE kind = 'byline' AND doc IN ({marks})", docs
+        )]
+        known = {item.hit.id: item for item in scored}
+        for row in self.store.passages(ids):
+            byline = known.get(row.id)
+            if byline is None:
+                byline = Scored(Hit(row.id, 0.0, 0.0, 0.0), row, rerank.Signals(0.0, 0.0, 0), 0.0)
+                scored.append(byline)
+            byline.score = best[row.doc] + 1e-3
+        return scored
+
+    def _final(self, question: str, scored: list[Scored]) -> list[Scored]:
+        ranked = sorted(scored, key=lambda s: (-s.score, s.hit.id))
+        if not asks_for_latest(question) or not ranked:
+            return ranked
+        top = ranked[0].score
+        close = [s for s in ranked if s.score >= top - RECENCY_MARGIN]
+        rest = ranked[len(close):]
+        docs = self.store.documents
+        # Newest first among results tied on relevance; undated ones after dated ones.
+        close.sort(key=lambda s: (docs[s.row.doc].date or "", s.score), reverse=True)
+        return close + rest
+
+    def _group(self, ranked: list[Scored], k: int) -> list[list[Scored]]:
+        """Fold passages from other articles that report the same finding into one result.
+
+        Only the first ``GROUP_DEPTH``·(k+1) candidates are compared: a repeated finding
+        scores close to the one it repeats."""
+        groups: list[list[Scored]] = []
+        depth = GROUP_DEPTH * (k + 1)
+        for position, item in enumerate(ranked):
+            if len(groups) >= k and position >= depth:
+                break
+            best = rerank.best_sentence(item.signals, len(item.row.sentences))
+            for group in groups if position < depth else ():
+                head = group[0]
+                if all(other.row.doc != item.row.doc for other in group) and same_finding(
+                    head.row, rerank.best_sentence(head.signals, len(head.row.sentences)),
+                    item.row, best,
+                ):
+                    group.append(item)
+                    break
+            else:
+                if len(groups) < k:
+                    groups.append([item])
+        return groups
 
     def citation(self, row: PassageRow) -> Citation:
         doc = self.store.documents[row.doc]
@@ -122,14 +307,22 @@ class Engine:
             date_inferred=doc.date_inferred,
         )
 
-    def _highlight(self, row: PassageRow, query: np.ndarray) -> Highlight | None:
+    def _highlight(self, item: Scored) -> Highlight | None:
+        row = item.row
         if not row.sentences:
             return None
-        texts = [row.text[s - row.start : e - row.start] for s, e in row.sentences]
-        vectors = self.embedder.embed_batch(texts)
-        best = int(np.argmax(vectors @ query))
+        if item.row.kind == "byline":
+            best = 0  # the "By …" line (a date stamp may sit above it)
+            for i, (s, e) in enumerate(row.sentences):
+                if row.text[s - row.start : e - row.start].lower().startswith("by "):
+                    best = i
+                    break
+        else:
+            # Sentences of the best passages were embedded for the ordering; the others are
+            # judged on their lexical evidence alone (no extra model call).
+            best = rerank.best_sentence(item.signals, len(row.sentences))
         start, end = row.sentences[best]
-        return Highlight(texts[best], start, end)
+        return Highlight(row.text[start - row.start : end - row.start], start, end)
 
     def close(self) -> None:
         self.store.close()

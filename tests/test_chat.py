@@ -1,17 +1,18 @@
 import io
 import json
 
+from conftest import SEEDS, FakeEmbedder, word_count
+
 from cli import run_chat
 from index.pipeline import build_index
 from qa.engine import Engine
-
-from conftest import SEEDS, FakeEmbedder, word_count
 
 
 def test_chat_session_commands(tmp_path, monkeypatch, capsys):
     build_index(SEEDS, tmp_path / "ix", embedder=FakeEmbedder(), count_tokens=word_count)
     engine = Engine(tmp_path / "ix", embedder=FakeEmbedder())
-    script = ":k 2\n:json\nHow many rockets landed at the Taji base?\n\n:k zero\n:quit\nnever asked\n"
+    # :weak shows passages even if the fake embedder's weak evidence leads to a refusal.
+    script = ":k 2\n:json\n:weak\nHow many rockets landed at the Taji base?\n\n:k zero\n:quit\nnever asked\n"
     monkeypatch.setattr("sys.stdin", io.StringIO(script))
     run_chat(engine, k=5)
     out = capsys.readouterr().out
@@ -20,4 +21,5 @@ def test_chat_session_commands(tmp_path, monkeypatch, capsys):
     assert answers[0]["question"] == "How many rockets landed at the Taji base?"
     assert len(answers[0]["passages"]) == 2
     assert "showing 2 passages" in out and "JSON output on" in out
+    assert "weak answers shown" in out
     assert ":k N" in out  # a bad command prints the command help

@@ -31,7 +31,7 @@ def assert_valid(text: str, segments: list[Segment]) -> None:
         assert 0 <= s.start < s.end <= len(text)
         assert text[s.start : s.end] == text[s.start : s.end].strip()
         assert s.start >= previous_end, "segments must be sorted and non-overlapping"
-        assert s.kind in {"text", "caption"}
+        assert s.kind in {"text", "caption", "byline"}
         previous_end = s.end
 
 
@@ -75,7 +75,8 @@ def test_seed_furniture_is_dropped(with_title: bool) -> None:
     for path in SEED_FILES:
         text = read(path)
         title = extract_metadata(text).title if with_title else None
-        body = "\n".join(kept(text, find_body(text, title)))
+        story = [s for s in find_body(text, title) if s.kind != "byline"]
+        body = "\n".join(kept(text, story))
         for furniture in SEED_FURNITURE:
             assert furniture not in body, (path.name, furniture)
 
@@ -151,6 +152,17 @@ def test_duplicated_file_caption_is_kept_once_as_caption() -> None:
     matches = [s for s in segments if text[s.start : s.end].startswith(prefix)]
     assert len(matches) == 1
     assert matches[0].kind == "caption"
+
+
+def test_header_byline_and_its_date_are_kept_as_byline() -> None:
+    bylines = {
+        path.stem: kept(read(path), find_body(read(path)), "byline") for path in SEED_FILES
+    }
+    assert bylines["001_ff616514b17d0e93"] == ["By Carla Babb", "Updated January 02, 2020 07:53 PM"]
+    assert bylines["002_a3394f1d188f29c5"] == ["By Zachary Stieber", "January 2, 2020US News"]
+    # A date stamp with no byline is metadata only; sidebar lines are never bylines.
+    assert bylines["000_3462dbd106702807"] == []
+    assert all("Babb profile" not in line for lines in bylines.values() for line in lines)
 
 
 def test_present_tense_caption_below_byline() -> None:
@@ -262,7 +274,7 @@ def test_rules_generalise_to_other_pages(stem: str) -> None:
     dropped, texts, captions = DATA_CASES[stem]
     text = read(DATA / f"{stem}.txt")
     segments = find_body(text, extract_metadata(text).title)
-    body = "\n".join(kept(text, segments))
+    body = "\n".join(kept(text, [s for s in segments if s.kind != "byline"]))
     for furniture in dropped:
         assert furniture not in body, furniture
     for sentence in texts:
@@ -271,6 +283,17 @@ def test_rules_generalise_to_other_pages(stem: str) -> None:
     for caption in captions:
         assert sum(line.startswith(caption) for line in caption_lines) == 1, caption
     assert len(caption_lines) == len(captions)
+    # Only a header with a byline becomes a byline passage (with its date stamp).
+    byline = kept(text, segments, "byline")
+    assert not byline or (len(byline) <= 2 and any(line.startswith("By ") for line in byline))
+
+
+def test_byline_passage_of_an_invented_page() -> None:
+    text = read(DATA / "harbor_share_ads.txt")
+    assert kept(text, find_body(text), "byline") == [
+        "By Maria Okafor | Staff Writer",
+        "Published: March 5, 2021 at 10:14 a.m. ET",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -24,11 +24,16 @@ def _corrupt_index(path):
         (["index", "build", "--docs", "{tmp}/empty", "--index", "{tmp}/ix"], "no readable"),
         (["index", "status", "--index", "{tmp}/absent-index"], "run `qa index build`"),
         (["index", "status", "--index", "{tmp}/corrupt"], "is damaged"),
+        (["ask", "Who?", "--since", "last week"], "is not a date"),
+        (["ask", "Who?", "--since", "2021", "--until", "2020"], "nothing can match"),
+        (["eval", "{tmp}/absent.jsonl"], "no questions file"),
+        (["eval", "{tmp}/bad.jsonl"], "line 1"),
         (["ask", "Who?", "--index", "{tmp}/corrupt"], "is damaged"),
     ],
 )
 def test_errors_are_one_line_on_stderr(tmp_path, args, expected):
     (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.jsonl").write_text("not json\n")
     _corrupt_index(tmp_path / "corrupt")
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     result = runner.invoke(app, args)
@@ -40,7 +45,7 @@ def test_errors_are_one_line_on_stderr(tmp_path, args, expected):
 
 
 def test_every_command_has_help_with_an_example():
-    for args in (["ask"], ["chat"], ["index", "build"], ["index", "update"], ["index", "status"]):
+    for args in (["ask"], ["chat"], ["eval"], ["index", "build"], ["index", "update"], ["index", "status"]):
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0
         assert "Example: qa" in result.stdout

@@ -204,9 +204,17 @@ def test_infer_date_from_seed_prose(stem: str, expected: str | None) -> None:
     assert infer_date(text, find_body(text, extract_metadata(text).title)) == expected
 
 
-def test_extract_metadata_does_not_infer() -> None:
-    meta = extract_metadata(read(SEEDS / "004_c31d4bc7025f9123.txt"))
+def test_extract_metadata_infers_only_when_asked() -> None:
+    text = read(SEEDS / "004_c31d4bc7025f9123.txt")
+    meta = extract_metadata(text)
     assert meta.date is None and not meta.date_inferred
+    meta = extract_metadata(text, infer=True)
+    assert meta.date == "2020-11-27" and meta.date_inferred
+    # A stated header date is never replaced or flagged.
+    stated = extract_metadata(read(SEEDS / "001_ff616514b17d0e93.txt"), infer=True)
+    assert stated.date == "2020-01-02" and not stated.date_inferred
+    undated = extract_metadata(read(SEEDS / "003_a6f98cea0e1f5c95.txt"), infer=True)
+    assert undated.date is None and not undated.date_inferred
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,214 @@
+"""Measure answer quality: ask every question of a JSONL file and score what came back.
+
+A question counts as answered at k when one of the top k results comes from a listed source and
+contains one of the listed answers (case-insensitive, whitespace folded). A question with no
+answers is off-topic: the engine should refuse it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from index.errors import QAError
+
+from .results import Answer
+
+
+class QuestionsError(QAError):
+    """The questions file is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    sources: tuple[str, ...]
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.answers)
+
+
+@dataclass
+class Outcome:
+    """What happened to one question."""
+
+    id: str
+    question: str
+    answerable: bool
+    answered: bool
+    rank: int | None  # first rank holding an answer from a listed source
+    source_rank: int | None  # first rank from a listed source
+    seconds: float
+    first: str | None  # source and opening words of what came first
+
+    @property
+    def refused_wrongly(self) -> bool:
+        return self.answerable and not self.answered
+
+
+@dataclass
+class Report:
+    stage: str
+    ks: list[int]
+    questions: int
+    answerable: int
+    hit: dict[int, float]
+    source_hit: dict[int, float]
+    mrr: float
+    offtopic: int
+    # None for a single retrieval stage, which does not decide refusals.
+    refused_correctly: int | None
+    refused_wrongly: int | None
+    answered_offtopic: int | None
+    latency_p50_ms: float
+    latency_p95_ms: float
+    missed: list[Outcome] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def to_dict(self, details: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        data["hit"] = {str(k): v for k, v in self.hit.items()}
+        data["source_hit"] = {str(k): v for k, v in self.source_hit.items()}
+        if not details:
+            data.pop("outcomes")
+        return data
+
+
+def load_questions(path: Path) -> list[Question]:
+    """Questions from a JSONL file of {"id", "question", "answers", "sources"} objects."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise QuestionsError(f"no questions file at {path}: pass a .jsonl file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise QuestionsError(f"cannot read {path} ({error}): pass a UTF-8 .jsonl file") from None
+    questions = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            question = Question(
+                id=str(item.get("id", number)),
+                question=str(item["question"]),
+                answers=tuple(str(a) for a in item.get("answers") or ()),
+                sources=tuple(str(s) for s in item.get("sources") or ()),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise QuestionsError(
+                f"{path}, line {number}: expected a JSON object with a \"question\" field "
+                '(and "answers", "sources" lists)'
+            ) from None
+        questions.append(question)
+    if not questions:
+        raise QuestionsError(f"{path} holds no questions: one JSON object a line")
+    return questions
+
+
+def sample(questions: Sequence[Question], n: int | None) -> list[Question]:
+    """``n`` questions spread evenly over the file (every len/n-th one), or all of them."""
+    if not n or n >= len(questions):
+        return list(questions)
+    step = len(questions) / n
+    return [questions[int(i * step)] for i in range(n)]
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _stem(source: str) -> str:
+    return source.rsplit(".", 1)[0] if source.endswith((".txt", ".md")) else source
+
+
+def judge(answer: Answer, question: Question, ks: Sequence[int]) -> tuple[int | None, int | None]:
+    """(first rank with an answer from a listed source, first rank from a listed source).
+
+    A result folded from several outlets counts for each of its sources: its text is the
+    finding they share."""
+    answers = [_fold(a) for a in question.answers]
+    sources = set(question.sources)
+    depth = max(ks)
+    rank = source_rank = None
+    for passage in answer.passages[:depth]:
+        cited = {_stem(passage.citation.source)} | {_stem(c.source) for c in passage.also}
+        if not cited & sources:
+            continue
+        if source_rank is None:
+            source_rank = passage.rank
+        text = _fold(passage.text)
+        if rank is None and any(a in text for a in answers):
+            rank = passage.rank
+            break
+    return rank, source_rank
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def evaluate(
+    ask: Callable[[str, int], Answer],
+    questions: Sequence[Question],
+    ks: Sequence[int] = (1, 5, 10),
+    stage: str = "final",
+    progress: Callable[[int, int], None] | None = None,
+) -> Report:
+    """Ask every question through ``ask(question, k)`` and score the answers."""
+    ks = sorted(set(ks))
+    depth = max(ks)
+    outcomes = []
+    for done, question in enumerate(questions, start=1):
+        began = time.perf_counter()
+        answer = ask(question.question, depth)
+        seconds = time.perf_counter() - began
+        rank, source_rank = judge(answer, question, ks) if question.answerable else (None, None)
+        first = None
+        if answer.passages:
+            top = answer.passages[0]
+            first = f"{top.citation.source}: {' '.join(top.text.split()[:14])}…"
+        outcomes.append(
+            Outcome(question.id, question.question, question.answerable, answer.answered, rank,
+                    source_rank, seconds, first)
+        )
+        if progress:
+            progress(done, len(questions))
+    answerable = [o for o in outcomes if o.answerable]
+    offtopic = [o for o in outcomes if not o.answerable]
+    n = len(answerable) or 1
+    latencies = [o.seconds * 1000 for o in outcomes]
+    final = stage == "final"
+    return Report(
+        stage=stage,
+        ks=list(ks),
+        questions=len(outcomes),
+        answerable=len(answerable),
+        hit={k: sum(o.rank is not None and o.rank <= k for o in answerable) / n for k in ks},
+        source_hit={
+            k: sum(o.source_rank is not None and o.source_rank <= k for o in answerable) / n
+            for k in ks
+        },
+        mrr=sum(1 / o.rank for o in answerable if o.rank) / n,
+        offtopic=len(offtopic),
+        refused_correctly=sum(not o.answered for o in offtopic) if final else None,
+        refused_wrongly=sum(o.refused_wrongly for o in answerable) if final else None,
+        answered_offtopic=sum(o.answered for o in offtopic) if final else None,
+        latency_p50_ms=_percentile(latencies, 0.5),
+        latency_p95_ms=_percentile(latencies, 0.95),
+        missed=[o for o in answerable if o.rank is None or o.rank > 1],
+        outcomes=outcomes,
+    )

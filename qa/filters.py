@@ -1,0 +1,97 @@
+"""Restrict answers to some articles: by source or outlet, and by article date."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from index.errors import QuestionError
+from index.store import DocumentRow, Store
+
+_LATEST = re.compile(
+    r"\b(?:latest|most recent(?:ly)?|newest|current(?:ly)?|now|recent(?:ly)?|so far|to date"
+    r"|still|as of)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_latest(question: str) -> bool:
+    """Whether the question asks for the latest state of things ("most recent", "now", …)."""
+    return bool(_LATEST.search(question))
+
+
+def parse_date(value: str | None, option: str) -> str | None:
+    """An ISO date (yyyy-mm-dd, yyyy-mm or yyyy) as yyyy-mm-dd; QuestionError otherwise."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        if re.fullmatch(r"\d{4}", text):
+            return dt.date(int(text), 1, 1).isoformat() if option != "until" else f"{text}-12-31"
+        if re.fullmatch(r"\d{4}-\d{1,2}", text):
+            year, month = map(int, text.split("-"))
+            first = dt.date(year, month, 1)
+            if option != "until":
+                return first.isoformat()
+            following = dt.date(year + month // 12, month % 12 + 1, 1)
+            return (following - dt.timedelta(days=1)).isoformat()
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise QuestionError(
+            f"--{option} {value!r} is not a date: use YYYY-MM-DD, YYYY-MM or YYYY"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which articles may answer. ``source`` matches the file name or the outlet
+    (case-insensitive, part of the name is enough); ``since``/``until`` are inclusive ISO dates
+    compared with the article's date (stated or inferred); undated articles are left out when
+    either is set."""
+
+    source: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.source or self.since or self.until)
+
+    def matches(self, doc: DocumentRow) -> bool:
+        if self.source:
+            needle = self.source.casefold()
+            names = [doc.source, doc.publisher or ""]
+            if not any(needle in name.casefold() for name in names):
+                return False
+        if self.since or self.until:
+            if not doc.date:
+                return False
+            if self.since and doc.date < self.since:
+                return False
+            if self.until and doc.date > self.until:
+                return False
+        return True
+
+
+def make_filters(
+    source: str | None = None, since: str | None = None, until: str | None = None
+) -> Filters:
+    """Validated filters from user input (QuestionError for a bad date or an empty range)."""
+    start, stop = parse_date(since, "since"), parse_date(until, "until")
+    if start and stop and start > stop:
+        raise QuestionError(f"--since {since} is after --until {until}: nothing can match")
+    return Filters(source.strip() if source and source.strip() else None, start, stop)
+
+
+def allowed_passages(store: Store, filters: Filters) -> np.ndarray | None:
+    """Ids of the passages of matching articles, or None when nothing is filtered."""
+    if not filters:
+        return None
+    docs = [d.id for d in store.documents.values() if filters.matches(d)]
+    if not docs:
+        return np.zeros(0, dtype=np.int64)
+    marks = ",".join("?" * len(docs))
+    rows = store.db.execute(f"SELECT id FROM passages WHERE doc IN ({marks})", docs).fetchall()
+    return np.array(sorted(r[0] for r in rows), dtype=np.int64)

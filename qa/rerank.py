@@ -1,0 +1,172 @@
+"""The final ordering: re-score the fused candidates with signals a passage-level score misses.
+
+SQuAD-style and news questions are usually a paraphrase of one sentence of the answering
+passage, so the strongest extra signal is how much of the question's rare vocabulary one
+sentence of the passage holds (IDF-weighted, stemmed), and whether the question's word pairs
+appear there in order. Title words count as covered for every sentence of their article: a
+question names the subject ("… Super Bowl 50?") that the sentence leaves implicit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from index import lexical
+from index.store import PassageRow
+
+# Weights of the final score (tuned on squad-a; see docs/EVALUATION.md).
+W_FUSED = 1.0
+W_SENTENCE = 0.6
+W_PAIRS = 0.2
+# Cosine of the best sentence, measured on the RERANK_DEPTH best passages only: embedding
+# sentences is the costly part of a query (one model call for all of them).
+W_SENTENCE_DENSE = 0.6
+RERANK_DEPTH = 3
+# A question that names an outlet ("the VOA report") is about that outlet's articles.
+W_OUTLET = 0.2
+# A photo caption restates the story; it should not outrank the story itself.
+CAPTION_PENALTY = 0.1
+BYLINE_PENALTY = 0.5
+# Articles whose byline can answer a question about authorship.
+AUTHOR_ARTICLES = 3
+HIGHLIGHT_LEXICAL = 0.5
+HIGHLIGHT_MARGIN = 0.2  # sentences this close to the best lexical share are embedded
+HIGHLIGHT_EMBED = 2  # at most this many of them
+
+_AUTHORSHIP = re.compile(
+    r"\b(?:who|which|what)\b[^?]{0,40}?\b(?:wrote|authored|penned|filed)\b|\bwritten by\b"
+    r"|\b(?:author|byline|correspondent)s?\b",
+    re.IGNORECASE,
+)
+
+
+def names_outlet(question: str, publisher: str | None) -> bool:
+    """Whether the question names the article's outlet ("… the VOA report …")."""
+    if not publisher:
+        return False
+    return re.search(rf"(?<!\w){re.escape(publisher)}(?!\w)", question, re.IGNORECASE) is not None
+
+
+def asks_for_author(question: str) -> bool:
+    """Whether the question is about who wrote an article (bylines answer it)."""
+    return bool(_AUTHORSHIP.search(question))
+
+
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+
+
+@lru_cache(maxsize=1)
+def _analyzer() -> tuple[frozenset[str], Any]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN), lexical._stemmer()
+
+
+@lru_cache(maxsize=65536)
+def _tokens(text: str) -> tuple[str, ...]:
+    """The BM25 index's terms for ``text`` (bm25s's English analysis: lowercase words of 2+
+    characters, stop words out, Snowball stems), without bm25s's per-call overhead."""
+    stopwords, stemmer = _analyzer()
+    words = [w for w in _WORD.findall(text.lower()) if w not in stopwords]
+    return tuple(stemmer.stemWords(words))
+
+
+class Idf:
+    """Inverse document frequency of stemmed terms, read from the BM25 index (cached)."""
+
+    def __init__(self, bm25: Any):
+        self.bm25 = bm25
+        self.n = self._count()
+        self.cache: dict[str, float] = {}
+
+    def _count(self) -> int:
+        scores = getattr(self.bm25, "scores", None)
+        if isinstance(scores, dict) and "num_docs" in scores:
+            return int(scores["num_docs"])
+        return len(lexical.scores(self.bm25, "the"))
+
+    def __call__(self, term: str) -> float:
+        value = self.cache.get(term)
+        if value is None:
+            df = 0
+            if term in getattr(self.bm25, "vocab_dict", {}):
+                df = int((self.bm25.get_scores([term]) > 0).sum())
+            value = math.log(1 + (self.n - df + 0.5) / (df + 0.5))
+            self.cache[term] = value
+        return value
+
+
+@dataclass
+class Signals:
+    sentence: float  # best share of the question's IDF mass held by one sentence (+ title)
+    pairs: float  # share of the question's adjacent term pairs found in order in that sentence
+    best: int  # index of that sentence in the passage
+    per_sentence: tuple[float, ...] = ()  # the IDF share of each sentence
+    similar: dict[int, float] = field(default_factory=dict)  # cosine of embedded sentences
+
+    @property
+    def sentence_similarity(self) -> float:
+        return max(self.similar.values(), default=0.0)
+
+
+def signals(
+    question_terms: Sequence[str], idf: Idf, row: PassageRow, title: str | None
+) -> Signals:
+    """Sentence-level lexical evidence that ``row`` answers the question."""
+    weights = {t: idf(t) for t in question_terms}
+    total = sum(weights.values())
+    if not total or not row.sentences:
+        return Signals(0.0, 0.0, 0, tuple(0.0 for _ in row.sentences))
+    title_terms = set(_tokens(title)) if title else set()
+    pairs = {(a, b) for a, b in zip(question_terms, question_terms[1:], strict=False) if a != b}
+    best = (-1.0, 0.0, 0)
+    shares = []
+    for index, (start, end) in enumerate(row.sentences):
+        tokens = _tokens(row.text[start - row.start : end - row.start])
+        present = set(tokens)
+        covered = sum(w for t, w in weights.items() if t in present or t in title_terms)
+        found = 0.0
+        if pairs:
+            adjacent = set(zip(tokens, tokens[1:], strict=False))
+            found = len(pairs & adjacent) / len(pairs)
+        score = covered / total
+        shares.append(score)
+        if (score, found) > best[:2]:
+            best = (score, found, index)
+    return Signals(best[0], best[1], best[2], tuple(shares))
+
+
+def final_score(fused: float, s: Signals, kind: str) -> float:
+    """The final ordering score. A byline passage is no evidence about the story's content
+    (``qa.engine`` ranks it by its article for questions about authorship)."""
+    score = W_FUSED * fused + W_SENTENCE * s.sentence + W_PAIRS * s.pairs
+    if kind == "caption":
+        score -= CAPTION_PENALTY
+    elif kind == "byline":
+        score -= BYLINE_PENALTY
+    return score
+
+
+def contenders(s: Signals, count: int) -> list[int]:
+    """Sentences of a passage worth embedding: those whose lexical share is close to its best
+    (at most ``HIGHLIGHT_EMBED``), so a long passage costs no more than a short one."""
+    shares = list(s.per_sentence) if len(s.per_sentence) == count else [0.0] * count
+    if not shares:
+        return []
+    top = max(shares)
+    close = [i for i, share in enumerate(shares) if share >= top - HIGHLIGHT_MARGIN]
+    return sorted(close, key=lambda i: -shares[i])[:HIGHLIGHT_EMBED]
+
+
+def best_sentence(s: Signals, count: int) -> int:
+    """Index of the sentence that best answers: embedding similarity to the question (of the
+    contenders that were embedded) plus a share of its lexical evidence."""
+    shares = list(s.per_sentence) if len(s.per_sentence) == count else [0.0] * count
+    if not s.similar:
+        return s.best if 0 <= s.best < count else 0
+    return max(s.similar, key=lambda i: s.similar[i] + HIGHLIGHT_LEXICAL * shares[i])

@@ -1,0 +1,219 @@
+"""Fusion, final ordering, refusal, grouping, filters and the evaluator, with the fake embedder."""
+
+import json
+
+import pytest
+from conftest import FakeEmbedder, word_count
+
+from index.errors import QuestionError
+from index.pipeline import build_index
+from qa.engine import Engine
+from qa.evaluate import QuestionsError, evaluate, judge, load_questions
+from qa.filters import Filters, asks_for_latest, make_filters, parse_date
+from qa.group import near_duplicate
+from qa.results import Answer, Citation, Passage
+from qa.search import Hit, order, rrf
+
+ARTICLES = {
+    "harbor_times": (
+        "Ferry Route Reopens After Two Years\n\nBy Ana Lima\nMarch 5, 2021\n\n"
+        "The harbor ferry carried its first passengers in two years on Friday morning.\n\n"
+        '"The crossing is back and it will run every twenty minutes," Mayor Lena Park said at '
+        "the pier.\n\nThe council approved a budget of four million dollars for new boats.\n"
+    ),
+    "coast_daily": (
+        "Harbor Ferry Returns\n\nMarch 9, 2021\n\n"
+        "Commuters lined up at dawn as the ferry service resumed after the long pause.\n\n"
+        '"The crossing is back and it will run every twenty minutes", Mayor Lena Park said on '
+        "Friday.\n\nA new terminal building is planned for the north shore next year.\n"
+    ),
+    "valley_news": (
+        "Orchard Growers Expect Record Apricot Harvest\n\nJune 1, 2020\n\n"
+        "Growers in the valley expect the strongest apricot season in a decade after a wet "
+        "winter filled the reservoirs.\n\nPickers will be hired from the second week of June.\n"
+    ),
+    "valley_update": (
+        "Apricot Harvest Update\n\nJuly 20, 2020\n\n"
+        "Growers in the valley now expect the apricot harvest to fall short after a heat wave "
+        "in July damaged the orchards.\n"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    root = tmp_path_factory.mktemp("quality")
+    docs = root / "docs"
+    docs.mkdir()
+    for name, text in ARTICLES.items():
+        (docs / f"{name}.txt").write_text(text)
+    build_index(docs, root / "index", embedder=FakeEmbedder(), count_tokens=word_count)
+    engine = Engine(root / "index", embedder=FakeEmbedder())
+    yield engine
+    engine.close()
+
+
+def test_rrf_rewards_agreement_of_both_retrievers():
+    hits = [Hit(1, 0, dense=0.9, keyword=0.1), Hit(2, 0, dense=0.8, keyword=1.0),
+            Hit(3, 0, dense=0.1, keyword=0.9)]
+    fused = rrf(hits)
+    assert max(fused, key=fused.__getitem__) == 2
+    assert [h.id for h in order(hits, "dense")] == [1, 2, 3]
+    assert [h.id for h in order(hits, "bm25")] == [2, 3, 1]
+    assert [h.id for h in order(hits, "blend")][0] == 2
+    with pytest.raises(ValueError):
+        order(hits, "magic")
+
+
+def test_same_quote_from_two_outlets_is_one_finding(engine):
+    answer = engine.ask("How often will the ferry crossing run, according to Mayor Lena Park?", k=3)
+    assert answer.answered
+    first = answer.passages[0]
+    assert "every twenty minutes" in first.text
+    sources = {first.citation.source} | {c.source for c in first.also}
+    assert sources == {"harbor_times", "coast_daily"}
+    # The other results are other findings, never the folded duplicate again.
+    rest = [p.citation.source for p in answer.passages[1:] if "twenty minutes" in p.text]
+    assert rest == []
+    assert answer.to_dict()["passages"][0]["also"][0]["source"] in sources
+
+
+def test_near_duplicate_needs_the_same_words():
+    a = '"The crossing is back and it will run every twenty minutes," Mayor Lena Park said.'
+    b = "“The crossing is back and it will run every twenty minutes”, Mayor Lena Park said."
+    assert near_duplicate(a, b)
+    assert not near_duplicate(a, "The council approved a budget of four million dollars.")
+    assert not near_duplicate("Park said.", "Park said.")  # too short to be a finding
+
+
+def test_off_topic_question_is_refused_but_passages_stay_available(engine):
+    answer = engine.ask("What is the recipe for a chocolate cake?")
+    assert not answer.answered
+    assert answer.passages  # the closest ones, for --show-weak
+    assert engine.ask("When did the harbor ferry carry its first passengers?").answered
+
+
+def test_byline_answers_who_wrote_the_article(engine):
+    answer = engine.ask("Who wrote the article about the ferry route reopening?", k=3)
+    assert "Ana Lima" in answer.passages[0].text
+    # Bylines never lead for questions that are not about authorship.
+    other = engine.ask("When did the ferry route reopen?", k=3)
+    assert "By Ana Lima" not in other.passages[0].text
+
+
+def test_source_and_date_filters(engine):
+    only = engine.ask("ferry crossing every twenty minutes", k=5, source="coast")
+    assert {p.citation.source for p in only.passages} == {"coast_daily"}
+    assert all(not p.also for p in only.passages)
+    since = engine.ask("apricot harvest growers", k=5, since="2020-07-01")
+    assert {p.citation.source for p in since.passages} <= {"valley_update", "harbor_times",
+                                                           "coast_daily"}
+    assert since.passages[0].citation.source == "valley_update"
+    until = engine.ask("apricot harvest growers", k=5, until="2020-06")
+    assert {p.citation.source for p in until.passages} == {"valley_news"}
+    assert engine.ask("apricot harvest", source="no such outlet").passages == []
+
+
+def test_latest_questions_prefer_newer_articles_when_relevance_is_close(engine):
+    assert asks_for_latest("What is the latest forecast for the apricot harvest?")
+    assert not asks_for_latest("Who wrote the report?")
+    answer = engine.ask("What is the latest expectation of growers for the apricot harvest?")
+    dates = [p.citation.date for p in answer.passages[:2]]
+    assert dates == ["2020-07-20", "2020-06-01"]
+
+
+@pytest.mark.parametrize(
+    "value, option, expected",
+    [("2020-01-02", "since", "2020-01-02"), ("2020", "since", "2020-01-01"),
+     ("2020", "until", "2020-12-31"), ("2020-02", "until", "2020-02-29"),
+     ("2021-12", "until", "2021-12-31"), ("", "since", None)],
+)
+def test_parse_date(value, option, expected):
+    assert parse_date(value, option) == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"since": "yesterday"}, "is not a date"), ({"until": "2020-13-01"}, "is not a date"),
+     ({"since": "2021", "until": "2020"}, "nothing can match")],
+)
+def test_bad_filters_are_question_errors(kwargs, message):
+    with pytest.raises(QuestionError, match=message):
+        make_filters(**kwargs)
+
+
+def test_filters_match_source_or_outlet():
+    from index.store import DocumentRow
+
+    doc = DocumentRow(0, "001_voa", "/x", "h", "T", "2020-01-02", False, None, "VOA")
+    assert Filters(source="voa").matches(doc) and Filters(source="001").matches(doc)
+    assert not Filters(source="reuters").matches(doc)
+    assert Filters(since="2020-01-02", until="2020-01-02").matches(doc)
+    assert not Filters(since="2020-01-03").matches(doc)
+    undated = DocumentRow(1, "x", "/x", "h", None, None, False, None, None)
+    assert not Filters(until="2030-01-01").matches(undated)
+
+
+def _answer(*passages, answered=True):
+    out = []
+    for rank, (source, text, also) in enumerate(passages, start=1):
+        cite = Citation(source, f"/{source}.txt", None, None, None, None, 0, len(text))
+        others = [Citation(s, f"/{s}.txt", None, None, None, None, 0, 1) for s in also]
+        out.append(Passage(rank, 1.0, text, None, cite, others))
+    return Answer("q", answered, out)
+
+
+def test_judge_needs_answer_and_source_together():
+    from qa.evaluate import Question
+
+    q = Question("1", "q", ("18 rockets",), ("a",))
+    answer = _answer(("b", "18 rockets hit", []), ("a", "no number", []),
+                     ("a", "Some  18\nRockets  landed", []))
+    assert judge(answer, q, [1, 5]) == (3, 2)
+    # A folded result counts for its other sources too.
+    assert judge(_answer(("b", "18 rockets", ["a"])), q, [1]) == (1, 1)
+    assert judge(_answer(("a", "nothing", [])), q, [1]) == (None, 1)
+
+
+def test_evaluate_report(tmp_path):
+    lines = [
+        {"id": "a", "question": "one", "answers": ["x"], "sources": ["s"]},
+        {"id": "b", "question": "two", "answers": ["y"], "sources": ["s"]},
+        {"id": "c", "question": "off", "answers": [], "sources": []},
+    ]
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
+    replies = {
+        "one": _answer(("s", "x", [])),
+        "two": _answer(("s", "nothing", []), ("s", "y", []), answered=False),
+        "off": _answer(("s", "x", []), answered=True),
+    }
+    report = evaluate(lambda q, k: replies[q], load_questions(path), ks=[1, 5])
+    assert report.hit == {1: 0.5, 5: 1.0}
+    assert report.mrr == pytest.approx(0.75)
+    assert report.source_hit == {1: 1.0, 5: 1.0}
+    assert (report.refused_wrongly, report.refused_correctly, report.answered_offtopic) == (1, 0, 1)
+    assert [o.id for o in report.missed] == ["b"]
+    data = report.to_dict()
+    assert data["hit"] == {"1": 0.5, "5": 1.0} and "outcomes" not in data
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [("", "holds no questions"), ('{"id": 1}\n', "line 1"), ("not json\n", "line 1")],
+)
+def test_bad_questions_file(tmp_path, content, message):
+    path = tmp_path / "q.jsonl"
+    path.write_text(content)
+    with pytest.raises(QuestionsError, match=message):
+        load_questions(path)
+    with pytest.raises(QuestionsError, match="no questions file"):
+        load_questions(tmp_path / "absent.jsonl")
+
+
+def test_sample_spreads_over_the_file():
+    from qa.evaluate import Question, sample
+
+    items = [Question(str(i), "q", ("a",), ("s",)) for i in range(10)]
+    assert [q.id for q in sample(items, 5)] == ["0", "2", "4", "6", "8"]
+    assert sample(items, None) == items and sample(items, 50) == items
