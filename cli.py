@@ -573,19 +573,26 @@ def slack(
     with user_errors():
         _require("slack", "slack_bolt", "slack_sdk", *(("starlette", "uvicorn") if http else ()))
         settings = _slack_settings(http)
+        from qa.service import Service
+        from qa.slack import create_app, create_http_app, run_socket_mode, verify_token
+
+        api_url = os.environ.get("SLACK_API_URL") or None
+        identity = verify_token(settings["SLACK_BOT_TOKEN"], api_url)  # before any slow loading
         sock = _listen(host, port) if http else None
         _server_logging(tuple(settings.values()))
         engine = open_engine(docs, index)
-        from qa.service import Service
-        from qa.slack import create_app, create_http_app, run_socket_mode
 
         service = Service(engine)
         bolt = create_app(
             service,
             bot_token=settings["SLACK_BOT_TOKEN"],
             signing_secret=settings.get("SLACK_SIGNING_SECRET"),
-            api_url=os.environ.get("SLACK_API_URL") or None,
+            api_url=api_url,
             top=top,
+        )
+        _stderr().print(
+            f"signed in to Slack as @{identity.get('user')} in {identity.get('team')}",
+            soft_wrap=True,
         )
         if sock is None:
             _stderr().print("connecting to Slack over Socket Mode; Ctrl-C stops")

@@ -9,12 +9,14 @@ a missing, wrong or stale one); deliveries Slack repeats are answered once.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from index.errors import QAError
@@ -238,8 +240,51 @@ class Bot:
         respond(delete_original=True)
 
 
+def _rejected(reason: str) -> SlackSetupError:
+    return SlackSetupError(
+        f"Slack rejected SLACK_BOT_TOKEN ({reason}): copy the Bot User OAuth Token (xoxb-…) "
+        "from your app's OAuth & Permissions page"
+    )
+
+
+@contextmanager
+def _setup_errors(client: WebClient) -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:  # URLError, connection refused, DNS
+        raise SlackSetupError(
+            f"cannot reach the Slack Web API at {client.base_url} "
+            f"({getattr(error, 'reason', error)}): check the network or SLACK_API_URL"
+        ) from None
+
+
+def verify_token(bot_token: str, api_url: str | None = None) -> dict[str, Any]:
+    """``auth.test`` for ``bot_token``: the bot's identity, or SlackSetupError saying why not."""
+    from slack_sdk.errors import SlackApiError
+
+    client = web_client(bot_token, api_url)
+    with _setup_errors(client):
+        try:
+            return dict(client.auth_test().data)  # type: ignore[arg-type]
+        except SlackApiError as error:
+            raise _rejected(str(error.response.get("error"))) from None
+
+
 def _ack(ack: Callable[..., Any]) -> None:
     ack()
+
+
+def _logged(listener: Callable[..., None]) -> Callable[..., None]:
+    """Bolt logs a failing lazy listener in one line; keep the traceback (secrets redacted)."""
+
+    @functools.wraps(listener)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            listener(*args, **kwargs)
+        except Exception:
+            log.exception("the Slack listener %s failed", listener.__name__)
+
+    return run
 
 
 def create_app(
@@ -263,31 +308,24 @@ def create_app(
     service = engine if isinstance(engine, Service) else Service(engine)
     bot = Bot(service, top=top)
     client = web_client(bot_token, api_url)
-    try:
-        app = App(
-            token=bot_token,
-            signing_secret=signing_secret or "",
-            client=client,
-            token_verification_enabled=token_verification,
-            request_verification_enabled=True,
-            name="qa",
-        )
-    except BoltError as error:
-        reason = re.search(r"'error': '([^']+)'", str(error))
-        raise SlackSetupError(
-            f"Slack rejected SLACK_BOT_TOKEN ({reason.group(1) if reason else 'auth.test failed'}):"
-            " copy the Bot User OAuth Token (xoxb-…) from your app's OAuth & Permissions page"
-        ) from None
-    except OSError as error:  # URLError, connection refused, DNS
-        raise SlackSetupError(
-            f"cannot reach the Slack Web API at {client.base_url} "
-            f"({getattr(error, 'reason', error)}): check the network or SLACK_API_URL"
-        ) from None
+    with _setup_errors(client):
+        try:
+            app = App(
+                token=bot_token,
+                signing_secret=signing_secret or "",
+                client=client,
+                token_verification_enabled=token_verification,
+                request_verification_enabled=True,
+                name="qa",
+            )
+        except BoltError as error:
+            reason = re.search(r"'error': '([^']+)'", str(error))
+            raise _rejected(reason.group(1) if reason else "auth.test failed") from None
     app.middleware(bot.skip_repeats)
-    app.event("app_mention")(ack=_ack, lazy=[bot.on_mention])
-    app.event("message")(ack=_ack, lazy=[bot.on_message])
-    app.command("/ask")(ack=bot.ack_command, lazy=[bot.on_command])
-    app.action(SHARE_ACTION)(ack=_ack, lazy=[bot.on_share])
+    app.event("app_mention")(ack=_ack, lazy=[_logged(bot.on_mention)])
+    app.event("message")(ack=_ack, lazy=[_logged(bot.on_message)])
+    app.command("/ask")(ack=bot.ack_command, lazy=[_logged(bot.on_command)])
+    app.action(SHARE_ACTION)(ack=_ack, lazy=[_logged(bot.on_share)])
 
     @app.error
     def log_error(error: Exception) -> None:
