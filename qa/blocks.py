@@ -163,12 +163,12 @@ def fallback_text(question: str, answer: Answer, shown: list[Passage]) -> str:
         text = f"No confident answer in the archive to “{fold(question)}”."
         if shown:
             text += " Closest source: " + citation_text(None, shown[0].citation) + "."
-        return fit(text, MAX_FALLBACK)
+        return fit(escape(text), MAX_FALLBACK)
     lines = [f"Top findings for “{fold(question)}”:"]
     for p in shown:
         sentence = fold(p.highlight.text) if p.highlight else _head(fold(p.text), 300)
         lines.append(f"{sentence} — {citation_text(p.rank, p.citation)}")
-    return fit("\n".join(lines), MAX_FALLBACK)
+    return fit(escape("\n".join(lines)), MAX_FALLBACK)
 
 
 def share_actions(value: str) -> Block:
@@ -191,4 +191,4 @@ def share_actions(value: str) -> Block:
 
 def notice(text: str) -> SlackMessage:
     """A one-sentence message (usage hints, errors)."""
-    return SlackMessage(fit(text, MAX_FALLBACK), [_section(escape(text))])
+    return SlackMessage(fit(escape(text), MAX_FALLBACK), [_section(escape(text))])
