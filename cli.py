@@ -535,9 +535,11 @@ def _slack_settings(http: bool) -> dict[str, str]:
     if missing:
         where = "; ".join(f"{name}: {SLACK_WHERE[name]}" for name in missing)
         mode = "HTTP mode" if http else "Socket Mode"
+        one = len(missing) == 1
         raise SlackSetupError(
-            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set ({mode} "
-            f"needs {' and '.join(names)}): export {'it' if len(missing) == 1 else 'them'} from {SLACK_APP_PAGE} — {where}"
+            f"{' and '.join(missing)} {'is' if one else 'are'} not set ({mode} needs "
+            f"{' and '.join(names)}): export {'it' if one else 'them'} from {SLACK_APP_PAGE} — "
+            f"{where}"
         )
     settings = {name: os.environ[name].strip() for name in names}
     if not http and not settings["SLACK_APP_TOKEN"].startswith("xapp-"):

@@ -34,7 +34,9 @@ log = logging.getLogger("qa.slack")
 DEFAULT_API_URL = "https://slack.com/api/"
 EVENTS_PATH = "/slack/events"
 USAGE = "Ask me a question, e.g. “How many rockets landed at the Taji base?”"
-FAILED = "Sorry, something went wrong while searching the archive; the details are in the bot's log."
+FAILED = (
+    "Sorry, something went wrong while searching the archive; the details are in the bot's log."
+)
 # Message subtypes that are people writing something new (edits, joins, bots and the like are not).
 ANSWERED_SUBTYPES = {None, "thread_broadcast", "file_share"}
 
@@ -76,8 +78,9 @@ def question_text(text: str, bot_user_id: str | None = None) -> str:
     else:
         text = re.sub(rf"^\s*(?:{_MENTION.pattern}\s*)+", " ", text)
     text = _SPECIAL.sub(lambda m: m.group(2) or "", text)
-    text = _LINK.sub(lambda m: (m.group(1) if m.group(1) == "#" else "") + (m.group(3) or m.group(2)),
-                     text)
+    text = _LINK.sub(
+        lambda m: (m.group(1) if m.group(1) == "#" else "") + (m.group(3) or m.group(2)), text
+    )
     text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
     return " ".join(text.split())
 
@@ -157,7 +160,8 @@ class Bot:
         if req.lazy_only or body.get("type") != "event_callback":
             return next()
         event = body.get("event") or {}
-        retry = (req.headers.get("x-slack-retry-num") or [None])[0]
+        retries = req.headers.get("x-slack-retry-num") or []
+        retry = retries[0] if retries else None
         if event.get("bot_id") or event.get("subtype") == "bot_message":
             return BoltResponse(status=200, body="")
         keys = [f"event:{body.get('event_id')}"] if body.get("event_id") else []
@@ -226,8 +230,8 @@ class Bot:
                     **notice("That button is broken; ask again with /ask.").payload())
             return
         user = (body.get("user") or {}).get("id")
-        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-            "channel_id")
+        channel = str((body.get("channel") or {}).get("id")
+                      or (body.get("container") or {}).get("channel_id"))
         message = self.message_for(question, top, shared_by=user)
         try:
             client.chat_postMessage(channel=channel, unfurl_links=False, **message.payload())

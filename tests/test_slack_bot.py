@@ -17,9 +17,8 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from slack_mock import BOT_ID, BOT_USER, SlackMock, event_body, sign
-
 from conftest import ROOT
+from slack_mock import BOT_ID, BOT_USER, SlackMock, event_body, sign
 
 pytestmark = pytest.mark.slow
 
