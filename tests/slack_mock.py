@@ -35,6 +35,7 @@ class SlackMock:
     failures: dict[tuple[str, str], str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
+    socket_url: str | None = None  # what apps.connections.open hands out
     _ts: Any = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -60,6 +61,8 @@ class SlackMock:
             (call.method, "*"))
         if error:
             return {"ok": False, "error": error}
+        if call.method == "apps.connections.open":
+            return {"ok": True, "url": self.socket_url}
         if call.method == "auth.test":
             return {"ok": True, "url": "https://qa-test.slack.com/", "team": "QA test",
                     "user": "qa", "team_id": "T0QA", "user_id": BOT_USER, "bot_id": BOT_ID}
@@ -148,3 +151,119 @@ def event_body(event: dict[str, Any], event_id: str) -> str:
         "event_time": int(time.time()),
         "authorizations": [{"team_id": "T0QA", "user_id": BOT_USER, "is_bot": True}],
     })
+
+
+class SocketModeServer:
+    """Slack's Socket Mode side: a minimal WebSocket server (RFC 6455, unfragmented frames)
+    that greets with ``hello``, sends event envelopes and records the client's acks."""
+
+    GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    def __init__(self) -> None:
+        import socket
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.connections: list[Any] = []
+        self.acks: list[str] = []
+        self.lock = threading.Lock()
+        self.send_lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.listener.getsockname()[:2]
+        return f"ws://{host}:{port}/link"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: Any) -> None:
+        import base64
+
+        request = b""
+        while b"\r\n\r\n" not in request:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            request += chunk
+        headers = dict(
+            line.split(": ", 1) for line in request.decode().split("\r\n")[1:] if ": " in line
+        )
+        key = {k.lower(): v for k, v in headers.items()}["sec-websocket-key"]
+        accept = base64.b64encode(hashlib.sha1((key + self.GUID).encode()).digest()).decode()
+        conn.sendall(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {accept}\r\n\r\n".encode()
+        )
+        self._send(conn, 0x1, json.dumps({"type": "hello", "num_connections": 1,
+                                          "connection_info": {"app_id": "A0QA"}}).encode())
+        with self.lock:
+            self.connections.append(conn)
+        try:
+            while True:
+                opcode, payload = self._read(conn)
+                if opcode == 0x8:
+                    return
+                if opcode == 0x9:
+                    self._send(conn, 0xA, payload)
+                elif opcode == 0x1:
+                    message = json.loads(payload)
+                    with self.lock:
+                        self.acks.append(message.get("envelope_id"))
+        except (OSError, ConnectionError):
+            return
+
+    @staticmethod
+    def _exactly(conn: Any, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+
+    def _read(self, conn: Any) -> tuple[int, bytes]:
+        first, second = self._exactly(conn, 2)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(self._exactly(conn, 2), "big")
+        elif length == 127:
+            length = int.from_bytes(self._exactly(conn, 8), "big")
+        mask = self._exactly(conn, 4) if second & 0x80 else b"\0\0\0\0"
+        data = self._exactly(conn, length)
+        return first & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+    def _send(self, conn: Any, opcode: int, payload: bytes) -> None:
+        n = len(payload)
+        if n < 126:
+            header = bytes([0x80 | opcode, n])
+        elif n < 1 << 16:
+            header = bytes([0x80 | opcode, 126]) + n.to_bytes(2, "big")
+        else:
+            header = bytes([0x80 | opcode, 127]) + n.to_bytes(8, "big")
+        with self.send_lock:
+            conn.sendall(header + payload)
+
+    def send_event(self, body: str, envelope_id: str) -> None:
+        """Deliver an Events API body (as ``event_body`` makes) to the connected client."""
+        envelope = {"envelope_id": envelope_id, "type": "events_api",
+                    "accept_response_payload": False, "retry_attempt": 0, "retry_reason": "",
+                    "payload": json.loads(body)}
+        with self.lock:
+            conn = self.connections[-1]
+        self._send(conn, 0x1, json.dumps(envelope).encode())
+
+    def stop(self) -> None:
+        self.listener.close()
+        with self.lock:
+            for conn in self.connections:
+                try:
+                    conn.close()
+                except OSError:
+                    pass
