@@ -33,12 +33,10 @@ class Service:
             self.warm()
 
     def warm(self) -> None:
-        """Load the query model, the documents table and the keyword index now, not on the
-        first question."""
+        """Load everything a question needs now (query model, documents, keyword index and
+        whatever else the engine loads lazily) by answering one, not on the first request."""
         with self._lock:
-            _ = self.engine.embedder
-            _ = self.engine.store.documents
-            _ = self.engine.store.bm25
+            self.engine.ask("What does the archive say?", k=1)
             self.model_loaded = True
 
     def ask(
