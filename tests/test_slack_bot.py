@@ -194,12 +194,33 @@ def test_forged_stale_and_unsigned_requests_are_rejected(bot):
                          "user_id": "UASKER", "response_url": bot.mock.response_url("forged")})
     forged_command = bot.post(command, {"Content-Type": "application/x-www-form-urlencoded",
                                         **sign("wrong", command)})
-    for response in (forged, stale, unsigned, tampered, forged_command):
+    payload = json.dumps({
+        "type": "block_actions", "user": {"id": "UASKER"}, "channel": {"id": "CFORGEDCLICK"},
+        "response_url": bot.mock.response_url("forged-click"),
+        "actions": [{"type": "button", "action_id": "share_answer",
+                     "value": json.dumps({"q": TAJI, "k": 3})}]})
+    click_body = urlencode({"payload": payload})
+    forged_click = bot.post(click_body, {"Content-Type": "application/x-www-form-urlencoded",
+                                         **sign("wrong", click_body)})
+    for response in (forged, stale, unsigned, tampered, forged_command, forged_click):
         assert response.status_code == 401
     bot.control()
-    for channel in ("CFORGED", "CSTALE", "CUNSIGNED", "CTAMPER", "CFORGEDCMD"):
+    for channel in ("CFORGED", "CSTALE", "CUNSIGNED", "CTAMPER", "CFORGEDCMD", "CFORGEDCLICK"):
         assert bot.mock.find(channel=channel) == [], channel
     assert bot.mock.find("response_url", path="/response/forged") == []
+    assert bot.mock.find("response_url", path="/response/forged-click") == []
+
+
+def test_a_retry_of_a_delivery_never_seen_is_answered_once(bot):
+    # The first delivery was lost (say, the bot was restarting): the retry is the only copy.
+    event = mention("CLOSTFIRST", TAJI)
+    retry = {"X-Slack-Retry-Num": "2", "X-Slack-Retry-Reason": "http_error"}
+    assert bot.event(event, event_id="EvLOST", extra=retry).status_code == 200
+    bot.mock.wait_for("chat.postMessage", channel="CLOSTFIRST")
+    retry["X-Slack-Retry-Num"] = "3"
+    assert bot.event(event, event_id="EvLOST", extra=retry).status_code == 200
+    bot.control()
+    assert len(bot.mock.find("chat.postMessage", channel="CLOSTFIRST")) == 1
 
 
 def command(bot, name: str, text: str, channel: str = "CCMD") -> httpx.Response:
@@ -274,3 +295,15 @@ def test_failures_are_logged_without_secrets(bot):
     assert "Traceback" in log  # the failure is logged in full ...
     assert BOT_TOKEN not in log and SECRET not in log  # ... but never the secrets
     assert bot.process.poll() is None  # and the bot keeps serving
+
+
+def test_a_dm_that_mentions_the_bot_is_answered_once(bot):
+    # Slack sends such a message twice, as `message` (im) and as `app_mention`.
+    ts = "1700000006.000600"
+    dm = {"type": "message", "channel_type": "im", "channel": "DBOTH", "user": "UASKER",
+          "text": f"<@{BOT_USER}> {TAJI}", "ts": ts, "event_ts": ts}
+    assert bot.event(dm).status_code == 200
+    assert bot.event(mention("DBOTH", TAJI, ts=ts)).status_code == 200
+    bot.mock.wait_for("chat.postMessage", channel="DBOTH")
+    bot.control()
+    assert len(bot.mock.find("chat.postMessage", channel="DBOTH")) == 1
