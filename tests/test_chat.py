@@ -1,0 +1,23 @@
+import io
+import json
+
+from cli import run_chat
+from index.pipeline import build_index
+from qa.engine import Engine
+
+from conftest import SEEDS, FakeEmbedder, word_count
+
+
+def test_chat_session_commands(tmp_path, monkeypatch, capsys):
+    build_index(SEEDS, tmp_path / "ix", embedder=FakeEmbedder(), count_tokens=word_count)
+    engine = Engine(tmp_path / "ix", embedder=FakeEmbedder())
+    script = ":k 2\n:json\nHow many rockets landed at the Taji base?\n\n:k zero\n:quit\nnever asked\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(script))
+    run_chat(engine, k=5)
+    out = capsys.readouterr().out
+    answers = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert len(answers) == 1
+    assert answers[0]["question"] == "How many rockets landed at the Taji base?"
+    assert len(answers[0]["passages"]) == 2
+    assert "showing 2 passages" in out and "JSON output on" in out
+    assert ":k N" in out  # a bad command prints the command help
