@@ -330,6 +330,9 @@ def create_app(
     app.event("message")(ack=_ack, lazy=[_logged(bot.on_message)])
     app.command("/ask")(ack=bot.ack_command, lazy=[_logged(bot.on_command)])
     app.action(SHARE_ACTION)(ack=_ack, lazy=[_logged(bot.on_share)])
+    # Other subscribed events get a 200 too: a 404 would make Slack retry them, and after
+    # enough failures switch the app's event subscriptions off.
+    app.event(re.compile(".*"))(_ack)
 
     @app.error
     def log_error(error: Exception) -> None:

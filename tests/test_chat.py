@@ -1,11 +1,11 @@
 import io
 import json
 
+from conftest import SEEDS, FakeEmbedder, word_count
+
 from cli import run_chat
 from index.pipeline import build_index
 from qa.engine import Engine
-
-from conftest import SEEDS, FakeEmbedder, word_count
 
 
 def test_chat_session_commands(tmp_path, monkeypatch, capsys):

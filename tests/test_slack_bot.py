@@ -155,6 +155,15 @@ def test_direct_message_is_answered_in_its_thread(bot):
     assert TAJI_SOURCE in blocks_text(reply)
 
 
+def test_other_events_are_acknowledged_and_ignored(bot):
+    event = {"type": "reaction_added", "user": "UASKER", "reaction": "eyes",
+             "item": {"type": "message", "channel": "CREACT", "ts": "1700000007.000700"},
+             "event_ts": "1700000007.000800"}
+    assert bot.event(event).status_code == 200
+    bot.control()
+    assert bot.mock.find(channel="CREACT") == []
+
+
 def test_mention_without_a_question_gets_a_hint(bot):
     assert bot.event(mention("CEMPTY", "")).status_code == 200
     (reply,) = bot.mock.wait_for("chat.postMessage", channel="CEMPTY")

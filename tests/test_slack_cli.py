@@ -3,8 +3,11 @@
 import io
 import logging
 import socket
+import subprocess
+import sys
 
 import pytest
+from conftest import ROOT
 from slack_mock import SlackMock
 from typer.testing import CliRunner
 
@@ -146,3 +149,13 @@ def test_secrets_are_redacted_from_messages_and_tracebacks():
     assert "token is [redacted]" in out
     assert "RuntimeError: failed with [redacted]" in out
     assert "xoxb-top-secret" not in out and "signing-secret" not in out
+
+
+def test_the_cli_imports_no_server_framework_until_a_server_starts():
+    code = (
+        "import sys, cli; heavy = [m for m in ('slack_bolt', 'slack_sdk', 'fastapi', 'uvicorn',"
+        " 'starlette') if m in sys.modules]; print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == ""
