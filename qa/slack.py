@@ -33,7 +33,10 @@ log = logging.getLogger("qa.slack")
 
 DEFAULT_API_URL = "https://slack.com/api/"
 EVENTS_PATH = "/slack/events"
-USAGE = "Ask me a question, e.g. “How many rockets landed at the Taji base?”"
+USAGE = (
+    "Ask me a question, e.g. “How many rockets landed at the Taji base?”; narrow it with "
+    "source:NAME, since:YYYY-MM-DD or until:YYYY-MM-DD."
+)
 FAILED = (
     "Sorry, something went wrong while searching the archive; the details are in the bot's log."
 )
@@ -83,6 +86,21 @@ def question_text(text: str, bot_user_id: str | None = None) -> str:
     )
     text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
     return " ".join(text.split())
+
+
+_FILTER = re.compile(r"(?<!\S)(source|since|until):(\S+)", re.IGNORECASE)
+
+
+def split_filters(question: str) -> tuple[str, dict[str, str]]:
+    """``source:NAME``, ``since:DATE`` and ``until:DATE`` words taken out of a question."""
+    filters: dict[str, str] = {}
+
+    def take(match: re.Match[str]) -> str:
+        filters[match.group(1).lower()] = match.group(2)
+        return " "
+
+    rest = _FILTER.sub(take, question)
+    return " ".join(rest.split()), filters
 
 
 def api_base_url(url: str | None) -> str:
@@ -137,10 +155,11 @@ class Bot:
     def message_for(self, question: str, top: int | None = None, **extra: Any) -> SlackMessage:
         """The answer as a Slack message; a user error as one sentence; a failure logged."""
         top = top or self.top
-        if not question:
+        text, filters = split_filters(question)
+        if not text:
             return notice(USAGE)
         try:
-            answer = self.service.ask(question, k=top)
+            answer = self.service.ask(text, k=top, **filters)
         except QAError as error:
             return notice(str(error))
         except Exception:

@@ -12,7 +12,7 @@ from slack_mock import SlackMock
 from typer.testing import CliRunner
 
 from cli import app
-from qa.slack import RedactSecrets, Seen, api_base_url, question_text
+from qa.slack import RedactSecrets, Seen, api_base_url, question_text, split_filters
 
 runner = CliRunner()
 
@@ -159,3 +159,18 @@ def test_the_cli_imports_no_server_framework_until_a_server_starts():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    "question, expected",
+    [
+        ("Who is McKenzie?", ("Who is McKenzie?", {})),
+        ("source:voa since:2020-01-01 Who is McKenzie?",
+         ("Who is McKenzie?", {"source": "voa", "since": "2020-01-01"})),
+        ("Who is McKenzie? Until:2020-02-01", ("Who is McKenzie?", {"until": "2020-02-01"})),
+        ("What is the time:zone of Iraq?", ("What is the time:zone of Iraq?", {})),
+        ("source:voa", ("", {"source": "voa"})),
+    ],
+)
+def test_split_filters(question, expected):
+    assert split_filters(question) == expected
