@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from index.errors import QAError
 
-from .blocks import SHARE_ACTION, SlackMessage, answer_message, notice
+from .blocks import MAX_VALUE, SHARE_ACTION, SlackMessage, answer_message, notice
 from .engine import Engine
 from .service import Service
 
@@ -231,8 +231,7 @@ class Bot:
         question = question_text(command.get("text") or "")
         if not question:
             return
-        share = json.dumps({"q": question[:1800], "k": self.top}, ensure_ascii=False)
-        message = self.message_for(question, share_value=share)
+        message = self.message_for(question, share_value=share_value(question, self.top))
         respond(response_type="ephemeral", **message.payload())
 
     def on_share(
@@ -261,6 +260,17 @@ class Bot:
             # response_url can still post there.
             respond(response_type="in_channel", replace_original=False, **message.payload())
         respond(delete_original=True)
+
+
+def share_value(question: str, top: int) -> str:
+    """The Share button's value: the question and how many findings, within Slack's limit
+    (a very long question is shortened, as the button cannot carry it whole)."""
+    keep = len(question)
+    while True:
+        value = json.dumps({"q": question[:keep], "k": top}, ensure_ascii=False)
+        if len(value) <= MAX_VALUE:
+            return value
+        keep -= max(1, len(value) - MAX_VALUE)
 
 
 def _rejected(reason: str) -> SlackSetupError:

@@ -1,6 +1,7 @@
 """The Slack and HTTP commands' setup errors, and the bot's small pure helpers."""
 
 import io
+import json
 import logging
 import socket
 import subprocess
@@ -12,7 +13,14 @@ from slack_mock import SlackMock
 from typer.testing import CliRunner
 
 from cli import app
-from qa.slack import RedactSecrets, Seen, api_base_url, question_text, split_filters
+from qa.slack import (
+    RedactSecrets,
+    Seen,
+    api_base_url,
+    question_text,
+    share_value,
+    split_filters,
+)
 
 runner = CliRunner()
 
@@ -174,3 +182,13 @@ def test_the_cli_imports_no_server_framework_until_a_server_starts():
 )
 def test_split_filters(question, expected):
     assert split_filters(question) == expected
+
+
+@pytest.mark.parametrize("question", ["Who is McKenzie?", '"' * 1999, "é" * 1999, "a\\" * 1500])
+def test_share_value_fits_the_button_and_round_trips(question):
+    value = share_value(question, 3)
+    assert len(value) <= 2000
+    decoded = json.loads(value)
+    assert question.startswith(decoded["q"]) and decoded["k"] == 3
+    if len(question) < 100:
+        assert decoded["q"] == question
