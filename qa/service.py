@@ -74,6 +74,8 @@ class Service:
             "documents": manifest["counts"]["documents"],
             "passages": manifest["counts"]["passages"],
             "model": manifest["model"]["name"],
+            "built": manifest.get("created"),
+            "updated": manifest.get("updated"),
             "model_loaded": self.model_loaded,
             "model_loads": OnnxEmbedder.loads,
             "filters": list(self.filters),
