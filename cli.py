@@ -575,6 +575,8 @@ def slack(
     with user_errors():
         _require("slack", "slack_bolt", "slack_sdk", *(("starlette", "uvicorn") if http else ()))
         settings = _slack_settings(http)
+        if not http and (host, port) != ("127.0.0.1", 3000):
+            warn("--host and --port only apply with --http; Socket Mode connects out to Slack")
         from qa.service import Service
         from qa.slack import create_app, create_http_app, run_socket_mode, verify_token
 

@@ -397,7 +397,23 @@ def create_http_app(
 
 
 def run_socket_mode(app: App, app_token: str) -> None:
-    """Connect to Slack over Socket Mode and serve until interrupted."""
+    """Connect to Slack over Socket Mode and serve until interrupted (the client reconnects
+    by itself when the connection drops). SlackSetupError when Slack refuses the app token."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.errors import SlackApiError
 
-    SocketModeHandler(app, app_token).start()
+    handler = SocketModeHandler(app, app_token)
+    with _setup_errors(app.client):
+        try:
+            handler.connect()
+        except SlackApiError as error:
+            raise SlackSetupError(
+                f"Slack refused SLACK_APP_TOKEN ({error.response.get('error')}): turn Socket Mode "
+                "on and create an app-level token (xapp-…) with connections:write under Basic "
+                "Information"
+            ) from None
+    log.info("connected to Slack over Socket Mode")
+    try:
+        threading.Event().wait()
+    finally:
+        handler.close()

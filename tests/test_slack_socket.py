@@ -58,3 +58,24 @@ def test_socket_mode_answers_a_mention_in_its_thread(real_index, tmp_path):
             process.kill()
         sockets.stop()
         mock.stop()
+
+
+def test_a_refused_app_token_stops_with_one_error_line(real_index, tmp_path):
+    mock = SlackMock().start()
+    mock.failures[("apps.connections.open", "*")] = "invalid_auth"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "QA_"))}
+    env.update(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN, SLACK_API_URL=mock.api_url,
+               HF_HUB_OFFLINE="1", QA_HOME=str(tmp_path))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli", "slack", "--index", str(real_index[1])],
+            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=120,
+        )
+    finally:
+        mock.stop()
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [errors[0]] and "Slack refused SLACK_APP_TOKEN (invalid_auth)" in errors[0]
+    assert "Traceback" not in done.stderr
+    assert APP_TOKEN not in done.stderr and BOT_TOKEN not in done.stderr
