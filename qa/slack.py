@@ -137,6 +137,15 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
 def redact_logs(secrets: Iterable[str | None]) -> None:
     """Install ``RedactSecrets`` on every handler of the root logger."""
     redactor = RedactSecrets(secrets)
@@ -341,10 +350,14 @@ def create_app(
     service = engine if isinstance(engine, Service) else Service(engine)
     bot = Bot(service, top=top)
     client = web_client(bot_token, api_url)
+    # Bolt also reads SLACK_BOT_TOKEN itself and warns that the client's token wins: it is
+    # the same token, so the warning is noise.
+    bolt_log = logging.getLogger("slack_bolt.App")
+    same_token = _DropMessage("`token` will be unused")
+    bolt_log.addFilter(same_token)
     with _setup_errors(client):
         try:
             app = App(
-                token=bot_token,
                 signing_secret=signing_secret or "",
                 client=client,
                 token_verification_enabled=token_verification,
@@ -354,6 +367,8 @@ def create_app(
         except BoltError as error:
             reason = re.search(r"'error': '([^']+)'", str(error))
             raise _rejected(reason.group(1) if reason else "auth.test failed") from None
+        finally:
+            bolt_log.removeFilter(same_token)
     app.middleware(bot.skip_repeats)
     app.event("app_mention")(ack=_ack, lazy=[_logged(bot.on_mention)])
     app.event("message")(ack=_ack, lazy=[_logged(bot.on_message)])

@@ -110,6 +110,7 @@ def test_token_is_verified_against_the_configured_api(bot):
     calls = bot.mock.find("auth.test")
     assert calls, "auth.test was never called"
     assert all(c.authorization == f"Bearer {BOT_TOKEN}" for c in calls)
+    assert "WARNING" not in bot.log.read_text()  # a clean start
     health = httpx.get(f"{bot.url}/health", timeout=10).json()
     assert health["model_loads"] == 1 and health["passages"] > 0
 
