@@ -474,6 +474,7 @@ def _server_logging(secrets: tuple[str | None, ...] = ()) -> None:
         level=logging.INFO, stream=sys.stderr, force=True,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # which SIMD build it picked
     if secrets:
         from qa.slack import redact_logs
 
