@@ -651,6 +651,194 @@ def _line_reader() -> Any:
     return read
 
 
+HostOption = Annotated[
+    str,
+    typer.Option(
+        "--host", help="Interface to listen on: 127.0.0.1 is this machine only, 0.0.0.0 everyone."
+    ),
+]
+
+
+def _listen(host: str, port: int) -> Any:
+    """A listening socket, bound before anything slow so a busy port fails at once."""
+    import socket
+
+    from index.errors import QAError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise QAError(
+            f"cannot listen on {host}:{port} ({reason}): pick another --port or --host"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _require(extra: str, *modules: str) -> None:
+    import importlib.util
+
+    from index.errors import QAError
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise QAError(
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: "
+            f"run `pip install 'newsqa[{extra}]'`"
+        )
+
+
+def _server_logging(secrets: tuple[str | None, ...] = ()) -> None:
+    """Timestamped log lines on stderr, with any secret replaced by [redacted]."""
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, force=True,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # which SIMD build it picked
+    if secrets:
+        from qa.slack import redact_logs
+
+        redact_logs(secrets)
+
+
+def _uvicorn(asgi: Any, sock: Any) -> None:
+    import uvicorn
+
+    # log_config=None: uvicorn's loggers go through the root handler (and its redaction).
+    config = uvicorn.Config(asgi, log_config=None, timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+@app.command()
+def serve(
+    host: HostOption = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port (0: any free port).")
+    ] = 8000,
+    docs: DocsOption = None,
+    index: IndexOption = None,
+) -> None:
+    """Serve the HTTP API: POST /ask (the `ask --json` object), GET /health, docs at /docs.
+
+    The index and model are loaded once; requests share them.
+    Example: qa serve --port 8000
+    """
+    with user_errors():
+        _require("serve", "fastapi", "uvicorn")
+        sock = _listen(host, port)
+        engine = open_engine(docs, index)
+        from qa.api import create_api
+        from qa.service import Service
+
+        api = create_api(Service(engine))
+        _server_logging()
+        bound = sock.getsockname()[1]
+        _stderr().print(
+            f"serving the API at http://{host}:{bound} (OpenAPI docs at /docs); Ctrl-C stops",
+            soft_wrap=True,
+        )
+        _uvicorn(api, sock)
+
+
+SLACK_APP_PAGE = "your Slack app's settings (https://api.slack.com/apps)"
+SLACK_WHERE = {
+    "SLACK_BOT_TOKEN": "the Bot User OAuth Token (xoxb-…) under OAuth & Permissions",
+    "SLACK_APP_TOKEN": "an app-level token (xapp-…) with connections:write under Basic Information",
+    "SLACK_SIGNING_SECRET": "the Signing Secret under Basic Information → App Credentials",
+}
+
+
+def _slack_settings(http: bool) -> dict[str, str]:
+    from qa.slack import SlackSetupError
+
+    names = ["SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET" if http else "SLACK_APP_TOKEN"]
+    missing = [name for name in names if not os.environ.get(name, "").strip()]
+    if missing:
+        where = "; ".join(f"{name}: {SLACK_WHERE[name]}" for name in missing)
+        mode = "HTTP mode" if http else "Socket Mode"
+        one = len(missing) == 1
+        raise SlackSetupError(
+            f"{' and '.join(missing)} {'is' if one else 'are'} not set ({mode} needs "
+            f"{' and '.join(names)}): export {'it' if one else 'them'} from {SLACK_APP_PAGE} — "
+            f"{where}"
+        )
+    settings = {name: os.environ[name].strip() for name in names}
+    if not http and not settings["SLACK_APP_TOKEN"].startswith("xapp-"):
+        raise SlackSetupError(
+            "SLACK_APP_TOKEN is not an app-level token (those start with xapp-): "
+            f"create one with connections:write under Basic Information in {SLACK_APP_PAGE}"
+        )
+    return settings
+
+
+@app.command()
+def slack(
+    http: Annotated[
+        bool, typer.Option("--http", help="Serve /slack/events over HTTP instead of Socket Mode.")
+    ] = False,
+    host: HostOption = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port for --http (0: any free port).")
+    ] = 3000,
+    top: Annotated[
+        int, typer.Option("-k", "--top", min=1, max=10, help="Findings per answer.")
+    ] = 3,
+    docs: DocsOption = None,
+    index: IndexOption = None,
+) -> None:
+    """Run the Slack bot: answers @mentions and DMs in their thread, /ask privately.
+
+    Socket Mode (the default) needs SLACK_APP_TOKEN and SLACK_BOT_TOKEN.
+    --http serves /slack/events (events, /ask, interactivity); it needs SLACK_SIGNING_SECRET.
+    SLACK_API_URL overrides the Slack Web API base URL (a proxy, a test server).
+    Example: qa slack --http --port 3000
+    """
+    with user_errors():
+        _require("slack", "slack_bolt", "slack_sdk", *(("starlette", "uvicorn") if http else ()))
+        settings = _slack_settings(http)
+        if not http and (host, port) != ("127.0.0.1", 3000):
+            warn("--host and --port only apply with --http; Socket Mode connects out to Slack")
+        from qa.service import Service
+        from qa.slack import create_app, create_http_app, run_socket_mode, verify_token
+
+        api_url = os.environ.get("SLACK_API_URL") or None
+        identity = verify_token(settings["SLACK_BOT_TOKEN"], api_url)  # before any slow loading
+        sock = _listen(host, port) if http else None
+        _server_logging(tuple(settings.values()))
+        engine = open_engine(docs, index)
+
+        service = Service(engine)
+        bolt = create_app(
+            service,
+            bot_token=settings["SLACK_BOT_TOKEN"],
+            signing_secret=settings.get("SLACK_SIGNING_SECRET"),
+            api_url=api_url,
+            top=top,
+        )
+        _stderr().print(
+            f"signed in to Slack as @{identity.get('user')} in {identity.get('team')}",
+            soft_wrap=True,
+        )
+        if sock is None:
+            _stderr().print("connecting to Slack over Socket Mode; Ctrl-C stops")
+            run_socket_mode(bolt, settings["SLACK_APP_TOKEN"])
+            return
+        bound = sock.getsockname()[1]
+        _stderr().print(
+            f"Slack bot listening at http://{host}:{bound}/slack/events; Ctrl-C stops",
+            soft_wrap=True,
+        )
+        _uvicorn(create_http_app(bolt, health=service.health), sock)
+
+
 def main() -> None:
     app()
 

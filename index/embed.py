@@ -110,6 +110,8 @@ class TorchEmbedder(Embedder):
 class OnnxEmbedder(Embedder):
     """The exported ONNX graph (pooling and normalisation included) under onnxruntime."""
 
+    loads = 0  # sessions created in this process; servers report it so reloads are visible
+
     def __init__(
         self, onnx_path: Path, tokenizer_path: Path | None = None, threads: int | None = None,
         optimized: bool = True,
@@ -152,6 +154,7 @@ class OnnxEmbedder(Embedder):
             )
         self._inputs = [name for name in ONNX_INPUTS if name in inputs]
         self._tokenizer = _padded_tokenizer(tokenizer_path)
+        OnnxEmbedder.loads += 1
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         """Tokenize (truncated to ``MAX_TOKENS``, padded to the longest) and run the graph."""

@@ -1,0 +1,162 @@
+"""`qa serve` as a real process (uvicorn on loopback), called over HTTP with httpx."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+TAJI = "How many rockets landed at the Taji base?"
+TAJI_SOURCE = "003_a6f98cea0e1f5c95"
+QUESTIONS = [
+    TAJI,
+    "Who is McKenzie?",
+    "What is the Quds Force?",
+    "What did Khamenei say?",
+    "Where is Taji Field Base?",
+    "Who was killed in the attack?",
+    "What did Esper say about Iran?",
+    "How many troops were wounded?",
+    "Who carried out the attack?",
+    "What happened in Baghdad?",
+]
+
+
+@pytest.fixture(scope="module")
+def server(real_index, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("serve")
+    log = folder / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    env.update(HF_HUB_OFFLINE="1", QA_HOME=str(folder))
+    with open(log, "w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "serve", "--port", "0", "--index", str(real_index[1])],
+            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not (found := re.search(r"API at (http://\S+) ", log.read_text())):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"qa serve did not start:\n{log.read_text()}")
+            time.sleep(0.1)
+        with httpx.Client(base_url=found.group(1), timeout=30) as client:
+            yield client
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_ask_returns_the_contract_object(server):
+    response = server.post("/ask", json={"question": TAJI, "k": 3})
+    assert response.status_code == 200
+    data = response.json()
+    assert set(data) == {"question", "answered", "passages"}
+    assert data["question"] == TAJI and data["answered"] is True
+    assert [p["rank"] for p in data["passages"]] == [1, 2, 3]
+    assert TAJI_SOURCE in [p["citation"]["source"] for p in data["passages"]]
+    top = next(p for p in data["passages"] if p["citation"]["source"] == TAJI_SOURCE)
+    assert "18 rockets" in top["text"]
+    assert set(top["citation"]) >= {"source", "path", "title", "date", "author", "publisher",
+                                    "start", "end"}
+    # the passage is the file's text at its offsets (whitespace folded)
+    c = top["citation"]
+    text = open(c["path"], encoding="utf-8").read()
+    assert " ".join(text[c["start"]:c["end"]].split()) == " ".join(top["text"].split())
+
+
+def test_k_defaults_to_five(server):
+    assert len(server.post("/ask", json={"question": TAJI}).json()["passages"]) == 5
+
+
+@pytest.mark.parametrize(
+    "body, mentions",
+    [
+        ({}, "question: Field required"),
+        ({"question": TAJI, "k": 0}, "k: Input should be greater than or equal to 1"),
+        ({"question": TAJI, "k": 101}, "k: Input should be less than or equal to 100"),
+        ({"question": TAJI, "k": "many"}, "k: Input should be a valid integer"),
+        ({"question": 42}, "question: Input should be a valid string"),
+        ({"question": TAJI, "since": "last week"}, "since: Input should be a valid date"),
+        ({"question": TAJI, "since": "2020-03-02", "until": "2020-01-01"}, "since is after until"),
+        ({"question": TAJI, "quesiton": "typo"}, "quesiton: Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_bodies_are_422_with_a_clear_message(server, body, mentions):
+    response = server.post("/ask", json=body)
+    assert response.status_code == 422
+    assert mentions in response.json()["error"]
+
+
+def test_malformed_json_is_422(server):
+    response = server.post("/ask", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert "JSON" in response.json()["error"]
+
+
+@pytest.mark.parametrize("question", ["", "   \t\n "])
+def test_an_empty_question_is_400(server, question):
+    response = server.post("/ask", json={"question": question})
+    assert response.status_code == 400
+    assert "question is empty" in response.json()["error"]
+
+
+def test_filters_are_forwarded_or_refused(server):
+    health = server.get("/health").json()
+    response = server.post("/ask", json={"question": TAJI, "source": TAJI_SOURCE})
+    if "source" in health["filters"]:
+        assert response.status_code == 200
+        sources = {p["citation"]["source"] for p in response.json()["passages"]}
+        assert sources == {TAJI_SOURCE}
+    else:  # never silently ignored: that would answer another question
+        assert response.status_code == 400
+        assert "filtering by source is not supported" in response.json()["error"]
+
+
+def test_health_and_docs(server):
+    health = server.get("/health").json()
+    assert health["status"] == "ok" and health["index_loaded"] is True
+    assert health["documents"] == 5 and health["passages"] > 5
+    assert health["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert health["model_loaded"] is True
+    docs = server.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    spec = server.get("/openapi.json").json()
+    assert "/ask" in spec["paths"] and "/health" in spec["paths"]
+
+
+def test_ten_questions_load_the_model_once(server):
+    for question in QUESTIONS:
+        response = server.post("/ask", json={"question": question, "k": 1})
+        assert response.status_code == 200
+        assert response.json()["passages"]
+    assert server.get("/health").json()["model_loads"] == 1
+
+
+def test_concurrent_requests_get_the_same_answers_as_sequential_ones(server):
+    def ask(question):
+        response = server.post("/ask", json={"question": question, "k": 3})
+        assert response.status_code == 200
+        return response.json()
+
+    questions = QUESTIONS[:3]
+    sequential = [ask(q) for q in questions]
+    with ThreadPoolExecutor(3) as pool:
+        concurrent = list(pool.map(ask, questions))
+    assert concurrent == sequential
+
+
+def test_warnings_come_back_in_a_header(server):
+    response = server.post("/ask", json={"question": TAJI + " x" * 1200, "k": 1})
+    assert response.status_code == 200
+    assert "using the first 2,000" in response.headers["X-QA-Warning"]
+    assert "X-QA-Warning" not in server.post("/ask", json={"question": TAJI, "k": 1}).headers
