@@ -205,12 +205,13 @@ class Engine:
         return Answer(question=question, answered=True, passages=passages, warnings=warnings)
 
     def _score(self, question: str, hits: list[Hit], query: np.ndarray) -> list[Scored]:
+        idf = self.idf  # loads the index's analyzer settings before the question is split
         terms = list(rerank._tokens(question))
         rows = self.store.passages([h.id for h in hits])
         scored = []
         for hit, row in zip(hits, rows, strict=True):
             title = self.store.documents[row.doc].title
-            signals = rerank.signals(terms, self.idf, row, title)
+            signals = rerank.signals(terms, idf, row, title)
             score = rerank.final_score(hit.fused, signals, row.kind)
             if rerank.names_outlet(question, self.store.documents[row.doc].publisher):
                 score += rerank.W_OUTLET

@@ -60,8 +60,15 @@ def asks_for_author(question: str) -> bool:
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 
 
+# The stop words of the loaded BM25 index (saved beside it by every build, the same English
+# list each time); set when an Idf is made so the query path never imports bm25s.
+_index_stopwords: frozenset[str] | None = None
+
+
 @lru_cache(maxsize=1)
 def _analyzer() -> tuple[frozenset[str], Any]:
+    if _index_stopwords is not None:
+        return _index_stopwords, lexical._stemmer()
     from bm25s.stopwords import STOPWORDS_EN
 
     return frozenset(STOPWORDS_EN), lexical._stemmer()
@@ -80,7 +87,13 @@ class Idf:
     """Inverse document frequency of stemmed terms, read from the BM25 index (cached)."""
 
     def __init__(self, bm25: Any):
+        global _index_stopwords
         self.bm25 = bm25
+        stopwords = getattr(bm25, "stopwords", None)
+        if stopwords is not None and stopwords != _index_stopwords:
+            _index_stopwords = frozenset(stopwords)
+            _analyzer.cache_clear()
+            _tokens.cache_clear()
         self.n = self._count()
         self.cache: dict[str, float] = {}
 

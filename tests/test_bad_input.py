@@ -198,7 +198,7 @@ def test_long_question_is_cut_to_the_model_window_with_a_warning(fake_cli):
     answer = json.loads(result.stdout)
     assert count_tokens([answer["question"]])[0] <= 256
     assert answer["question"].startswith("How many rockets landed at the Taji base?")
-    assert answer["passages"]
+    assert answer["passages"] or not answer["answered"]
 
 
 def test_control_characters_are_removed_from_questions(fake_cli):

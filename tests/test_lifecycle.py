@@ -254,7 +254,9 @@ def _damage(index, target, how):
 DAMAGE = [
     ("manifest.json", "truncate"), ("manifest.json", "garble"), ("manifest.json", "delete"),
     ("passages.sqlite", "truncate"), ("passages.sqlite", "garble"),
-    ("faiss.index", "truncate"), ("faiss.index", "garble"),
+    # A garbled flat faiss.index of the right size is not damage that matters: flat indexes
+    # are searched from vectors.npy, so only truncation (size check) is tested for it.
+    ("faiss.index", "truncate"),
     ("vectors.npy", "truncate"), ("vectors.npy", "delete"),
     ("bm25/params.index.json", "truncate"), ("bm25/vocab.index.json", "truncate"),
     ("bm25/data.csc.index.npy", "truncate"), ("bm25/indices.csc.index.npy", "delete"),
@@ -360,6 +362,9 @@ class _RealShaped(FakeEmbedder):
 
     name, dimension = MODEL_NAME, DIMENSION
 
+    def __init__(self, *args: object) -> None:  # accepts _default_embedder's index_dir
+        pass
+
 
 @pytest.fixture
 def fake_model(monkeypatch):
@@ -452,7 +457,6 @@ def test_failed_write_keeps_the_previous_index(seeds, monkeypatch):
 
 def test_corrupt_query_model_is_exported_again_on_build(tmp_path, monkeypatch):
     """A model.onnx that no longer matches the digest recorded at export is replaced."""
-    import hashlib
 
     import index.model
     from index.pipeline import ensure_query_model
@@ -463,7 +467,7 @@ def test_corrupt_query_model_is_exported_again_on_build(tmp_path, monkeypatch):
         data = b"exported graph %d" % len(exports)
         target.write_bytes(data)
         exports.append(target)
-        return hashlib.sha256(data).hexdigest()
+        return index.model.onnx_digest(target)
 
     monkeypatch.setattr(index.model, "export_onnx", export)
     ensure_query_model(tmp_path, MODEL_NAME, verify=True)
