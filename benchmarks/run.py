@@ -352,7 +352,7 @@ def cold(seed_index: Path, runs: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="3 cold runs, 64 ingest chunks, 10k only, no 1M point")
+                        help="3 cold runs, 128 ingest passages, 10k only, no 1M point")
     parser.add_argument("--runs", type=int, default=None, help="cold runs (default 7)")
     parser.add_argument("--sample", type=int, default=None,
                         help="passages embedded by both ingest paths (default 192)")
@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(WORKERS[name](**json.loads(kwargs))))
         return
     runs = args.runs or (3 if args.quick else 7)
-    sample = args.sample or (64 if args.quick else 192)
+    sample = args.sample or (128 if args.quick else 192)
     sizes = [int(s) for s in (args.sizes or ("10000" if args.quick else "10000,100000"))
              .split(",") if s]
     million = args.million if args.million is not None else (0 if args.quick else 1_000_000)
