@@ -52,8 +52,12 @@ def tokenize(texts: list[str], stopwords: frozenset[str] | None = None) -> list[
 
 def build(texts: list[str], directory: Path) -> None:
     """Index ``texts`` with bm25s and save it (plus the query tokenizer's settings)."""
+    import logging
+
     import bm25s
 
+    # bm25s logs each build at DEBUG; keep it quiet if a library configured the root logger.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
     retriever = bm25s.BM25()
     tokens = bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False)
     retriever.index(tokens, show_progress=False)
