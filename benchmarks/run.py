@@ -282,7 +282,8 @@ def w_million_query(out: str, queries: str) -> dict[str, Any]:
     from index.vectors import FaissIndex
 
     start = time.perf_counter()
-    index = FaissIndex.load(Path(out) / "faiss.index", mmap=True)
+    index = FaissIndex.load(Path(out) / "faiss.index", mmap=True,
+                            vectors=np.load(Path(out) / "vectors.npy", mmap_mode="r"))
     opened = time.perf_counter() - start
     qv = np.load(queries)
     search = _search_stats(index, qv)

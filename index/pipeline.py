@@ -193,11 +193,16 @@ def _default_counter() -> Counter:
 
 def _embed(
     embedder: Any, texts: list[str], progress: Progress, reuse: dict[str, int],
-    hashes: list[str], old_vectors: np.ndarray | None = None,
+    hashes: list[str], old_vectors: np.ndarray | None = None, out: Path | None = None,
 ) -> tuple[np.ndarray, int]:
     """Vectors for ``texts``: rows whose hash is in ``reuse`` are copied from ``old_vectors``
-    (row ``reuse[hash]``), the rest are embedded."""
-    vectors = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
+    (row ``reuse[hash]``), the rest are embedded. With ``out`` they stream into that ``.npy``
+    file, a slice at a time, instead of memory."""
+    shape = (len(texts), embedder.dimension)
+    vectors = (
+        np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=shape)
+        if out is not None else np.zeros(shape, dtype=np.float32)
+    )
     todo = [i for i, h in enumerate(hashes) if h not in reuse]
     for i, h in enumerate(hashes):
         if h in reuse and old_vectors is not None:
@@ -214,6 +219,8 @@ def _embed(
             progress("embedding", done, len(todo))
 
         vectors[ids] = embedder.embed([texts[i] for i in ids], progress=advance)
+    if isinstance(vectors, np.memmap):
+        vectors.flush()
     return vectors, len(todo)
 
 
@@ -274,21 +281,26 @@ def _write(
         raise DocsError(f"no article text found in {docs_dir}: nothing to index")
     for item in skipped:
         build.files.setdefault(item.source, _skipped_entry(item))
-    vectors, embedded = _embed(
-        embedder, build.embed_texts, progress, reuse, [p.hash for p in build.passages],
-        old_vectors,
-    )
-    del old_vectors, reuse
-    ensure_query_model(index_dir, embedder.name, verify=True)
-    manifest = _manifest(build, embedder, docs_dir, old.get("created") if old else None)
-    onnx = index_dir / store.ONNX_FILE
-    if onnx.exists():
-        from .model import onnx_digest
+    # A temporary file of the index directory (removed as a leftover if this process dies).
+    vector_file = index_dir / f".tmp-vectors-{os.getpid()}.npy"
+    try:
+        vectors, embedded = _embed(
+            embedder, build.embed_texts, progress, reuse, [p.hash for p in build.passages],
+            old_vectors, out=vector_file,
+        )
+        del old_vectors, reuse, vectors
+        ensure_query_model(index_dir, embedder.name, verify=True)
+        manifest = _manifest(build, embedder, docs_dir, old.get("created") if old else None)
+        onnx = index_dir / store.ONNX_FILE
+        if onnx.exists():
+            from .model import onnx_digest
 
-        manifest["model"]["onnx"] = {
-            "file": store.ONNX_FILE, "size": onnx.stat().st_size, "sha256": onnx_digest(onnx)
-        }
-    version = store.write_version(index_dir, build, vectors, manifest, progress)
+            manifest["model"]["onnx"] = {
+                "file": store.ONNX_FILE, "size": onnx.stat().st_size, "sha256": onnx_digest(onnx)
+            }
+        version = store.write_version(index_dir, build, vector_file, manifest, progress)
+    finally:
+        vector_file.unlink(missing_ok=True)
     report = Report(len(build.documents), len(build.passages), embedded, version=version)
     report.skipped = sorted(s for s, entry in build.files.items() if entry.get("skipped"))
     if old is not None:

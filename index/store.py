@@ -11,8 +11,9 @@ Layout of an index directory::
         manifest.json    model, dimension, chunking, per-file hashes, sizes of the files below
         passages.sqlite  documents and passages (text, offsets, sentence spans, hashes)
         vectors.npy      float32 [n, dim], normalised, row i = passage id i
-        faiss.index      inner-product index over vectors.npy (flat, or IVF when large;
-                         flat ones are searched from vectors.npy without loading faiss)
+        faiss.index      inner-product index over vectors.npy (flat, or IVF with 4-bit PQ
+                         codes when large, re-scored from vectors.npy; flat ones are
+                         searched from vectors.npy without loading faiss)
         bm25/            bm25s index over the same passages
 
 Writers build a new version directory, fsync it, then replace CURRENT; readers resolve
@@ -242,7 +243,11 @@ class Store:
             if self.manifest.get("vector_index", {}).get("kind") == "faiss-flat":
                 self.vectors = NumpyIndex.load(self.version / "vectors.npy", mmap=mmap)
             else:
-                self.vectors = FaissIndex.load(self.version / "faiss.index", mmap=mmap)
+                # A quantised IVF index re-scores its candidates against the float vectors.
+                self.vectors = FaissIndex.load(
+                    self.version / "faiss.index", mmap=mmap,
+                    vectors=np.load(self.version / "vectors.npy", mmap_mode="r"),
+                )
             self.db = _open_db(self.version / "passages.sqlite")
             (count,) = self.db.execute("SELECT count(*) FROM passages").fetchone()
         except Exception as error:  # faiss raises RuntimeError, sqlite DatabaseError
@@ -360,11 +365,14 @@ def _spans(raw: str) -> tuple[tuple[int, int], ...]:
 def write_version(
     index_dir: Path,
     build: Build,
-    vectors: np.ndarray,
+    vectors: np.ndarray | Path,
     manifest: dict[str, Any],
     progress: Progress = _no_progress,
 ) -> Path:
-    """Write a complete version directory and switch CURRENT to it. Call under writer_lock."""
+    """Write a complete version directory and switch CURRENT to it. Call under writer_lock.
+
+    ``vectors`` is the float32 matrix, or the path of an ``.npy`` file holding it on the same
+    file system (moved into the version, not copied: the vectors never need to fit in RAM)."""
     from . import lexical
     from .vectors import build_faiss
 
@@ -375,17 +383,21 @@ def write_version(
         tmp.mkdir(parents=True)
         _write_db(tmp / "passages.sqlite", build)
         vector_file = tmp / "vectors.npy"
-        out = np.lib.format.open_memmap(
-            vector_file, mode="w+", dtype=np.float32, shape=vectors.shape
-        )
-        out[:] = vectors
-        out.flush()
-        del out
-        progress("vector index", 0, len(vectors))
+        if isinstance(vectors, Path):
+            os.replace(vectors, vector_file)
+        else:
+            out = np.lib.format.open_memmap(
+                vector_file, mode="w+", dtype=np.float32, shape=vectors.shape
+            )
+            out[:] = vectors
+            out.flush()
+            del out
+        mapped = np.load(vector_file, mmap_mode="r")
+        progress("vector index", 0, len(mapped))
         faiss_index = build_faiss(
-            np.load(vector_file, mmap_mode="r"),
-            progress=lambda done, total: progress("vector index", done, total),
+            mapped, progress=lambda done, total: progress("vector index", done, total)
         )
+        del mapped
         faiss_index.save(tmp / "faiss.index")
         progress("keyword index", 0, 1)
         lexical.build([p.text for p in build.passages], tmp / "bm25")

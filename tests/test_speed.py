@@ -56,22 +56,59 @@ def _clustered(n, d, seed=0):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def test_ivf_above_threshold_with_high_recall_and_mmap(tmp_path):
+def _recall(approx, exact):
+    return np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(approx, exact)])
+
+
+def test_ivf_above_threshold_with_high_recall_and_exact_scores(tmp_path):
     n, d = FaissIndex.IVF_THRESHOLD + 5_000, 32
     vectors = _clustered(n, d)
     queries = _clustered(100, d, seed=1)
     index = build_faiss(vectors, step=7_000)
     params = index.params()
-    assert params["kind"] == "faiss-ivf-flat" and params["nlist"] == FaissIndex.nlist_for(n)
+    assert params["kind"] == "faiss-ivf-pq-refine" and params["nlist"] == FaissIndex.nlist_for(n)
+    assert params["codes"] == d // 4 and params["nprobe"] == FaissIndex.nprobe_for(params["nlist"])
     assert index.count == n
-    _, exact = NumpyIndex(d, vectors).search(queries, 10)
-    _, approx = index.search(queries, 10)
-    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
-    assert recall >= 0.95, recall
+    exact_scores, exact = NumpyIndex(d, vectors).search(queries, 10)
+    scores, approx = index.search(queries, 10)
+    assert _recall(approx, exact) >= 0.98, _recall(approx, exact)
+    # Re-scored candidates carry exact inner products, best first.
+    np.testing.assert_allclose(scores, np.einsum("qkd,qd->qk", vectors[approx], queries),
+                               atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
     index.save(tmp_path / "faiss.index")
-    mapped = FaissIndex.load(tmp_path / "faiss.index", mmap=True)
+    mapped = FaissIndex.load(tmp_path / "faiss.index", mmap=True, vectors=vectors)
     assert mapped.params() == params
     assert (mapped.search(queries, 10)[1] == approx).all()
+    with pytest.raises(RuntimeError, match="float vectors"):
+        FaissIndex.load(tmp_path / "faiss.index").search(queries, 10)
+
+
+def test_more_results_than_the_refine_floor_keep_their_recall():
+    n, d = FaissIndex.IVF_THRESHOLD + 5_000, 32
+    vectors = _clustered(n, d)
+    queries = _clustered(20, d, seed=2)
+    index = build_faiss(vectors)
+    k = FaissIndex.REFINE_MIN // FaissIndex.REFINE_PER_RESULT + 25  # depth grows past the floor
+    _, exact = NumpyIndex(d, vectors).search(queries, k)
+    _, approx = index.search(queries, k)
+    assert approx.shape == (20, k) and (approx >= 0).all()
+    assert _recall(approx, exact) >= 0.95
+
+
+def test_ivf_flat_indexes_of_earlier_versions_are_still_searched(tmp_path):
+    import faiss
+
+    n, d = FaissIndex.IVF_THRESHOLD + 1_000, 32
+    vectors = _clustered(n, d)
+    old = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, 128, faiss.METRIC_INNER_PRODUCT)
+    old.train(vectors[:8_192])
+    old.add(vectors)
+    faiss.write_index(old, str(tmp_path / "faiss.index"))
+    loaded = FaissIndex.load(tmp_path / "faiss.index", mmap=True)
+    assert loaded.params() == {"kind": "faiss-ivf-flat", "nlist": 128, "nprobe": 8}
+    _, exact = NumpyIndex(d, vectors).search(vectors[:50], 10)
+    assert _recall(loaded.search(vectors[:50], 10)[1], exact) >= 0.9
 
 
 def test_small_collections_stay_exact():
@@ -87,7 +124,7 @@ def test_small_collections_stay_exact():
 @pytest.mark.parametrize(("n", "nlist"), [(20_000, 256), (100_000, 512), (1_000_000, 2048)])
 def test_nlist_grows_with_the_collection(n, nlist):
     assert FaissIndex.nlist_for(n) == nlist
-    assert FaissIndex.nprobe_for(nlist) == max(8, nlist // 16)
+    assert FaissIndex.nprobe_for(nlist) == max(8, nlist // 4)
 
 
 def test_numpy_index_partial_sort_matches_full_sort():
@@ -108,3 +145,22 @@ def test_numpy_index_single_query_path_matches_matrix_product():
         batch_scores, batch_ids = index.search(np.vstack([q] * 6), 20)  # BLAS path
         assert (ids[0] == batch_ids[0]).all()
         np.testing.assert_allclose(scores[0], batch_scores[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_store_above_the_threshold_searches_its_quantised_index(tmp_path):
+    from index.store import FORMAT_VERSION, Build, DocumentRow, PassageRow, Store, write_version
+
+    n, d = FaissIndex.IVF_THRESHOLD + 500, 32
+    vectors = _clustered(n, d, seed=3)
+    build = Build(documents=[DocumentRow(0, "a", "a.txt", "0" * 64, None, None, False, None,
+                                         None)])
+    build.passages = [PassageRow(i, 0, 10 * i, 10 * i + 9, "body", f"passage {i:05d}", (),
+                                 f"h{i}") for i in range(n)]
+    manifest = {"format_version": FORMAT_VERSION, "counts": {"documents": 1, "passages": n}}
+    write_version(tmp_path, build, vectors, manifest)
+    store = Store(tmp_path)
+    assert store.manifest["vector_index"]["kind"] == "faiss-ivf-pq-refine"
+    scores, ids = store.vectors.search(vectors[[7, 20_400]], 3)
+    assert ids[:, 0].tolist() == [7, 20_400]
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    store.close()
