@@ -202,6 +202,15 @@ class PoolEmbedder(Embedder):
             weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
         return self._pool
 
+    def start(self) -> None:
+        """Start the worker processes and load their sessions now (~1 s), rather than inside
+        the first large ``embed`` call."""
+        if self._broken:
+            return
+        pool = self._executor()
+        for future in [pool.submit(_worker_embed, ["warm up"]) for _ in range(self.workers)]:
+            future.result()
+
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         return self._local.embed_batch(texts)
 

@@ -229,6 +229,8 @@ def test_pool_embedder_matches_one_session_and_keeps_order(onnx_path):
     int8 = onnx_path.with_name(model.INT8_FILE)
     texts = [t for t in SENTENCES if t.strip()] * 12  # more than two batches of 32 → the pool
     pool = PoolEmbedder(int8, workers=2)
+    pool.start()  # both workers up and loaded before the first large call
+    assert len(pool._pool._processes) == 2
     done: list[int] = []
     got = pool.embed(texts, batch_size=8, progress=done.append)
     expected = OnnxEmbedder(int8, optimized=False).embed(texts, batch_size=8)
