@@ -268,7 +268,10 @@ class Store:
                 "SELECT id, source, path, sha256, title, date, date_inferred, author, publisher,"
                 " encoding FROM documents"
             )
-            self._documents = {r[0]: DocumentRow(*r[:6], bool(r[6]), *r[7:]) for r in rows}
+            self._documents = {
+                r[0]: DocumentRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9])
+                for r in rows
+            }
         return self._documents
 
     def passages(self, ids: Sequence[int]) -> list[PassageRow]:
