@@ -242,12 +242,12 @@ def index_status(
             out.print(f"{key + ':':14} {status[key]}")
         if changes:
             out.print(
-                f"{'docs:':14} changed since the index was built — {len(changes.added)} added, "
+                f"{'articles:':14} changed since the index was built — {len(changes.added)} added, "
                 f"{len(changes.changed)} changed, {len(changes.removed)} removed: "
                 "run `qa index update`"
             )
         else:
-            out.print(f"{'docs:':14} unchanged since the index was built")
+            out.print(f"{'articles:':14} unchanged since the index was built")
         if status["being_written"]:
             out.print(f"{'writer:':14} another qa process is building or updating this index now")
         if status["skipped"]:
