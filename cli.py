@@ -604,7 +604,7 @@ def run_chat(engine: Engine, k: int) -> None:
                 break
             if command == "k" and arg.strip().isdigit() and 1 <= int(arg) <= 100:
                 k = int(arg)
-                out.print(f"[dim]showing {k} passages[/]")
+                out.print(f"[dim]showing {k} passage{'' if k == 1 else 's'}[/]")
             elif command == "json":
                 as_json = not as_json
                 out.print(f"[dim]JSON output {'on' if as_json else 'off'}[/]")
