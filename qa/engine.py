@@ -219,8 +219,17 @@ class Engine:
         scored.sort(key=lambda s: (-s.score, s.hit.id))
         top = [s for s in scored if s.row.kind != "byline"][: rerank.RERANK_DEPTH]
         self._embed_sentences(top, query)
-        for item in top:
-            item.score += rerank.W_SENTENCE_DENSE * item.signals.sentence_similarity
+        embedded = {item.hit.id for item in top}
+        for item in scored:
+            if item.row.kind == "byline":
+                continue
+            # Past the embedded few, the passage's own cosine stands in for its best
+            # sentence's (they correlate, r≈0.8 on squad-a): without it, being just below the
+            # cut costs a whole similarity term and an answer there can fall out of the top k.
+            similarity = (
+                item.signals.sentence_similarity if item.hit.id in embedded else item.hit.dense
+            )
+            item.score += rerank.W_SENTENCE_DENSE * similarity
         if rerank.asks_for_author(question):
             scored = self._bylines(scored)
         return scored
@@ -266,15 +275,15 @@ class Engine:
 
     def _final(self, question: str, scored: list[Scored]) -> list[Scored]:
         ranked = sorted(scored, key=lambda s: (-s.score, s.hit.id))
-        if not asks_for_latest(question) or not ranked:
-            return ranked
-        top = ranked[0].score
-        close = [s for s in ranked if s.score >= top - RECENCY_MARGIN]
-        rest = ranked[len(close):]
-        docs = self.store.documents
-        # Newest first among results tied on relevance; undated ones after dated ones.
-        close.sort(key=lambda s: (docs[s.row.doc].date or "", s.score), reverse=True)
-        return close + rest
+        if asks_for_latest(question) and ranked:
+            top = ranked[0].score
+            close = [s for s in ranked if s.score >= top - RECENCY_MARGIN]
+            rest = ranked[len(close):]
+            docs = self.store.documents
+            # Newest first among results tied on relevance; undated ones after dated ones.
+            close.sort(key=lambda s: (docs[s.row.doc].date or "", s.score), reverse=True)
+            ranked = close + rest
+        return rerank.story_first(ranked, lambda s: s.row.kind, lambda s: s.signals.sentence)
 
     def _group(self, ranked: list[Scored], k: int) -> list[list[Scored]]:
         """Fold passages from other articles that report the same finding into one result.

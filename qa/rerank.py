@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from index import lexical
 from index.store import PassageRow
@@ -24,12 +24,14 @@ W_FUSED = 1.0
 W_SENTENCE = 0.6
 W_PAIRS = 0.2
 # Cosine of the best sentence, measured on the RERANK_DEPTH best passages only: embedding
-# sentences is the costly part of a query (one model call for all of them).
+# sentences is the costly part of a query (one model call for all of them, at most
+# HIGHLIGHT_EMBED sentences per passage). Other passages use their passage cosine instead.
 W_SENTENCE_DENSE = 0.6
-RERANK_DEPTH = 3
+RERANK_DEPTH = 5
 # A question that names an outlet ("the VOA report") is about that outlet's articles.
 W_OUTLET = 0.2
-# A photo caption restates the story; it should not outrank the story itself.
+# A photo caption restates the story; it should not outrank the story itself (see also
+# ``story_first``).
 CAPTION_PENALTY = 0.1
 BYLINE_PENALTY = 0.5
 # Articles whose byline can answer a question about authorship.
@@ -163,6 +165,34 @@ def final_score(fused: float, s: Signals, kind: str) -> float:
     elif kind == "byline":
         score -= BYLINE_PENALTY
     return score
+
+
+T = TypeVar("T")
+
+
+def story_first(
+    ranked: Sequence[T], kind: Callable[[T], str], evidence: Callable[[T], float]
+) -> list[T]:
+    """``ranked`` with every photo caption moved below the story passages that hold at least
+    as much of the question's evidence as the caption does.
+
+    A caption describes a picture of what the story reports, so when a story sentence carries
+    the question's words as fully as the caption, the story is the better answer and source;
+    a caption keeps its place only above story passages with less evidence (it still answers
+    when nothing in the stories does). The order is otherwise unchanged.
+    """
+    keys = []
+    for i, item in enumerate(ranked):
+        if kind(item) != "caption":
+            keys.append((i, 0, i))
+            continue
+        level = evidence(item)
+        below = [
+            j for j in range(i + 1, len(ranked))
+            if kind(ranked[j]) == "text" and evidence(ranked[j]) >= level
+        ]
+        keys.append((below[-1] if below else i, 1, i))
+    return [ranked[i] for i in sorted(range(len(ranked)), key=keys.__getitem__)]
 
 
 def contenders(s: Signals, count: int) -> list[int]:

@@ -11,6 +11,7 @@ from qa.engine import Engine
 from qa.evaluate import QuestionsError, evaluate, judge, load_questions
 from qa.filters import Filters, asks_for_latest, make_filters, parse_date
 from qa.group import near_duplicate
+from qa.rerank import story_first
 from qa.results import Answer, Citation, Passage
 from qa.search import Hit, order, rrf
 
@@ -120,6 +121,63 @@ def test_latest_questions_prefer_newer_articles_when_relevance_is_close(engine):
     answer = engine.ask("What is the latest expectation of growers for the apricot harvest?")
     dates = [p.citation.date for p in answer.passages[:2]]
     assert dates == ["2020-07-20", "2020-06-01"]
+
+
+# A wire photo's caption in one story, the fact in another story's own sentence: the caption is
+# short and dense with the question's words, so it scores higher than the story passage.
+CAPTIONED = {
+    "river_post": (
+        "Spillway Gates Open\n\nMay 4, 2021\n\n"
+        "FILE - The Silver Creek dam spillway gates, Jan. 7, 2020. (AP Photo/Jo Smith)\n\n"
+        "Heavy rain over the weekend raised the reservoir behind the county's oldest dam to "
+        "its highest level in a decade.\n"
+    ),
+    "county_ledger": (
+        "Water Board Report\n\nMay 6, 2021\n\n"
+        "The water board said that the Silver Creek dam spillway gates were first opened in "
+        "1951, when engineers from the state flood office finished building them after the "
+        "great flood of the previous spring had washed away two farms below the old dam.\n\n"
+        "The board meets again in June to set the summer release schedule.\n"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def captioned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("captioned")
+    docs = root / "docs"
+    docs.mkdir()
+    for name, text in CAPTIONED.items():
+        (docs / f"{name}.txt").write_text(text)
+    build_index(docs, root / "index", embedder=FakeEmbedder(), count_tokens=word_count)
+    engine = Engine(root / "index", embedder=FakeEmbedder())
+    yield engine
+    engine.close()
+
+
+def test_caption_does_not_outrank_a_story_sentence(captioned):
+    answer = captioned.ask("What are the Silver Creek dam spillway gates?", k=5)
+    texts = [p.text for p in answer.passages]
+    story = next(i for i, t in enumerate(texts) if t.startswith("The water board said"))
+    caption = next(i for i, t in enumerate(texts) if t.startswith("FILE - The Silver Creek"))
+    assert story < caption  # the caption stays available, below the story
+    # The caption alone scores higher: the order comes from the caption rule, not the score.
+    assert answer.passages[caption].score > answer.passages[story].score
+
+
+def test_caption_keeps_its_place_above_weaker_story_passages(captioned):
+    # Only the caption holds "photo" and "Smith"; no story sentence has that much evidence.
+    answer = captioned.ask("Who took the photo of the spillway gates, Jo Smith?", k=5)
+    assert answer.passages[0].text.startswith("FILE - The Silver Creek")
+
+
+def test_story_first_moves_captions_below_stronger_story_passages():
+    # (name, kind, evidence), best score first
+    ranked = [("cap1", "caption", 0.8), ("a", "text", 0.9), ("cap2", "caption", 0.5),
+              ("b", "text", 0.8), ("c", "text", 0.4), ("by", "byline", 1.0)]
+    out = story_first(ranked, lambda r: r[1], lambda r: r[2])
+    assert [r[0] for r in out] == ["a", "b", "cap1", "cap2", "c", "by"]
+    assert story_first([], lambda r: r[1], lambda r: r[2]) == []
 
 
 @pytest.mark.parametrize(
