@@ -154,6 +154,7 @@ class OnnxEmbedder(Embedder):
             )
         self._inputs = [name for name in ONNX_INPUTS if name in inputs]
         self._tokenizer = _padded_tokenizer(tokenizer_path)
+        self._threads: Any = None
         OnnxEmbedder.loads += 1
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
@@ -169,6 +170,31 @@ class OnnxEmbedder(Embedder):
         feed = {name: np.array(columns[name], dtype=np.int64) for name in self._inputs}
         (vectors,) = self._session.run([ONNX_OUTPUT], feed)
         return np.asarray(vectors, dtype=np.float32)
+
+    def embed_apart(self, texts: list[str]) -> np.ndarray:
+        """Embed each text on its own, the runs spread over one Python thread per core that
+        share this session (onnxruntime releases the GIL; sessions are thread-safe).
+
+        For the handful of sentences a question's re-ranking embeds: no padding to the longest
+        one, and both cores work while the session itself stays single-threaded for questions.
+        ~65 ms instead of ~165 ms for eight sentences on this 2-core machine; the vectors are
+        those of ``embed_batch`` (padding is masked out)."""
+        if len(texts) <= 1:
+            return self.embed_batch(texts)
+        if self._threads is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._threads = ThreadPoolExecutor(
+                min(4, os.cpu_count() or 1), thread_name_prefix="qa-embed"
+            )
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # longest first
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for i, vector in zip(
+            order, self._threads.map(lambda i: self.embed_batch([texts[i]])[0], order),
+            strict=True,
+        ):
+            out[i] = vector
+        return out
 
 
 class PoolEmbedder(Embedder):

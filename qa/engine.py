@@ -245,7 +245,9 @@ class Engine:
                 wanted.append((item, i, item.row.text[s - item.row.start : e - item.row.start]))
         if not wanted:
             return
-        similarity = self.embedder.embed_batch([text for _, _, text in wanted]) @ query
+        # Apart (unpadded, over both cores) where the embedder can; any embedder batches.
+        embed = getattr(self.embedder, "embed_apart", None) or self.embedder.embed_batch
+        similarity = embed([text for _, _, text in wanted]) @ query
         for (item, i, _), value in zip(wanted, similarity.tolist(), strict=True):
             item.signals.similar[i] = value
 

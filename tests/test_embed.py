@@ -157,6 +157,15 @@ def test_onnx_vectors_are_normalised_and_batch_independent(onnx_embedder):
 
 
 @pytest.mark.slow
+def test_embed_apart_gives_the_batch_vectors_in_input_order(onnx_embedder):
+    texts = [t for t in SENTENCES if t.strip()] * 2
+    apart = onnx_embedder.embed_apart(texts)
+    assert apart.shape == (len(texts), model.DIMENSION)
+    np.testing.assert_allclose(apart, onnx_embedder.embed_batch(texts), atol=1e-5)
+    assert onnx_embedder.embed_apart(texts[:1]).shape == (1, model.DIMENSION)
+
+
+@pytest.mark.slow
 def test_bf16_is_close_to_fp32(torch_embedder):
     fp32 = torch_embedder.embed_batch(SENTENCES[:4])
     torch_embedder.bf16 = True

@@ -12,7 +12,7 @@ from conftest import ROOT
 from index.vectors import FaissIndex, NumpyIndex, build_faiss
 
 HEAVY = ("numpy", "faiss", "onnxruntime", "tokenizers", "torch", "sentence_transformers",
-         "transformers", "bm25s", "scipy")
+         "transformers", "bm25s", "scipy", "pydantic")
 
 
 def test_help_imports_no_heavy_module():
@@ -33,7 +33,7 @@ def test_ask_answers_with_torch_bm25s_and_faiss_unimportable(real_index, tmp_pat
     docs, index = real_index
     blocked = tmp_path / "blocked"
     for name in ("torch", "sentence_transformers", "transformers", "onnx", "bm25s", "scipy",
-                 "faiss"):
+                 "faiss", "pydantic"):
         (blocked / name).mkdir(parents=True)
         (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), str(ROOT)]),
