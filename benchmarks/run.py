@@ -78,27 +78,31 @@ def worker(name: str, **kwargs: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- workers (in children)
 
 
-def w_embed(backend: str, texts: str, index: str) -> dict[str, Any]:
+def w_embed(backend: str, texts: str, index: str, batch: int | None = None) -> dict[str, Any]:
+    """Embed the sample with ``backend`` (st-fp32, st-bf16 or doc, the default document
+    embedder) at ``batch`` texts per call (default: the embedder's own)."""
     from index.embed import TorchEmbedder, count_tokens, document_embedder
 
     sample = json.loads(Path(texts).read_text())
     start = time.perf_counter()
-    embedder = TorchEmbedder(bf16=False) if backend == "st-fp32" else document_embedder(
-        Path(index))
+    embedder = (TorchEmbedder(bf16=backend == "st-bf16") if backend.startswith("st-")
+                else document_embedder(Path(index)))
     embedder.embed(sample[:8])
     if hasattr(embedder, "start"):  # the worker processes: loading, like the model above
         embedder.start()
     load = time.perf_counter() - start
     start = time.perf_counter()
-    vectors = embedder.embed(sample, batch_size=32)
+    batch = batch or embedder.batch_size
+    vectors = embedder.embed(sample, batch_size=batch)
     seconds = time.perf_counter() - start
     tokens = sum(min(n, 256) for n in count_tokens(sample))
-    np_path = Path(texts).with_suffix(f".{backend}.npy")
+    np_path = Path(texts).with_suffix(f".{backend}-{batch}.npy")
     import numpy as np
 
     np.save(np_path, vectors)
     return {"load_s": load, "embed_s": seconds, "chunks": len(sample), "tokens": tokens,
-            "precision": getattr(embedder, "precision", "?"), "vectors": str(np_path)}
+            "precision": getattr(embedder, "precision", "?"), "vectors": str(np_path),
+            "batch": batch}
 
 
 def w_build(docs: str, index: str) -> dict[str, Any]:
@@ -436,19 +440,28 @@ def report_ingest(work: Path, squad_index: Path, sample: int, build: Any) -> Non
     prefixes = json.dumps(texts[:: max(1, len(texts) // sample)][:sample])
     texts_file = work / "ingest-sample.json"
     texts_file.write_text(prefixes)
-    st = worker("embed", backend="st-fp32", texts=str(texts_file), index=str(squad_index))
-    ours = worker("embed", backend="doc", texts=str(texts_file), index=str(squad_index))
+    run = {name: worker("embed", backend=backend, texts=str(texts_file), index=str(squad_index),
+                        batch=batch)
+           for name, backend, batch in (("st", "st-fp32", 32), ("ours", "doc", None),
+                                        ("st-small", "st-fp32", None), ("bf16", "st-bf16", 32))}
+    st, ours = run["st"], run["ours"]
+    run["st-small"]["batch"] = ours["batch"]
     import numpy as np
 
-    cos = (np.load(st["vectors"]) * np.load(ours["vectors"])).sum(axis=1)
-    print(f"## Ingest ({st['chunks']} squad-a passages, {st['tokens']} tokens, batch 32)")
-    for label, r in (("sentence-transformers fp32", st), (f"qa default ({ours['precision']})",
-                                                          ours)):
-        print(f"{label:28} {r['chunks'] / r['embed_s']:6.1f} chunks/s "
-              f"{r['tokens'] / r['embed_s']:8.0f} tokens/s  (load {r['load_s']:.1f} s, "
-              f"peak RSS {r['rss_mib']:.0f} MiB)")
-    print(f"ratio: {st['embed_s'] / ours['embed_s']:.2f}x; cosine to fp32 vectors min "
-          f"{cos.min():.4f} mean {cos.mean():.4f}   [{load()}]")
+    reference = np.load(st["vectors"])
+    print(f"## Ingest ({st['chunks']} squad-a passages, {st['tokens']} tokens)")
+    labels = {"st": "sentence-transformers fp32", "ours": f"qa default ({ours['precision']})",
+              "st-small": "sentence-transformers fp32", "bf16": "sentence-transformers bf16"}
+    for name in ("st", "ours", "st-small", "bf16"):
+        r = run[name]
+        cos = (reference * np.load(r["vectors"])).sum(axis=1)
+        print(f"{labels[name]:28} batch {r['batch']:2} {r['chunks'] / r['embed_s']:6.1f} "
+              f"chunks/s {r['tokens'] / r['embed_s']:8.0f} tokens/s  (load {r['load_s']:.1f} s"
+              f", peak RSS {r['rss_mib']:.0f} MiB; cosine to the first min {cos.min():.4f} "
+              f"mean {cos.mean():.4f})")
+    print(f"ratio qa default / sentence-transformers fp32 (its default batch 32): "
+          f"{st['embed_s'] / ours['embed_s']:.2f}x; at qa's batch "
+          f"{run['st-small']['embed_s'] / ours['embed_s']:.2f}x   [{load()}]")
     if build:
         per_doc = build["stages"].get("reading", 0) / max(1, build["documents"])
         print(f"full build of squad-a ({build['documents']} articles, {build['passages']} "

@@ -25,6 +25,7 @@ from .model import (
     ONNX_FILE,
     ONNX_INPUTS,
     ONNX_OUTPUT,
+    cpu_flags,
     tokenizer_path,
     verify_model,
 )
@@ -40,6 +41,7 @@ class Embedder:
     dimension: int = DIMENSION
     sha256: str | None = None  # of the weights, when they are the verified ones
     precision: str = "fp32"
+    batch_size: int = 32  # texts per model call when ``embed`` is not told otherwise
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         """Embed one batch: float32 [len(texts), dimension], rows L2-normalised."""
@@ -48,13 +50,15 @@ class Embedder:
     def embed(
         self,
         texts: Sequence[str],
-        batch_size: int = 32,
+        batch_size: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         """Embed ``texts`` in batches of similar length; rows come back in input order.
 
-        ``progress(n)`` is called after each batch with the number of texts it held.
+        ``batch_size`` defaults to the embedder's ``batch_size``. ``progress(n)`` is called
+        after each batch with the number of texts it held.
         """
+        batch_size = batch_size or self.batch_size
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
         # Longest first, like sentence-transformers: batches pad little and memory peaks early.
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
@@ -243,9 +247,10 @@ class PoolEmbedder(Embedder):
     def embed(
         self,
         texts: Sequence[str],
-        batch_size: int = 32,
+        batch_size: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> np.ndarray:
+        batch_size = batch_size or self.batch_size
         if len(texts) <= 2 * batch_size or self._broken:
             return self._local.embed(texts, batch_size, progress)
         from concurrent.futures import as_completed
@@ -293,15 +298,21 @@ def _worker_embed(texts: list[str]) -> np.ndarray:
     return _WORKER.embed_batch(texts)
 
 
+# Passages per int8 call. Small batches keep a call's activations in the core's L2 cache and
+# pad less: on 2 Zen 4 cores ~115 passages/s at 2, ~105 at 8, ~83 at 32 (docs/BENCHMARKS.md).
+INT8_BATCH = 2
+
+
 def document_embedder(index_dir: Path) -> Embedder:
     """The fastest faithful document embedder this CPU allows.
 
-    CPUs with bf16 matrix units (AMX, AVX512-BF16): sentence-transformers under bf16 autocast.
-    Others: the int8 ONNX copy of the model (``model.int8.onnx`` in ``index_dir``, made with
-    the query model on first use), ~2x fp32 with retrieval figures unchanged, one
-    single-threaded session per core (``PoolEmbedder``).
+    CPUs with AMX bf16 tiles: sentence-transformers under bf16 autocast. Others, AVX512-BF16
+    included (there bf16 autocast did 60 passages/s against 116 for int8, docs/BENCHMARKS.md):
+    the int8 ONNX copy of the model (``model.int8.onnx`` in ``index_dir``, made with the query
+    model on first use), one single-threaded session per core (``PoolEmbedder``) fed small
+    batches.
     """
-    if cpu_has_bf16():
+    if cpu_has_amx():
         return TorchEmbedder()
     from .model import export_onnx
 
@@ -318,20 +329,18 @@ def document_embedder(index_dir: Path) -> Embedder:
         embedder = OnnxEmbedder(int8, optimized=False)
     embedder.sha256 = MODEL_SHA256
     embedder.precision = "int8"
+    embedder.batch_size = INT8_BATCH
     return embedder
 
 
 def cpu_has_bf16() -> bool:
-    """Whether the CPU has native bfloat16 matrix support (AMX or AVX512-BF16)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"amx_bf16", "avx512_bf16"})
-    except OSError:
-        pass
-    return False
+    """Whether the CPU has native bfloat16 support (AMX or AVX512-BF16)."""
+    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
+def cpu_has_amx() -> bool:
+    """Whether the CPU has AMX bf16 tiles (where bf16 autocast is the fast path)."""
+    return "amx_bf16" in cpu_flags()
 
 
 @cache

@@ -210,14 +210,15 @@ def test_int8_document_model_stays_close_to_fp32(onnx_path, onnx_embedder):
     assert cosine.min() >= 0.97 and cosine.mean() >= 0.985, cosine
 
 
-def test_document_embedder_prefers_bf16_torch_only_with_bf16_units(monkeypatch, tmp_path):
+def test_document_embedder_prefers_bf16_torch_only_with_amx(monkeypatch, tmp_path):
     from index import embed
 
     made = []
-    monkeypatch.setattr(embed, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(embed, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))
     monkeypatch.setattr(embed, "TorchEmbedder", lambda: made.append("torch") or "torch")
     assert embed.document_embedder(tmp_path) == "torch" and made == ["torch"]
-    monkeypatch.setattr(embed, "cpu_has_bf16", lambda: False)
+    # AVX512-BF16 without AMX: int8 was faster there, so the int8 path is taken.
+    monkeypatch.setattr(embed, "cpu_flags", lambda: frozenset({"avx512_bf16", "avx512_vnni"}))
     exported = []
 
     def fake_export(dest, int8=None):
