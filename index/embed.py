@@ -307,7 +307,7 @@ def document_embedder(index_dir: Path) -> Embedder:
     """The fastest faithful document embedder this CPU allows.
 
     CPUs with AMX bf16 tiles: sentence-transformers under bf16 autocast. Others, AVX512-BF16
-    included (there bf16 autocast did 60 passages/s against 116 for int8, docs/BENCHMARKS.md):
+    included (there bf16 autocast did 53–60 passages/s against ~120 for int8, BENCHMARKS.md):
     the int8 ONNX copy of the model (``model.int8.onnx`` in ``index_dir``, made with the query
     model on first use), one single-threaded session per core (``PoolEmbedder``) fed small
     batches.

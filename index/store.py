@@ -6,7 +6,7 @@ Layout of an index directory::
     .lock                held by the one writer
     model.onnx           query encoder exported from the verified weights (onnxruntime-optimised)
     model.onnx.data      its weights (ONNX external data)
-    model.int8.onnx      int8 document encoder, on CPUs without bf16 units
+    model.int8.onnx      int8 document encoder (CPUs without AMX), made on the building machine
     v-<stamp>/           one immutable version
         manifest.json    model, dimension, chunking, per-file hashes, sizes of the files below
         passages.sqlite  documents and passages (text, offsets, sentence spans, hashes)
