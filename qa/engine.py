@@ -173,7 +173,12 @@ class Engine:
         # A byline says who wrote a story, not that the archive covers the question.
         evidence = [s for s in scored if s.row.kind != "byline"] or scored
         best = max(evidence, key=lambda s: s.score)
-        answered = confidence(best.hit.dense, best.signals) >= MIN_CONFIDENCE
+        answered = confidence(best.hit.dense, best.signals) >= MIN_CONFIDENCE or (
+            # "Who wrote the VOA story?": the named outlet's byline answers it.
+            rerank.asks_for_author(text)
+            and any(s.row.kind == "byline" and self._names_outlet(text, s.row.doc)
+                    for s in scored)
+        )
         groups = self._group(self._final(text, scored), k)
         passages = []
         for rank, group in enumerate(groups, start=1):
@@ -213,7 +218,7 @@ class Engine:
             title = self.store.documents[row.doc].title
             signals = rerank.signals(terms, idf, row, title)
             score = rerank.final_score(hit.fused, signals, row.kind)
-            if rerank.names_outlet(question, self.store.documents[row.doc].publisher):
+            if self._names_outlet(question, row.doc):
                 score += rerank.W_OUTLET
             scored.append(Scored(hit, row, signals, score))
         scored.sort(key=lambda s: (-s.score, s.hit.id))
@@ -231,8 +236,11 @@ class Engine:
             )
             item.score += rerank.W_SENTENCE_DENSE * similarity
         if rerank.asks_for_author(question):
-            scored = self._bylines(scored)
+            scored = self._bylines(question, scored)
         return scored
+
+    def _names_outlet(self, question: str, doc: int) -> bool:
+        return rerank.names_outlet(question, self.store.documents[doc].publisher)
 
     def _embed_sentences(self, items: list[Scored], query: np.ndarray) -> None:
         """Cosine to the question of each passage's contending sentences, one model call."""
@@ -251,17 +259,22 @@ class Engine:
         for (item, i, _), value in zip(wanted, similarity.tolist(), strict=True):
             item.signals.similar[i] = value
 
-    def _bylines(self, scored: list[Scored]) -> list[Scored]:
+    def _bylines(self, question: str, scored: list[Scored]) -> list[Scored]:
         """For "who wrote …" questions, the byline of each of the best-matching articles goes
         just above that article's best passage: the question names the story, the byline
-        answers it."""
+        answers it. Articles of an outlet the question names ("… the VOA article?") come
+        first, their bylines above everything else."""
         best: dict[int, float] = {}
         for item in scored:
             if item.row.kind != "byline":
                 best[item.row.doc] = max(best.get(item.row.doc, item.score), item.score)
-        docs = sorted(best, key=lambda d: -best[d])[: rerank.AUTHOR_ARTICLES]
-        if not docs:
+        if not best:
             return scored
+        top = max(best.values())
+        for doc in best:
+            if self._names_outlet(question, doc):
+                best[doc] += top - min(best.values()) + 1.0  # above every other article
+        docs = sorted(best, key=lambda d: -best[d])[: rerank.AUTHOR_ARTICLES]
         marks = ",".join("?" * len(docs))
         ids = [r[0] for r in self.store.db.execute(
             f"SELECT id FROM passages WHERE kind = 'byline' AND doc IN ({marks})", docs

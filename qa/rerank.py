@@ -48,10 +48,12 @@ _AUTHORSHIP = re.compile(
 
 
 def names_outlet(question: str, publisher: str | None) -> bool:
-    """Whether the question names the article's outlet ("… the VOA report …")."""
-    if not publisher:
+    """Whether the question names the article's outlet ("… the VOA report …", "… in Epoch
+    Times …" for The Epoch Times)."""
+    name = re.sub(r"(?i)^the\s+", "", publisher or "").strip()
+    if not name:
         return False
-    return re.search(rf"(?<!\w){re.escape(publisher)}(?!\w)", question, re.IGNORECASE) is not None
+    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", question, re.IGNORECASE) is not None
 
 
 def asks_for_author(question: str) -> bool:

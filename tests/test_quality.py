@@ -275,3 +275,17 @@ def test_sample_spreads_over_the_file():
     items = [Question(str(i), "q", ("a",), ("s",)) for i in range(10)]
     assert [q.id for q in sample(items, 5)] == ["0", "2", "4", "6", "8"]
     assert sample(items, None) == items and sample(items, 50) == items
+
+
+@pytest.mark.parametrize(("question", "publisher", "named"), [
+    ("Who wrote the VOA article?", "VOA", True),
+    ("What did the story in Epoch Times say?", "The Epoch Times", True),
+    ("What did The Epoch Times report?", "The Epoch Times", True),
+    ("What did the voarchive say?", "VOA", False),
+    ("What did the Times say?", "The Epoch Times", False),
+    ("Who wrote it?", None, False),
+])
+def test_names_outlet_with_or_without_its_article(question, publisher, named):
+    from qa.rerank import names_outlet
+
+    assert names_outlet(question, publisher) is named

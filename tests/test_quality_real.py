@@ -81,6 +81,21 @@ def test_byline_answers_who_wrote_an_article(real_index):
     assert first["highlight"]["text"] == "By Carla Babb"
 
 
+@pytest.mark.parametrize(("question", "source", "byline"), [
+    ("Who wrote the VOA article?", "001_ff616514b17d0e93", "By Carla Babb"),
+    ("Who wrote the story in Epoch Times?", "002_a3394f1d188f29c5", "By Zachary Stieber"),
+])
+def test_a_question_naming_only_the_outlet_is_answered_by_its_byline(real_index, question,
+                                                                     source, byline):
+    answer = json.loads(_ask(real_index, question, "--json", "-k", "3").stdout)
+    assert answer["answered"] is True
+    first = answer["passages"][0]
+    assert first["citation"]["source"] == source and first["highlight"]["text"] == byline
+    # An outlet the archive does not have answers nothing.
+    other = json.loads(_ask(real_index, "Who wrote the BBC article?", "--json").stdout)
+    assert other["answered"] is False
+
+
 def test_refusal_in_terminal_and_json(real_index):
     question = "What is the population of Tokyo?"
     terminal = _ask(real_index, question)
