@@ -33,7 +33,7 @@ FUSION = "blend"
 POOL = 50
 # The archive answers when the best result's confidence reaches this (calibrated in
 # docs/EVALUATION.md on answerable squad-a questions against questions about other corpora).
-MIN_CONFIDENCE = 0.55
+MIN_CONFIDENCE = 0.58
 C_DENSE, C_SENTENCE, C_SIMILAR = 1.0, 1.0, 0.0
 # Results whose final score is this close to the best count as tied on relevance; for
 # "latest …" questions, newer articles go first among them.
@@ -211,7 +211,7 @@ class Engine:
 
     def _score(self, question: str, hits: list[Hit], query: np.ndarray) -> list[Scored]:
         idf = self.idf  # loads the index's analyzer settings before the question is split
-        terms = list(rerank._tokens(question))
+        terms = rerank.question_terms(question)
         rows = self.store.passages([h.id for h in hits])
         scored = []
         for hit, row in zip(hits, rows, strict=True):

@@ -87,6 +87,27 @@ def _tokens(text: str) -> tuple[str, ...]:
     return tuple(stemmer.stemWords(words))
 
 
+# Words that make a sentence a question but say nothing about its answer. bm25s's English
+# stop list (33 words) keeps them, so "who" in a question would count as evidence in any
+# sentence with a relative clause ("Biden, who has said …").
+QUESTION_WORDS = frozenset(
+    "who whom whose what which when where why how did does do many much".split()
+)
+
+
+def question_terms(question: str) -> list[str]:
+    """The question's terms for the sentence evidence: its BM25 terms without the question
+    words (all of them when it has nothing else)."""
+    terms = _tokens(question)
+    content = [t for t in terms if t not in _question_stems()]
+    return content or list(terms)
+
+
+@lru_cache(maxsize=1)
+def _question_stems() -> frozenset[str]:
+    return frozenset(lexical._stemmer().stemWords(sorted(QUESTION_WORDS)))
+
+
 class Idf:
     """Inverse document frequency of stemmed terms, read from the BM25 index (cached)."""
 

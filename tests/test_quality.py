@@ -289,3 +289,10 @@ def test_names_outlet_with_or_without_its_article(question, publisher, named):
     from qa.rerank import names_outlet
 
     assert names_outlet(question, publisher) is named
+
+
+def test_question_words_are_not_evidence():
+    from qa.rerank import question_terms
+
+    assert question_terms("Who is the president of France?") == ["presid", "franc"]
+    assert question_terms("How many did what?") == ["how", "mani", "did", "what"]  # all kept

@@ -96,6 +96,14 @@ def test_a_question_naming_only_the_outlet_is_answered_by_its_byline(real_index,
     assert other["answered"] is False
 
 
+@pytest.mark.parametrize("question", [
+    "Who is the president of France?",  # "who" and "president" occur, France does not
+    "How many goals did Messi score in 2012?",
+])
+def test_off_topic_questions_sharing_common_words_are_refused(real_index, question):
+    assert json.loads(_ask(real_index, question, "--json").stdout)["answered"] is False
+
+
 def test_refusal_in_terminal_and_json(real_index):
     question = "What is the population of Tokyo?"
     terminal = _ask(real_index, question)
