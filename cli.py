@@ -546,6 +546,8 @@ def _print_report(report: Any, show_missed: int) -> None:
     else:
         table.add_row("off-topic refused", f"{report.refused_correctly}/{report.offtopic}")
         table.add_row("answerable refused", f"{report.refused_wrongly}/{report.answerable}")
+    if report.highlight_hit is not None:
+        table.add_row("highlight holds answer", f"{report.highlight_hit:.3f}")
     table.add_row("latency p50", f"{report.latency_p50_ms:.1f} ms")
     table.add_row("latency p95", f"{report.latency_p95_ms:.1f} ms")
     out.print(table)

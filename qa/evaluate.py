@@ -47,6 +47,9 @@ class Outcome:
     source_rank: int | None  # first rank from a listed source
     seconds: float
     first: str | None  # source and opening words of what came first
+    # Whether the answering passage's highlighted sentence holds the answer (None: no
+    # answering passage, or a stage without highlights).
+    highlighted: bool | None = None
 
     @property
     def refused_wrongly(self) -> bool:
@@ -67,6 +70,9 @@ class Report:
     refused_correctly: int | None
     refused_wrongly: int | None
     answered_offtopic: int | None
+    # Of the questions answered in the top k, the share whose answering passage highlights
+    # a sentence holding the answer (None for stages without highlights).
+    highlight_hit: float | None
     latency_p50_ms: float
     latency_p95_ms: float
     missed: list[Outcome] = field(default_factory=list)
@@ -151,6 +157,22 @@ def judge(answer: Answer, question: Question, ks: Sequence[int]) -> tuple[int | 
     return rank, source_rank
 
 
+def highlighted(answer: Answer, question: Question, rank: int | None) -> bool | None:
+    """Whether the passage at ``rank`` (the first answering one) highlights a sentence that
+    holds one of the answers; None when there is no such passage or it has no highlight."""
+    if rank is None:
+        return None
+    highlight = answer.passages[rank - 1].highlight
+    if highlight is None:
+        return None
+    text = _fold(highlight.text)
+    return any(_fold(a) in text for a in question.answers)
+
+
+def _share(flags: list[bool]) -> float | None:
+    return sum(flags) / len(flags) if flags else None
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -183,7 +205,7 @@ def evaluate(
             first = f"{top.citation.source}: {' '.join(top.text.split()[:14])}…"
         outcomes.append(
             Outcome(question.id, question.question, question.answerable, answer.answered, rank,
-                    source_rank, seconds, first)
+                    source_rank, seconds, first, highlighted(answer, question, rank))
         )
         if progress:
             progress(done, len(questions))
@@ -207,6 +229,7 @@ def evaluate(
         refused_correctly=sum(not o.answered for o in offtopic) if final else None,
         refused_wrongly=sum(o.refused_wrongly for o in answerable) if final else None,
         answered_offtopic=sum(o.answered for o in offtopic) if final else None,
+        highlight_hit=_share([o.highlighted for o in answerable if o.highlighted is not None]),
         latency_p50_ms=_percentile(latencies, 0.5),
         latency_p95_ms=_percentile(latencies, 0.95),
         missed=[o for o in answerable if o.rank is None or o.rank > 1],

@@ -36,7 +36,7 @@ CAPTION_PENALTY = 0.1
 BYLINE_PENALTY = 0.5
 # Articles whose byline can answer a question about authorship.
 AUTHOR_ARTICLES = 3
-HIGHLIGHT_LEXICAL = 0.5
+HIGHLIGHT_LEXICAL = 2.0  # the lexical share dominates; similarity breaks near-ties (qa eval)
 HIGHLIGHT_MARGIN = 0.2  # sentences this close to the best lexical share are embedded
 HIGHLIGHT_EMBED = 2  # at most this many of them
 
