@@ -254,6 +254,21 @@ def test_evaluate_report(tmp_path):
     assert [o.id for o in report.missed] == ["b"]
     data = report.to_dict()
     assert data["hit"] == {"1": 0.5, "5": 1.0} and "outcomes" not in data
+    assert report.highlight_hit is None  # these passages have no highlights
+
+
+def test_highlight_hit_looks_at_the_answering_passage_only():
+    from qa.evaluate import Question, highlighted
+    from qa.results import Highlight
+
+    q = Question("1", "q", ("18 rockets",), ("a",))
+    answer = _answer(("b", "18 rockets hit. Other.", []), ("a", "Wind. 18 rockets landed.", []))
+    answer.passages[0].highlight = Highlight("18 rockets hit.", 0, 15)
+    answer.passages[1].highlight = Highlight("Wind.", 0, 5)
+    assert highlighted(answer, q, judge(answer, q, [5])[0]) is False
+    answer.passages[1].highlight = Highlight("18 rockets landed.", 6, 24)
+    assert highlighted(answer, q, 2) is True
+    assert highlighted(answer, q, None) is None
 
 
 @pytest.mark.parametrize(
