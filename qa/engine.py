@@ -270,10 +270,10 @@ class Engine:
                 best[item.row.doc] = max(best.get(item.row.doc, item.score), item.score)
         if not best:
             return scored
-        top = max(best.values())
+        lift = max(best.values()) - min(best.values()) + 1.0  # above every other article
         for doc in best:
             if self._names_outlet(question, doc):
-                best[doc] += top - min(best.values()) + 1.0  # above every other article
+                best[doc] += lift
         docs = sorted(best, key=lambda d: -best[d])[: rerank.AUTHOR_ARTICLES]
         marks = ",".join("?" * len(docs))
         ids = [r[0] for r in self.store.db.execute(
