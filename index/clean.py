@@ -53,7 +53,8 @@ _YEAR = re.compile(r"[0-9]{4}")  # a cheap test before the costly DATE_RE
 _DATELINE_WORDS = frozenset(
     """updated published posted date last modified on at am pm a.m p.m gmt utc et est edt bst
     cet pt pst mon tue tues wed thu thur thurs fri sat sun monday tuesday wednesday thursday
-    friday saturday sunday | - – — · • / , :""".split()
+    friday saturday sunday ago just now hour hours hr hrs minute minutes min mins day days read
+    | - – — · • / , :""".split()
 )
 _TIME = re.compile(r"^\d{1,2}[:.]\d{2}(?:[:.]\d{2})?(?:am|pm)?$|^\d{1,2}(?:am|pm)$", re.IGNORECASE)
 
@@ -149,8 +150,9 @@ def _cap_ratio(tokens: list[str]) -> float:
 def dateline(text: str) -> re.Match[str] | None:
     """The date in ``text`` if the whole line is a date/byline-style stamp, else None.
 
-    "Updated January 02, 2020 07:53 PM", " date 2020-01-02 USA" and "January 2, 2020US News"
-    are date lines; "The talks resumed on Jan. 5, 2020." is prose that mentions a date.
+    "Updated January 02, 2020 07:53 PM", " date 2020-01-02 USA", "January 2, 2020US News"
+    and "March 14, 2023 4:12 PM GMT Updated 2 hours ago" are date lines; "The talks resumed
+    on Jan. 5, 2020." is prose that mentions a date.
     """
     if len(text) > 120 or not _YEAR.search(text):
         return None
@@ -158,7 +160,7 @@ def dateline(text: str) -> re.Match[str] | None:
     if match is None:
         return None
     rest = (text[: match.start()] + " " + text[match.end() :]).split()
-    if len(rest) > 6:
+    if len(rest) > 9:  # "March 14, 2023 4:12 PM GMT Updated 2 hours ago"
         return None
     for word in rest:
         bare = word.strip(",.;:()[]")

@@ -40,6 +40,18 @@ _LOGO = re.compile(r"^[ \t]*(?P<brand>\w[\w&.'’ -]{1,39}?)[ \t]+logo[ \t\r]*$"
 _HOUSE_BYLINE = re.compile(
     r"^[ \t]*by[ \t]+(?P<brand>\w[\w&.'’ -]{1,39}?)[ \t]+(?:news|staff)[ \t\r]*$", re.I | re.M
 )
+# A wire story's dateline names its agency: "SANTIAGO, March 14 (Reuters) -", "WASHINGTON
+# (AP) —" (the place in capitals, then optional state or date, then the agency in brackets).
+_WIRE = re.compile(
+    r"[A-Z][A-Z.'’ -]{1,40}(?:,[^()\n]{1,40})?\s\((?P<name>[A-Z][\w&.'’ -]{0,30}?)\)\s*[-–—]"
+)
+# A footer's copyright notice with a year names the site's owner ("© 2023 Reuters. All rights
+# reserved."); without a year it is more often a photo credit ("© Getty Images").
+_COPYRIGHT = re.compile(
+    r"^[ \t]*(?:©|\(c\)|copyright)(?:[ \t]*©)?[ \t]*(?:19|20)\d\d(?:[ \t]*[-–][ \t]*(?:19|20)\d\d)?"
+    r"[ \t]*,?[ \t]*(?P<name>(?:The[ \t]+)?[A-Z][\w&'’-]*(?:[ \t]+[A-Z][\w&'’-]*){0,4})",
+    re.IGNORECASE | re.MULTILINE,
+)
 _YEAR = re.compile(r"(?<![\w])(?<![0-9][,.])(?:1[6-9]|20)[0-9][0-9](?![0-9])")
 _NAV_SEPARATORS = re.compile(r"[|»›>].*[|»›>]")
 
@@ -149,6 +161,12 @@ def _publisher(text: str, title: str | None) -> str | None:
     for match in _HOUSE_BYLINE.finditer(text):
         if brand := logos.get(match["brand"].casefold()):
             return brand
+    for match in _COPYRIGHT.finditer(text):
+        if not re.match(r"(?i)all\b", match["name"]):
+            return match["name"]
+    for segment in [s for s in body if s.kind == "text"][:3]:
+        if match := _WIRE.match(text, segment.start, min(segment.end, segment.start + 120)):
+            return match["name"].strip()
     return None
 
 
@@ -158,8 +176,10 @@ def extract_metadata(text: str, infer: bool = False) -> Metadata:
     The title is the first headline-shaped line at the top (not navigation, a date stamp, a
     byline or a sentence). The date comes only from date-stamp lines in that header, never
     from the story. The author is the first personal "By ..." line in the header. The
-    publisher comes from an attribution line right after the story ("From The Epoch Times")
-    or from a brand seen both as the page's logo and its house byline. Unknown fields are None.
+    publisher comes from an attribution line right after the story ("From The Epoch Times"),
+    a brand seen both as the page's logo and its house byline, a dated copyright notice
+    ("© 2023 Reuters") or the agency of a wire dateline ("SANTIAGO, March 14 (Reuters) -"),
+    in that order. Unknown fields are None.
 
     With ``infer``, a page with no header date gets the one ``infer_date`` reads from its
     story, flagged ``date_inferred``.

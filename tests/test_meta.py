@@ -93,7 +93,15 @@ def test_seed_metadata(stem: str, expected: Metadata) -> None:
         (
             "wire_caption",
             Metadata(
-                "Fishing Fleet Stays in Port as Typhoon Nears Coast", "2021-01-13", None, None
+                "Fishing Fleet Stays in Port as Typhoon Nears Coast", "2021-01-13", None,
+                "The Associated Press",  # its copyright notice; the dateline says "(AP)"
+            ),
+        ),
+        (
+            "wire_reuters",
+            Metadata(
+                "Drought forces city to ration water for first time in 40 years", "2023-03-14",
+                "Maria Gonzalez", "Reuters",  # date line with "Updated 2 hours ago"; © notice
             ),
         ),
         (
@@ -234,3 +242,21 @@ def test_infer_date_only_when_unambiguous(body: str, expected: str | None) -> No
 def test_infer_date_reads_only_the_given_segments() -> None:
     text = "Dated 1 May 2021 in the header.\nThe story says nothing about when."
     assert infer_date(text, [Segment(32, len(text), "text")]) is None
+
+
+@pytest.mark.parametrize(("story", "publisher"), [
+    ("WASHINGTON (AP) — The Senate voted on Tuesday to pass the bill that had stalled.", "AP"),
+    ("BEIJING, Jan. 3 (Xinhua) -- Officials said the new rail line would open next year.",
+     "Xinhua"),
+    ("The Senate (upper house) - voted on Tuesday to pass the bill that had stalled.", None),
+])
+def test_wire_dateline_names_the_agency(story: str, publisher: str | None) -> None:
+    text = f"A Headline For The Story\n\n{story}\n\nA second long sentence follows the first.\n"
+    assert extract_metadata(text).publisher == publisher
+
+
+def test_copyright_notice_names_the_owner_only_with_a_year() -> None:
+    story = ("A Headline For The Story\n\nThe council voted on Tuesday to pass the budget.\n\n"
+             "A second long sentence follows the first one here.\n\n")
+    assert extract_metadata(story + "© Getty Images\n").publisher is None
+    assert extract_metadata(story + "Copyright © 2020 NTD. All Rights Reserved.\n").publisher == "NTD"
