@@ -33,7 +33,10 @@ FUSION = "blend"
 POOL = 50
 # The archive answers when the best result's confidence reaches this (calibrated in
 # docs/EVALUATION.md on answerable squad-a questions against questions about other corpora).
-MIN_CONFIDENCE = 0.58
+MIN_CONFIDENCE = 0.56
+# Confidence lost per share of the question's evidence held by names its best article never
+# uses (``rerank.missing_names``; calibrated with MIN_CONFIDENCE).
+C_MISSING = 0.3
 C_DENSE, C_SENTENCE, C_SIMILAR = 1.0, 1.0, 0.0
 # Results whose final score is this close to the best count as tied on relevance; for
 # "latest …" questions, newer articles go first among them.
@@ -116,6 +119,7 @@ class Engine:
         self.store = Store(self.index_dir, expect=expect)
         self._embedder = embedder
         self._idf: rerank.Idf | None = None
+        self._vocabularies: dict[int, set[str]] = {}
 
     @property
     def embedder(self) -> Any:
@@ -173,7 +177,12 @@ class Engine:
         # A byline says who wrote a story, not that the archive covers the question.
         evidence = [s for s in scored if s.row.kind != "byline"] or scored
         best = max(evidence, key=lambda s: s.score)
-        answered = confidence(best.hit.dense, best.signals) >= MIN_CONFIDENCE or (
+        missing = rerank.missing_names(
+            text, rerank.question_terms(text), self.idf, self._vocabulary(best.row.doc)
+        )
+        answered = confidence(best.hit.dense, best.signals) - C_MISSING * missing >= (
+            MIN_CONFIDENCE
+        ) or (
             # "Who wrote the VOA story?": the named outlet's byline answers it.
             rerank.asks_for_author(text)
             and any(s.row.kind == "byline" and self._names_outlet(text, s.row.doc)
@@ -238,6 +247,24 @@ class Engine:
         if rerank.asks_for_author(question):
             scored = self._bylines(question, scored)
         return scored
+
+    def _vocabulary(self, doc: int) -> set[str]:
+        """The terms of an article's passages, title, author and outlet (cached)."""
+        words = self._vocabularies.get(doc)
+        if words is None:
+            ids = [r[0] for r in self.store.db.execute(
+                "SELECT id FROM passages WHERE doc = ?", (doc,)
+            )]
+            words = set()
+            for row in self.store.passages(ids):
+                words.update(rerank.analyze(row.text))
+            meta = self.store.documents[doc]
+            for field in (meta.title, meta.author, meta.publisher):
+                words.update(rerank.analyze(field or ""))
+            if len(self._vocabularies) >= 256:  # bounded: a server sees many articles
+                self._vocabularies.pop(next(iter(self._vocabularies)))
+            self._vocabularies[doc] = words
+        return words
 
     def _names_outlet(self, question: str, doc: int) -> bool:
         return rerank.names_outlet(question, self.store.documents[doc].publisher)

@@ -78,13 +78,16 @@ def _analyzer() -> tuple[frozenset[str], Any]:
     return frozenset(STOPWORDS_EN), lexical._stemmer()
 
 
-@lru_cache(maxsize=65536)
-def _tokens(text: str) -> tuple[str, ...]:
+def analyze(text: str) -> tuple[str, ...]:
     """The BM25 index's terms for ``text`` (bm25s's English analysis: lowercase words of 2+
     characters, stop words out, Snowball stems), without bm25s's per-call overhead."""
     stopwords, stemmer = _analyzer()
     words = [w for w in _WORD.findall(text.lower()) if w not in stopwords]
     return tuple(stemmer.stemWords(words))
+
+
+# Sentences and questions recur from query to query; whole articles go through ``analyze``.
+_tokens = lru_cache(maxsize=65536)(analyze)
 
 
 # Words that make a sentence a question but say nothing about its answer. bm25s's English
@@ -106,6 +109,30 @@ def question_terms(question: str) -> list[str]:
 @lru_cache(maxsize=1)
 def _question_stems() -> frozenset[str]:
     return frozenset(lexical._stemmer().stemWords(sorted(QUESTION_WORDS)))
+
+
+_NAME = re.compile(r"(?<!^)\b[A-Z][\w'’.-]*")
+
+
+def name_terms(question: str) -> list[str]:
+    """Terms of the capitalised words after the first (names: "Putin", "Germany", "VOA")."""
+    terms: list[str] = []
+    for match in _NAME.finditer(question.strip()):
+        word = match.group()
+        word = word[:-2] if word.endswith(("'s", "’s")) else word.rstrip(".")
+        terms.extend(_tokens(word))
+    return terms
+
+
+def missing_names(question: str, terms: Sequence[str], idf: Idf, vocabulary: set[str]) -> float:
+    """Share of the question's IDF mass (``terms``) held by names that ``vocabulary`` (an
+    article's words) never uses: "What did Putin say about the attack?" asked of an archive
+    whose best article never names Putin is not answered by it, however close the rest is."""
+    total = sum(idf(t) for t in terms)
+    if not total:
+        return 0.0
+    missing = {t for t in name_terms(question) if t in terms and t not in vocabulary}
+    return sum(idf(t) for t in missing) / total
 
 
 class Idf:

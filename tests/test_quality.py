@@ -311,3 +311,16 @@ def test_question_words_are_not_evidence():
 
     assert question_terms("Who is the president of France?") == ["presid", "franc"]
     assert question_terms("How many did what?") == ["how", "mani", "did", "what"]  # all kept
+
+
+def test_names_the_best_article_never_uses_cost_confidence():
+    from qa.rerank import missing_names, name_terms
+
+    idf = lambda term: {"putin": 3.0, "attack": 1.0, "say": 1.0}.get(term, 1.0)  # noqa: E731
+    question = "What did Putin say about the attack?"
+    terms = ["putin", "say", "attack"]
+    assert name_terms(question) == ["putin"]
+    assert name_terms("Putin said what?") == []  # the first word is capitalised anyway
+    assert missing_names(question, terms, idf, {"say", "attack"}) == pytest.approx(0.6)
+    assert missing_names(question, terms, idf, {"putin", "say", "attack"}) == 0.0
+    assert missing_names("what did putin say about the attack?", terms, idf, set()) == 0.0

@@ -99,6 +99,8 @@ def test_a_question_naming_only_the_outlet_is_answered_by_its_byline(real_index,
 @pytest.mark.parametrize("question", [
     "Who is the president of France?",  # "who" and "president" occur, France does not
     "How many goals did Messi score in 2012?",
+    "What did Putin say about the attack?",  # attacks abound; Putin is never named
+    "How many US soldiers are stationed in Germany?",
 ])
 def test_off_topic_questions_sharing_common_words_are_refused(real_index, question):
     assert json.loads(_ask(real_index, question, "--json").stdout)["answered"] is False
