@@ -4,7 +4,8 @@ SQuAD-style and news questions are usually a paraphrase of one sentence of the a
 passage, so the strongest extra signal is how much of the question's rare vocabulary one
 sentence of the passage holds (IDF-weighted, stemmed), and whether the question's word pairs
 appear there in order. Title words count as covered for every sentence of their article: a
-question names the subject ("… Super Bowl 50?") that the sentence leaves implicit.
+question names the subject ("… Super Bowl 50?") that the sentence leaves implicit; words of
+the sentence before count at half weight, for the same reason ("… the strikes, which …").
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from index.store import PassageRow
 W_FUSED = 1.0
 W_SENTENCE = 0.6
 W_PAIRS = 0.2
+# A question term found only in the sentence before counts this much: "… US air raids against
+# bases of Kataib Hezbollah. Washington said the air strikes, which killed 25 people, …" —
+# the answer's sentence refers back to what the one before named.
+W_CONTEXT = 0.5
 # Cosine of the best sentence, measured on the RERANK_DEPTH best passages only: embedding
 # sentences is the costly part of a query (one model call for all of them, at most
 # HIGHLIGHT_EMBED sentences per passage). Other passages use their passage cosine instead.
@@ -182,7 +187,9 @@ class Signals:
 def signals(
     question_terms: Sequence[str], idf: Idf, row: PassageRow, title: str | None
 ) -> Signals:
-    """Sentence-level lexical evidence that ``row`` answers the question."""
+    """Sentence-level lexical evidence that ``row`` answers the question: per sentence, the
+    share of the question's IDF mass it holds (title words always, words only the sentence
+    before holds at ``W_CONTEXT``)."""
     weights = {t: idf(t) for t in question_terms}
     total = sum(weights.values())
     if not total or not row.sentences:
@@ -191,10 +198,16 @@ def signals(
     pairs = {(a, b) for a, b in zip(question_terms, question_terms[1:], strict=False) if a != b}
     best = (-1.0, 0.0, 0)
     shares = []
+    previous: set[str] = set()
     for index, (start, end) in enumerate(row.sentences):
         tokens = _tokens(row.text[start - row.start : end - row.start])
         present = set(tokens)
         covered = sum(w for t, w in weights.items() if t in present or t in title_terms)
+        covered += W_CONTEXT * sum(
+            w for t, w in weights.items()
+            if t in previous and t not in present and t not in title_terms
+        )
+        previous = present
         found = 0.0
         if pairs:
             adjacent = set(zip(tokens, tokens[1:], strict=False))

@@ -324,3 +324,19 @@ def test_names_the_best_article_never_uses_cost_confidence():
     assert missing_names(question, terms, idf, {"say", "attack"}) == pytest.approx(0.6)
     assert missing_names(question, terms, idf, {"putin", "say", "attack"}) == 0.0
     assert missing_names("what did putin say about the attack?", terms, idf, set()) == 0.0
+
+
+def test_sentence_evidence_counts_what_the_sentence_before_named_at_half_weight():
+    from index.store import PassageRow
+    from qa.rerank import W_CONTEXT, signals
+
+    first = "US air raids hit bases of Kataib Hezbollah."
+    second = "The strikes killed 25 people."
+    text = f"{first} {second}"
+    row = PassageRow(0, 0, 100, 100 + len(text), "text", text,
+                     ((100, 100 + len(first)), (101 + len(first), 100 + len(text))), "h")
+    terms = ["kill", "peopl", "kataib", "hezbollah"]
+    got = signals(terms, lambda term: 1.0, row, None)
+    assert got.per_sentence[0] == pytest.approx(0.5)  # kataib, hezbollah
+    assert got.per_sentence[1] == pytest.approx((2 + W_CONTEXT * 2) / 4)
+    assert got.best == 1
