@@ -174,20 +174,7 @@ class Engine:
         for h in fused:
             h.fused = h.score
         scored = self._score(text, fused, query)
-        # A byline says who wrote a story, not that the archive covers the question.
-        evidence = [s for s in scored if s.row.kind != "byline"] or scored
-        best = max(evidence, key=lambda s: s.score)
-        missing = rerank.missing_names(
-            text, rerank.question_terms(text), self.idf, self._vocabulary(best.row.doc)
-        )
-        answered = confidence(best.hit.dense, best.signals) - C_MISSING * missing >= (
-            MIN_CONFIDENCE
-        ) or (
-            # "Who wrote the VOA story?": the named outlet's byline answers it.
-            rerank.asks_for_author(text)
-            and any(s.row.kind == "byline" and self._names_outlet(text, s.row.doc)
-                    for s in scored)
-        )
+        answered = self._answers(text, scored)
         groups = self._group(self._final(text, scored), k)
         passages = []
         for rank, group in enumerate(groups, start=1):
@@ -203,6 +190,22 @@ class Engine:
                 )
             )
         return Answer(question=text, answered=answered, passages=passages, warnings=warnings)
+
+    def _answers(self, question: str, scored: list[Scored]) -> bool:
+        """Whether the evidence is strong enough to answer (see ``confidence``), less what
+        names the best article never uses cost."""
+        # A byline says who wrote a story, not that the archive covers the question.
+        evidence = [s for s in scored if s.row.kind != "byline"] or scored
+        best = max(evidence, key=lambda s: s.score)
+        missing = rerank.missing_names(
+            question, rerank.question_terms(question), self.idf, self._vocabulary(best.row.doc)
+        )
+        if confidence(best.hit.dense, best.signals) - C_MISSING * missing >= MIN_CONFIDENCE:
+            return True
+        # "Who wrote the VOA story?": the named outlet's byline answers it.
+        return rerank.asks_for_author(question) and any(
+            s.row.kind == "byline" and self._names_outlet(question, s.row.doc) for s in scored
+        )
 
     def _stage(
         self, question: str, hits: list[Hit], k: int, stage: str, warnings: list[str]
