@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .vectors import load_npy
+
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 QUERY_FILE = "query_tokenizer.json"
 # bm25s methods whose scores are all in the matrix (the others add a non-occurrence term).
@@ -84,7 +86,7 @@ class Bm25Index:
             (directory / "vocab.index.json").read_text(encoding="utf-8")
         )
         arrays = {
-            name: np.load(directory / f"{name}.csc.index.npy", mmap_mode="r")
+            name: load_npy(directory / f"{name}.csc.index.npy")
             for name in ("data", "indices", "indptr")
         }
         self.num_docs = int(params["num_docs"])

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .errors import IndexDamaged, IndexLocked, IndexMissing, IndexStale, QAError
+from .vectors import load_npy
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
@@ -246,7 +247,7 @@ class Store:
                 # A quantised IVF index re-scores its candidates against the float vectors.
                 self.vectors = FaissIndex.load(
                     self.version / "faiss.index", mmap=mmap,
-                    vectors=np.load(self.version / "vectors.npy", mmap_mode="r"),
+                    vectors=load_npy(self.version / "vectors.npy"),
                 )
             self.db = _open_db(self.version / "passages.sqlite")
             (count,) = self.db.execute("SELECT count(*) FROM passages").fetchone()
@@ -315,7 +316,7 @@ class Store:
 
     def load_vectors(self) -> np.ndarray:
         try:
-            vectors = np.load(self.version / "vectors.npy", mmap_mode="r")
+            vectors = load_npy(self.version / "vectors.npy")
         except (OSError, ValueError) as error:
             raise self._damaged("vectors.npy") from error
         if vectors.ndim != 2 or vectors.shape[0] != self.passage_count:
@@ -395,7 +396,7 @@ def write_version(
             out[:] = vectors
             out.flush()
             del out
-        mapped = np.load(vector_file, mmap_mode="r")
+        mapped = load_npy(vector_file)
         progress("vector index", 0, len(mapped))
         faiss_index = build_faiss(
             mapped, progress=lambda done, total: progress("vector index", done, total)

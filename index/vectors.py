@@ -3,10 +3,23 @@ numpy index as the reference the FAISS backends are tested against."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# numpy reads a .npy header with ast.literal_eval, and CPython 3.11's AST constructor keeps
+# its recursion depth in state shared by threads: two threads loading at once can fail with
+# "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905; seen here
+# when a reader thread opened the index while the same process wrote a new version).
+_NPY_HEADER = threading.Lock()
+
+
+def load_npy(path: Path, mmap: bool = True) -> np.ndarray:
+    """``np.load`` of a .npy file (memory-mapped read-only by default), one thread at a time."""
+    with _NPY_HEADER:
+        return np.load(path, mmap_mode="r" if mmap else None)
 
 
 class VectorIndex:
@@ -70,7 +83,7 @@ class NumpyIndex(VectorIndex):
 
     @classmethod
     def load(cls, path: Path, mmap: bool = True) -> NumpyIndex:
-        vectors = np.load(path, mmap_mode="r" if mmap else None)
+        vectors = load_npy(path, mmap=mmap)
         if vectors.ndim != 2 or vectors.dtype != np.float32:
             raise ValueError(f"{path} is not a float32 matrix")
         return cls(vectors.shape[1], vectors)
