@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +227,7 @@ def quantize_onnx(source: Path, dest: Path) -> str:
     return digest
 
 
+@cache
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read)."""
     try:
