@@ -28,6 +28,12 @@ W_PAIRS = 0.2
 # bases of Kataib Hezbollah. Washington said the air strikes, which killed 25 people, …" —
 # the answer's sentence refers back to what the one before named.
 W_CONTEXT = 0.5
+# "How many people were killed …?" asks for a count of people: a sentence that states one
+# ("… which killed 25 people") answers it; one that only shares the question's words
+# ("… a US contractor, prompting US air strikes") does not. Added when the best sentence
+# states a count of what the question counts (chosen on squad-a's how-many questions).
+W_COUNT = 0.2
+COUNT_WINDOW = 2  # the counted word may follow the number by this many words ("25 more people")
 # Cosine of the best sentence, measured on the RERANK_DEPTH best passages only: embedding
 # sentences is the costly part of a query (one model call for all of them, at most
 # HIGHLIGHT_EMBED sentences per passage). Other passages use their passage cosine instead.
@@ -140,6 +146,51 @@ def missing_names(question: str, terms: Sequence[str], idf: Idf, vocabulary: set
     return sum(idf(t) for t in missing) / total
 
 
+_HOW_MANY = re.compile(r"\bhow\s+(?:many|much)\s+((?:[\w'’-]+\s*){1,3})", re.IGNORECASE)
+# Words that end the counted phrase: "how many people were killed" counts people.
+_PHRASE_END = frozenset(
+    "a an the of did does do is are was were be been has have had will would can could should "
+    "may might must in on at to for by from with that which who there it its their his her "
+    "this these those".split()
+)
+_NUMBER_WORDS = frozenset(
+    "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety "
+    "hundred hundreds thousand thousands million millions billion billions trillion dozen "
+    "dozens".split()
+)
+_COUNT_TOKEN = re.compile(r"\d[\d,.]*|[\w'’-]+")
+
+
+@lru_cache(maxsize=1024)
+def counted(question: str) -> frozenset[str]:
+    """Stems of what a "how many …" / "how much …" question counts (empty for others):
+    "How many Super Bowl titles …" → {super, bowl, titl}."""
+    match = _HOW_MANY.search(question)
+    if not match:
+        return frozenset()
+    words = []
+    for word in match.group(1).lower().split():
+        if word in _PHRASE_END:
+            break
+        words.append(word)
+    return frozenset(lexical._stemmer().stemWords(words))
+
+
+def states_count(sentence: str, things: frozenset[str]) -> bool:
+    """Whether ``sentence`` puts a number before one of ``things`` (stems, see ``counted``):
+    "killed 25 people", "three Super Bowl titles", "hundreds of thousands of people"."""
+    if not things:
+        return False
+    tokens = _COUNT_TOKEN.findall(sentence.lower())
+    stems = lexical._stemmer().stemWords(tokens)
+    for i, token in enumerate(tokens):
+        if token[0].isdigit() or token in _NUMBER_WORDS:
+            if any(stem in things for stem in stems[i + 1 : i + 1 + COUNT_WINDOW]):
+                return True
+    return False
+
+
 class Idf:
     """Inverse document frequency of stemmed terms, read from the BM25 index (cached)."""
 
@@ -178,6 +229,7 @@ class Signals:
     best: int  # index of that sentence in the passage
     per_sentence: tuple[float, ...] = ()  # the IDF share of each sentence
     similar: dict[int, float] = field(default_factory=dict)  # cosine of embedded sentences
+    count: bool = False  # the best sentence states a count of what the question counts
 
     @property
     def sentence_similarity(self) -> float:
@@ -185,11 +237,16 @@ class Signals:
 
 
 def signals(
-    question_terms: Sequence[str], idf: Idf, row: PassageRow, title: str | None
+    question_terms: Sequence[str],
+    idf: Idf | Callable[[str], float],
+    row: PassageRow,
+    title: str | None,
+    things: frozenset[str] = frozenset(),
 ) -> Signals:
     """Sentence-level lexical evidence that ``row`` answers the question: per sentence, the
     share of the question's IDF mass it holds (title words always, words only the sentence
-    before holds at ``W_CONTEXT``)."""
+    before holds at ``W_CONTEXT``); for a "how many" question (``things``, see ``counted``),
+    whether the best sentence states such a count."""
     weights = {t: idf(t) for t in question_terms}
     total = sum(weights.values())
     if not total or not row.sentences:
@@ -216,13 +273,15 @@ def signals(
         shares.append(score)
         if (score, found) > best[:2]:
             best = (score, found, index)
-    return Signals(best[0], best[1], best[2], tuple(shares))
+    start, end = row.sentences[best[2]]
+    count = states_count(row.text[start - row.start : end - row.start], things)
+    return Signals(best[0], best[1], best[2], tuple(shares), count=count)
 
 
 def final_score(fused: float, s: Signals, kind: str) -> float:
     """The final ordering score. A byline passage is no evidence about the story's content
     (``qa.engine`` ranks it by its article for questions about authorship)."""
-    score = W_FUSED * fused + W_SENTENCE * s.sentence + W_PAIRS * s.pairs
+    score = W_FUSED * fused + W_SENTENCE * s.sentence + W_PAIRS * s.pairs + W_COUNT * s.count
     if kind == "caption":
         score -= CAPTION_PENALTY
     elif kind == "byline":

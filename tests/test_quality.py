@@ -340,3 +340,51 @@ def test_sentence_evidence_counts_what_the_sentence_before_named_at_half_weight(
     assert got.per_sentence[0] == pytest.approx(0.5)  # kataib, hezbollah
     assert got.per_sentence[1] == pytest.approx((2 + W_CONTEXT * 2) / 4)
     assert got.best == 1
+
+
+@pytest.mark.parametrize("question, things", [
+    ("How many people were killed by the strikes?", {"peopl"}),
+    ("How many Super Bowl titles have the Broncos won?", {"super", "bowl", "titl"}),
+    ("how much money did the council approve?", {"money"}),
+    ("How many were killed?", set()),
+    ("Who was killed?", set()),
+])
+def test_counted_is_what_a_how_many_question_counts(question, things):
+    from qa.rerank import counted
+
+    assert counted(question) == things
+
+
+@pytest.mark.parametrize("sentence, states", [
+    ("Washington said the air strikes, which killed 25 people, were in retaliation.", True),
+    ("The raid killed three more people.", True),
+    ("Hundreds of people gathered.", True),
+    ("It killed a US contractor and other people, prompting US air strikes.", False),
+    ("Some 25 of the wounded people were flown out.", False),  # too far from the number
+])
+def test_states_count_needs_a_number_before_the_counted_word(sentence, states):
+    from qa.rerank import states_count
+
+    assert states_count(sentence, frozenset({"peopl"})) is states
+
+
+def test_a_sentence_stating_the_count_outranks_one_that_only_shares_the_words(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    # Without the count signal the first article wins: it holds more of the question's words.
+    (docs / "raid_wire.txt").write_text(
+        "Week in Review\n\nMarch 2, 2021\n\nThe militia attacked a US base in Kirkuk that "
+        "killed a contractor, prompting US air strikes on militia bases.\n"
+    )
+    (docs / "raid_daily.txt").write_text(
+        "Evening Report\n\nMarch 3, 2021\n\nOfficials said the air strikes on militia bases, "
+        "which killed 25 people, answered the attacks.\n"
+    )
+    build_index(docs, tmp_path / "index", embedder=FakeEmbedder(), count_tokens=word_count)
+    engine = Engine(tmp_path / "index", embedder=FakeEmbedder())
+    try:
+        got = engine.ask("How many people were killed by the US air strikes on militia bases?")
+    finally:
+        engine.close()
+    assert got.passages[0].citation.source == "raid_daily"
+    assert "25 people" in got.passages[0].highlight.text
