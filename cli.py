@@ -334,11 +334,20 @@ def render(answer: Answer, console: Console, show_weak: bool = False) -> None:
         else:
             body.append(text)
         console.print(Text(f"[{passage.rank}] score {passage.score:.3f}", style="bold cyan"))
-        console.print(body)
-        console.print(Text(citation_line(passage.rank, passage.citation), style="dim"))
+        _print_wrapped(console, body)
+        _print_wrapped(console, Text(citation_line(passage.rank, passage.citation), style="dim"))
         for other in passage.also:
-            console.print(Text("    also reported by " + citation_line(None, other), style="dim"))
+            line = Text("    also reported by " + citation_line(None, other), style="dim")
+            _print_wrapped(console, line)
         console.print()
+
+
+def _print_wrapped(console: Console, text: Any) -> None:
+    """``text`` wrapped at word boundaries to the console's width, without the space rich
+    leaves at the end of each wrapped line (it would be copied along with the passage)."""
+    for line in text.wrap(console, console.width):
+        line.rstrip()
+        console.print(line, soft_wrap=True)
 
 
 def citation_line(rank: int | None, c: Any) -> str:

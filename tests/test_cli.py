@@ -54,3 +54,25 @@ def test_every_command_has_help_with_an_example():
 def test_no_args_shows_help():
     result = runner.invoke(app, [])
     assert "ask" in result.stdout and "index" in result.stdout
+
+
+def test_wrapped_passages_keep_no_trailing_spaces():
+    from rich.console import Console
+
+    from cli import render
+    from qa.results import Answer, Citation, Highlight, Passage
+
+    text = "The harbor ferry carried its first passengers in two years on Friday. " * 3
+    text = text.strip()
+    citation = Citation("harbor_times", "/docs/harbor_times.txt", "Ferry Route Reopens",
+                        "2021-03-05", None, None, 100, 100 + len(text))
+    highlight = Highlight(text[:69], 100, 169)
+    answer = Answer("When did the ferry return?", True,
+                    [Passage(1, 1.2, text, highlight, citation)])
+    for terminal in (True, False):
+        console = Console(width=40, record=True, force_terminal=terminal, color_system=None)
+        render(answer, console)
+        lines = console.export_text().splitlines()
+        assert len(lines) > 6  # the passage really wrapped
+        assert [line for line in lines if line != line.rstrip()] == []
+        assert " ".join(" ".join(lines).split()).count("carried its first passengers") == 3
