@@ -229,7 +229,12 @@ class Signals:
     best: int  # index of that sentence in the passage
     per_sentence: tuple[float, ...] = ()  # the IDF share of each sentence
     similar: dict[int, float] = field(default_factory=dict)  # cosine of embedded sentences
-    count: bool = False  # the best sentence states a count of what the question counts
+    counts: frozenset[int] = frozenset()  # sentences stating a count the question asks for
+
+    @property
+    def count(self) -> bool:
+        """Whether the best sentence states a count of what the question counts."""
+        return self.best in self.counts
 
     @property
     def sentence_similarity(self) -> float:
@@ -246,7 +251,7 @@ def signals(
     """Sentence-level lexical evidence that ``row`` answers the question: per sentence, the
     share of the question's IDF mass it holds (title words always, words only the sentence
     before holds at ``W_CONTEXT``); for a "how many" question (``things``, see ``counted``),
-    whether the best sentence states such a count."""
+    which sentences state such a count."""
     weights = {t: idf(t) for t in question_terms}
     total = sum(weights.values())
     if not total or not row.sentences:
@@ -273,9 +278,11 @@ def signals(
         shares.append(score)
         if (score, found) > best[:2]:
             best = (score, found, index)
-    start, end = row.sentences[best[2]]
-    count = states_count(row.text[start - row.start : end - row.start], things)
-    return Signals(best[0], best[1], best[2], tuple(shares), count=count)
+    counts = frozenset(
+        i for i, (start, end) in enumerate(row.sentences)
+        if states_count(row.text[start - row.start : end - row.start], things)
+    ) if things else frozenset()
+    return Signals(best[0], best[1], best[2], tuple(shares), counts=counts)
 
 
 def final_score(fused: float, s: Signals, kind: str) -> float:
@@ -330,8 +337,12 @@ def contenders(s: Signals, count: int) -> list[int]:
 
 def best_sentence(s: Signals, count: int) -> int:
     """Index of the sentence that best answers: embedding similarity to the question (of the
-    contenders that were embedded) plus a share of its lexical evidence."""
+    contenders that were embedded) plus a share of its lexical evidence, and ``W_COUNT`` if
+    it states the count a "how many" question asks for."""
     shares = list(s.per_sentence) if len(s.per_sentence) == count else [0.0] * count
     if not s.similar:
         return s.best if 0 <= s.best < count else 0
-    return max(s.similar, key=lambda i: s.similar[i] + HIGHLIGHT_LEXICAL * shares[i])
+    return max(
+        s.similar,
+        key=lambda i: s.similar[i] + HIGHLIGHT_LEXICAL * shares[i] + W_COUNT * (i in s.counts),
+    )

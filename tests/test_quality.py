@@ -388,3 +388,14 @@ def test_a_sentence_stating_the_count_outranks_one_that_only_shares_the_words(tm
         engine.close()
     assert got.passages[0].citation.source == "raid_daily"
     assert "25 people" in got.passages[0].highlight.text
+
+
+def test_highlight_prefers_the_sentence_stating_the_count():
+    from qa.rerank import Signals, best_sentence
+
+    shares = (0.6, 0.55)
+    plain = Signals(0.6, 0.0, 0, shares, similar={0: 0.5, 1: 0.5})
+    assert best_sentence(plain, 2) == 0
+    counted = Signals(0.6, 0.0, 0, shares, similar={0: 0.5, 1: 0.5}, counts=frozenset({1}))
+    assert best_sentence(counted, 2) == 1
+    assert not counted.count  # the best sentence by lexical share states none
