@@ -224,12 +224,12 @@ class Engine:
     def _score(self, question: str, hits: list[Hit], query: np.ndarray) -> list[Scored]:
         idf = self.idf  # loads the index's analyzer settings before the question is split
         terms = rerank.question_terms(question)
-        things = rerank.counted(question)
+        want = rerank.wanted(question)
         rows = self.store.passages([h.id for h in hits])
         scored = []
         for hit, row in zip(hits, rows, strict=True):
             title = self.store.documents[row.doc].title
-            signals = rerank.signals(terms, idf, row, title, things)
+            signals = rerank.signals(terms, idf, row, title, want)
             score = rerank.final_score(hit.fused, signals, row.kind)
             if self._names_outlet(question, row.doc):
                 score += rerank.W_OUTLET

@@ -28,11 +28,13 @@ W_PAIRS = 0.2
 # bases of Kataib Hezbollah. Washington said the air strikes, which killed 25 people, …" —
 # the answer's sentence refers back to what the one before named.
 W_CONTEXT = 0.5
-# "How many people were killed …?" asks for a count of people: a sentence that states one
-# ("… which killed 25 people") answers it; one that only shares the question's words
-# ("… a US contractor, prompting US air strikes") does not. Added when the best sentence
-# states a count of what the question counts (chosen on squad-a's how-many questions).
+# What kind of answer the question asks for (``wanted``): "How many people were killed …?"
+# asks for a count of people, and a sentence that states one ("… which killed 25 people")
+# answers it where one that only shares the question's words ("… a US contractor, prompting
+# US air strikes") does not; "When …?" / "What year …?" asks for a time the question does not
+# already give. Added when the best sentence states such an answer (chosen on squad-a).
 W_COUNT = 0.2
+W_TIME = 0.1
 COUNT_WINDOW = 2  # the counted word may follow the number by this many words ("25 more people")
 # Cosine of the best sentence, measured on the RERANK_DEPTH best passages only: embedding
 # sentences is the costly part of a query (one model call for all of them, at most
@@ -162,6 +164,51 @@ _NUMBER_WORDS = frozenset(
 _COUNT_TOKEN = re.compile(r"\d[\d,.]*|[\w'’-]+")
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """The kind of answer a question asks for: ``"count"`` of ``things`` (stems) or
+    ``"time"`` other than ``things`` (the time expressions the question gives itself)."""
+
+    kind: str
+    things: frozenset[str]
+    weight: float
+
+
+_WHEN = re.compile(
+    r"\b(?:when|(?:what|which) (?:year|month|day|date|decade|century))\b", re.IGNORECASE
+)
+_TIME = re.compile(
+    r"\b(?:January|February|March|April|May|June|July|August|September|October|November"
+    r"|December|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b"
+    r"|\b(?:1\d|20)\d\d(?:s\b|\b)|\b\d{1,2}(?:st|nd|rd|th) century\b|\b\d0s\b",
+    re.IGNORECASE,
+)
+
+
+@lru_cache(maxsize=1024)
+def wanted(question: str) -> Wanted | None:
+    """What the question asks for, when a sentence can be seen to state it: a count ("How
+    many people …", see ``counted``) or a time ("When …", "What year …"); None otherwise."""
+    things = counted(question)
+    if things:
+        return Wanted("count", things, W_COUNT)
+    if _WHEN.search(question):
+        return Wanted("time", times(question), W_TIME)
+    return None
+
+
+def times(text: str) -> frozenset[str]:
+    """The time expressions of ``text``: month and weekday names, years, decades, centuries."""
+    return frozenset(match.lower() for match in _TIME.findall(text))
+
+
+def states(sentence: str, want: Wanted) -> bool:
+    """Whether ``sentence`` states the kind of answer ``want`` asks for."""
+    if want.kind == "count":
+        return states_count(sentence, want.things)
+    return bool(times(sentence) - want.things)
+
+
 @lru_cache(maxsize=1024)
 def counted(question: str) -> frozenset[str]:
     """Stems of what a "how many …" / "how much …" question counts (empty for others):
@@ -229,12 +276,15 @@ class Signals:
     best: int  # index of that sentence in the passage
     per_sentence: tuple[float, ...] = ()  # the IDF share of each sentence
     similar: dict[int, float] = field(default_factory=dict)  # cosine of embedded sentences
-    counts: frozenset[int] = frozenset()  # sentences stating a count the question asks for
+    # Sentences stating the kind of answer the question asks for (see ``wanted``), and what
+    # that is worth.
+    stating: frozenset[int] = frozenset()
+    weight: float = 0.0
 
     @property
-    def count(self) -> bool:
-        """Whether the best sentence states a count of what the question counts."""
-        return self.best in self.counts
+    def states_wanted(self) -> float:
+        """``weight`` if the best sentence states the kind of answer the question wants."""
+        return self.weight if self.best in self.stating else 0.0
 
     @property
     def sentence_similarity(self) -> float:
@@ -246,12 +296,12 @@ def signals(
     idf: Idf | Callable[[str], float],
     row: PassageRow,
     title: str | None,
-    things: frozenset[str] = frozenset(),
+    want: Wanted | None = None,
 ) -> Signals:
     """Sentence-level lexical evidence that ``row`` answers the question: per sentence, the
     share of the question's IDF mass it holds (title words always, words only the sentence
-    before holds at ``W_CONTEXT``); for a "how many" question (``things``, see ``counted``),
-    which sentences state such a count."""
+    before holds at ``W_CONTEXT``), and which sentences state the kind of answer the
+    question asks for (``want``, see ``wanted``)."""
     weights = {t: idf(t) for t in question_terms}
     total = sum(weights.values())
     if not total or not row.sentences:
@@ -278,17 +328,19 @@ def signals(
         shares.append(score)
         if (score, found) > best[:2]:
             best = (score, found, index)
-    counts = frozenset(
+    if want is None:
+        return Signals(best[0], best[1], best[2], tuple(shares))
+    stating = frozenset(
         i for i, (start, end) in enumerate(row.sentences)
-        if states_count(row.text[start - row.start : end - row.start], things)
-    ) if things else frozenset()
-    return Signals(best[0], best[1], best[2], tuple(shares), counts=counts)
+        if states(row.text[start - row.start : end - row.start], want)
+    )
+    return Signals(best[0], best[1], best[2], tuple(shares), stating=stating, weight=want.weight)
 
 
 def final_score(fused: float, s: Signals, kind: str) -> float:
     """The final ordering score. A byline passage is no evidence about the story's content
     (``qa.engine`` ranks it by its article for questions about authorship)."""
-    score = W_FUSED * fused + W_SENTENCE * s.sentence + W_PAIRS * s.pairs + W_COUNT * s.count
+    score = W_FUSED * fused + W_SENTENCE * s.sentence + W_PAIRS * s.pairs + s.states_wanted
     if kind == "caption":
         score -= CAPTION_PENALTY
     elif kind == "byline":
@@ -337,12 +389,12 @@ def contenders(s: Signals, count: int) -> list[int]:
 
 def best_sentence(s: Signals, count: int) -> int:
     """Index of the sentence that best answers: embedding similarity to the question (of the
-    contenders that were embedded) plus a share of its lexical evidence, and ``W_COUNT`` if
-    it states the count a "how many" question asks for."""
+    contenders that were embedded) plus a share of its lexical evidence, and the weight of
+    the kind of answer the question asks for if it states one (see ``wanted``)."""
     shares = list(s.per_sentence) if len(s.per_sentence) == count else [0.0] * count
     if not s.similar:
         return s.best if 0 <= s.best < count else 0
     return max(
         s.similar,
-        key=lambda i: s.similar[i] + HIGHLIGHT_LEXICAL * shares[i] + W_COUNT * (i in s.counts),
+        key=lambda i: s.similar[i] + HIGHLIGHT_LEXICAL * shares[i] + s.weight * (i in s.stating),
     )

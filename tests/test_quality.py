@@ -390,12 +390,49 @@ def test_a_sentence_stating_the_count_outranks_one_that_only_shares_the_words(tm
     assert "25 people" in got.passages[0].highlight.text
 
 
-def test_highlight_prefers_the_sentence_stating_the_count():
+def test_highlight_prefers_the_sentence_stating_what_the_question_asks_for():
     from qa.rerank import Signals, best_sentence
 
     shares = (0.6, 0.55)
     plain = Signals(0.6, 0.0, 0, shares, similar={0: 0.5, 1: 0.5})
     assert best_sentence(plain, 2) == 0
-    counted = Signals(0.6, 0.0, 0, shares, similar={0: 0.5, 1: 0.5}, counts=frozenset({1}))
+    counted = Signals(0.6, 0.0, 0, shares, similar={0: 0.5, 1: 0.5},
+                      stating=frozenset({1}), weight=0.2)
     assert best_sentence(counted, 2) == 1
-    assert not counted.count  # the best sentence by lexical share states none
+    assert counted.states_wanted == 0.0  # the best sentence by lexical share states none
+
+
+@pytest.mark.parametrize("question, sentence, states", [
+    ("When did the ferry return?", "The ferry returned in March.", True),
+    ("What year was the club founded?", "The club was founded in 1889.", True),
+    ("What year was the club founded?", "The club was founded by miners.", False),
+    ("When in 1889 was the club founded?", "The club was founded in 1889.", False),  # given
+    ("In which decade did jazz spread?", "Jazz spread in the 1920s.", True),
+    ("Which city did jazz spread from?", "Jazz spread in the 1920s.", False),  # not asked
+    ("What century did the war end?", "The war ended in the 17th century.", True),
+    ("How many people were killed?", "The strikes killed 25 people.", True),
+    ("How many people were killed?", "The strikes killed people in 2019.", False),
+])
+def test_wanted_answer_kind(question, sentence, states):
+    from qa.rerank import states as states_wanted
+    from qa.rerank import wanted
+
+    want = wanted(question)
+    assert (want is not None and states_wanted(sentence, want)) is states
+
+
+def test_questions_that_want_no_particular_kind_of_answer():
+    from qa.rerank import wanted
+
+    assert wanted("Who is the president of France?") is None
+    assert wanted("What did the mayor say?") is None
+
+
+def test_final_score_adds_the_weight_when_the_best_sentence_states_the_answer_kind():
+    from qa.rerank import Signals, final_score
+
+    plain = Signals(0.5, 0.0, 1, (0.2, 0.5))
+    stating = Signals(0.5, 0.0, 1, (0.2, 0.5), stating=frozenset({1}), weight=0.1)
+    elsewhere = Signals(0.5, 0.0, 1, (0.2, 0.5), stating=frozenset({0}), weight=0.1)
+    assert final_score(0.7, stating, "text") == pytest.approx(final_score(0.7, plain, "text") + 0.1)
+    assert final_score(0.7, elsewhere, "text") == final_score(0.7, plain, "text")
