@@ -177,11 +177,11 @@ class Wanted:
 _WHEN = re.compile(
     r"\b(?:when|(?:what|which) (?:year|month|day|date|decade|century))\b", re.IGNORECASE
 )
+# Month and weekday names only capitalised: "may" and "march" are also a verb and a noun.
 _TIME = re.compile(
     r"\b(?:January|February|March|April|May|June|July|August|September|October|November"
     r"|December|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b"
-    r"|\b(?:1\d|20)\d\d(?:s\b|\b)|\b\d{1,2}(?:st|nd|rd|th) century\b|\b\d0s\b",
-    re.IGNORECASE,
+    r"|\b(?:1\d|20)\d\d(?:s\b|\b)|\b\d{1,2}(?:st|nd|rd|th) (?i:century)\b|\b\d0s\b"
 )
 
 

@@ -436,3 +436,10 @@ def test_final_score_adds_the_weight_when_the_best_sentence_states_the_answer_ki
     elsewhere = Signals(0.5, 0.0, 1, (0.2, 0.5), stating=frozenset({0}), weight=0.1)
     assert final_score(0.7, stating, "text") == pytest.approx(final_score(0.7, plain, "text") + 0.1)
     assert final_score(0.7, elsewhere, "text") == final_score(0.7, plain, "text")
+
+
+def test_may_the_verb_is_not_a_time():
+    from qa.rerank import times
+
+    assert times("Officials may respond, and a march may follow.") == set()
+    assert times("Officials may respond in May or in the 19th Century.") == {"may", "19th century"}
