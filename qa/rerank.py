@@ -311,8 +311,10 @@ def signals(
     best = (-1.0, 0.0, 0)
     shares = []
     previous: set[str] = set()
+    stating = set()
     for index, (start, end) in enumerate(row.sentences):
-        tokens = _tokens(row.text[start - row.start : end - row.start])
+        sentence = row.text[start - row.start : end - row.start]
+        tokens = _tokens(sentence)
         present = set(tokens)
         covered = sum(w for t, w in weights.items() if t in present or t in title_terms)
         covered += W_CONTEXT * sum(
@@ -328,13 +330,12 @@ def signals(
         shares.append(score)
         if (score, found) > best[:2]:
             best = (score, found, index)
-    if want is None:
-        return Signals(best[0], best[1], best[2], tuple(shares))
-    stating = frozenset(
-        i for i, (start, end) in enumerate(row.sentences)
-        if states(row.text[start - row.start : end - row.start], want)
+        if want is not None and states(sentence, want):
+            stating.add(index)
+    return Signals(
+        best[0], best[1], best[2], tuple(shares),
+        stating=frozenset(stating), weight=want.weight if want else 0.0,
     )
-    return Signals(best[0], best[1], best[2], tuple(shares), stating=stating, weight=want.weight)
 
 
 def final_score(fused: float, s: Signals, kind: str) -> float:
