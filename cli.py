@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -16,8 +15,9 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from qa.app import Builder, Paths
     from qa.engine import Engine
-    from qa.results import Answer
+    from qa.results import Answer, Citation
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -26,8 +26,6 @@ app = typer.Typer(
 )
 index_app = typer.Typer(no_args_is_help=True, help="Build, update and inspect the index.")
 app.add_typer(index_app, name="index")
-
-PROJECT_SEEDS = Path(__file__).resolve().parent / "seeds"
 
 DocsOption = Annotated[
     Path | None,
@@ -74,29 +72,30 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def cache_root() -> Path:
-    base = os.environ.get("QA_HOME") or os.environ.get("XDG_CACHE_HOME")
-    return Path(base) / "newsqa" if base else Path.home() / ".cache" / "newsqa"
+def _paths(docs: Path | None, index: Path | None) -> Paths:
+    from qa.app import Paths
+
+    return Paths.resolve(docs, index)
 
 
-def default_docs() -> Path:
-    return PROJECT_SEEDS if PROJECT_SEEDS.is_dir() else Path.cwd() / "seeds"
+def _builder(ctx: typer.Context, progress: Any = None) -> Builder:
+    """How this command builds an index. ``ctx.obj`` may pass an ``embedder`` and a
+    ``count_tokens`` in (tests run the CLI over a small fake model that way)."""
+    from qa.app import Builder
 
-
-def resolve_paths(docs: Path | None, index: Path | None) -> tuple[Path, Path, bool]:
-    """(docs, index, docs_given). Without --index the index lives in the cache, one per docs."""
-    given = docs is not None
-    docs = (docs or default_docs()).expanduser()
-    if index is None:
-        resolved = str(docs.resolve())
-        tag = hashlib.sha256(resolved.encode()).hexdigest()[:10]
-        index = cache_root() / "indexes" / f"{docs.resolve().name}-{tag}"
-    return docs, index.expanduser(), given
+    deps = ctx.obj if isinstance(ctx.obj, dict) else {}
+    return Builder(
+        embedder=deps.get("embedder"),
+        count_tokens=deps.get("count_tokens"),
+        progress=progress or (lambda stage, done, total: None),
+        warn=warn,
+        notice=lambda message: _stderr().print(message, soft_wrap=True, markup=False),
+    )
 
 
 @contextmanager
 def progress_bars() -> Iterator[Any]:
-    """A progress callback drawing one bar per stage on stderr."""
+    """A progress callback drawing one bar per stage on stderr, from its first report on."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -116,24 +115,21 @@ def progress_bars() -> Iterator[Any]:
     tasks: dict[str, Any] = {}
 
     def update(stage: str, done: int, total: int) -> None:
+        if not tasks:
+            bars.start()
         if stage not in tasks:
             tasks[stage] = bars.add_task(stage, total=total)
         bars.update(tasks[stage], completed=done, total=total)
 
-    with bars:
+    try:
         yield update
-
-
-def _build(docs: Path, index: Path, update: bool = False) -> Any:
-    from index.pipeline import build_index, update_index
-
-    with progress_bars() as progress:
-        run = update_index if update else build_index
-        return run(docs, index, progress=progress, warn=warn)
+    finally:
+        if tasks:
+            bars.stop()
 
 
 @index_app.command("build")
-def index_build(docs: DocsOption = None, index: IndexOption = None) -> None:
+def index_build(ctx: typer.Context, docs: DocsOption = None, index: IndexOption = None) -> None:
     """Build the index from scratch over every .txt/.md article in DOCS.
 
     The old index keeps answering until the new one is complete, even if the build is killed.
@@ -142,58 +138,45 @@ def index_build(docs: DocsOption = None, index: IndexOption = None) -> None:
 
     Example: qa index build --docs seeds/
     """
-    with user_errors():
-        docs, index, _ = resolve_paths(docs, index)
-        report = _build(docs, index)
-        _stderr().print(
-            f"indexed {report.documents} documents, {report.passages} passages "
-            f"({report.embedded} embedded) into {index}"
-            + (f"; skipped {len(report.skipped)} unusable file(s)" if report.skipped else ""),
-            soft_wrap=True,
-        )
+    with user_errors(), progress_bars() as progress:
+        paths = _paths(docs, index)
+        report = _builder(ctx, progress).run(paths.docs, paths.index)
+    _stderr().print(
+        f"indexed {report.documents} documents, {report.passages} passages "
+        f"({report.embedded} embedded) into {paths.index}"
+        + (f"; skipped {len(report.skipped)} unusable file(s)" if report.skipped else ""),
+        soft_wrap=True,
+    )
 
 
 @index_app.command("update")
-def index_update(docs: DocsOption = None, index: IndexOption = None) -> None:
+def index_update(ctx: typer.Context, docs: DocsOption = None, index: IndexOption = None) -> None:
     """Bring the index in line with DOCS, embedding only new or changed passages.
 
     Builds the index when there is none. An index built with another model cannot be updated.
 
     Example: qa index update --docs seeds/
     """
-    with user_errors():
-        docs, index, given = resolve_paths(docs, index)
-        docs = _indexed_docs(docs, index, given)
-        report = _build(docs, index, update=True)
-        out = _stderr()
-        for label, names in (("added", report.added), ("changed", report.changed),
-                             ("removed", report.removed), ("skipped", report.skipped)):
-            if label == "skipped" and not names:
-                continue
-            more = f", … {len(names) - 10} more" if len(names) > 10 else ""
-            out.print(f"{label}: {len(names)} file(s)" + (f" ({', '.join(names[:10])}{more})"
-                                                          if names else ""), soft_wrap=True)
-        out.print(
-            f"embedded {report.embedded} new passage(s); index has {report.documents} documents,"
-            f" {report.passages} passages"
-        )
-
-
-def _indexed_docs(docs: Path, index: Path, given: bool) -> Path:
-    """Without --docs, an existing index answers for the folder it was built from."""
-    if given:
-        return docs
-    from index.errors import QAError
-    from index.store import read_manifest
-
-    try:
-        return Path(read_manifest(index).get("docs_dir") or docs)
-    except QAError:
-        return docs
+    with user_errors(), progress_bars() as progress:
+        paths = _paths(docs, index)
+        report = _builder(ctx, progress).run(paths.indexed_docs(), paths.index, update=True)
+    out = _stderr()
+    for label, names in (("added", report.added), ("changed", report.changed),
+                         ("removed", report.removed), ("skipped", report.skipped)):
+        if label == "skipped" and not names:
+            continue
+        more = f", … {len(names) - 10} more" if len(names) > 10 else ""
+        listed = f" ({', '.join(names[:10])}{more})" if names else ""
+        out.print(f"{label}: {len(names)} file(s){listed}", soft_wrap=True, markup=False)
+    out.print(
+        f"embedded {report.embedded} new passage(s); index has {report.documents} documents,"
+        f" {report.passages} passages"
+    )
 
 
 @index_app.command("status")
 def index_status(
+    ctx: typer.Context,
     docs: DocsOption = None,
     index: IndexOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -202,106 +185,48 @@ def index_status(
 
     Example: qa index status
     """
-    from index.model import DIMENSION, MODEL_NAME
-    from index.pipeline import docs_changes, expected_manifest
-    from index.store import Store, is_being_written
+    from rich.table import Table
+
+    from qa.app import status as index_state
 
     with user_errors():
-        docs, index, given = resolve_paths(docs, index)
-        # Opening the store checks the manifest, file sizes and counts: a stale or damaged
-        # index is reported here, not at the next question.
-        store = Store(index, expect=expected_manifest(MODEL_NAME, DIMENSION))
-        manifest = store.manifest
-        store.close()
-        docs = _indexed_docs(docs, index, given)
-        changes = docs_changes(docs, manifest)
-        status = {
-            "index": str(index),
-            "docs": str(docs),
-            "documents": manifest["counts"]["documents"],
-            "passages": manifest["counts"]["passages"],
-            "model": manifest["model"]["name"],
-            "vector_index": manifest.get("vector_index", {}).get("kind"),
-            "built": manifest.get("created"),
-            "updated": manifest.get("updated"),
-            "up_to_date": not changes,
-            "added": changes.added,
-            "changed": changes.changed,
-            "removed": changes.removed,
-            "skipped": sorted(
-                name for name, entry in manifest.get("files", {}).items() if entry.get("skipped")
-            ),
-            "being_written": is_being_written(index),
-        }
-        if json_out:
-            print(json.dumps(status))
-            return
-        out = _stdout()
-        for key in ("index", "docs", "documents", "passages", "model", "vector_index", "built",
-                    "updated"):
-            out.print(f"{key + ':':14} {status[key]}")
-        if changes:
-            out.print(
-                f"{'articles:':14} changed since the index was built — {len(changes.added)} added, "
-                f"{len(changes.changed)} changed, {len(changes.removed)} removed: "
-                "run `qa index update`"
-            )
-        else:
-            out.print(f"{'articles:':14} unchanged since the index was built")
-        if status["being_written"]:
-            out.print(f"{'writer:':14} another qa process is building or updating this index now")
-        if status["skipped"]:
-            out.print(f"{'skipped:':14} {len(status['skipped'])} unusable file(s) not indexed: "
-                      + ", ".join(status["skipped"][:10]), soft_wrap=True)
-
-
-def open_engine(docs: Path | None, index: Path | None, refresh: bool = False) -> Engine:
-    """Load the index for DOCS, building it first when there is none."""
-    from index.errors import IndexMissing
-    from index.pipeline import docs_changes
-    from qa.engine import Engine
-
-    docs, index, given = resolve_paths(docs, index)
-    try:
-        engine = Engine(index)
-    except IndexMissing:
-        from index.pipeline import check_docs
-
-        check_docs(docs)
-        _stderr().print(f"no index yet for {docs}: building it at {index}", soft_wrap=True)
-        _write_or_wait(docs, index, update=False)
-        return Engine(index)
-    docs = _indexed_docs(docs, index, given)
-    changes = docs_changes(docs, engine.store.manifest)
-    if changes and refresh:
-        engine.close()
-        _write_or_wait(docs, index, update=True)
-        return Engine(index)
-    if changes:
-        warn(
-            f"docs in {docs} changed since the index was built ({len(changes.added)} added,"
-            f" {len(changes.changed)} changed, {len(changes.removed)} removed): answering from"
-            " the index as it is; run `qa index update` or pass --refresh"
-        )
-    return engine
-
-
-def _write_or_wait(docs: Path, index: Path, update: bool) -> None:
-    """Build or update for `ask`; if another qa is writing the index, wait for it and then
-    update (cheap when the other writer already did the work) instead of failing."""
-    from index.errors import IndexLocked
-    from index.store import CURRENT, writer_lock
-
-    try:
-        _build(docs, index, update=update)
+        state = index_state(_paths(docs, index), embedder=_builder(ctx).embedder)
+    if json_out:
+        print(json.dumps(state))
         return
-    except IndexLocked:
-        _stderr().print(f"another qa process is writing the index at {index}: waiting for it",
-                        soft_wrap=True)
-    with writer_lock(index, wait=True):
-        pass
-    if update or not (index / CURRENT).exists():
-        _build(docs, index, update=True)
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key in ("index", "docs", "documents", "passages", "model", "vector_index", "built",
+                "updated"):
+        table.add_row(key, str(state[key]))
+    if state["up_to_date"]:
+        table.add_row("articles", "unchanged since the index was built")
+    else:
+        table.add_row(
+            "articles",
+            f"changed since the index was built — {len(state['added'])} added, "
+            f"{len(state['changed'])} changed, {len(state['removed'])} removed: "
+            "run `qa index update`",
+        )
+    if state["being_written"]:
+        table.add_row("writer", "another qa process is building or updating this index now")
+    if state["skipped"]:
+        table.add_row("skipped", f"{len(state['skipped'])} unusable file(s) not indexed: "
+                      + ", ".join(state["skipped"][:10]))
+    _stdout().print(table)
+
+
+def open_engine(
+    ctx: typer.Context, docs: Path | None, index: Path | None, refresh: bool = False,
+    ranking: Any = None,
+) -> Engine:
+    """The engine for DOCS (built first, with progress bars, when there is no index)."""
+    from qa.app import open_engine as open_archive
+
+    with progress_bars() as progress:
+        return open_archive(_paths(docs, index), refresh=refresh,
+                            builder=_builder(ctx, progress), ranking=ranking)
 
 
 def render(answer: Answer, console: Console, show_weak: bool = False) -> None:
@@ -350,15 +275,10 @@ def _print_wrapped(console: Console, text: Any) -> None:
         console.print(line, soft_wrap=True)
 
 
-def citation_line(rank: int | None, c: Any) -> str:
-    date = c.date or "undated"
-    if c.date and getattr(c, "date_inferred", False):
-        date += " (inferred)"
-    head = f"[{rank}] " if rank is not None else ""
-    return (
-        f"{head}{c.title or c.source} — {c.publisher or 'unknown outlet'}, {date} "
-        f"({c.source}, chars {c.start}–{c.end})"
-    )
+def citation_line(rank: int | None, c: Citation) -> str:
+    from qa.cite import citation_text
+
+    return f"{citation_text(rank, c)} ({c.source}, chars {c.start}–{c.end})"
 
 
 SourceOption = Annotated[
@@ -379,17 +299,9 @@ ShowWeakOption = Annotated[
 ]
 
 
-def answer_json(answer: Answer, show_weak: bool = False) -> dict[str, Any]:
-    """The JSON contract object. A refused answer holds no passages unless ``show_weak``:
-    a script reading ``passages`` never takes weak evidence for an answer by accident."""
-    data = answer.to_dict()
-    if not answer.answered and not show_weak:
-        data["passages"] = []
-    return data
-
-
 @app.command()
 def ask(
+    ctx: typer.Context,
     question: Annotated[str, typer.Argument(help='The question, or "-" to read one per line.')],
     k: Annotated[int, typer.Option("-k", "--top", min=1, max=100, help="Passages to show.")] = 5,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per question.")] = False,
@@ -420,7 +332,7 @@ def ask(
             from qa.engine import clean_question
 
             clean_question(question)  # fail fast, before loading anything
-        engine = open_engine(docs, index, refresh)
+        engine = open_engine(ctx, docs, index, refresh)
         questions = _stdin_text() if question == "-" else [question]
         out = _stdout()
         for line in questions:
@@ -436,7 +348,7 @@ def ask(
             if json_out:
                 for message in answer.warnings:
                     warn(message)
-                print(json.dumps(answer_json(answer, show_weak), ensure_ascii=False), flush=True)
+                print(json.dumps(answer.to_dict(show_weak), ensure_ascii=False), flush=True)
             else:
                 if question == "-":
                     out.print(f"[bold]Q: {answer.question}[/]")
@@ -455,6 +367,7 @@ def _ks(value: str) -> list[int]:
 
 @app.command("eval")
 def eval_command(
+    ctx: typer.Context,
     questions: Annotated[
         Path, typer.Argument(help="JSONL file: {id, question, answers, sources} per line.")
     ],
@@ -489,6 +402,13 @@ def eval_command(
     source: SourceOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
+    ranking_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ranking", help="TOML file of ranking weights and thresholds to use instead of "
+            "the defaults (any subset of the keys `qa eval --json` reports under \"ranking\")."
+        ),
+    ] = None,
 ) -> None:
     """Measure answer quality on QUESTIONS: answer-hit@k, MRR, source-hit@k, refusals,
     latency, and the questions missed at rank 1 with what came first.
@@ -497,27 +417,27 @@ def eval_command(
     contains a listed answer (case-insensitive, whitespace folded); questions with no answers
     should be refused.
 
-    Example: qa eval ../shared/bench/squad-a/questions.jsonl --stage fused
+    Example: qa eval ../shared/bench/squad-a/questions.jsonl --stage fused --ranking sweep.toml
     """
-    from qa.engine import STAGES
-    from qa.evaluate import evaluate, load_questions, sample
+    from qa.evaluate import asker, evaluate, load_questions, sample
     from qa.filters import make_filters
+    from qa.ranking import RankingConfig
+    from qa.search import STAGES
 
     with user_errors():
         depths = _ks(ks)
         if stage not in STAGES:
             raise typer.BadParameter(f"--stage must be one of {', '.join(STAGES)}")
+        ranking = RankingConfig.load(ranking_file) if ranking_file else RankingConfig()
         filters = make_filters(source, since, until)
         items = sample(load_questions(questions), sample_size)
         if docs is None and (questions.parent / "docs").is_dir():
             docs = questions.parent / "docs"
-        engine = open_engine(docs, index)
-
-        def ask_one(text: str, depth: int) -> Answer:
-            return engine.ask(text, k=depth, filters=filters, stage=stage)
-
+        engine = open_engine(ctx, docs, index, ranking=ranking)
         with _eval_progress(len(items)) as progress:
-            report = evaluate(ask_one, items, depths, stage=stage, progress=progress)
+            report = evaluate(asker(engine, stage, filters), items, depths, stage=stage,
+                              progress=progress)
+        report.ranking = ranking.to_dict()
         if json_out:
             print(json.dumps(report.to_dict(details), ensure_ascii=False))
             return
@@ -580,6 +500,7 @@ def _stdin_text() -> Any:
 
 @app.command()
 def chat(
+    ctx: typer.Context,
     k: Annotated[int, typer.Option("-k", "--top", min=1, max=100, help="Passages to show.")] = 5,
     docs: DocsOption = None,
     index: IndexOption = None,
@@ -590,7 +511,7 @@ def chat(
     Example: qa chat --docs seeds/
     """
     with user_errors():
-        engine = open_engine(docs, index)
+        engine = open_engine(ctx, docs, index)
         run_chat(engine, k)
 
 
@@ -634,7 +555,7 @@ def run_chat(engine: Engine, k: int) -> None:
             warn(str(error))
             continue
         if as_json:
-            print(json.dumps(answer_json(answer, show_weak), ensure_ascii=False), flush=True)
+            print(json.dumps(answer.to_dict(show_weak), ensure_ascii=False), flush=True)
         else:
             render(answer, out, show_weak)
 
@@ -644,6 +565,8 @@ def _line_reader() -> Any:
     if sys.stdin.isatty() and sys.stdout.isatty():
         from prompt_toolkit import PromptSession
         from prompt_toolkit.history import FileHistory
+
+        from qa.app import cache_root
 
         cache_root().mkdir(parents=True, exist_ok=True)
         session: PromptSession[str] = PromptSession(
@@ -730,6 +653,7 @@ def _uvicorn(asgi: Any, sock: Any) -> None:
 
 @app.command()
 def serve(
+    ctx: typer.Context,
     host: HostOption = "127.0.0.1",
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="Port (0: any free port).")
@@ -745,9 +669,9 @@ def serve(
     with user_errors():
         _require("serve", "fastapi", "uvicorn")
         sock = _listen(host, port)
-        engine = open_engine(docs, index)
+        engine = open_engine(ctx, docs, index)
         from qa.api import create_api
-        from qa.service import Service
+        from qa.app import Service
 
         api = create_api(Service(engine))
         _server_logging()
@@ -792,6 +716,7 @@ def _slack_settings(http: bool) -> dict[str, str]:
 
 @app.command()
 def slack(
+    ctx: typer.Context,
     http: Annotated[
         bool, typer.Option("--http", help="Serve /slack/events over HTTP instead of Socket Mode.")
     ] = False,
@@ -817,14 +742,14 @@ def slack(
         settings = _slack_settings(http)
         if not http and (host, port) != ("127.0.0.1", 3000):
             warn("--host and --port only apply with --http; Socket Mode connects out to Slack")
-        from qa.service import Service
+        from qa.app import Service
         from qa.slack import create_app, create_http_app, run_socket_mode, verify_token
 
         api_url = os.environ.get("SLACK_API_URL") or None
         identity = verify_token(settings["SLACK_BOT_TOKEN"], api_url)  # before any slow loading
         sock = _listen(host, port) if http else None
         _server_logging(tuple(settings.values()))
-        engine = open_engine(docs, index)
+        engine = open_engine(ctx, docs, index)
 
         service = Service(engine)
         bolt = create_app(

@@ -32,9 +32,6 @@ class Chunk:
     kind: str
     sentences: tuple[Span, ...]
 
-    def text(self, source: str) -> str:
-        return source[self.start : self.end]
-
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
     """Sentence spans (offsets into ``text``) within ``text[start:end]``, whitespace trimmed."""

@@ -2,7 +2,7 @@
 
 bm25s builds the index and owns its on-disk format (a CSC matrix of precomputed per-term,
 per-passage scores, plus a vocabulary). Querying does not need bm25s: ``load`` memory-maps the
-saved arrays and ``scores`` sums a query's columns with numpy, which keeps bm25s and scipy
+saved arrays and ``Bm25Index.search`` sums a query's columns with numpy, which keeps bm25s and scipy
 (~0.3 s of imports) off the cold query path. The query tokenizer reproduces
 ``bm25s.tokenize`` (lower-case, ``\\b\\w\\w+\\b`` words, stopwords dropped, then Snowball
 stemming); the stopword list is saved with the index so the two cannot drift apart.
@@ -11,8 +11,10 @@ stemming); the stopword list is saved with the index so the two cannot drift apa
 from __future__ import annotations
 
 import json
+import math
 import re
-from functools import cache
+import threading
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -26,54 +28,70 @@ QUERY_FILE = "query_tokenizer.json"
 _SPARSE_METHODS = {"robertson", "lucene", "atire"}
 
 
-@cache
-def _stemmer() -> Any:
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-@cache
-def _split(pattern: str) -> Any:
-    return re.compile(pattern).findall
-
-
 def _bm25s_stopwords() -> list[str]:
     from bm25s.tokenization import _infer_stopwords
 
     return list(_infer_stopwords("en"))
 
 
-def tokenize(texts: list[str], stopwords: frozenset[str] | None = None) -> list[list[str]]:
-    """Stemmed tokens per text, as ``bm25s.tokenize(texts, stopwords="en", stemmer=...)``."""
-    stop = stopwords if stopwords is not None else frozenset(_bm25s_stopwords())
-    split = _split(TOKEN_PATTERN)
-    stem = _stemmer().stemWords
-    return [stem([t for t in split(text.lower()) if t not in stop]) for text in texts]
+class Analyzer:
+    """How one index turns text into terms: bm25s's English analysis (lower-case words of 2+
+    characters, stop words out, Snowball stems) with the stop words saved beside that index.
+
+    One instance per open index, shared by keyword search, ranking and grouping; nothing here
+    is module state, so two indexes open in one process never see each other's settings.
+    Sentences and questions recur from query to query, so ``terms`` keeps a bounded cache.
+    """
+
+    def __init__(self, stopwords: frozenset[str] | None = None, cache: int = 65536):
+        import Stemmer
+
+        self.stopwords = frozenset(_bm25s_stopwords()) if stopwords is None else stopwords
+        self._words = re.compile(TOKEN_PATTERN).findall
+        self._stemmer = Stemmer.Stemmer("english")
+        # PyStemmer objects are not thread-safe; servers answer on several threads.
+        self._lock = threading.Lock()
+        self.terms = lru_cache(maxsize=cache)(self.analyze)
+
+    def stem(self, words: list[str]) -> list[str]:
+        """Snowball stems of ``words`` (no stop-word filtering)."""
+        with self._lock:
+            return list(self._stemmer.stemWords(words))
+
+    def analyze(self, text: str) -> tuple[str, ...]:
+        """The terms of ``text`` (uncached: for whole articles; ``terms`` caches)."""
+        return tuple(self.stem([w for w in self._words(text.lower()) if w not in self.stopwords]))
+
+    def tokenize(self, texts: list[str]) -> list[list[str]]:
+        """Terms per text, as ``bm25s.tokenize(texts, stopwords="en", stemmer=...)``."""
+        return [list(self.analyze(text)) for text in texts]
+
+    def settings(self) -> dict[str, Any]:
+        return {"token_pattern": TOKEN_PATTERN, "lower": True, "stemmer": "english",
+                "stopwords": sorted(self.stopwords)}
 
 
 def build(texts: list[str], directory: Path) -> None:
-    """Index ``texts`` with bm25s and save it (plus the query tokenizer's settings)."""
+    """Index ``texts`` with bm25s and save it (plus the query analyzer's settings)."""
     import logging
 
     import bm25s
 
     # bm25s logs each build at DEBUG; keep it quiet if a library configured the root logger.
     logging.getLogger("bm25s").setLevel(logging.WARNING)
+    analyzer = Analyzer()
     retriever = bm25s.BM25()
-    tokens = bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False)
+    tokens = bm25s.tokenize(texts, stopwords="en", stemmer=analyzer._stemmer, show_progress=False)
     retriever.index(tokens, show_progress=False)
     retriever.save(str(directory), show_progress=False)
-    settings = {"token_pattern": TOKEN_PATTERN, "lower": True, "stemmer": "english",
-                "stopwords": sorted(_bm25s_stopwords())}
-    (Path(directory) / QUERY_FILE).write_text(json.dumps(settings))
+    (Path(directory) / QUERY_FILE).write_text(json.dumps(analyzer.settings()))
 
 
 class Bm25Index:
     """A saved bm25s index, memory-mapped; scores queries with numpy alone.
 
-    ``vocab_dict`` and ``scores`` (``data``/``indices``/``indptr``/``num_docs``) mirror the
-    attributes of ``bm25s.BM25`` so code written against either keeps working.
+    ``analyzer`` is the index's own (the stop words it was built with); ``vocab_dict`` and
+    ``scores`` (``data``/``indices``/``indptr``/``num_docs``) mirror ``bm25s.BM25``.
     """
 
     def __init__(self, directory: Path):
@@ -92,13 +110,14 @@ class Bm25Index:
         self.num_docs = int(params["num_docs"])
         self.scores: dict[str, Any] = {**arrays, "num_docs": self.num_docs}
         query = directory / QUERY_FILE
+        stopwords = None  # an index written before the settings file existed: bm25s's list
         if query.exists():
             settings = json.loads(query.read_text())
             if settings.get("token_pattern") != TOKEN_PATTERN or not settings.get("lower", True):
                 raise ValueError("BM25 index saved with another query tokenizer")
-            self.stopwords = frozenset(settings["stopwords"])
-        else:  # an index written before the settings file existed
-            self.stopwords = frozenset(_bm25s_stopwords())
+            stopwords = frozenset(settings["stopwords"])
+        self.analyzer = Analyzer(stopwords)
+        self._idf: dict[str, float] = {}
 
     def get_scores(self, tokens: list[str]) -> np.ndarray:
         """Summed BM25 score of ``tokens`` (repeats count again, as in bm25s) per passage."""
@@ -113,20 +132,25 @@ class Bm25Index:
             out[indices[start:end]] += data[start:end]
         return out
 
+    def search(self, query: str) -> np.ndarray:
+        """BM25 score of every passage for ``query`` (zeros where no term matches)."""
+        return self.get_scores(list(self.analyzer.terms(query)))
+
+    def idf(self, term: str) -> float:
+        """Inverse document frequency of a stemmed term (BM25's, smoothed; cached)."""
+        value = self._idf.get(term)
+        if value is None:
+            df = 0
+            column = self.vocab_dict.get(term)
+            if column is not None:
+                data, indices, indptr = (self.scores[n] for n in ("data", "indices", "indptr"))
+                start, end = int(indptr[column]), int(indptr[column + 1])
+                df = int((data[start:end] > 0).sum())
+            value = math.log(1 + (self.num_docs - df + 0.5) / (df + 0.5))
+            self._idf[term] = value
+        return value
+
 
 def load(directory: Path) -> Bm25Index:
     """Open a saved index for querying (memory-mapped, no bm25s import)."""
     return Bm25Index(directory)
-
-
-def scores(retriever: Any, query: str) -> np.ndarray:
-    """BM25 score of every passage for ``query`` (zeros where no term matches).
-
-    ``retriever`` is a ``Bm25Index`` from ``load`` or a ``bm25s.BM25``.
-    """
-    stopwords = getattr(retriever, "stopwords", None)
-    tokens = tokenize([query], stopwords)[0]
-    known = [t for t in tokens if t in retriever.vocab_dict]
-    if not known:
-        return np.zeros(retriever.scores["num_docs"], dtype=np.float32)
-    return np.asarray(retriever.get_scores(known), dtype=np.float32)

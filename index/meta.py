@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .clean import DATE_RE, Line, Segment, dateline, find_body, iter_lines
 
@@ -63,6 +63,8 @@ class Metadata:
     author: str | None
     publisher: str | None
     date_inferred: bool = False
+    # The article's body segments (``find_body``), found once here and reused by the chunker.
+    body: tuple[Segment, ...] = field(default=(), compare=False, repr=False)
 
 
 def _iso(match: re.Match[str]) -> str | None:
@@ -146,8 +148,7 @@ def _author(header: list[Line]) -> str | None:
     return None
 
 
-def _publisher(text: str, title: str | None) -> str | None:
-    body = find_body(text, title)
+def _publisher(text: str, body: Sequence[Segment]) -> str | None:
     last_text = max((s.end for s in body if s.kind == "text"), default=None)
     if last_text is not None:
         # An attribution line right after the story names the outlet that wrote it.
@@ -193,11 +194,12 @@ def extract_metadata(text: str, infer: bool = False) -> Metadata:
         match = dateline(line.text)
         if match and (date := _iso(match)):
             break
+    body = tuple(find_body(text, title))
     inferred = False
     if date is None and infer:
-        date = infer_date(text, find_body(text, title))
+        date = infer_date(text, body)
         inferred = date is not None
-    return Metadata(title, date, _author(header), _publisher(text, title), inferred)
+    return Metadata(title, date, _author(header), _publisher(text, body), inferred, body)
 
 
 def infer_date(text: str, body_segments: Sequence[Segment]) -> str | None:

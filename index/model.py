@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from .disk import fsync_dir
 from .errors import ModelError
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -141,7 +142,7 @@ def export_onnx(dest: Path, int8: Path | None = None) -> str:
         digest = onnx_digest(graph)
         os.replace(data, dest.parent / data.name)
         os.replace(graph, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return digest
@@ -221,7 +222,7 @@ def quantize_onnx(source: Path, dest: Path) -> str:
         os.chmod(out, 0o644)
         digest = sha256_file(out)
         os.replace(out, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return digest
@@ -243,14 +244,6 @@ def cpu_flags() -> frozenset[str]:
 def cpu_has_vnni() -> bool:
     """Whether the CPU multiplies int8 with VNNI (AVX512-VNNI, AVX-VNNI or AMX)."""
     return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _pooled(torch: Any, bert: Any) -> Any:

@@ -12,10 +12,11 @@ import numpy as np
 
 from . import store
 from .chunk import CHUNK_VERSION, MAX_TOKENS, OVERLAP_SENTENCES, Counter, chunk_segments
-from .clean import find_body
+from .disk import write_atomic
 from .errors import DocsError, IndexMissing
 from .load import Document, Skipped, find_files, load_documents, printable
 from .meta import extract_metadata
+from .model import ONNX_FILE
 from .store import Build, DocumentRow, PassageRow, Progress, content_hash
 
 Warn = Callable[[str], None]
@@ -89,8 +90,7 @@ def prepare(
             return counts
 
         meta = extract_metadata(document.text, infer=True)
-        segments = find_body(document.text, meta.title)
-        chunks = chunk_segments(document.text, segments, counting)
+        chunks = chunk_segments(document.text, meta.body, counting)
         if not chunks:
             warn(f"{printable(str(document.path))} has no article text (only headings, links or "
                  "furniture): nothing indexed from it")
@@ -291,12 +291,12 @@ def _write(
         del old_vectors, reuse, vectors
         ensure_query_model(index_dir, embedder.name, verify=True)
         manifest = _manifest(build, embedder, docs_dir, old.get("created") if old else None)
-        onnx = index_dir / store.ONNX_FILE
+        onnx = index_dir / ONNX_FILE
         if onnx.exists():
             from .model import onnx_digest
 
             manifest["model"]["onnx"] = {
-                "file": store.ONNX_FILE, "size": onnx.stat().st_size, "sha256": onnx_digest(onnx)
+                "file": ONNX_FILE, "size": onnx.stat().st_size, "sha256": onnx_digest(onnx)
             }
         version = store.write_version(index_dir, build, vector_file, manifest, progress)
     finally:
@@ -355,8 +355,8 @@ def ensure_query_model(index_dir: Path, model_name: str, verify: bool = False) -
 
     if model_name != MODEL_NAME:
         return
-    target = index_dir / store.ONNX_FILE
-    stamp = index_dir / f"{store.ONNX_FILE}.sha256"
+    target = index_dir / ONNX_FILE
+    stamp = index_dir / f"{ONNX_FILE}.sha256"
     intact = target.exists()
     if intact and verify:
         from . import model
@@ -371,7 +371,7 @@ def ensure_query_model(index_dir: Path, model_name: str, verify: bool = False) -
         from .model import export_onnx
 
         index_dir.mkdir(parents=True, exist_ok=True)
-        store.write_atomic(stamp, export_onnx(target).encode())
+        write_atomic(stamp, export_onnx(target).encode())
 
 
 def update_index(

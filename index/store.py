@@ -22,7 +22,6 @@ CURRENT once and only ever see complete versions.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -38,12 +37,13 @@ from typing import Any
 
 import numpy as np
 
+from .disk import fsync_dir, fsync_tree, write_atomic
 from .errors import IndexDamaged, IndexLocked, IndexMissing, IndexStale, QAError
+from .model import ONNX_FILE
 from .vectors import load_npy
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
-ONNX_FILE = "model.onnx"
 Progress = Callable[[str, int, int], None]
 
 
@@ -91,68 +91,51 @@ def content_hash(model: str, text: str) -> str:
     return hashlib.sha256(f"{model}\x00{text}".encode()).hexdigest()[:32]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _lock(index_dir: Path) -> Any:
+    from filelock import FileLock
 
-
-def _fsync_tree(path: Path) -> None:
-    for root, _, files in os.walk(path):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as f:
-                os.fsync(f.fileno())
-        _fsync_dir(Path(root))
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    return FileLock(index_dir / ".lock")
 
 
 @contextmanager
 def writer_lock(index_dir: Path, wait: bool = False) -> Iterator[None]:
-    """Exclusive lock so two builds or updates never interleave. The kernel releases it when
-    the holder dies, even by kill -9, so a crashed writer never blocks the next one."""
+    """Exclusive lock so two builds or updates never interleave. The OS releases it when the
+    holder dies, even by kill -9, so a crashed writer never blocks the next one."""
+    from filelock import Timeout
+
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
-        f = open(index_dir / ".lock", "a+")  # noqa: SIM115 - closed by the with below
+        lock = _lock(index_dir)
+        lock.acquire(timeout=-1 if wait else 0)
+    except Timeout:
+        raise IndexLocked(
+            f"another qa process is writing the index at {index_dir}: wait for it to finish"
+        ) from None
     except OSError as error:
         raise QAError(
             f"cannot write the index at {index_dir} ({error.strerror or error}): pass --index DIR "
             "with a writable folder"
         ) from None
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise IndexLocked(
-                f"another qa process is writing the index at {index_dir}: wait for it to finish"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def is_being_written(index_dir: Path) -> bool:
     """Whether a writer holds the lock right now (for status displays; never blocks)."""
+    from filelock import Timeout
+
+    if not (Path(index_dir) / ".lock").exists():
+        return False
+    lock = _lock(Path(index_dir))
     try:
-        with open(Path(index_dir) / ".lock", "rb") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(f, fcntl.LOCK_UN)
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
     except OSError:
-        pass
+        return False
+    lock.release()
     return False
 
 
@@ -275,25 +258,50 @@ class Store:
             }
         return self._documents
 
+    def document(self, doc: int) -> DocumentRow:
+        return self.documents[doc]
+
     def passages(self, ids: Sequence[int]) -> list[PassageRow]:
         """Rows for ``ids``, in that order."""
         ids = [int(i) for i in ids]
         if not ids:
             return []
         marks = ",".join("?" * len(ids))
+        rows = self._rows(f"WHERE id IN ({marks})", ids)
+        by_id = {row.id: row for row in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def passages_of(self, doc: int) -> list[PassageRow]:
+        """Every passage of one article, in text order."""
+        return self._rows("WHERE doc = ? ORDER BY id", (doc,))
+
+    def bylines_of(self, docs: Sequence[int]) -> list[PassageRow]:
+        """The byline passages of these articles."""
+        docs = [int(d) for d in docs]
+        if not docs:
+            return []
+        marks = ",".join("?" * len(docs))
+        return self._rows(f"WHERE kind = 'byline' AND doc IN ({marks}) ORDER BY id", docs)
+
+    def passage_ids_for(self, match: Callable[[DocumentRow], bool]) -> np.ndarray:
+        """Sorted ids of the passages of the articles ``match`` accepts."""
+        docs = [d.id for d in self.documents.values() if match(d)]
+        if not docs:
+            return np.zeros(0, dtype=np.int64)
+        marks = ",".join("?" * len(docs))
+        rows = self._query(f"SELECT id FROM passages WHERE doc IN ({marks})", docs)
+        return np.array(sorted(r[0] for r in rows), dtype=np.int64)
+
+    def _rows(self, where: str, args: Sequence[Any]) -> list[PassageRow]:
         rows = self._query(
-            "SELECT id, doc, start, end, kind, text, sentences, hash FROM passages"
-            f" WHERE id IN ({marks})",
-            ids,
+            f"SELECT id, doc, start, end, kind, text, sentences, hash FROM passages {where}", args
         )
         try:
-            by_id = {
-                r[0]: PassageRow(r[0], r[1], r[2], r[3], r[4], r[5], _spans(r[6]), r[7])
-                for r in rows
-            }
+            return [
+                PassageRow(r[0], r[1], r[2], r[3], r[4], r[5], _spans(r[6]), r[7]) for r in rows
+            ]
         except (ValueError, TypeError) as error:
             raise self._damaged("passages.sqlite") from error
-        return [by_id[i] for i in ids if i in by_id]
 
     def all_passages(self) -> Iterator[PassageRow]:
         try:
@@ -410,10 +418,10 @@ def write_version(
         manifest["vector_index"] = faiss_index.params()
         manifest["sizes"] = _file_sizes(tmp)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         previous = _live_name(index_dir)
         os.rename(tmp, index_dir / name)
-        _fsync_dir(index_dir)
+        fsync_dir(index_dir)
         write_atomic(index_dir / CURRENT, name.encode())
     except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)

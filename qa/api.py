@@ -7,18 +7,18 @@ loaded; OpenAPI docs are at ``/docs``.
 from __future__ import annotations
 
 import logging
-from datetime import date
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from index.errors import QAError, QuestionError
 
-from .engine import Engine
-from .service import Service
+from .app import Service
+from .filters import Filters, make_filters
+from .results import Passage
 
 log = logging.getLogger("qa.api")
 
@@ -35,50 +35,41 @@ class AskRequest(BaseModel):
 
     question: str = Field(description="The question in plain English.")
     k: int = Field(5, ge=1, le=100, description="How many passages to return.")
-    source: str | None = Field(None, description="Only passages from this source (file stem).")
-    since: date | None = Field(None, description="Only articles dated on or after (YYYY-MM-DD).")
-    until: date | None = Field(None, description="Only articles dated on or before (YYYY-MM-DD).")
+    source: str | None = Field(
+        None, description="Only articles whose file name or outlet contains this."
+    )
+    since: str | None = Field(
+        None, description="Only articles dated on or after (YYYY-MM-DD, YYYY-MM or YYYY)."
+    )
+    until: str | None = Field(
+        None, description="Only articles dated on or before (YYYY-MM-DD, YYYY-MM or YYYY)."
+    )
+    show_weak: bool = Field(
+        False, description="Return the closest passages even when the answer is refused."
+    )
+
+    _parsed: Filters = PrivateAttr(default_factory=Filters)
 
     @model_validator(mode="after")
-    def _dates_in_order(self) -> AskRequest:
-        if self.since and self.until and self.since > self.until:
-            raise ValueError("since is after until: no article could match")
+    def _filters(self) -> AskRequest:
+        try:
+            self._parsed = make_filters(self.source, self.since, self.until)
+        except QuestionError as error:
+            raise ValueError(str(error).replace("--", "")) from None
         return self
 
-
-class CitationOut(BaseModel):
-    source: str
-    path: str
-    title: str | None
-    date: str | None
-    author: str | None
-    publisher: str | None
-    start: int = Field(description="Character offset into the file's text.")
-    end: int
-    date_inferred: bool = False
-
-
-class HighlightOut(BaseModel):
-    text: str
-    start: int
-    end: int
-
-
-class PassageOut(BaseModel):
-    rank: int
-    score: float
-    text: str
-    highlight: HighlightOut | None
-    citation: CitationOut
-    also: list[CitationOut] = []
+    @property
+    def filters(self) -> Filters:
+        return self._parsed
 
 
 class AnswerOut(BaseModel):
-    """The JSON object `qa ask --json` prints."""
+    """The JSON object `qa ask --json` prints (passages are empty for a refused answer unless
+    show_weak)."""
 
     question: str
     answered: bool
-    passages: list[PassageOut]
+    passages: list[Passage]
 
 
 class ErrorOut(BaseModel):
@@ -90,9 +81,8 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def create_api(engine: Engine | Service) -> FastAPI:
-    """The API app over ``engine``, loaded once and shared (questions are serialised)."""
-    service = engine if isinstance(engine, Service) else Service(engine)
+def create_api(service: Service) -> FastAPI:
+    """The API app over ``service``'s engine, loaded once and shared."""
     api = FastAPI(
         title="qa — cited answers from a news archive",
         description="Retrieval question answering: passages with citations, no generated text.",
@@ -119,9 +109,7 @@ def create_api(engine: Engine | Service) -> FastAPI:
     )
     def ask(body: AskRequest) -> Any:
         try:
-            answer = service.ask(
-                body.question, k=body.k, source=body.source, since=body.since, until=body.until
-            )
+            answer = service.ask(body.question, k=body.k, filters=body.filters)
         except QuestionError as error:
             return JSONResponse(status_code=400, content={"error": str(error)})
         except QAError as error:
@@ -129,7 +117,7 @@ def create_api(engine: Engine | Service) -> FastAPI:
             return JSONResponse(status_code=503, content={"error": str(error)})
         warning = "; ".join(answer.warnings).encode("ascii", "replace").decode()
         headers = {"X-QA-Warning": warning} if warning else None
-        return JSONResponse(answer.to_dict(), headers=headers)
+        return JSONResponse(answer.to_dict(body.show_weak), headers=headers)
 
     @api.get("/health", summary="What is loaded")
     def health() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Answers as Slack messages: Block Kit blocks plus the plain-text fallback. Pure functions.
+"""Answers as Slack messages: Block Kit blocks (slack_sdk's models) plus the plain-text
+fallback. Pure functions.
 
 Slack's limits are respected here, not by whoever posts: at most ``MAX_BLOCKS`` blocks, at most
 ``MAX_TEXT`` characters in a section or context text, ``MAX_VALUE`` in a button value; whatever
@@ -11,7 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .results import Answer, Citation, Passage
+from .cite import citation_text
+from .results import Answer, Passage
 
 MAX_BLOCKS = 50
 MAX_TEXT = 3000
@@ -53,15 +55,6 @@ def fit(text: str, limit: int = MAX_TEXT) -> str:
     cut = text[: limit - 1]
     cut = re.sub(r"&[a-z]{0,4}$", "", cut)
     return cut.rstrip() + ELLIPSIS
-
-
-def citation_text(rank: int | None, c: Citation) -> str:
-    """``[n] title — outlet, date`` (unknown metadata said so, never guessed)."""
-    date = c.date or "undated"
-    if c.date and c.date_inferred:
-        date += " (inferred)"
-    head = f"[{rank}] " if rank is not None else ""
-    return f"{head}{c.title or c.source} — {c.publisher or 'unknown outlet'}, {date}"
 
 
 def _source_line(p: Passage) -> str:
@@ -106,11 +99,15 @@ def finding_text(p: Passage) -> str:
 
 
 def _section(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": fit(text)}}
+    from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
+
+    return SectionBlock(text=MarkdownTextObject(text=fit(text))).to_dict()
 
 
 def _context(text: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": fit(text)}]}
+    from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject
+
+    return ContextBlock(elements=[MarkdownTextObject(text=fit(text))]).to_dict()
 
 
 def answer_message(
@@ -173,20 +170,14 @@ def fallback_text(question: str, answer: Answer, shown: list[Passage]) -> str:
 
 def share_actions(value: str) -> Block:
     """The "Share in channel" button; ``value`` comes back in the block_actions payload."""
+    from slack_sdk.models.blocks import ActionsBlock, ButtonElement
+
     if len(value) > MAX_VALUE:
         raise ValueError(f"button value has {len(value)} characters; Slack allows {MAX_VALUE}")
-    return {
-        "type": "actions",
-        "elements": [
-            {
-                "type": "button",
-                "action_id": SHARE_ACTION,
-                "text": {"type": "plain_text", "text": "Share in channel"},
-                "style": "primary",
-                "value": value,
-            }
-        ],
-    }
+    button = ButtonElement(
+        text="Share in channel", action_id=SHARE_ACTION, value=value, style="primary"
+    )
+    return ActionsBlock(elements=[button]).to_dict()
 
 
 def notice(text: str) -> SlackMessage:

@@ -12,11 +12,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from index.errors import QAError
 
-from .results import Answer
+from .results import Answer, Passage
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .filters import Filters
 
 
 class QuestionsError(QAError):
@@ -77,6 +81,7 @@ class Report:
     latency_p95_ms: float
     missed: list[Outcome] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
+    ranking: dict[str, Any] = field(default_factory=dict)  # the RankingConfig it ran with
 
     def to_dict(self, details: bool = False) -> dict[str, Any]:
         data = asdict(self)
@@ -174,13 +179,41 @@ def _share(flags: list[bool]) -> float | None:
 
 
 def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    import numpy as np
+
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+def asker(
+    engine: Engine, stage: str = "final", filters: Filters | None = None
+) -> Callable[[str, int], Answer]:
+    """``ask(question, k)`` for ``evaluate``: the engine's full answer ("final"), or one
+    retrieval stage's ordering for measurement ("dense", "bm25", "rrf", "fused": no
+    re-ordering, grouping, highlight or refusal; ``answered`` is always true)."""
+    from .search import STAGES
+
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}: one of {', '.join(STAGES)}")
+    if stage == "final":
+        return lambda question, k: engine.ask(question, k=k, filters=filters)
+
+    def ask_stage(question: str, k: int) -> Answer:
+        from .cite import citation
+        from .engine import clean_question
+        from .search import order
+
+        text, warnings = clean_question(question)
+        pool = engine.retrieve(text, engine.embed_question(text), k, filters)
+        if not pool:
+            return Answer(question=text, answered=False, passages=[], warnings=warnings)
+        top = order(pool, stage, engine.ranking)[:k]
+        passages = [
+            Passage(rank, round(c.score, 4), c.row.text, None, citation(c.document, c.row))
+            for rank, c in enumerate(top, start=1)
+        ]
+        return Answer(question=text, answered=True, passages=passages, warnings=warnings)
+
+    return ask_stage
 
 
 def evaluate(
@@ -230,8 +263,8 @@ def evaluate(
         refused_wrongly=sum(o.refused_wrongly for o in answerable) if final else None,
         answered_offtopic=sum(o.answered for o in offtopic) if final else None,
         highlight_hit=_share([o.highlighted for o in answerable if o.highlighted is not None]),
-        latency_p50_ms=_percentile(latencies, 0.5),
-        latency_p95_ms=_percentile(latencies, 0.95),
+        latency_p50_ms=_percentile(latencies, 50),
+        latency_p95_ms=_percentile(latencies, 95),
         missed=[o for o in answerable if o.rank is None or o.rank > 1],
         outcomes=outcomes,
     )

@@ -6,21 +6,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-import numpy as np
-
 from index.errors import QuestionError
-from index.store import DocumentRow, Store
-
-_LATEST = re.compile(
-    r"\b(?:latest|most recent(?:ly)?|newest|current(?:ly)?|now|recent(?:ly)?|so far|to date"
-    r"|still|as of)\b",
-    re.IGNORECASE,
-)
-
-
-def asks_for_latest(question: str) -> bool:
-    """Whether the question asks for the latest state of things ("most recent", "now", …)."""
-    return bool(_LATEST.search(question))
+from index.store import DocumentRow
 
 
 def parse_date(value: str | None, option: str) -> str | None:
@@ -83,15 +70,3 @@ def make_filters(
     if start and stop and start > stop:
         raise QuestionError(f"--since {since} is after --until {until}: nothing can match")
     return Filters(source.strip() if source and source.strip() else None, start, stop)
-
-
-def allowed_passages(store: Store, filters: Filters) -> np.ndarray | None:
-    """Ids of the passages of matching articles, or None when nothing is filtered."""
-    if not filters:
-        return None
-    docs = [d.id for d in store.documents.values() if filters.matches(d)]
-    if not docs:
-        return np.zeros(0, dtype=np.int64)
-    marks = ",".join("?" * len(docs))
-    rows = store.db.execute(f"SELECT id FROM passages WHERE doc IN ({marks})", docs).fetchall()
-    return np.array(sorted(r[0] for r in rows), dtype=np.int64)

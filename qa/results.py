@@ -8,7 +8,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Citation:
-    """Where a passage comes from: ``start``/``end`` are offsets into the file's text."""
+    """Where a passage comes from: ``start``/``end`` are offsets into the article's text."""
 
     source: str
     path: str
@@ -47,7 +47,12 @@ class Answer:
     passages: list[Passage]
     warnings: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, show_weak: bool = False) -> dict[str, Any]:
+        """The JSON contract object of every front end. A refused answer holds no passages
+        unless ``show_weak``: a script reading ``passages`` never takes weak evidence for an
+        answer by accident."""
         data = asdict(self)
         data.pop("warnings")
+        if not self.answered and not show_weak:
+            data["passages"] = []
         return data

@@ -1,36 +1,59 @@
 """Hybrid retrieval: dense (FAISS) and keyword (BM25) candidates, fused into one ranking.
 
-Each stage is a ranking of its own so ``qa eval --stage`` can measure what it adds:
-``dense`` (cosine only), ``bm25`` (keyword only), ``fused`` (the two combined). The final
-ordering on top of ``fused`` lives in ``qa.rerank``.
+Each ordering is a stage of its own so ``qa eval --stage`` can measure what it adds: ``dense``
+(cosine only), ``bm25`` (keyword only), ``fused`` (the two blended) and ``rrf``
+(reciprocal-rank fusion, the alternative). The final ordering lives in ``qa.ranking``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from index import lexical
 from index.store import Store
 
-RRF_K = 60
-# Weight of the keyword score in the blend; the dense cosine gets 1 - BLEND. Tuned on squad-a
-# (see docs/EVALUATION.md).
-BLEND = 0.3
+from .ranking import Candidate, RankingConfig
+
+STAGES = ("dense", "bm25", "rrf", "fused", "final")
 
 
-@dataclass
-class Hit:
-    id: int
-    score: float  # the ordering score of the stage that produced this list
-    dense: float  # cosine similarity of question and passage
-    keyword: float  # BM25 score divided by the best BM25 score for this question (0..1)
-    fused: float = 0.0
+def retrieve(
+    store: Store,
+    question: str,
+    query: np.ndarray,
+    n: int,
+    allowed: np.ndarray | None,
+    config: RankingConfig,
+) -> list[Candidate]:
+    """The union of the top ``n`` dense and top ``n`` BM25 passages (of ``allowed`` ids, when
+    given), with both scores each, ordered by the fused score."""
+    dense = _dense(store, query, n, allowed)
+    bm25 = store.bm25.search(question)
+    if allowed is not None:
+        mask = np.zeros(len(bm25), dtype=bool)
+        mask[allowed] = True
+        bm25 = np.where(mask, bm25, 0.0)
+    keyword = _top(bm25, n)
+    ids = list(dict.fromkeys([*dense, *keyword]))
+    missing = [i for i in ids if i not in dense]
+    if missing:
+        vectors = store.load_vectors()
+        scores = np.asarray(vectors[np.array(missing)] @ query)
+        dense.update(zip(missing, scores.tolist(), strict=True))
+    best = float(bm25.max()) if len(bm25) else 0.0
+    best = best or 1.0
+    candidates = [
+        Candidate(row, store.document(row.doc), dense[row.id], float(bm25[row.id]) / best)
+        for row in store.passages(ids)
+    ]
+    ordered = order(candidates, config.fusion, config)
+    for c in ordered:
+        c.fused = c.score
+    return ordered
 
 
-def dense_candidates(
+def _dense(
     store: Store, query: np.ndarray, n: int, allowed: np.ndarray | None = None
 ) -> dict[int, float]:
     if allowed is not None:
@@ -44,15 +67,6 @@ def dense_candidates(
     return {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
 
 
-def keyword_scores(store: Store, question: str, allowed: np.ndarray | None = None) -> np.ndarray:
-    scores = lexical.scores(store.bm25, question)
-    if allowed is not None:
-        mask = np.zeros(len(scores), dtype=bool)
-        mask[allowed] = True
-        scores = np.where(mask, scores, 0.0)
-    return scores
-
-
 def _top(scores: np.ndarray, n: int) -> dict[int, float]:
     if not scores.any():
         return {}
@@ -61,71 +75,40 @@ def _top(scores: np.ndarray, n: int) -> dict[int, float]:
     return {int(i): float(scores[i]) for i in top if scores[i] > 0}
 
 
-def keyword_candidates(store: Store, question: str, n: int) -> dict[int, float]:
-    return _top(keyword_scores(store, question), n)
-
-
-def candidates(
-    store: Store,
-    question: str,
-    query: np.ndarray,
-    n: int = 50,
-    allowed: np.ndarray | None = None,
-) -> list[Hit]:
-    """The union of the top ``n`` dense and top ``n`` BM25 passages, with both scores each."""
-    dense = dense_candidates(store, query, n, allowed)
-    bm25 = keyword_scores(store, question, allowed)
-    keyword = _top(bm25, n)
-    ids = list(dict.fromkeys([*dense, *keyword]))
-    missing = [i for i in ids if i not in dense]
-    if missing:
-        vectors = store.load_vectors()
-        scores = np.asarray(vectors[np.array(missing)] @ query)
-        dense.update(zip(missing, scores.tolist(), strict=True))
-    best = float(bm25.max()) if len(bm25) else 0.0
-    best = best or 1.0
-    return [Hit(i, 0.0, dense[i], float(bm25[i]) / best) for i in ids]
-
-
-def order(hits: Sequence[Hit], key: str) -> list[Hit]:
-    """Hits sorted by one stage: "dense", "bm25", "rrf" or "blend" (sets ``score``)."""
-    hits = list(hits)
+def order(candidates: Sequence[Candidate], key: str, config: RankingConfig) -> list[Candidate]:
+    """Candidates sorted by one stage: "dense", "bm25", "rrf", "blend" or "fused" (the
+    configured fusion); sets each one's ``score``."""
+    ordered = list(candidates)
+    if key == "fused":
+        key = config.fusion
     if key == "dense":
-        for h in hits:
-            h.score = h.dense
+        for c in ordered:
+            c.score = c.dense
     elif key == "bm25":
-        for h in hits:
-            h.score = h.keyword
+        for c in ordered:
+            c.score = c.keyword
     elif key == "rrf":
-        fused = rrf(hits)
-        for h in hits:
-            h.score = fused[h.id]
+        fused = rrf(ordered, config.rrf_k)
+        for c in ordered:
+            c.score = fused[c.id]
     elif key == "blend":
-        for h in hits:
-            h.score = blend(h.dense, h.keyword)
+        for c in ordered:
+            c.score = blend(c.dense, c.keyword, config.blend)
     else:
         raise ValueError(f"unknown ranking {key!r}")
-    hits.sort(key=lambda h: (-h.score, -h.dense, h.id))
-    return hits
+    ordered.sort(key=lambda c: (-c.score, -c.dense, c.id))
+    return ordered
 
 
-def blend(dense: float, keyword: float, weight: float = BLEND) -> float:
+def blend(dense: float, keyword: float, weight: float) -> float:
     return (1 - weight) * dense + weight * keyword
 
 
-def rrf(hits: Sequence[Hit], k: int = RRF_K) -> dict[int, float]:
-    fused = {h.id: 0.0 for h in hits}
+def rrf(candidates: Sequence[Candidate], k: int) -> dict[int, float]:
+    fused = {c.id: 0.0 for c in candidates}
     for attr in ("dense", "keyword"):
-        ranked = sorted(hits, key=lambda h: (-getattr(h, attr), h.id))
-        for rank, h in enumerate(ranked):
-            if getattr(h, attr) > 0:
-                fused[h.id] += 1.0 / (k + rank + 1)
+        ranked = sorted(candidates, key=lambda c: (-getattr(c, attr), c.id))
+        for rank, c in enumerate(ranked):
+            if getattr(c, attr) > 0:
+                fused[c.id] += 1.0 / (k + rank + 1)
     return fused
-
-
-def hybrid_search(store: Store, question: str, query: np.ndarray, n: int = 50) -> list[Hit]:
-    """Candidates from both retrievers, ordered by the fused score."""
-    hits = candidates(store, question, query, n)
-    for h in order(hits, "blend"):
-        h.fused = h.score
-    return order(hits, "blend")

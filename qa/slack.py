@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from index.errors import QAError
 
+from .app import Service
 from .blocks import MAX_VALUE, SHARE_ACTION, SlackMessage, answer_message, notice
-from .engine import Engine
-from .service import Service
 
 if TYPE_CHECKING:
     from slack_bolt import App, BoltRequest, BoltResponse
@@ -168,7 +167,10 @@ class Bot:
         if not text:
             return notice(USAGE)
         try:
-            answer = self.service.ask(text, k=top, **filters)
+            answer = self.service.ask(
+                text, k=top, source=filters.get("source"), since=filters.get("since"),
+                until=filters.get("until"),
+            )
         except QAError as error:
             return notice(str(error))
         except Exception:
@@ -330,7 +332,7 @@ def _logged(listener: Callable[..., None]) -> Callable[..., None]:
 
 
 def create_app(
-    engine: Engine | Service,
+    service: Service,
     *,
     bot_token: str,
     signing_secret: str | None = None,
@@ -338,7 +340,7 @@ def create_app(
     top: int = 3,
     token_verification: bool = True,
 ) -> App:
-    """A bolt ``App`` answering from ``engine`` (loaded once, shared by all requests).
+    """A bolt ``App`` answering from ``service`` (loaded once, shared by all requests).
 
     ``signing_secret`` is needed to serve HTTP; Socket Mode does without. ``api_url`` is the
     Slack Web API base URL (default Slack's). Raises SlackSetupError when the token is
@@ -347,7 +349,6 @@ def create_app(
     from slack_bolt import App
     from slack_bolt.error import BoltError
 
-    service = engine if isinstance(engine, Service) else Service(engine)
     bot = Bot(service, top=top)
     client = web_client(bot_token, api_url)
     # Bolt also reads SLACK_BOT_TOKEN itself and warns that the client's token wins: it is

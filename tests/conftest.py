@@ -80,5 +80,36 @@ def fake_embedder():
     return FakeEmbedder()
 
 
+def fake_index(root: Path, docs_from: Path = SEEDS) -> tuple[Path, Path]:
+    """(docs, index): a copy of ``docs_from`` indexed with the FakeEmbedder under ``root``."""
+    import shutil
+
+    from index.pipeline import build_index
+
+    docs, index = root / "docs", root / "index"
+    shutil.copytree(docs_from, docs)
+    build_index(docs, index, embedder=FakeEmbedder(), count_tokens=word_count)
+    return docs, index
+
+
+class FakeCli:
+    """The CLI over a FakeEmbedder index: the fake model is passed in through Click's context
+    object (``ctx.obj``), the way a caller injects dependencies; nothing is patched."""
+
+    def __init__(self, docs: Path, index: Path):
+        from typer.testing import CliRunner
+
+        self.docs, self.index = docs, index
+        self.runner = CliRunner()
+
+    def __call__(self, args: list[str], **kwargs):
+        import cli
+
+        command, rest = args[0], list(args[1:])
+        options = ["--docs", str(self.docs), "--index", str(self.index)]
+        deps = {"embedder": FakeEmbedder(), "count_tokens": word_count}
+        return self.runner.invoke(cli.app, [command, *options, *rest], obj=deps, **kwargs)
+
+
 def fold(text: str) -> str:
     return " ".join(text.split())

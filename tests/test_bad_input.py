@@ -6,10 +6,9 @@ import os
 import shutil
 
 import pytest
-from conftest import SEEDS, FakeEmbedder, fold, word_count
+from conftest import SEEDS, FakeCli, FakeEmbedder, fake_index, fold, word_count
 from typer.testing import CliRunner
 
-import cli
 from index import load
 from index.embed import count_tokens
 from index.pipeline import build_index, docs_changes, update_index
@@ -168,20 +167,14 @@ def test_fifo_added_later_does_not_hang_status_or_update(tmp_path):
 # --- questions --------------------------------------------------------------------------
 
 @pytest.fixture
-def fake_cli(tmp_path, monkeypatch):
+def fake_cli(tmp_path):
     """The CLI's ask path over a FakeEmbedder index (the model is not what is tested here)."""
-    docs = tmp_path / "docs"
-    shutil.copytree(SEEDS, docs)
-    index = tmp_path / "index"
-    build_index(docs, index, embedder=FakeEmbedder(), count_tokens=word_count)
-    monkeypatch.setattr(cli, "open_engine",
-                        lambda *a, **k: Engine(index, embedder=FakeEmbedder()))
-    return docs, index
+    return FakeCli(*fake_index(tmp_path))
 
 
 @pytest.mark.parametrize("question", ["", "   ", "\t\n", "\x00\x07\x1b", "\u202e\u2066", "\x85"])
 def test_empty_questions_are_one_line_errors(fake_cli, question):
-    result = runner.invoke(cli.app, ["ask", question, "--json"])
+    result = fake_cli(["ask", question, "--json"])
     assert result.exit_code == 1
     assert result.stderr.strip() == \
         'error: the question is empty: ask something, e.g. qa ask "Who said …?"'
@@ -191,18 +184,18 @@ def test_empty_questions_are_one_line_errors(fake_cli, question):
 def test_long_question_is_cut_to_the_model_window_with_a_warning(fake_cli):
     question = "How many rockets landed at the Taji base? " + "Please explain in detail. " * 400
     assert len(question) > 10_000
-    result = runner.invoke(cli.app, ["ask", question, "--json"])
+    result = fake_cli(["ask", question, "--json"])
     assert result.exit_code == 0
     assert result.stderr.count("warning:") == 1
     assert "longer than the model reads (256 word pieces)" in result.stderr
     answer = json.loads(result.stdout)
     assert count_tokens([answer["question"]])[0] <= 256
     assert answer["question"].startswith("How many rockets landed at the Taji base?")
-    assert answer["passages"] or not answer["answered"]
+    assert answer["answered"] or answer["passages"] == []
 
 
 def test_control_characters_are_removed_from_questions(fake_cli):
-    result = runner.invoke(cli.app, ["ask", "How many\x00 rockets\x1b[31m landed\u202e at Taji?",
+    result = fake_cli(["ask", "How many\x00 rockets\x1b[31m landed\u202e at Taji?",
                                      "--json"])
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["question"] == "How many rockets [31m landed at Taji?"
@@ -210,7 +203,7 @@ def test_control_characters_are_removed_from_questions(fake_cli):
 
 def test_stdin_questions_skip_bad_lines_with_a_warning(fake_cli):
     stdin = "How many rockets landed at the Taji base?\n\x00\x01\nWhat is the Quds Force?\n"
-    result = runner.invoke(cli.app, ["ask", "-", "--json"], input=stdin)
+    result = fake_cli(["ask", "-", "--json"], input=stdin)
     assert result.exit_code == 0
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [o["question"] for o in lines] == ["How many rockets landed at the Taji base?",
@@ -228,7 +221,7 @@ def test_clean_question_bounds_tokens_for_any_length():
 
 def test_stdin_with_undecodable_bytes_is_read_with_replacement(fake_cli):
     stdin = b"How many rockets landed at the Taji base?\n\xff\xfe Quds \xc3( Force?\n"
-    result = runner.invoke(cli.app, ["ask", "-", "--json"], input=stdin)
+    result = fake_cli(["ask", "-", "--json"], input=stdin)
     assert result.exit_code == 0, result.output
     questions = [json.loads(line)["question"] for line in result.stdout.splitlines()]
     assert questions == ["How many rockets landed at the Taji base?", "�� Quds �( Force?"]
@@ -236,7 +229,7 @@ def test_stdin_with_undecodable_bytes_is_read_with_replacement(fake_cli):
 
 def test_undecodable_argv_bytes_do_not_break_output(fake_cli):
     # Python turns undecodable argv bytes into lone surrogates (surrogateescape).
-    result = runner.invoke(cli.app, ["ask", "Taji \udcff\udcfe rockets?", "--json"])
+    result = fake_cli(["ask", "Taji \udcff\udcfe rockets?", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["question"] == "Taji rockets?"
 

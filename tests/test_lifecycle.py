@@ -15,7 +15,6 @@ from conftest import SEEDS, FakeEmbedder, fold, word_count
 from typer.testing import CliRunner
 
 from cli import app
-from index import lexical
 from index.errors import IndexDamaged, IndexLocked, IndexStale
 from index.model import DIMENSION, MODEL_NAME
 from index.pipeline import build_index, docs_changes, update_index
@@ -63,7 +62,7 @@ def _vectors_by_hash(index):
 
 def _bm25_hits(index, word):
     store = Store(index)
-    scores = lexical.scores(store.bm25, word)
+    scores = store.bm25.search(word)
     ids = [int(i) for i in np.flatnonzero(scores > 0)]
     rows = store.passages(ids)
     sources = {store.documents[r.doc].source for r in rows}
@@ -357,51 +356,54 @@ def test_readers_always_see_a_complete_version_while_writers_run(seeds):
 
 # --- `qa ask`: build on first use, warn or refresh when the docs changed --------------------
 
-class _RealShaped(FakeEmbedder):
-    """The fake model under the real model's name and size, so the CLI's Engine accepts it."""
+class Said:
+    """Collects a Builder's notices and warnings."""
 
-    name, dimension = MODEL_NAME, DIMENSION
+    def __init__(self) -> None:
+        self.lines: list[str] = []
 
-    def __init__(self, *args: object) -> None:  # accepts _default_embedder's index_dir
-        pass
+    def __call__(self, message: str) -> None:
+        self.lines.append(message)
 
-
-@pytest.fixture
-def fake_model(monkeypatch):
-    import index.pipeline
-
-    monkeypatch.setattr(index.pipeline, "_default_embedder", _RealShaped)
-    monkeypatch.setattr(index.pipeline, "_default_counter", lambda: word_count)
-    monkeypatch.setattr(index.pipeline, "ensure_query_model", lambda *a, **k: None)
+    def take(self) -> str:
+        text, self.lines = "\n".join(self.lines), []
+        return text
 
 
-def test_ask_builds_then_warns_about_changed_docs_then_refreshes(tmp_path, fake_model, capsys):
-    import cli
+def _builder(said):
+    from qa.app import Builder
+
+    return Builder(embedder=FakeEmbedder(), count_tokens=word_count, warn=said, notice=said)
+
+
+def test_ask_builds_then_warns_about_changed_docs_then_refreshes(tmp_path):
+    from qa.app import Paths, open_engine
 
     docs = tmp_path / "docs"
     shutil.copytree(SEEDS, docs)
-    index = tmp_path / "index"
-    engine = cli.open_engine(docs, index)
-    assert "no index yet" in capsys.readouterr().err
+    paths = Paths.resolve(docs, tmp_path / "index")
+    said = Said()
+    engine = open_engine(paths, builder=_builder(said))
+    assert "no index yet" in said.take()
     assert engine.store.passage_count > 10
     engine.close()
 
     (docs / "zanzibar.txt").write_text(NEW_ARTICLE)
-    engine = cli.open_engine(docs, index)
-    err = capsys.readouterr().err
+    engine = open_engine(paths, builder=_builder(said))
+    err = said.take()
     assert "changed since the index was built (1 added, 0 changed, 0 removed)" in err
     assert "--refresh" in err
     assert "zanzibar" not in {d.source for d in engine.store.documents.values()}
     engine.close()
 
-    engine = cli.open_engine(docs, index, refresh=True)
-    assert "changed since" not in capsys.readouterr().err
+    engine = open_engine(paths, refresh=True, builder=_builder(said))
+    assert "changed since" not in said.take()
     assert "zanzibar" in {d.source for d in engine.store.documents.values()}
     engine.close()
 
 
-def test_ask_waits_for_a_writer_instead_of_failing(tmp_path, fake_model, capsys):
-    import cli
+def test_ask_waits_for_a_writer_instead_of_failing(tmp_path):
+    from qa.app import Paths, open_engine
 
     docs = tmp_path / "docs"
     shutil.copytree(SEEDS, docs)
@@ -416,9 +418,10 @@ def test_ask_waits_for_a_writer_instead_of_failing(tmp_path, fake_model, capsys)
     holder = threading.Thread(target=hold)
     holder.start()
     held.wait()
-    engine = cli.open_engine(docs, index)
+    said = Said()
+    engine = open_engine(Paths.resolve(docs, index), builder=_builder(said))
     holder.join()
-    assert "waiting for it" in capsys.readouterr().err
+    assert "waiting for it" in said.take()
     assert engine.store.passage_count > 10
     engine.close()
 
@@ -505,26 +508,27 @@ def test_store_reads_one_version_even_if_current_switches_while_it_loads(seeds, 
     assert store.version == old and store.passage_count == old_count == store.vectors.count
 
 
-def test_cli_update_and_status_say_what_happened(tmp_path, fake_model):
+def test_cli_update_and_status_say_what_happened(tmp_path):
     docs = tmp_path / "docs"
     shutil.copytree(SEEDS, docs)
     index = tmp_path / "index"
     where = ["--docs", str(docs), "--index", str(index)]
-    result = runner.invoke(app, ["index", "update", *where])  # no index yet: builds
+    fake = {"embedder": FakeEmbedder(), "count_tokens": word_count}
+    result = runner.invoke(app, ["index", "update", *where], obj=fake)  # no index yet: builds
     assert result.exit_code == 0, result.stderr
     assert f"added: {len(list(SEEDS.glob('*.txt')))} file(s)" in result.stderr
 
     (docs / "zanzibar.txt").write_text(NEW_ARTICLE)
     (docs / "empty.txt").write_text("")
     (docs / "000_3462dbd106702807.txt").unlink()
-    status = runner.invoke(app, ["index", "status", "--json", *where])
+    status = runner.invoke(app, ["index", "status", "--json", *where], obj=fake)
     assert status.exit_code == 0, status.stderr
     report = json.loads(status.stdout)
     assert report["up_to_date"] is False
     assert report["added"] == ["empty", "zanzibar"]
     assert report["removed"] == ["000_3462dbd106702807"]
 
-    result = runner.invoke(app, ["index", "update", *where])
+    result = runner.invoke(app, ["index", "update", *where], obj=fake)
     assert result.exit_code == 0, result.stderr
     lines = result.stderr.splitlines()
     assert "added: 2 file(s) (empty, zanzibar)" in lines
@@ -534,13 +538,13 @@ def test_cli_update_and_status_say_what_happened(tmp_path, fake_model):
     assert any(line.startswith("embedded ") and "new passage(s)" in line for line in lines)
     assert any("skipping" in line and "empty.txt" in line for line in lines)
 
-    status = runner.invoke(app, ["index", "status", "--json", *where])
+    status = runner.invoke(app, ["index", "status", "--json", *where], obj=fake)
     report = json.loads(status.stdout)
     assert report["up_to_date"] is True and report["skipped"] == ["empty"]
     assert report["being_written"] is False
     with writer_lock(index):
-        locked = runner.invoke(app, ["index", "status", *where])
+        locked = runner.invoke(app, ["index", "status", *where], obj=fake)
         assert "another qa process is building or updating this index now" in locked.stdout
-    human = runner.invoke(app, ["index", "status", *where])
+    human = runner.invoke(app, ["index", "status", *where], obj=fake)
     assert "unchanged since the index was built" in human.stdout
     assert "1 unusable file(s) not indexed: empty" in human.stdout

@@ -195,7 +195,7 @@ def test_share_value_fits_the_button_and_round_trips(question):
 
 
 def test_the_front_end_modules_do_not_import_typer():
-    code = "import sys, qa.slack, qa.api, qa.blocks, qa.service; print('typer' in sys.modules)"
+    code = "import sys, qa.slack, qa.api, qa.blocks, qa.app; print('typer' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"

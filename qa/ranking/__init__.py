@@ -1,0 +1,79 @@
+"""The final ordering of retrieved passages, and whether they answer the question.
+
+``rank`` runs the steps in order: sentence evidence per candidate → the lexical score →
+sentence embeddings for the best few → the semantic score → bylines → the answer/refuse
+decision → recency → captions. ``passes.group`` then folds repeated findings. Every weight
+and threshold is a field of ``RankingConfig``; features are pure functions (``features``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from index.lexical import Analyzer
+
+from . import features, passes, score
+from .candidate import Candidate
+from .config import RankingConfig, RankingConfigError
+from .profile import Profile, analyse
+
+__all__ = [
+    "Archive", "Candidate", "Profile", "RankingConfig", "RankingConfigError", "analyse", "rank",
+]
+
+
+@dataclass(frozen=True)
+class Archive:
+    """What the ranking reads from the open index, and the model that embeds sentences."""
+
+    analyzer: Analyzer
+    idf: Callable[[str], float]
+    vocabulary: Callable[[int], set[str]]  # an article's terms (passages, title, names)
+    bylines: Callable[[list[int]], list[Candidate]]  # byline candidates of some articles
+    embed: Callable[[list[str]], np.ndarray]  # normalised sentence vectors
+
+
+def rank(
+    profile: Profile,
+    candidates: list[Candidate],
+    archive: Archive,
+    query: np.ndarray,
+    config: RankingConfig,
+) -> tuple[bool, list[Candidate]]:
+    """(whether the archive answers, the candidates best first)."""
+    for c in candidates:
+        evidence = features.sentence_evidence(profile, archive.idf, archive.analyzer, c, config)
+        c.sentence, c.pairs, c.best = evidence.sentence, evidence.pairs, evidence.best
+        c.shares, c.stating = evidence.shares, evidence.stating
+        c.score = score.weighted(c, profile, config, score.LEXICAL)
+    ranked = sorted(candidates, key=lambda c: (-c.score, c.id))
+    top = [c for c in ranked if c.kind != "byline"][: config.rerank_depth]
+    embed_sentences(top, query, archive.embed, config)
+    for c in ranked:
+        c.score = score.weighted(c, profile, config, score.SEMANTIC, start=c.score)
+    if profile.asks_author:
+        ranked = passes.bylines(profile, ranked, archive.bylines, config)
+    answered = score.answers(profile, ranked, archive.vocabulary, archive.idf, config)
+    ranked = sorted(ranked, key=lambda c: (-c.score, c.id))
+    ranked = passes.recency(profile, ranked, config)
+    return answered, passes.captions(ranked)
+
+
+def embed_sentences(
+    top: list[Candidate], query: np.ndarray, embed: Callable[[list[str]], np.ndarray],
+    config: RankingConfig,
+) -> None:
+    """Cosine to the question of each passage's contending sentences, in one model call."""
+    wanted = []
+    for c in top:
+        c.embedded = True
+        for i in features.contenders(c, config):
+            wanted.append((c, i, c.sentence_text(i)))
+    if not wanted:
+        return
+    similarity = embed([text for _, _, text in wanted]) @ query
+    for (c, i, _), value in zip(wanted, similarity.tolist(), strict=True):
+        c.similar[i] = value

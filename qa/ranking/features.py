@@ -1,0 +1,193 @@
+"""Features of a candidate passage for a question: pure functions of their arguments.
+
+SQuAD-style and news questions are usually a paraphrase of one sentence of the answering
+passage, so the strongest signal beyond retrieval is how much of the question's rare
+vocabulary one sentence holds (IDF-weighted, stemmed), and whether the question's word pairs
+appear there in order. Title words count as covered for every sentence of their article: a
+question names the subject ("… Super Bowl 50?") that the sentence leaves implicit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from index.lexical import Analyzer
+
+from .candidate import Candidate
+from .config import RankingConfig
+from .profile import Profile, Wanted, times
+
+Idf = Callable[[str], float]
+
+_NUMBER_WORDS = frozenset(
+    "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety "
+    "hundred hundreds thousand thousands million millions billion billions trillion dozen "
+    "dozens".split()
+)
+_COUNT_TOKEN = re.compile(r"\d[\d,.]*|[\w'’-]+")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    sentence: float
+    pairs: float
+    best: int
+    shares: tuple[float, ...]
+    stating: frozenset[int]
+
+
+def sentence_evidence(
+    profile: Profile, idf: Idf, analyzer: Analyzer, candidate: Candidate, config: RankingConfig
+) -> Evidence:
+    """Per sentence, the share of the question's IDF mass it holds (title words always, words
+    only the sentence before holds at ``config.context``); the best sentence by that share
+    (then by in-order term pairs); and which sentences state the answer the question wants."""
+    row = candidate.row
+    weights = {t: idf(t) for t in profile.terms}
+    total = sum(weights.values())
+    if not total or not row.sentences:
+        return Evidence(0.0, 0.0, 0, tuple(0.0 for _ in row.sentences), frozenset())
+    title = candidate.document.title
+    title_terms = set(analyzer.terms(title)) if title else set()
+    best = (-1.0, 0.0, 0)
+    shares = []
+    previous: set[str] = set()
+    stating = set()
+    for index in range(len(row.sentences)):
+        sentence = candidate.sentence_text(index)
+        tokens = analyzer.terms(sentence)
+        present = set(tokens)
+        covered = sum(w for t, w in weights.items() if t in present or t in title_terms)
+        covered += config.context * sum(
+            w for t, w in weights.items()
+            if t in previous and t not in present and t not in title_terms
+        )
+        previous = present
+        found = 0.0
+        if profile.pairs:
+            adjacent = set(zip(tokens, tokens[1:], strict=False))
+            found = len(profile.pairs & adjacent) / len(profile.pairs)
+        share = covered / total
+        shares.append(share)
+        if (share, found) > best[:2]:
+            best = (share, found, index)
+        if profile.wanted is not None and states(sentence, profile.wanted, analyzer, config):
+            stating.add(index)
+    return Evidence(best[0], best[1], best[2], tuple(shares), frozenset(stating))
+
+
+def states(sentence: str, want: Wanted, analyzer: Analyzer, config: RankingConfig) -> bool:
+    """Whether ``sentence`` states the kind of answer ``want`` asks for."""
+    if want.kind == "count":
+        return states_count(sentence, want.things, analyzer, config.count_window)
+    return bool(times(sentence) - want.things)
+
+
+def states_count(
+    sentence: str, things: frozenset[str], analyzer: Analyzer, window: int = 2
+) -> bool:
+    """Whether ``sentence`` puts a number at most ``window`` words before one of ``things``
+    (stems): "killed 25 people", "three Super Bowl titles", "hundreds of thousands of people"."""
+    if not things:
+        return False
+    tokens = _COUNT_TOKEN.findall(sentence.lower())
+    stems = analyzer.stem(tokens)
+    for i, token in enumerate(tokens):
+        if token[0].isdigit() or token in _NUMBER_WORDS:
+            if any(stem in things for stem in stems[i + 1 : i + 1 + window]):
+                return True
+    return False
+
+
+def missing_names(profile: Profile, idf: Idf, vocabulary: set[str]) -> float:
+    """Share of the question's IDF mass held by names that ``vocabulary`` (an article's
+    words) never uses: "What did Putin say about the attack?" asked of an archive whose best
+    article never names Putin is not answered by it, however close the rest is."""
+    total = sum(idf(t) for t in profile.terms)
+    if not total:
+        return 0.0
+    missing = {t for t in profile.names if t in profile.terms and t not in vocabulary}
+    return sum(idf(t) for t in sorted(missing)) / total
+
+
+def wanted_weight(profile: Profile, config: RankingConfig) -> float:
+    """What stating the wanted kind of answer is worth (``config.count`` or ``config.time``)."""
+    if profile.wanted is None:
+        return 0.0
+    return config.count if profile.wanted.kind == "count" else config.time
+
+
+# The features of the weighted relevance sum (see ``score``): each is 0 when it does not apply.
+
+def fused(c: Candidate, profile: Profile) -> float:
+    return c.fused
+
+
+def sentence(c: Candidate, profile: Profile) -> float:
+    return c.sentence
+
+
+def pairs(c: Candidate, profile: Profile) -> float:
+    return c.pairs
+
+
+def states_wanted_count(c: Candidate, profile: Profile) -> float:
+    wanted = profile.wanted
+    return float(wanted is not None and wanted.kind == "count" and c.best in c.stating)
+
+
+def states_wanted_time(c: Candidate, profile: Profile) -> float:
+    wanted = profile.wanted
+    return float(wanted is not None and wanted.kind == "time" and c.best in c.stating)
+
+
+def is_caption(c: Candidate, profile: Profile) -> float:
+    return float(c.kind == "caption")
+
+
+def is_byline(c: Candidate, profile: Profile) -> float:
+    return float(c.kind == "byline")
+
+
+def names_outlet(c: Candidate, profile: Profile) -> float:
+    return float(profile.names_outlet(c.document.publisher))
+
+
+def sentence_similarity(c: Candidate, profile: Profile) -> float:
+    """Cosine of the best embedded sentence; past the embedded few, the passage's own cosine
+    stands in (they correlate, r≈0.8 on squad-a: without it, being just below the cut costs a
+    whole similarity term). A byline is not evidence about the story: 0."""
+    if c.kind == "byline":
+        return 0.0
+    return max(c.similar.values(), default=0.0) if c.embedded else c.dense
+
+
+def contenders(c: Candidate, config: RankingConfig) -> list[int]:
+    """Sentences worth embedding: those whose lexical share is close to the best (at most
+    ``config.highlight_embed``), so a long passage costs no more than a short one."""
+    count = len(c.row.sentences)
+    shares = list(c.shares) if len(c.shares) == count else [0.0] * count
+    if not shares:
+        return []
+    top = max(shares)
+    close = [i for i, share in enumerate(shares) if share >= top - config.highlight_margin]
+    return sorted(close, key=lambda i: -shares[i])[: config.highlight_embed]
+
+
+def best_sentence(c: Candidate, profile: Profile, config: RankingConfig) -> int:
+    """The sentence that best answers: similarity to the question (of the contenders that
+    were embedded) plus a share of its lexical evidence, plus what stating the wanted kind of
+    answer is worth; the best lexical sentence when none was embedded."""
+    count = len(c.row.sentences)
+    shares = list(c.shares) if len(c.shares) == count else [0.0] * count
+    if not c.similar:
+        return c.best if 0 <= c.best < count else 0
+    weight = wanted_weight(profile, config)
+    return max(
+        c.similar,
+        key=lambda i: c.similar[i] + config.highlight_lexical * shares[i]
+        + weight * (i in c.stating),
+    )

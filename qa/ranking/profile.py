@@ -1,0 +1,146 @@
+"""The question, analysed once: its terms, the names it uses, what kind of answer it wants."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from index.lexical import Analyzer
+
+# Words that make a sentence a question but say nothing about its answer. bm25s's English
+# stop list (33 words) keeps them, so "who" in a question would count as evidence in any
+# sentence with a relative clause ("Biden, who has said …").
+QUESTION_WORDS = ("who whom whose what which when where why how did does do many much").split()
+
+_AUTHORSHIP = re.compile(
+    r"\b(?:who|which|what)\b[^?]{0,40}?\b(?:wrote|authored|penned|filed)\b|\bwritten by\b"
+    r"|\b(?:author|byline|correspondent)s?\b",
+    re.IGNORECASE,
+)
+_LATEST = re.compile(
+    r"\b(?:latest|most recent(?:ly)?|newest|current(?:ly)?|now|recent(?:ly)?|so far|to date"
+    r"|still|as of)\b",
+    re.IGNORECASE,
+)
+_NAME = re.compile(r"(?<!^)\b[A-Z][\w'’.-]*")
+_HOW_MANY = re.compile(r"\bhow\s+(?:many|much)\s+((?:[\w'’-]+\s*){1,3})", re.IGNORECASE)
+# Words that end the counted phrase: "how many people were killed" counts people.
+_PHRASE_END = frozenset(
+    "a an the of did does do is are was were be been has have had will would can could should "
+    "may might must in on at to for by from with that which who there it its their his her "
+    "this these those".split()
+)
+_WHEN = re.compile(
+    r"\b(?:when|(?:what|which) (?:year|month|day|date|decade|century))\b", re.IGNORECASE
+)
+# Month and weekday names only capitalised: "may" and "march" are also a verb and a noun.
+_TIME = re.compile(
+    r"\b(?:January|February|March|April|May|June|July|August|September|October|November"
+    r"|December|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b"
+    r"|\b(?:1\d|20)\d\d(?:s\b|\b)|\b\d{1,2}(?:st|nd|rd|th) (?i:century)\b|\b\d0s\b"
+)
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """The kind of answer a question asks for: ``"count"`` of ``things`` (stems) or
+    ``"time"`` other than ``things`` (the time expressions the question gives itself)."""
+
+    kind: str
+    things: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the ranking needs to know about a question, computed once per question."""
+
+    text: str
+    terms: tuple[str, ...]  # its terms for sentence evidence (see ``question_terms``)
+    pairs: frozenset[tuple[str, str]]  # adjacent distinct term pairs
+    names: tuple[str, ...]  # terms of its capitalised words after the first
+    wanted: Wanted | None
+    asks_author: bool
+    asks_latest: bool
+
+    def names_outlet(self, publisher: str | None) -> bool:
+        return names_outlet(self.text, publisher)
+
+
+def analyse(question: str, analyzer: Analyzer) -> Profile:
+    terms = question_terms(question, analyzer)
+    return Profile(
+        text=question,
+        terms=tuple(terms),
+        pairs=frozenset((a, b) for a, b in zip(terms, terms[1:], strict=False) if a != b),
+        names=tuple(name_terms(question, analyzer)),
+        wanted=wanted(question, analyzer),
+        asks_author=asks_for_author(question),
+        asks_latest=asks_for_latest(question),
+    )
+
+
+def question_terms(question: str, analyzer: Analyzer) -> list[str]:
+    """The question's BM25 terms without the question words (all of them when it has
+    nothing else)."""
+    terms = analyzer.terms(question)
+    skip = set(analyzer.stem(QUESTION_WORDS))
+    return [t for t in terms if t not in skip] or list(terms)
+
+
+def name_terms(question: str, analyzer: Analyzer) -> list[str]:
+    """Terms of the capitalised words after the first (names: "Putin", "Germany", "VOA")."""
+    terms: list[str] = []
+    for match in _NAME.finditer(question.strip()):
+        word = match.group()
+        word = word[:-2] if word.endswith(("'s", "’s")) else word.rstrip(".")
+        terms.extend(analyzer.terms(word))
+    return terms
+
+
+def names_outlet(question: str, publisher: str | None) -> bool:
+    """Whether the question names the outlet ("… the VOA report …", "… in Epoch Times …" for
+    The Epoch Times)."""
+    name = re.sub(r"(?i)^the\s+", "", publisher or "").strip()
+    if not name:
+        return False
+    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", question, re.IGNORECASE) is not None
+
+
+def asks_for_author(question: str) -> bool:
+    """Whether the question is about who wrote an article (bylines answer it)."""
+    return bool(_AUTHORSHIP.search(question))
+
+
+def asks_for_latest(question: str) -> bool:
+    """Whether the question asks for the latest state of things ("most recent", "now", …)."""
+    return bool(_LATEST.search(question))
+
+
+def wanted(question: str, analyzer: Analyzer) -> Wanted | None:
+    """What the question asks for, when a sentence can be seen to state it: a count ("How
+    many people …", see ``counted``) or a time ("When …", "What year …"); None otherwise."""
+    things = counted(question, analyzer)
+    if things:
+        return Wanted("count", things)
+    if _WHEN.search(question):
+        return Wanted("time", times(question))
+    return None
+
+
+def counted(question: str, analyzer: Analyzer) -> frozenset[str]:
+    """Stems of what a "how many …" / "how much …" question counts (empty for others):
+    "How many Super Bowl titles …" → {super, bowl, titl}."""
+    match = _HOW_MANY.search(question)
+    if not match:
+        return frozenset()
+    words = []
+    for word in match.group(1).lower().split():
+        if word in _PHRASE_END:
+            break
+        words.append(word)
+    return frozenset(analyzer.stem(words))
+
+
+def times(text: str) -> frozenset[str]:
+    """The time expressions of ``text``: month and weekday names, years, decades, centuries."""
+    return frozenset(match.lower() for match in _TIME.findall(text))

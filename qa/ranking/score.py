@@ -1,0 +1,70 @@
+"""The relevance score (a weighted sum of features), confidence, and the refusal decision.
+
+Each term of the score is a feature function and the ``RankingConfig`` field holding its
+weight. ``LEXICAL`` terms are cheap and decide which passages get their sentences embedded;
+``SEMANTIC`` terms need those embeddings. Adding a signal: a function in ``features``, a
+field in ``RankingConfig``, a row here, and a test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from . import features
+from .candidate import Candidate
+from .config import RankingConfig
+from .profile import Profile
+
+Feature = Callable[[Candidate, Profile], float]
+
+LEXICAL: tuple[tuple[str, Feature], ...] = (
+    ("fused", features.fused),
+    ("sentence", features.sentence),
+    ("pairs", features.pairs),
+    ("count", features.states_wanted_count),
+    ("time", features.states_wanted_time),
+    ("caption", features.is_caption),
+    ("byline", features.is_byline),
+    ("outlet", features.names_outlet),
+)
+SEMANTIC: tuple[tuple[str, Feature], ...] = (
+    ("sentence_dense", features.sentence_similarity),
+)
+
+
+def weighted(
+    c: Candidate, profile: Profile, config: RankingConfig,
+    terms: Sequence[tuple[str, Feature]], start: float = 0.0,
+) -> float:
+    """``start`` plus the weighted sum of ``terms`` (in order, so sums are reproducible)."""
+    score = start
+    for name, feature in terms:
+        score += getattr(config, name) * feature(c, profile)
+    return score
+
+
+def confidence(c: Candidate, missing: float, config: RankingConfig) -> float:
+    """Evidence that ``c`` answers: its cosine, the share of the question's rare words one
+    of its sentences holds, less the share held by names its article never uses."""
+    value = config.confidence_dense * c.dense + config.confidence_sentence * c.sentence
+    return value - config.missing_names * missing
+
+
+def answers(
+    profile: Profile,
+    ranked: Sequence[Candidate],
+    vocabulary: Callable[[int], set[str]],
+    idf: features.Idf,
+    config: RankingConfig,
+) -> bool:
+    """Whether the best passage's evidence is strong enough to answer; or, for "who wrote
+    the VOA story?", whether the named outlet's byline is among the results."""
+    # A byline says who wrote a story, not that the archive covers the question.
+    evidence = [c for c in ranked if c.kind != "byline"] or list(ranked)
+    best = max(evidence, key=lambda c: c.score)
+    missing = features.missing_names(profile, idf, vocabulary(best.document.id))
+    if confidence(best, missing, config) >= config.min_confidence:
+        return True
+    return profile.asks_author and any(
+        c.kind == "byline" and profile.names_outlet(c.document.publisher) for c in ranked
+    )

@@ -1,0 +1,309 @@
+"""The ranking package: its config, the question profile, feature functions and passes."""
+
+import dataclasses
+import shutil
+
+import pytest
+from conftest import SEEDS, FakeEmbedder, word_count
+
+from index.lexical import Analyzer
+from index.pipeline import build_index
+from index.store import DocumentRow, PassageRow
+from qa.engine import Engine
+from qa.ranking import RankingConfig, RankingConfigError, analyse, features, passes, score
+from qa.ranking.candidate import Candidate
+from qa.ranking.profile import counted, name_terms, names_outlet, question_terms, times, wanted
+from qa.search import order, rrf
+
+ANALYZER = Analyzer()
+CONFIG = RankingConfig()
+
+
+def candidate(text, *, id=0, doc=0, kind="text", dense=0.0, keyword=0.0, title=None,
+              publisher=None, date=None, sentence=0.0, spans=None):
+    if spans is None:
+        spans = ((100, 100 + len(text)),)
+    row = PassageRow(id, doc, 100, 100 + len(text), kind, text, spans, "h")
+    document = DocumentRow(doc, f"doc{doc}", f"/doc{doc}.txt", "s", title, date, False, None,
+                           publisher)
+    return Candidate(row, document, dense, keyword, sentence=sentence)
+
+
+def two_sentences(first, second, **kw):
+    text = f"{first} {second}"
+    spans = ((100, 100 + len(first)), (101 + len(first), 100 + len(text)))
+    return candidate(text, spans=spans, **kw)
+
+
+# --- config --------------------------------------------------------------------------------
+
+def test_config_loads_a_toml_subset_and_refuses_unknown_keys(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text('sentence = 0.7\nmin_confidence = 1\n[passes]\ngroup_depth = 4\n')
+    config = RankingConfig.load(path)
+    assert (config.sentence, config.min_confidence, config.group_depth) == (0.7, 1.0, 4)
+    assert config.pairs == RankingConfig().pairs
+    assert config.to_dict()["sentence"] == 0.7
+    path.write_text("sentense = 0.7\n")
+    with pytest.raises(RankingConfigError, match="unknown ranking key.*sentense"):
+        RankingConfig.load(path)
+    path.write_text('pool = "many"\n')
+    with pytest.raises(RankingConfigError, match="pool must be a int"):
+        RankingConfig.load(path)
+    path.write_text("pool = \n")
+    with pytest.raises(RankingConfigError, match="not valid TOML"):
+        RankingConfig.load(path)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.sentence = 1.0  # type: ignore[misc]
+
+
+def test_every_score_term_has_a_config_weight():
+    names = {f.name for f in dataclasses.fields(RankingConfig)}
+    for name, feature in score.LEXICAL + score.SEMANTIC:
+        assert name in names and callable(feature)
+
+
+def test_a_weight_of_zero_removes_its_feature():
+    c = candidate("The ferry runs.", kind="caption", publisher="VOA")
+    c.fused, c.sentence, c.pairs = 0.5, 0.4, 0.25
+    profile = analyse("What did VOA say about the ferry?", ANALYZER)
+    full = score.weighted(c, profile, CONFIG, score.LEXICAL)
+    assert full == pytest.approx(0.5 + 0.6 * 0.4 + 0.2 * 0.25 - 0.1 + 0.2)
+    without = dataclasses.replace(CONFIG, outlet=0.0)
+    assert score.weighted(c, profile, without, score.LEXICAL) == pytest.approx(full - 0.2)
+
+
+# --- retrieval fusion ----------------------------------------------------------------------
+
+def test_rrf_rewards_agreement_of_both_retrievers():
+    pool = [candidate("a", id=1, dense=0.9, keyword=0.1), candidate("b", id=2, dense=0.8,
+            keyword=1.0), candidate("c", id=3, dense=0.1, keyword=0.9)]
+    fused = rrf(pool, 60)
+    assert max(fused, key=fused.__getitem__) == 2
+    assert [c.id for c in order(pool, "dense", CONFIG)] == [1, 2, 3]
+    assert [c.id for c in order(pool, "bm25", CONFIG)] == [2, 3, 1]
+    assert [c.id for c in order(pool, "blend", CONFIG)][0] == 2
+    assert [c.id for c in order(pool, "fused", CONFIG)] == [c.id for c in order(pool, "blend",
+                                                                                  CONFIG)]
+    with pytest.raises(ValueError):
+        order(pool, "magic", CONFIG)
+
+
+# --- the question profile ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("question", "publisher", "named"), [
+    ("Who wrote the VOA article?", "VOA", True),
+    ("What did the story in Epoch Times say?", "The Epoch Times", True),
+    ("What did The Epoch Times report?", "The Epoch Times", True),
+    ("What did the voarchive say?", "VOA", False),
+    ("What did the Times say?", "The Epoch Times", False),
+    ("Who wrote it?", None, False),
+])
+def test_names_outlet_with_or_without_its_article(question, publisher, named):
+    assert names_outlet(question, publisher) is named
+
+
+def test_question_words_are_not_evidence():
+    assert question_terms("Who is the president of France?", ANALYZER) == ["presid", "franc"]
+    assert question_terms("How many did what?", ANALYZER) == ["how", "mani", "did", "what"]
+
+
+def test_profile_is_the_question_analysed_once():
+    profile = analyse("Who wrote the latest VOA story about Putin's visit?", ANALYZER)
+    assert profile.asks_author and profile.asks_latest
+    assert profile.names == ("voa", "putin")
+    assert profile.wanted is None
+    assert ("putin", "visit") in profile.pairs
+
+
+@pytest.mark.parametrize("question, things", [
+    ("How many people were killed by the strikes?", {"peopl"}),
+    ("How many Super Bowl titles have the Broncos won?", {"super", "bowl", "titl"}),
+    ("how much money did the council approve?", {"money"}),
+    ("How many were killed?", set()),
+    ("Who was killed?", set()),
+])
+def test_counted_is_what_a_how_many_question_counts(question, things):
+    assert counted(question, ANALYZER) == things
+
+
+def test_questions_that_want_no_particular_kind_of_answer():
+    assert wanted("Who is the president of France?", ANALYZER) is None
+    assert wanted("What did the mayor say?", ANALYZER) is None
+
+
+def test_may_the_verb_is_not_a_time():
+    assert times("Officials may respond, and a march may follow.") == set()
+    assert times("Officials may respond in May or in the 19th Century.") == {"may", "19th century"}
+
+
+# --- features ------------------------------------------------------------------------------
+
+def test_names_the_best_article_never_uses_cost_confidence():
+    idf = lambda term: {"putin": 3.0, "attack": 1.0, "say": 1.0}.get(term, 1.0)  # noqa: E731
+    terms = ("putin", "say", "attack")
+    profile = analyse("What did Putin say about the attack?", ANALYZER)
+    profile = dataclasses.replace(profile, terms=terms)
+    assert name_terms(profile.text, ANALYZER) == ["putin"]
+    assert name_terms("Putin said what?", ANALYZER) == []  # the first word is capitalised anyway
+    assert features.missing_names(profile, idf, {"say", "attack"}) == pytest.approx(0.6)
+    assert features.missing_names(profile, idf, {"putin", "say", "attack"}) == 0.0
+    lower = dataclasses.replace(analyse("what did putin say about the attack?", ANALYZER),
+                                terms=terms)
+    assert features.missing_names(lower, idf, set()) == 0.0
+
+
+def test_sentence_evidence_counts_what_the_sentence_before_named_at_half_weight():
+    c = two_sentences("US air raids hit bases of Kataib Hezbollah.", "The strikes killed 25 people.")
+    profile = analyse("Kataib Hezbollah: how many people did the strikes kill?", ANALYZER)
+    profile = dataclasses.replace(profile, terms=("kill", "peopl", "kataib", "hezbollah"))
+    got = features.sentence_evidence(profile, lambda term: 1.0, ANALYZER, c, CONFIG)
+    assert got.shares[0] == pytest.approx(0.5)  # kataib, hezbollah
+    assert got.shares[1] == pytest.approx((2 + CONFIG.context * 2) / 4)
+    assert got.best == 1
+    assert got.stating == frozenset({1})  # "25 people" states the count asked for
+
+
+@pytest.mark.parametrize("sentence, states", [
+    ("Washington said the air strikes, which killed 25 people, were in retaliation.", True),
+    ("The raid killed three more people.", True),
+    ("Hundreds of people gathered.", True),
+    ("It killed a US contractor and other people, prompting US air strikes.", False),
+    ("Some 25 of the wounded people were flown out.", False),  # too far from the number
+])
+def test_states_count_needs_a_number_before_the_counted_word(sentence, states):
+    assert features.states_count(sentence, frozenset({"peopl"}), ANALYZER) is states
+
+
+@pytest.mark.parametrize("question, sentence, states", [
+    ("When did the ferry return?", "The ferry returned in March.", True),
+    ("What year was the club founded?", "The club was founded in 1889.", True),
+    ("What year was the club founded?", "The club was founded by miners.", False),
+    ("When in 1889 was the club founded?", "The club was founded in 1889.", False),  # given
+    ("In which decade did jazz spread?", "Jazz spread in the 1920s.", True),
+    ("Which city did jazz spread from?", "Jazz spread in the 1920s.", False),  # not asked
+    ("What century did the war end?", "The war ended in the 17th century.", True),
+    ("How many people were killed?", "The strikes killed 25 people.", True),
+    ("How many people were killed?", "The strikes killed people in 2019.", False),
+])
+def test_wanted_answer_kind(question, sentence, states):
+    want = wanted(question, ANALYZER)
+    assert (want is not None and features.states(sentence, want, ANALYZER, CONFIG)) is states
+
+
+def test_the_wanted_kind_counts_only_when_the_best_sentence_states_it():
+    profile = analyse("When did the ferry return?", ANALYZER)
+    c = two_sentences("The ferry was late.", "It returned in March.")
+    c.best, c.stating = 1, frozenset({1})
+    assert features.states_wanted_time(c, profile) == 1.0
+    assert features.states_wanted_count(c, profile) == 0.0
+    c.stating = frozenset({0})
+    assert features.states_wanted_time(c, profile) == 0.0
+
+
+def test_highlight_prefers_the_sentence_stating_what_the_question_asks_for():
+    profile = analyse("How many people were killed?", ANALYZER)
+    c = two_sentences("People were killed in the raid.", "It killed 25 people.")
+    c.shares, c.similar = (0.6, 0.55), {0: 0.5, 1: 0.5}
+    assert features.best_sentence(c, profile, CONFIG) == 0
+    c.stating = frozenset({1})
+    assert features.best_sentence(c, profile, CONFIG) == 1
+    assert features.best_sentence(c, profile, dataclasses.replace(CONFIG, count=0.0)) == 0
+
+
+def test_sentence_similarity_falls_back_to_the_passage_cosine_unless_embedded():
+    profile = analyse("q", ANALYZER)
+    c = candidate("Text.", dense=0.4)
+    assert features.sentence_similarity(c, profile) == 0.4
+    c.embedded, c.similar = True, {0: 0.7}
+    assert features.sentence_similarity(c, profile) == 0.7
+    assert features.sentence_similarity(candidate("By X", kind="byline", dense=0.9), profile) == 0
+
+
+# --- passes --------------------------------------------------------------------------------
+
+def test_captions_move_below_stronger_story_passages():
+    spec = [("cap1", "caption", 0.8), ("a", "text", 0.9), ("cap2", "caption", 0.5),
+            ("b", "text", 0.8), ("c", "text", 0.4), ("by", "byline", 1.0)]
+    ranked = [candidate(name, id=i, kind=kind, sentence=ev) for i, (name, kind, ev) in
+              enumerate(spec)]
+    assert [c.row.text for c in passes.captions(ranked)] == ["a", "b", "cap1", "cap2", "c", "by"]
+    assert passes.captions([]) == []
+
+
+def test_near_duplicate_needs_the_same_words():
+    a = '"The crossing is back and it will run every twenty minutes," Mayor Lena Park said.'
+    b = "“The crossing is back and it will run every twenty minutes”, Mayor Lena Park said."
+    assert passes.near_duplicate(a, b, ANALYZER, CONFIG)
+    other = "The council approved a budget of four million dollars."
+    assert not passes.near_duplicate(a, other, ANALYZER, CONFIG)
+    assert not passes.near_duplicate("Park said.", "Park said.", ANALYZER, CONFIG)
+
+
+def test_recency_orders_close_results_newest_first():
+    profile = analyse("What is the latest forecast?", ANALYZER)
+    old = candidate("old", id=1, doc=1, date="2020-01-01")
+    new = candidate("new", id=2, doc=2, date="2021-01-01")
+    far = candidate("far", id=3, doc=3, date="2022-01-01")
+    old.score, new.score, far.score = 1.0, 0.97, 0.5
+    assert [c.row.text for c in passes.recency(profile, [old, new, far], CONFIG)] == \
+        ["new", "old", "far"]
+    plain = analyse("What is the forecast?", ANALYZER)
+    assert passes.recency(plain, [old, new, far], CONFIG)[0] is old
+
+
+# --- one analyzer per index ----------------------------------------------------------------
+
+OTHER_ARCHIVE = {
+    "mill": "Mill Reopens\n\nApril 2, 2022\n\nThe old paper mill in the valley reopened on "
+            "Monday with two hundred workers, the owners said.\n",
+    "dam": "Dam Repairs\n\nApril 9, 2022\n\nRepairs to the river dam will take three years and "
+           "cost twelve million dollars, engineers said on Friday.\n",
+}
+QUESTIONS = ["How many rockets landed at the Taji base?", "Who is McKenzie?",
+             "How many workers does the paper mill have?", "What will the dam repairs cost?"]
+
+
+def _answers(engine):
+    return [engine.ask(q, k=3).to_dict(show_weak=True) for q in QUESTIONS]
+
+
+def test_two_archives_in_one_process_answer_as_each_does_alone(tmp_path):
+    shutil.copytree(SEEDS, tmp_path / "seeds")
+    (tmp_path / "other").mkdir()
+    for name, text in OTHER_ARCHIVE.items():
+        (tmp_path / "other" / f"{name}.txt").write_text(text)
+    for name in ("seeds", "other"):
+        build_index(tmp_path / name, tmp_path / f"{name}-index", embedder=FakeEmbedder(),
+                    count_tokens=word_count)
+    # The second archive's stop words differ: an index records its own analyzer settings.
+    settings = tmp_path / "other-index"
+    version = next(settings.glob("v-*"))
+    query_file = version / "bm25" / "query_tokenizer.json"
+    import json
+
+    data = json.loads(query_file.read_text())
+    data["stopwords"] = sorted(set(data["stopwords"]) | {"rockets", "workers", "dam"})
+    query_file.write_text(json.dumps(data))
+    manifest = json.loads((version / "manifest.json").read_text())
+    manifest["sizes"]["bm25/query_tokenizer.json"] = query_file.stat().st_size
+    (version / "manifest.json").write_text(json.dumps(manifest))
+
+    def alone(name):
+        engine = Engine(tmp_path / f"{name}-index", embedder=FakeEmbedder())
+        try:
+            return _answers(engine)
+        finally:
+            engine.close()
+
+    expected = {name: alone(name) for name in ("seeds", "other")}
+    for first, second in (("seeds", "other"), ("other", "seeds")):
+        engines = {n: Engine(tmp_path / f"{n}-index", embedder=FakeEmbedder())
+                   for n in (first, second)}
+        try:
+            for name in (second, first, second):
+                assert _answers(engines[name]) == expected[name]
+        finally:
+            for engine in engines.values():
+                engine.close()
+    assert expected["seeds"] != expected["other"]
