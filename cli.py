@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,8 +54,25 @@ def _stdout() -> Console:
     return Console(highlight=False)
 
 
+# Control characters a terminal would act on (ESC sequences, OSC titles, carriage returns,
+# bidi overrides) and that article text or file names may hold: shown as escapes, never sent.
+# Newlines and tabs are layout. JSON output keeps the text exact; only terminals get this.
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe(text: str) -> str:
+    """``text`` with terminal control characters shown as ``\\xNN``/``\\uNNNN`` escapes."""
+    return _UNSAFE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def _line(label: str, style: str, message: str) -> Any:
+    from rich.text import Text
+
+    return Text.assemble((label, style), " ", safe(message))
+
+
 def warn(message: str) -> None:
-    _stderr().print(f"[yellow]warning:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    _stderr().print(_line("warning:", "yellow", message), soft_wrap=True)
 
 
 @contextmanager
@@ -65,7 +83,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except QAError as error:
-        _stderr().print(f"[red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+        _stderr().print(_line("error:", "red", str(error)), soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         _stderr().print("interrupted")
@@ -89,7 +107,7 @@ def _builder(ctx: typer.Context, progress: Any = None) -> Builder:
         count_tokens=deps.get("count_tokens"),
         progress=progress or (lambda stage, done, total: None),
         warn=warn,
-        notice=lambda message: _stderr().print(message, soft_wrap=True, markup=False),
+        notice=lambda message: _stderr().print(safe(message), soft_wrap=True, markup=False),
     )
 
 
@@ -167,7 +185,7 @@ def index_update(ctx: typer.Context, docs: DocsOption = None, index: IndexOption
             continue
         more = f", … {len(names) - 10} more" if len(names) > 10 else ""
         listed = f" ({', '.join(names[:10])}{more})" if names else ""
-        out.print(f"{label}: {len(names)} file(s){listed}", soft_wrap=True, markup=False)
+        out.print(safe(f"{label}: {len(names)} file(s){listed}"), soft_wrap=True, markup=False)
     out.print(
         f"embedded {report.embedded} new passage(s); index has {report.documents} documents,"
         f" {report.passages} passages"
@@ -186,6 +204,7 @@ def index_status(
     Example: qa index status
     """
     from rich.table import Table
+    from rich.text import Text
 
     from qa.app import status as index_state
 
@@ -199,7 +218,7 @@ def index_status(
     table.add_column(overflow="fold")
     for key in ("index", "docs", "documents", "passages", "model", "vector_index", "built",
                 "updated"):
-        table.add_row(key, str(state[key]))
+        table.add_row(key, Text(safe(str(state[key]))))
     if state["up_to_date"]:
         table.add_row("articles", "unchanged since the index was built")
     else:
@@ -212,8 +231,8 @@ def index_status(
     if state["being_written"]:
         table.add_row("writer", "another qa process is building or updating this index now")
     if state["skipped"]:
-        table.add_row("skipped", f"{len(state['skipped'])} unusable file(s) not indexed: "
-                      + ", ".join(state["skipped"][:10]))
+        table.add_row("skipped", Text(safe(f"{len(state['skipped'])} unusable file(s) not "
+                                           "indexed: " + ", ".join(state["skipped"][:10]))))
     _stdout().print(table)
 
 
@@ -253,11 +272,11 @@ def render(answer: Answer, console: Console, show_weak: bool = False) -> None:
             a, b = passage.highlight.start - start, passage.highlight.end - start
             # Without colour (a pipe, NO_COLOR) the answering sentence is marked with » «.
             plain = console.no_color or not console.is_terminal
-            body.append(text[:a])
-            body.append(f"»{text[a:b]}«" if plain else text[a:b], style="bold yellow")
-            body.append(text[b:])
+            body.append(safe(text[:a]))
+            body.append(safe(f"»{text[a:b]}«" if plain else text[a:b]), style="bold yellow")
+            body.append(safe(text[b:]))
         else:
-            body.append(text)
+            body.append(safe(text))
         console.print(Text(f"[{passage.rank}] score {passage.score:.3f}", style="bold cyan"))
         _print_wrapped(console, body)
         _print_wrapped(console, Text(citation_line(passage.rank, passage.citation), style="dim"))
@@ -278,7 +297,7 @@ def _print_wrapped(console: Console, text: Any) -> None:
 def citation_line(rank: int | None, c: Citation) -> str:
     from qa.cite import citation_text
 
-    return f"{citation_text(rank, c)} ({c.source}, chars {c.start}–{c.end})"
+    return safe(f"{citation_text(rank, c)} ({c.source}, chars {c.start}–{c.end})")
 
 
 SourceOption = Annotated[
@@ -351,7 +370,7 @@ def ask(
                 print(json.dumps(answer.to_dict(show_weak), ensure_ascii=False), flush=True)
             else:
                 if question == "-":
-                    out.print(f"[bold]Q: {answer.question}[/]")
+                    out.print(_line("Q:", "bold", answer.question))
                 render(answer, out, show_weak)
 
 
@@ -484,8 +503,8 @@ def _print_report(report: Any, show_missed: int) -> None:
         out.print(f"[bold]Not first ({len(report.missed)}):[/]")
         for o in report.missed[:show_missed]:
             where = f"rank {o.rank}" if o.rank else "not in top results"
-            out.print(f"  {o.id} ({where}) {o.question}", soft_wrap=True, markup=False)
-            out.print(f"      first: {o.first}", soft_wrap=True, markup=False, style="dim")
+            out.print(safe(f"  {o.id} ({where}) {o.question}"), soft_wrap=True, markup=False)
+            out.print(safe(f"      first: {o.first}"), soft_wrap=True, markup=False, style="dim")
         if len(report.missed) > show_missed:
             out.print(f"  … and {len(report.missed) - show_missed} more (--missed N, --json)")
 

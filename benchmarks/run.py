@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SQUAD = Path("/work/shared/bench/squad-a")
+# The shared benchmark folder beside the checkout; --shared points elsewhere.
+SHARED = ROOT.parent / "shared"
 QUESTION = "How many rockets landed at the Taji base?"
 NAIVE = """
 import sys, time, sqlite3
@@ -373,8 +374,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="keep the built indexes here (default: a temporary folder)")
     parser.add_argument("--sections", default="cold,ingest,queries",
                         help="comma-separated subset of cold,ingest,queries")
+    parser.add_argument("--shared", type=Path, default=SHARED,
+                        help="the shared data folder holding bench/squad-a (default ../shared)")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    squad = args.shared / "bench" / "squad-a"
     if args.worker:
         name, kwargs = args.worker
         print(json.dumps(WORKERS[name](**json.loads(kwargs))))
@@ -399,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"seed index built in {r['wall']:.1f} s (includes the one-off ONNX export)")
     squad_index = work / "squad-index"
     if not (squad_index / "CURRENT").exists():
-        build = worker("build", docs=str(SQUAD / "docs"), index=str(squad_index))
+        build = worker("build", docs=str(squad / "docs"), index=str(squad_index))
     else:
         build = None
 
@@ -409,7 +413,8 @@ def main(argv: list[str] | None = None) -> None:
     if "ingest" in sections:
         report_ingest(work, squad_index, sample, build)
     if "queries" in sections:
-        report_queries(work, squad_index, sizes, million, args.million_kind)
+        report_queries(work, squad_index, squad / "questions.jsonl", sizes, million,
+                       args.million_kind)
     print(f"\ntotal benchmark time {time.perf_counter() - started:.0f} s")
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
@@ -476,12 +481,12 @@ def report_ingest(work: Path, squad_index: Path, sample: int, build: Any) -> Non
 
 
 
-def report_queries(work: Path, squad_index: Path, sizes: list[int], million: int,
-                   kind: str = "gaussian") -> None:
+def report_queries(work: Path, squad_index: Path, questions: Path, sizes: list[int],
+                   million: int, kind: str = "gaussian") -> None:
     import numpy as np
 
     qfile = work / "questions.jsonl"
-    lines = (SQUAD / "questions.jsonl").read_text().splitlines()
+    lines = questions.read_text().splitlines()
     qfile.write_text("\n".join(lines[:: max(1, len(lines) // 250)][:250]) + "\n")
     qvec = work / "questions.npy"
     if not qvec.exists():

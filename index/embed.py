@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     import tokenizers
 
 
+OnProgress = Callable[[int], None] | None
+
+
 class Embedder:
     """A text embedding backend: subclasses implement ``embed_batch``."""
 
@@ -180,9 +183,9 @@ class OnnxEmbedder(Embedder):
         share this session (onnxruntime releases the GIL; sessions are thread-safe).
 
         For the handful of sentences a question's re-ranking embeds: no padding to the longest
-        one, and both cores work while the session itself stays single-threaded for questions.
-        ~65 ms instead of ~165 ms for eight sentences on this 2-core machine; the vectors are
-        those of ``embed_batch`` (padding is masked out)."""
+        one, and both cores work while the session itself stays single-threaded for questions
+        (faster than one padded batch, docs/BENCHMARKS.md); the vectors are those of
+        ``embed_batch`` (padding is masked out)."""
         if len(texts) <= 1:
             return self.embed_batch(texts)
         if self._threads is None:
@@ -244,11 +247,8 @@ class PoolEmbedder(Embedder):
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         return self._local.embed_batch(texts)
 
-    def embed(
-        self,
-        texts: Sequence[str],
-        batch_size: int | None = None,
-        progress: Callable[[int], None] | None = None,
+    def embed(  # Embedder.embed, its batches spread over worker processes
+        self, texts: Sequence[str], batch_size: int | None = None, progress: OnProgress = None
     ) -> np.ndarray:
         batch_size = batch_size or self.batch_size
         if len(texts) <= 2 * batch_size or self._broken:

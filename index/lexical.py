@@ -3,7 +3,7 @@
 bm25s builds the index and owns its on-disk format (a CSC matrix of precomputed per-term,
 per-passage scores, plus a vocabulary). Querying does not need bm25s: ``load`` memory-maps the
 saved arrays and ``Bm25Index.search`` sums a query's columns with numpy, which keeps bm25s and scipy
-(~0.3 s of imports) off the cold query path. The query tokenizer reproduces
+(slow imports) off the cold query path. The query tokenizer reproduces
 ``bm25s.tokenize`` (lower-case, ``\\b\\w\\w+\\b`` words, stopwords dropped, then Snowball
 stemming); the stopword list is saved with the index so the two cannot drift apart.
 """

@@ -374,20 +374,10 @@ def ensure_query_model(index_dir: Path, model_name: str, verify: bool = False) -
         write_atomic(stamp, export_onnx(target).encode())
 
 
-def update_index(
-    docs_dir: Path,
-    index_dir: Path,
-    *,
-    embedder: Any = None,
-    count_tokens: Counter | None = None,
-    progress: Progress = _ignore_progress,
-    warn: Warn = _ignore,
-) -> Report:
-    """Bring the index in line with ``docs_dir``, embedding only new or changed passages."""
-    return build_index(
-        docs_dir, index_dir, embedder=embedder, count_tokens=count_tokens, progress=progress,
-        warn=warn, reuse_vectors=True,
-    )
+def update_index(docs_dir: Path, index_dir: Path, **options: Any) -> Report:
+    """Bring the index in line with ``docs_dir``, embedding only new or changed passages
+    (``build_index`` reusing the vectors of unchanged ones; same options)."""
+    return build_index(docs_dir, index_dir, reuse_vectors=True, **options)
 
 
 @dataclass

@@ -47,7 +47,7 @@ class VectorIndex:
 class NumpyIndex(VectorIndex):
     """Exact search with one matrix product. Also serves small indexes at query time straight
     from the memory-mapped ``vectors.npy``: the same results as ``IndexFlatIP`` without
-    importing faiss (~0.2 s of a cold start)."""
+    importing faiss (a noticeable share of a cold start)."""
 
     kind = "numpy"
 
@@ -65,7 +65,7 @@ class NumpyIndex(VectorIndex):
         if len(queries) <= 4:
             # A few queries are matrix-vector products, bound by memory bandwidth: numpy's
             # single-threaded einsum loop beats a multi-threaded BLAS call, whose thread
-            # hand-offs cost 20-30 ms instead of ~1.5 ms at 10k vectors on a busy 2-core box.
+            # hand-offs cost more than the product (docs/BENCHMARKS.md).
             scores = np.stack([np.einsum("ij,j->i", self.vectors, q) for q in queries])
         else:
             scores = queries @ self.vectors.T
@@ -101,16 +101,15 @@ class FaissIndex(VectorIndex):
     Why: the codes are 48 bytes a passage (1.5 kB as floats), so the scan can probe a quarter
     of the lists in a few milliseconds at 1M passages, and the exact re-scoring of a few
     thousand candidates from the memory-mapped ``vectors.npy`` restores the ranking that
-    4-bit codes blur. Measured at 1M (docs/BENCHMARKS.md): recall@10 ~0.99 in ~4 ms, where
-    IVF-Flat needed ~45 ms for the same recall on this 2-core machine; HNSW took ~160 s to
-    build per 100k vectors here and faiss cannot memory-map it. Scores are exact inner
+    4-bit codes blur. At 1M it reached IVF-Flat's recall in a fraction of its time, and HNSW
+    builds slowly and cannot be memory-mapped by faiss (docs/BENCHMARKS.md). Scores are exact inner
     products, as with the flat index. Indexes written by earlier versions (``IVF-Flat``) are
     still read and searched as they are.
     """
 
     kind = "faiss"
-    # Exact search over 20k x 384 floats costs ~1-3 ms a query; beyond that it grows linearly
-    # (17 ms at 100k), while the IVF index stays at a few ms.
+    # Exact search grows linearly with the archive while the IVF index stays flat; below
+    # this size exact search is fast enough and exact (docs/BENCHMARKS.md).
     IVF_THRESHOLD = 20_000
     # Faiss needs at least 39 training points per list; 64 gives stabler centroids.
     TRAIN_PER_LIST = 64

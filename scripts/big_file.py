@@ -77,7 +77,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=float, default=50)
     parser.add_argument("--embedder", choices=["hashing", "real"], default="hashing")
-    parser.add_argument("--corpus", type=Path, default=Path("/work/shared/bench/squad-a/docs"))
+    parser.add_argument("--corpus", type=Path,
+                        default=ROOT.parent / "shared" / "bench" / "squad-a" / "docs")
     args = parser.parse_args()
 
     from index.pipeline import build_index

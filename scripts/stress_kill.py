@@ -5,7 +5,7 @@ and that leftovers of killed writers do not pile up.
     HF_HUB_OFFLINE=1 python scripts/stress_kill.py --kills 20
 
 Runs from the repository root (it invokes `python -m cli`), with the real model. The docs are
-the seed articles plus copies of /work/shared/bench/squad-a/docs (override with --corpus), so
+the seed articles plus copies of ../shared/bench/squad-a/docs (override with --corpus), so
 each run lasts long enough to be killed anywhere: while importing, reading, embedding, writing
 the new version, or switching CURRENT. Exit status 0 only when every check passed.
 """
@@ -96,15 +96,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--copies", type=int, default=1, help="copies of the corpus to index")
-    parser.add_argument("--corpus", type=Path, default=ROOT.parent.parent / "shared" / "bench"
-                        / "squad-a" / "docs")
+    parser.add_argument("--corpus", type=Path,
+                        default=ROOT.parent / "shared" / "bench" / "squad-a" / "docs",
+                        help="articles to index (default: ../shared's squad-a)")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: temp)")
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--build-every", type=int, default=6,
                         help="every Nth round kills a full build instead of an update (0: never)")
     args = parser.parse_args()
     if not args.corpus.is_dir():
-        args.corpus = Path("/work/shared/bench/squad-a/docs")
+        parser.error(f"--corpus {args.corpus} is not a folder")
     rng = random.Random(args.seed)
     work = args.work or Path(tempfile.mkdtemp(prefix="stress-kill-"))
     docs, index = work / "docs", work / "index"

@@ -80,16 +80,28 @@ def fake_embedder():
     return FakeEmbedder()
 
 
+def fake_build(docs: Path, index: Path, **options):
+    """``build_index`` with the FakeEmbedder (unless ``embedder`` is given) and word counts."""
+    from index.pipeline import build_index
+
+    options.setdefault("embedder", FakeEmbedder())
+    return build_index(docs, index, count_tokens=word_count, **options)
+
+
 def fake_index(root: Path, docs_from: Path = SEEDS) -> tuple[Path, Path]:
     """(docs, index): a copy of ``docs_from`` indexed with the FakeEmbedder under ``root``."""
     import shutil
 
-    from index.pipeline import build_index
-
     docs, index = root / "docs", root / "index"
     shutil.copytree(docs_from, docs)
-    build_index(docs, index, embedder=FakeEmbedder(), count_tokens=word_count)
+    fake_build(docs, index)
     return docs, index
+
+
+@pytest.fixture
+def seeds(tmp_path):
+    """(docs, index): a copy of the seed articles with a FakeEmbedder index, per test."""
+    return fake_index(tmp_path)
 
 
 class FakeCli:

@@ -265,3 +265,26 @@ def test_file_names_that_are_not_utf8_or_hold_newlines(tmp_path):
     assert not docs_changes(docs, store.manifest)
     answer = Engine(index, embedder=FakeEmbedder()).ask("When did the cafe reopen?")
     json.dumps(answer.to_dict(), ensure_ascii=False).encode("utf-8")
+
+
+def test_terminal_control_sequences_in_articles_are_shown_not_sent(tmp_path):
+    docs = tmp_path / "src"
+    docs.mkdir()
+    hostile = ("Harbor Ferry Returns\n\nMarch 5, 2021\n\nThe harbor ferry \x1b[2J\x1b]0;PWNED\x07"
+               "returned to service on Friday after two years, the council said.\n")
+    (docs / "ferry\x1b[31m.txt").write_text(hostile)
+    run = FakeCli(*fake_index(tmp_path / "fake", docs))
+    human = run(["ask", "When did the harbor ferry return to service?", "--show-weak"])
+    assert human.exit_code == 0, human.output
+    assert "\x1b" not in human.stdout and "\x07" not in human.stdout
+    assert "\\x1b[2J\\x1b]0;PWNED\\x07" in human.stdout  # visible, inert
+    assert "ferry\\x1b[31m" in human.stdout
+    raw = json.loads(run(["ask", "When did the harbor ferry return?", "--json",
+                          "--show-weak"]).stdout)
+    assert "\x1b[2J\x1b]0;PWNED\x07" in raw["passages"][0]["text"]  # JSON stays exact
+
+
+def test_markup_in_questions_and_names_is_printed_as_written(fake_cli):
+    result = fake_cli(["ask", "-"], input="[bold red]Taji[/] rockets [/]?\n")
+    assert result.exit_code == 0, result.output
+    assert "Q: [bold red]Taji[/] rockets [/]?" in result.stdout

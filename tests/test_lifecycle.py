@@ -11,13 +11,13 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import SEEDS, FakeEmbedder, fold, word_count
+from conftest import SEEDS, FakeEmbedder, fake_build, fold, word_count
 from typer.testing import CliRunner
 
 from cli import app
 from index.errors import IndexDamaged, IndexLocked, IndexStale
 from index.model import DIMENSION, MODEL_NAME
-from index.pipeline import build_index, docs_changes, update_index
+from index.pipeline import docs_changes, update_index
 from index.store import Store, current_version, writer_lock
 from qa.engine import Engine
 
@@ -35,9 +35,7 @@ according to the harbour master, Salim Mohammed.
 """
 
 
-def _build(docs, index, **kw):
-    return build_index(docs, index, embedder=kw.pop("embedder", FakeEmbedder()),
-                       count_tokens=word_count, **kw)
+
 
 
 def _update(docs, index, embedder=None):
@@ -68,15 +66,6 @@ def _bm25_hits(index, word):
     sources = {store.documents[r.doc].source for r in rows}
     store.close()
     return sources
-
-
-@pytest.fixture
-def seeds(tmp_path):
-    docs = tmp_path / "docs"
-    shutil.copytree(SEEDS, docs)
-    index = tmp_path / "index"
-    _build(docs, index)
-    return docs, index
 
 
 def test_adding_an_article_embeds_only_its_passages_and_makes_it_answerable(seeds):
@@ -197,7 +186,7 @@ def test_changed_model_name_in_manifest_is_stale(seeds):
     with pytest.raises(IndexStale, match="run `qa index build`"):
         _update(docs, index)
     # A full build replaces it.
-    _build(docs, index)
+    fake_build(docs, index)
     assert Engine(index, embedder=FakeEmbedder()).ask("Taji rockets").passages
 
 
@@ -286,7 +275,7 @@ def test_update_on_damaged_index_says_to_rebuild(seeds):
     _truncate(current_version(index) / "vectors.npy")
     with pytest.raises(IndexDamaged, match="run `qa index build`"):
         _update(docs, index)
-    _build(docs, index)
+    fake_build(docs, index)
     assert Store(index).passage_count > 10
 
 

@@ -12,10 +12,10 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, SEEDS, FakeEmbedder, word_count
+from conftest import ROOT, FakeEmbedder, word_count
 from test_lifecycle import NEW_ARTICLE
 
-from index.pipeline import build_index, update_index
+from index.pipeline import update_index
 from index.store import Store, current_version, writer_lock
 from qa.engine import Engine
 
@@ -56,16 +56,6 @@ pipeline.update_index(docs, index, embedder=Slow(), count_tokens=word_count, pro
 POINTS = [("embedding", False), ("keyword", False), ("rename", False), ("current", False),
           ("prune", True)]
 
-
-@pytest.fixture
-def seeds(tmp_path):
-    import shutil
-
-    docs = tmp_path / "docs"
-    shutil.copytree(SEEDS, docs)
-    index = tmp_path / "index"
-    build_index(docs, index, embedder=FakeEmbedder(), count_tokens=word_count)
-    return docs, index
 
 
 def _writer(docs, index, point):

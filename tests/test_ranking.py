@@ -158,6 +158,7 @@ def test_sentence_evidence_counts_what_the_sentence_before_named_at_half_weight(
     profile = analyse("Kataib Hezbollah: how many people did the strikes kill?", ANALYZER)
     profile = dataclasses.replace(profile, terms=("kill", "peopl", "kataib", "hezbollah"))
     got = features.sentence_evidence(profile, lambda term: 1.0, ANALYZER, c, CONFIG)
+    assert got is not c and c.shares == ()  # a new record; the input is left as it was
     assert got.shares[0] == pytest.approx(0.5)  # kataib, hezbollah
     assert got.shares[1] == pytest.approx((2 + CONFIG.context * 2) / 4)
     assert got.best == 1

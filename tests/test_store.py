@@ -1,33 +1,18 @@
 import json
-import shutil
 
 import numpy as np
 import pytest
-from conftest import SEEDS, FakeEmbedder, fold, word_count
+from conftest import SEEDS, FakeEmbedder, fake_build, fold, word_count
 
 from index.errors import DocsError, IndexDamaged, IndexMissing, IndexStale
-from index.pipeline import build_index, docs_changes, update_index
+from index.pipeline import docs_changes, update_index
 from index.store import Store, current_version
 from index.vectors import FaissIndex, NumpyIndex
 from qa.engine import Engine
 
 
-def _build(docs, index, embedder=None, **kw):
-    embedder = embedder or FakeEmbedder()
-    return build_index(docs, index, embedder=embedder, count_tokens=word_count, **kw)
-
-
-@pytest.fixture
-def seed_index(tmp_path):
-    docs = tmp_path / "docs"
-    shutil.copytree(SEEDS, docs)
-    index = tmp_path / "index"
-    _build(docs, index)
-    return docs, index
-
-
-def test_round_trip_keeps_offsets_and_metadata(seed_index):
-    docs, index = seed_index
+def test_round_trip_keeps_offsets_and_metadata(seeds):
+    docs, index = seeds
     store = Store(index)
     assert store.passage_count == store.vectors.count > 10
     files = {d.source: (docs / f"{d.source}.txt").read_text() for d in store.documents.values()}
@@ -56,8 +41,8 @@ def test_faiss_matches_numpy_oracle(k):
     np.testing.assert_allclose(s1, s2, rtol=1e-5, atol=1e-5)
 
 
-def test_engine_answers_with_fake_embedder(seed_index):
-    _, index = seed_index
+def test_engine_answers_with_fake_embedder(seeds):
+    _, index = seeds
     engine = Engine(index, embedder=FakeEmbedder())
     answer = engine.ask("How many rockets landed at the Taji base?", k=3)
     assert [p.rank for p in answer.passages] == [1, 2, 3]
@@ -72,13 +57,13 @@ def test_missing_index_and_empty_docs(tmp_path):
         Store(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DocsError):
-        _build(tmp_path / "empty", tmp_path / "index")
+        fake_build(tmp_path / "empty", tmp_path / "index")
     with pytest.raises(DocsError):
-        _build(tmp_path / "absent", tmp_path / "index")
+        fake_build(tmp_path / "absent", tmp_path / "index")
 
 
-def test_manifest_mismatch_is_stale(seed_index):
-    _, index = seed_index
+def test_manifest_mismatch_is_stale(seeds):
+    _, index = seeds
     manifest_path = current_version(index) / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["model"]["name"] = "some-other-model"
@@ -87,16 +72,16 @@ def test_manifest_mismatch_is_stale(seed_index):
         Engine(index, embedder=FakeEmbedder())
 
 
-def test_truncated_files_are_damaged(seed_index):
-    _, index = seed_index
+def test_truncated_files_are_damaged(seeds):
+    _, index = seeds
     faiss_file = current_version(index) / "faiss.index"
     faiss_file.write_bytes(faiss_file.read_bytes()[:100])
     with pytest.raises(IndexDamaged, match="damaged"):
         Store(index)
 
 
-def test_update_embeds_only_new_passages(seed_index):
-    docs, index = seed_index
+def test_update_embeds_only_new_passages(seeds):
+    docs, index = seeds
     new = docs / "new_article.txt"
     new.write_text("Zanzibar Harbour Reopens\n\nThe harbour of Zanzibar reopened on Monday after "
                    "a storm. Fishermen returned to work at dawn.\n")
@@ -113,10 +98,67 @@ def test_update_embeds_only_new_passages(seed_index):
     assert "new_article" not in {d.source for d in Store(index).documents.values()}
 
 
-def test_old_versions_are_pruned(seed_index):
-    docs, index = seed_index
+def test_old_versions_are_pruned(seeds):
+    docs, index = seeds
     for _ in range(3):
-        _build(docs, index)
+        fake_build(docs, index)
     versions = [p for p in index.iterdir() if p.name.startswith("v-")]
     assert len(versions) == 2
     assert current_version(index) in versions
+
+
+def _garble(path):
+    """Overwrite a file with garbage of the same size (its size check still passes)."""
+    size = path.stat().st_size
+    path.write_bytes(bytes((i * 7 + 13) % 256 for i in range(size)))
+
+
+READS = {
+    "documents": lambda store: store.documents,
+    "passages": lambda store: store.passages([0, 1]),
+    "passages_of": lambda store: store.passages_of(0),
+    "bylines_of": lambda store: store.bylines_of([0, 1]),
+    "passage_ids_for": lambda store: store.passage_ids_for(lambda doc: True),
+    "all_passages": lambda store: list(store.all_passages()),
+}
+
+
+@pytest.mark.parametrize("read", sorted(READS))
+def test_every_store_read_maps_a_damaged_database_to_index_damaged(seeds, read):
+    _, index = seeds
+    store = Store(index)
+    _garble(store.version / "passages.sqlite")
+    with pytest.raises(IndexDamaged, match=r"is damaged \(passages.sqlite\): run `qa index build`"):
+        READS[read](store)
+    store.close()
+
+
+@pytest.mark.parametrize("question, filters", [
+    ("How many rockets landed at the Taji base?", {}),
+    ("Who wrote the article about the Taji base?", {}),  # bylines
+    ("How many rockets landed at the Taji base?", {"source": "voa"}),  # filtered ids
+])
+def test_a_database_damaged_under_a_running_engine_is_index_damaged(seeds, question,
+                                                                     filters):
+    from qa.filters import make_filters
+
+    _, index = seeds
+    engine = Engine(index, embedder=FakeEmbedder())
+    _garble(engine.store.version / "passages.sqlite")
+    with pytest.raises(IndexDamaged):
+        engine.ask(question, filters=make_filters(**filters))
+    engine.close()
+
+
+def test_no_sql_outside_the_store():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    offenders = []
+    for path in [*root.glob("qa/**/*.py"), *root.glob("index/*.py"), root / "cli.py"]:
+        if path.name == "store.py":
+            continue
+        text = path.read_text()
+        if "sqlite3" in text or ".execute(" in text or "SELECT " in text:
+            offenders.append(path.name)
+    assert offenders == []

@@ -44,10 +44,11 @@ def rank(
     config: RankingConfig,
 ) -> tuple[bool, list[Candidate]]:
     """(whether the archive answers, the candidates best first)."""
+    candidates = [
+        features.sentence_evidence(profile, archive.idf, archive.analyzer, c, config)
+        for c in candidates
+    ]
     for c in candidates:
-        evidence = features.sentence_evidence(profile, archive.idf, archive.analyzer, c, config)
-        c.sentence, c.pairs, c.best = evidence.sentence, evidence.pairs, evidence.best
-        c.shares, c.stating = evidence.shares, evidence.stating
         c.score = score.weighted(c, profile, config, score.LEXICAL)
     ranked = sorted(candidates, key=lambda c: (-c.score, c.id))
     top = [c for c in ranked if c.kind != "byline"][: config.rerank_depth]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 
 from index.lexical import Analyzer
 
@@ -20,6 +20,7 @@ from .config import RankingConfig
 from .profile import Profile, Wanted, times
 
 Idf = Callable[[str], float]
+
 
 _NUMBER_WORDS = frozenset(
     "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
@@ -30,26 +31,19 @@ _NUMBER_WORDS = frozenset(
 _COUNT_TOKEN = re.compile(r"\d[\d,.]*|[\w'’-]+")
 
 
-@dataclass(frozen=True)
-class Evidence:
-    sentence: float
-    pairs: float
-    best: int
-    shares: tuple[float, ...]
-    stating: frozenset[int]
-
-
 def sentence_evidence(
     profile: Profile, idf: Idf, analyzer: Analyzer, candidate: Candidate, config: RankingConfig
-) -> Evidence:
-    """Per sentence, the share of the question's IDF mass it holds (title words always, words
-    only the sentence before holds at ``config.context``); the best sentence by that share
-    (then by in-order term pairs); and which sentences state the answer the question wants."""
+) -> Candidate:
+    """``candidate`` with its sentence evidence: per sentence, the share of the question's IDF
+    mass it holds (title words always, words only the sentence before holds at
+    ``config.context``); the best sentence by that share (then by in-order term pairs) with
+    its share and pairs; and which sentences state the answer the question wants."""
     row = candidate.row
     weights = {t: idf(t) for t in profile.terms}
     total = sum(weights.values())
     if not total or not row.sentences:
-        return Evidence(0.0, 0.0, 0, tuple(0.0 for _ in row.sentences), frozenset())
+        return replace(candidate, sentence=0.0, pairs=0.0, best=0,
+                       shares=tuple(0.0 for _ in row.sentences), stating=frozenset())
     title = candidate.document.title
     title_terms = set(analyzer.terms(title)) if title else set()
     best = (-1.0, 0.0, 0)
@@ -76,7 +70,8 @@ def sentence_evidence(
             best = (share, found, index)
         if profile.wanted is not None and states(sentence, profile.wanted, analyzer, config):
             stating.add(index)
-    return Evidence(best[0], best[1], best[2], tuple(shares), frozenset(stating))
+    return replace(candidate, sentence=best[0], pairs=best[1], best=best[2],
+                   shares=tuple(shares), stating=frozenset(stating))
 
 
 def states(sentence: str, want: Wanted, analyzer: Analyzer, config: RankingConfig) -> bool:

@@ -13,16 +13,15 @@ from index.lexical import Analyzer
 QUESTION_WORDS = ("who whom whose what which when where why how did does do many much").split()
 
 _AUTHORSHIP = re.compile(
-    r"\b(?:who|which|what)\b[^?]{0,40}?\b(?:wrote|authored|penned|filed)\b|\bwritten by\b"
-    r"|\b(?:author|byline|correspondent)s?\b",
-    re.IGNORECASE,
+    r"(?i)\b(?:who|which|what)\b[^?]{0,40}?\b(?:wrote|authored|penned|filed)\b"
+    r"|\bwritten by\b|\b(?:author|byline|correspondent)s?\b"
 )
+_NAME = re.compile(r"(?<!^)\b[A-Z][\w'’.-]*")
 _LATEST = re.compile(
     r"\b(?:latest|most recent(?:ly)?|newest|current(?:ly)?|now|recent(?:ly)?|so far|to date"
     r"|still|as of)\b",
     re.IGNORECASE,
 )
-_NAME = re.compile(r"(?<!^)\b[A-Z][\w'’.-]*")
 _HOW_MANY = re.compile(r"\bhow\s+(?:many|much)\s+((?:[\w'’-]+\s*){1,3})", re.IGNORECASE)
 # Words that end the counted phrase: "how many people were killed" counts people.
 _PHRASE_END = frozenset(
