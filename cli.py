@@ -612,8 +612,10 @@ HostOption = Annotated[
 ]
 
 
-def _listen(host: str, port: int) -> Any:
-    """A listening socket, bound before anything slow so a busy port fails at once."""
+def _bind(host: str, port: int) -> Any:
+    """A socket bound before anything slow, so a busy port fails at once. It listens only
+    once the server can answer (``sock.listen()``): until then connections are refused, so
+    neither a client nor a TCP health probe mistakes a loading server for a ready one."""
     import socket
 
     from index.errors import QAError
@@ -624,7 +626,6 @@ def _listen(host: str, port: int) -> Any:
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(128)
     except OSError as error:
         reason = error.strerror or str(error)
         raise QAError(
@@ -670,6 +671,29 @@ def _uvicorn(asgi: Any, sock: Any) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+    import socket
+
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+        return all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+    except (OSError, ValueError):
+        return False
+
+
+WorkersOption = Annotated[
+    int, typer.Option("--workers", min=1, max=64, help="Questions answered at once.")
+]
+QueueOption = Annotated[
+    int, typer.Option("--queue", min=0, max=10_000,
+                      help="Questions that may wait for a worker; beyond that: 503 at once.")
+]
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", min=0.1, help="Seconds a question may wait and run.")
+]
+
+
 @app.command()
 def serve(
     ctx: typer.Context,
@@ -679,27 +703,58 @@ def serve(
     ] = 8000,
     docs: DocsOption = None,
     index: IndexOption = None,
+    workers: WorkersOption = 2,
+    queue: QueueOption = 16,
+    timeout: TimeoutOption = 30.0,
+    max_body: Annotated[
+        int, typer.Option("--max-body", min=256, help="Largest request body in bytes.")
+    ] = 64 * 1024,
+    insecure_public: Annotated[
+        bool, typer.Option("--insecure-public",
+                           help="Serve beyond loopback without QA_API_TOKEN (anyone may ask).")
+    ] = False,
+    show_paths: Annotated[
+        bool, typer.Option("--show-paths", help="Put absolute server paths in responses.")
+    ] = False,
 ) -> None:
     """Serve the HTTP API: POST /ask (the `ask --json` object), GET /health, docs at /docs.
 
-    The index and model are loaded once; requests share them.
-    Example: qa serve --port 8000
+    The index and model are loaded once; requests share them, --workers at a time with at
+    most --queue waiting (503 with Retry-After beyond). Index updates are picked up while it
+    runs. Beyond loopback, requests need `Authorization: Bearer $QA_API_TOKEN`
+    (QA_API_TOKEN=secret qa serve --host 0.0.0.0).
+    Example: qa serve --port 8000 --workers 2
     """
+    from index.errors import QAError
+
     with user_errors():
-        _require("serve", "fastapi", "uvicorn")
-        sock = _listen(host, port)
+        _require("serve", "fastapi", "uvicorn", "fastapi_offline")
+        token = os.environ.get("QA_API_TOKEN", "").strip() or None
+        if not token and not insecure_public and not _is_loopback(host):
+            raise QAError(
+                f"--host {host} accepts other machines: set QA_API_TOKEN (clients then send "
+                "Authorization: Bearer TOKEN), or pass --insecure-public to serve without one"
+            )
+        sock = _bind(host, port)
         engine = open_engine(ctx, docs, index)
         from qa.api import create_api
         from qa.app import Service
 
-        api = create_api(Service(engine))
-        _server_logging()
+        service = Service(engine, workers=workers, queue=queue, timeout=timeout)
+        api = create_api(service, token=token, max_body=max_body, show_paths=show_paths)
+        _server_logging(tuple(t for t in (token,) if t))
+        sock.listen(128)  # ready: accept connections from now on
         bound = sock.getsockname()[1]
+        if insecure_public and not token:
+            warn(f"serving {host} without a token: anyone who can reach it may ask")
         _stderr().print(
             f"serving the API at http://{host}:{bound} (OpenAPI docs at /docs); Ctrl-C stops",
             soft_wrap=True,
         )
-        _uvicorn(api, sock)
+        try:
+            _uvicorn(api, sock)
+        finally:
+            service.close()
 
 
 SLACK_APP_PAGE = "your Slack app's settings (https://api.slack.com/apps)"
@@ -748,6 +803,9 @@ def slack(
     ] = 3,
     docs: DocsOption = None,
     index: IndexOption = None,
+    workers: WorkersOption = 2,
+    queue: QueueOption = 16,
+    timeout: TimeoutOption = 30.0,
 ) -> None:
     """Run the Slack bot: answers @mentions and DMs in their thread, /ask privately.
 
@@ -766,11 +824,11 @@ def slack(
 
         api_url = os.environ.get("SLACK_API_URL") or None
         identity = verify_token(settings["SLACK_BOT_TOKEN"], api_url)  # before any slow loading
-        sock = _listen(host, port) if http else None
+        sock = _bind(host, port) if http else None
         _server_logging(tuple(settings.values()))
         engine = open_engine(ctx, docs, index)
 
-        service = Service(engine)
+        service = Service(engine, workers=workers, queue=queue, timeout=timeout)
         bolt = create_app(
             service,
             bot_token=settings["SLACK_BOT_TOKEN"],
@@ -786,12 +844,18 @@ def slack(
             _stderr().print("connecting to Slack over Socket Mode; Ctrl-C stops")
             run_socket_mode(bolt, settings["SLACK_APP_TOKEN"])
             return
+        sock.listen(128)  # ready: accept connections from now on
         bound = sock.getsockname()[1]
         _stderr().print(
             f"Slack bot listening at http://{host}:{bound}/slack/events; Ctrl-C stops",
             soft_wrap=True,
         )
-        _uvicorn(create_http_app(bolt, health=service.health), sock)
+        asgi = create_http_app(bolt, health=service.health,
+                               signing_secret=settings["SLACK_SIGNING_SECRET"])
+        try:
+            _uvicorn(asgi, sock)
+        finally:
+            service.close()
 
 
 def main() -> None:

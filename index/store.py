@@ -28,12 +28,12 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -141,21 +141,88 @@ def is_being_written(index_dir: Path) -> bool:
 
 def current_version(index_dir: Path) -> Path:
     """The live version directory, or IndexMissing."""
-    pointer = Path(index_dir) / CURRENT
+    name = _live_name(index_dir, missing_ok=False)
+    version = Path(index_dir) / name
+    if not name.startswith("v-") or not version.is_dir():
+        raise IndexDamaged(f"index at {index_dir} is damaged (CURRENT): run `qa index build`")
+    return version
+
+
+def _live_name(index_dir: Path, missing_ok: bool = True) -> str:
+    """The name CURRENT holds ("" when there is none and ``missing_ok``)."""
     try:
-        name = pointer.read_text().strip()
+        return (Path(index_dir) / CURRENT).read_bytes().decode("utf-8").strip()
     except FileNotFoundError:
+        if missing_ok:
+            return ""
         raise IndexMissing(
             f"no index at {index_dir}: run `qa index build` (or `qa ask`, which builds it)"
         ) from None
-    except OSError as error:
+    except (OSError, UnicodeDecodeError) as error:
+        if missing_ok:
+            return ""
+        reason = "not text" if isinstance(error, UnicodeDecodeError) else str(error)
         raise IndexDamaged(
-            f"index at {index_dir} is damaged ({error}): run `qa index build`"
+            f"index at {index_dir} is damaged (CURRENT: {reason}): run `qa index build`"
         ) from None
-    version = Path(index_dir) / name
-    if not name.startswith("v-") or not version.is_dir():
-        raise IndexDamaged(f"index at {index_dir} is damaged: run `qa index build`")
-    return version
+
+
+# Reader leases. Every version holds an empty LEASE file. A process using the version keeps a
+# shared flock(2) on it until it closes the version; a writer removes an old version only
+# when it can take the exclusive lock, i.e. no process uses it. The kernel drops the locks of
+# a process that dies, even by kill -9, so a crashed reader never pins a version. flock is the
+# same call with the same semantics on Linux and macOS (BSD locks on the open file, not on the
+# process, shared by fork); on local file systems both honour it between processes. Where
+# fcntl is missing (Windows) leases are skipped and the writer keeps the previous version.
+LEASE = ".lease"
+
+
+def _flock(fd: int, exclusive: bool, wait: bool) -> bool:
+    """Lock ``fd``; False when ``wait`` is off and another process holds a conflicting lock."""
+    try:
+        import fcntl
+    except ImportError:  # no flock: nothing to coordinate with
+        return True
+    flags = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    try:
+        fcntl.flock(fd, flags | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def open_lease(version: Path) -> BinaryIO | bool | None:
+    """A shared lease on ``version``: an open file to close when done (closing it, or the
+    process ending, releases the lease), True for a version written without a lease file,
+    None when the version went away (resolve CURRENT again)."""
+    try:
+        lease = open(version / LEASE, "rb")  # noqa: SIM115 - held until the store closes
+    except FileNotFoundError:
+        return True if version.is_dir() else None
+    _flock(lease.fileno(), exclusive=False, wait=True)
+    # A writer renames a version away while holding the exclusive lock: if that happened
+    # before we got ours, the version is gone.
+    if not version.is_dir():
+        lease.close()
+        return None
+    return lease
+
+
+def release_lease(lease: Any) -> None:
+    if hasattr(lease, "close"):
+        lease.close()
+
+
+def _in_use(version: Path) -> tuple[bool, BinaryIO | None]:
+    """(whether a reader holds a lease on ``version``, the file holding it exclusively)."""
+    try:
+        lease = open(version / LEASE, "rb")  # noqa: SIM115 - returned to the caller
+    except OSError:
+        return False, None
+    if _flock(lease.fileno(), exclusive=True, wait=False):
+        return False, lease
+    lease.close()
+    return True, None
 
 
 def read_manifest(index_dir: Path, version: Path | None = None) -> dict[str, Any]:
@@ -203,11 +270,25 @@ class Store:
 
     def __init__(self, index_dir: Path, expect: dict[str, Any] | None = None, mmap: bool = True):
         """Open the live version. ``mmap`` (default) leaves the vector index on disk and maps
-        it, so opening costs milliseconds at any size and processes share its pages."""
+        it, so opening costs milliseconds at any size and processes share its pages. The
+        version is leased until ``close``: no writer removes it while this store uses it."""
+        self.index_dir = Path(index_dir)
+        for _ in range(100):  # a writer switching versions meanwhile: resolve again
+            self.version = current_version(self.index_dir)
+            self._lease = open_lease(self.version)
+            if self._lease is not None:
+                break
+        else:
+            raise IndexDamaged(f"index at {self.index_dir} keeps changing: try again")
+        try:
+            self._open(expect, mmap)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, expect: dict[str, Any] | None, mmap: bool) -> None:
         from .vectors import FaissIndex, NumpyIndex, VectorIndex
 
-        self.index_dir = Path(index_dir)
-        self.version = current_version(self.index_dir)
         # The same version for everything: CURRENT may switch while this loads.
         self.manifest = read_manifest(self.index_dir, self.version)
         check_manifest(self.manifest, self.index_dir, expect or {})
@@ -346,7 +427,12 @@ class Store:
         return self._bm25
 
     def close(self) -> None:
-        self.db.close()
+        """Close the database and give the version's lease back (idempotent)."""
+        db = getattr(self, "db", None)
+        if db is not None:
+            db.close()
+        release_lease(self._lease)
+        self._lease = None
 
 
 def _sizes_match(directory: Path, sizes: Any) -> bool:
@@ -393,6 +479,7 @@ def write_version(
     tmp = index_dir / f".tmp-{name}"
     try:
         tmp.mkdir(parents=True)
+        (tmp / LEASE).touch()
         _write_db(tmp / "passages.sqlite", build)
         vector_file = tmp / "vectors.npy"
         if isinstance(vectors, Path):
@@ -419,7 +506,10 @@ def write_version(
         manifest["sizes"] = _file_sizes(tmp)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
         fsync_tree(tmp)
+        # Kept without a lease check only if it has no lease file (written by an older qa).
         previous = _live_name(index_dir)
+        if previous and (index_dir / previous / LEASE).exists():
+            previous = ""
         os.rename(tmp, index_dir / name)
         fsync_dir(index_dir)
         write_atomic(index_dir / CURRENT, name.encode())
@@ -431,24 +521,36 @@ def write_version(
                 "previous index is unchanged: free some space or pass --index DIR"
             ) from error
         raise
-    _remove_old_versions(index_dir, keep={name, previous} - {None})  # type: ignore[arg-type]
+    prune_versions(index_dir, keep={name, previous})
     return index_dir / name
 
 
-def _live_name(index_dir: Path) -> str | None:
-    try:
-        return (index_dir / CURRENT).read_text().strip() or None
-    except OSError:
-        return None
-
-
-def _remove_old_versions(index_dir: Path, keep: set[str]) -> None:
-    """Keep the new version and the one it replaced (a reader may still have it open); remove
-    older ones and versions a killed writer never switched to."""
-    for old in index_dir.iterdir():
-        if old.name.startswith("v-") and old.name not in keep:
-            shutil.rmtree(old, ignore_errors=True)
+def prune_versions(index_dir: Path, keep: Iterable[str] = ()) -> list[str]:
+    """Remove the versions no process uses: not CURRENT, not in ``keep``, and no reader's
+    lease on them (one written without a lease file is kept only if it is in ``keep``, as
+    readers of older qa versions cannot say they use it). Returns the names removed. Call
+    only under ``writer_lock``."""
+    keep = set(keep) | {_live_name(index_dir)}
+    removed = []
+    for old in sorted(index_dir.glob("v-*")):
+        if old.name in keep or not old.is_dir():
+            continue
+        busy, held = _in_use(old)
+        if busy:
+            continue
+        try:
+            # Renamed while the exclusive lock is held, so a reader that resolved CURRENT to
+            # this version before the switch sees it gone once it gets its lease.
+            grave = index_dir / f".tmp-old-{old.name}"
+            os.rename(old, grave)
+        except OSError:
+            continue
+        finally:
+            release_lease(held)
+        shutil.rmtree(grave, ignore_errors=True)
+        removed.append(old.name)
     remove_leftovers(index_dir)
+    return removed
 
 
 def remove_leftovers(index_dir: Path) -> None:

@@ -9,16 +9,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.errors import QAError, QuestionError
 
-from .app import Service
+from .app import Busy, Service, TimedOut
 from .filters import Filters, make_filters
-from .results import Passage
+from .results import Answer, Passage
 
 log = logging.getLogger("qa.api")
 
@@ -81,9 +82,91 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def create_api(service: Service) -> FastAPI:
-    """The API app over ``service``'s engine, loaded once and shared."""
-    api = FastAPI(
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message}, headers=headers)
+
+
+class Limits:
+    """Pure ASGI middleware run before the app reads a body: a Content-Length over
+    ``max_body`` is 413 at once, and a body that grows past it while streaming is 413; a POST
+    whose Content-Type is not JSON is 415; with ``token``, requests other than /health and
+    the docs need ``Authorization: Bearer TOKEN`` (401 otherwise)."""
+
+    OPEN = ("/health", "/docs", "/openapi.json", "/static-offline-docs")
+
+    def __init__(self, app: Any, max_body: int, token: str | None = None):
+        self.app, self.max_body, self.token = app, max_body, token
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal = self._refusal(scope, headers)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        if scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        # Small bodies only: read it here, counting, and hand it on once it is complete.
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_body:
+                await self._too_large()(scope, receive, send)
+                return
+            if not message.get("more_body"):
+                break
+        handed = False
+
+        async def replay() -> Any:
+            nonlocal handed
+            if handed:
+                return await receive()  # later calls see a disconnect, as the app expects
+            handed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    def _refusal(self, scope: Any, headers: dict[str, str]) -> JSONResponse | None:
+        import hmac
+
+        path = scope.get("path", "")
+        if self.token and not path.startswith(self.OPEN):
+            given = headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+                return _error(401, "missing or wrong bearer token: send Authorization: Bearer "
+                                   "$QA_API_TOKEN", {"WWW-Authenticate": "Bearer"})
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body:
+            return self._too_large()
+        if scope.get("method") == "POST":
+            kind = headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind != "application/json":
+                return _error(415, "send the request body as JSON (Content-Type: "
+                                   "application/json)")
+        return None
+
+    def _too_large(self) -> JSONResponse:
+        return _error(413, f"request body over {self.max_body:,} bytes: ask a shorter question")
+
+
+def create_api(
+    service: Service, *, token: str | None = None, max_body: int = 64 * 1024,
+    show_paths: bool = False,
+) -> Any:
+    """The API app over ``service`` (loaded once, shared by all requests).
+
+    ``token``: the bearer token requests must carry. ``max_body``: the largest request body
+    accepted. ``show_paths``: include absolute server paths in citations and /health
+    (otherwise a citation's ``path`` is relative to the docs folder)."""
+    from fastapi_offline import FastAPIOffline
+
+    api = FastAPIOffline(
         title="qa — cited answers from a news archive",
         description="Retrieval question answering: passages with citations, no generated text.",
         version="0.1.0",
@@ -101,26 +184,82 @@ def create_api(service: Service) -> FastAPI:
             },
         )
 
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return _error(error.status_code, str(error.detail), getattr(error, "headers", None))
+
     @api.post(
         "/ask",
         response_model=AnswerOut,
-        responses={400: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+        responses={
+            400: {"model": ErrorOut}, 401: {"model": ErrorOut}, 413: {"model": ErrorOut},
+            415: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut},
+        },
         summary="Answer a question with cited passages",
     )
-    def ask(body: AskRequest) -> Any:
+    async def ask(body: AskRequest, request: Request) -> Any:
         try:
-            answer = service.ask(body.question, k=body.k, filters=body.filters)
+            future = service.submit(body.question, k=body.k, filters=body.filters)
         except QuestionError as error:
-            return JSONResponse(status_code=400, content={"error": str(error)})
+            return _error(400, str(error))
+        except Busy as error:
+            return _error(503, str(error), {"Retry-After": "1"})
+        try:
+            answer = await _wait(future, request, service.timeout)
+        except QuestionError as error:
+            return _error(400, str(error))
+        except (Busy, TimedOut) as error:
+            return _error(503, str(error), {"Retry-After": "1"})
         except QAError as error:
             log.error("answering failed: %s", error)
-            return JSONResponse(status_code=503, content={"error": str(error)})
+            return _error(503, "the archive cannot answer right now; the server log says why")
+        if answer is None:  # the client went away: nobody reads a response
+            return Response(status_code=499)
         warning = "; ".join(answer.warnings).encode("ascii", "replace").decode()
         headers = {"X-QA-Warning": warning} if warning else None
-        return JSONResponse(answer.to_dict(body.show_weak), headers=headers)
+        data = answer.to_dict(body.show_weak)
+        if not show_paths:
+            _relative_paths(data, service)
+        return JSONResponse(data, headers=headers)
 
-    @api.get("/health", summary="What is loaded")
-    def health() -> dict[str, Any]:
-        return service.health()
+    @api.get("/health", summary="What is served, and whether it is the current version")
+    async def health() -> dict[str, Any]:
+        # async on purpose: answered on the event loop, never queued behind questions.
+        return service.health(paths=show_paths)
 
-    return api
+    return Limits(api, max_body=max_body, token=token)
+
+
+async def _wait(future: Any, request: Request, timeout: float) -> Answer | None:
+    """The future's answer; None if the client disconnects first (a question still waiting
+    is then dropped); TimedOut after ``timeout`` seconds."""
+    import asyncio
+
+    wrapped = asyncio.wrap_future(future)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        done, _ = await asyncio.wait({wrapped}, timeout=0.25)
+        if done:
+            return wrapped.result()
+        if await request.is_disconnected():
+            future.cancel()
+            return None
+        if loop.time() > deadline:
+            future.cancel()
+            raise TimedOut(f"no answer within {timeout:g} s: try again")
+
+
+def _relative_paths(data: dict[str, Any], service: Service) -> None:
+    """Citations' paths relative to the docs folder, not the server's absolute paths."""
+    import os
+
+    root = service.engine.store.manifest.get("docs_dir") or ""
+    for passage in data["passages"]:
+        for citation in [passage["citation"], *passage["also"]]:
+            path = citation.get("path") or ""
+            if root and os.path.isabs(path):
+                try:
+                    citation["path"] = os.path.relpath(path, root)
+                except ValueError:  # another drive (Windows)
+                    citation["path"] = os.path.basename(path)

@@ -10,6 +10,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,27 +182,69 @@ def status(paths: Paths, embedder: Any = None) -> dict[str, Any]:
     }
 
 
+class Busy(QAError):
+    """Every answering slot and queue place is taken: try again shortly (HTTP 503)."""
+
+
+class TimedOut(QAError):
+    """The question waited or ran longer than the service's per-request limit (HTTP 503)."""
+
+
 class Service:
-    """One warm engine shared by long-running front ends (the HTTP API, the Slack bot).
+    """One warm index shared by long-running front ends (the HTTP API, the Slack bot).
 
-    Everything a question needs is loaded up front; questions are answered one at a time
-    (the engine's lazily loaded parts and its sqlite connection are not shared across
-    threads)."""
+    Questions are answered by ``workers`` threads (onnxruntime, FAISS and numpy release the
+    GIL; the engine's caches are thread-safe) with at most ``queue`` more waiting: beyond that
+    ``submit`` raises Busy at once rather than letting latency grow without bound. A question
+    still waiting when its deadline (``timeout`` seconds) passes is dropped unanswered, and a
+    front end can ``cancel`` the future of a question nobody waits for any more.
 
-    def __init__(self, engine: Engine, warm: bool = True):
+    A watcher thread follows ``CURRENT``: when an update publishes a new version it opens and
+    warms it, then switches new questions to it; the old engine (and its lease on the old
+    version) is closed when its last question is done. Nothing restarts.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        workers: int = 2,
+        queue: int = 16,
+        timeout: float = 30.0,
+        reload_every: float | None = 1.0,
+        warm: bool = True,
+    ):
+        from concurrent.futures import ThreadPoolExecutor
+
         self.engine = engine
+        self.workers, self.queue, self.timeout = workers, queue, timeout
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="qa-answer")
+        self._slots = threading.BoundedSemaphore(workers + queue)
         self._lock = threading.Lock()
+        self._users: dict[int, int] = {}  # questions running per engine (by id)
+        self._retired: list[Engine] = []
+        self._stop = threading.Event()
         self.model_loaded = False
+        self.reloads = 0
+        self.reload_error: str | None = None
+        self.pending = 0
         if warm:
             self.warm()
+        self._watcher: threading.Thread | None = None
+        if reload_every:
+            self._watcher = threading.Thread(
+                target=self._watch, args=(reload_every,), name="qa-reload", daemon=True
+            )
+            self._watcher.start()
 
-    def warm(self) -> None:
+    def warm(self, engine: Engine | None = None) -> None:
         """Load the query model, documents and keyword index now, not on the first request."""
-        with self._lock:
-            self.engine.ask("What does the archive say?", k=1)
-            self.model_loaded = True
+        (engine or self.engine).ask("What does the archive say?", k=1)
+        self.model_loaded = True
 
-    def ask(
+    # --- answering ---------------------------------------------------------------------
+
+    def submit(
         self,
         question: str,
         k: int = 5,
@@ -209,24 +252,142 @@ class Service:
         since: str | None = None,
         until: str | None = None,
         filters: Filters | None = None,
-    ) -> Answer:
-        """``engine.ask`` with user-given filters (QuestionError for a bad date or range)."""
+    ) -> Future[Answer]:
+        """Queue a question; QuestionError for bad filters, Busy when the queue is full."""
+        import time
+
         if filters is None:
             filters = make_filters(source, since, until)
+        if not self._slots.acquire(blocking=False):
+            raise Busy("the archive is answering as many questions as it can: try again shortly")
+        deadline = time.monotonic() + self.timeout
         with self._lock:
-            answer = self.engine.ask(question, k=k, filters=filters)
-            self.model_loaded = True
-            return answer
+            self.pending += 1
+        try:
+            future = self._pool.submit(self._answer, question, k, filters, deadline)
+        except RuntimeError:  # shut down
+            self._done(None)
+            raise Busy("the service is stopping") from None
+        future.add_done_callback(self._done)
+        return future
 
-    def health(self) -> dict[str, Any]:
-        """What is loaded: index location and size, model, and how often the model was loaded."""
+    def ask(self, question: str, k: int = 5, **filters: Any) -> Answer:
+        """``submit`` and wait for the answer (TimedOut past the service's limit)."""
+        from concurrent.futures import TimeoutError as FutureTimeout
+
+        future = self.submit(question, k, **filters)
+        try:
+            return future.result(timeout=self.timeout)
+        except FutureTimeout:
+            future.cancel()
+            raise TimedOut(f"no answer within {self.timeout:g} s: try again") from None
+
+    def _done(self, future: Any) -> None:
+        with self._lock:
+            self.pending -= 1
+        self._slots.release()
+
+    def _answer(self, question: str, k: int, filters: Filters, deadline: float) -> Answer:
+        import time
+
+        if time.monotonic() > deadline:
+            raise TimedOut(f"no answer within {self.timeout:g} s: try again")
+        engine = self._acquire()
+        try:
+            answer = engine.ask(question, k=k, filters=filters)
+        finally:
+            self._release(engine)
+        self.model_loaded = True
+        return answer
+
+    def _acquire(self) -> Engine:
+        with self._lock:
+            engine = self.engine
+            self._users[id(engine)] = self._users.get(id(engine), 0) + 1
+            return engine
+
+    def _release(self, engine: Engine) -> None:
+        with self._lock:
+            self._users[id(engine)] -= 1
+            idle = [e for e in self._retired if not self._users.get(id(e))]
+            self._retired = [e for e in self._retired if e not in idle]
+        for old in idle:
+            self._users.pop(id(old), None)
+            old.close()
+
+    # --- following updates -------------------------------------------------------------
+
+    def current(self) -> bool:
+        """Whether the version served is the one ``CURRENT`` names now."""
+        from index.store import current_version
+
+        try:
+            return current_version(self.engine.index_dir) == self.engine.store.version
+        except QAError:
+            return False
+
+    def reload(self) -> bool:
+        """Switch to the live version if it is not the one served; True if it switched. On
+        failure the old version keeps answering and ``reload_error`` says why."""
+        import logging
+
+        if self.current():
+            return False
+        old = self.engine
+        try:
+            new = Engine(old.index_dir, embedder=old.embedder, ranking=old.ranking)
+            self.warm(new)
+        except QAError as error:
+            if self.reload_error != str(error):
+                logging.getLogger("qa.app").warning("still serving %s: %s",
+                                                    old.store.version.name, error)
+            self.reload_error = str(error)
+            return False
+        with self._lock:
+            self.engine = new
+            self.reloads += 1
+            self.reload_error = None
+            busy = self._users.get(id(old), 0) > 0
+            if busy:
+                self._retired.append(old)
+        if not busy:
+            old.close()
+        logging.getLogger("qa.app").info("now serving %s", new.store.version.name)
+        return True
+
+    def _watch(self, every: float) -> None:
+        import logging
+
+        while not self._stop.wait(every):
+            try:
+                self.reload()
+            except Exception:  # never let the watcher die; the next round tries again
+                logging.getLogger("qa.app").exception("reloading the index failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            engines = [self.engine, *self._retired]
+        for engine in engines:
+            engine.close()
+
+    def health(self, paths: bool = False) -> dict[str, Any]:
+        """What is served: the version and whether it is current, its size and model, the
+        load (questions running or waiting), and how often the model was loaded. Absolute
+        paths only with ``paths``."""
         from index.embed import OnnxEmbedder
 
-        manifest = self.engine.store.manifest
-        return {
-            "status": "ok",
+        engine = self.engine
+        manifest = engine.store.manifest
+        current = self.current()
+        data = {
+            "status": "ok" if current or self.reload_error is None else "stale",
             "index_loaded": True,
-            "index": str(self.engine.index_dir),
+            "version": engine.store.version.name,
+            "current": current,
+            "reloads": self.reloads,
+            "reload_error": self.reload_error,
             "documents": manifest["counts"]["documents"],
             "passages": manifest["counts"]["passages"],
             "model": manifest["model"]["name"],
@@ -234,5 +395,10 @@ class Service:
             "updated": manifest.get("updated"),
             "model_loaded": self.model_loaded,
             "model_loads": OnnxEmbedder.loads,
-            "filters": ["source", "since", "until"],
+            "workers": self.workers,
+            "queue": self.queue,
+            "pending": self.pending,
         }
+        if paths:
+            data["index"] = str(engine.index_dir)
+        return data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ class Engine:
         self.ranking = ranking or RankingConfig()
         self._embedder = embedder
         self._vocabularies: OrderedDict[int, set[str]] = OrderedDict()
+        self._vocabulary_lock = threading.Lock()  # servers answer on several threads
 
     @property
     def embedder(self) -> Any:
@@ -165,7 +167,8 @@ class Engine:
 
     def _vocabulary(self, doc: int) -> set[str]:
         """The terms of an article's passages, title, author and outlet (bounded cache)."""
-        words = self._vocabularies.get(doc)
+        with self._vocabulary_lock:
+            words = self._vocabularies.get(doc)
         if words is None:
             words = set()
             for row in self.store.passages_of(doc):
@@ -173,9 +176,10 @@ class Engine:
             meta = self.store.document(doc)
             for field in (meta.title, meta.author, meta.publisher):
                 words.update(self.analyzer.analyze(field or ""))
-            if len(self._vocabularies) >= VOCABULARY_CACHE:
-                self._vocabularies.popitem(last=False)
-            self._vocabularies[doc] = words
+            with self._vocabulary_lock:
+                if len(self._vocabularies) >= VOCABULARY_CACHE:
+                    self._vocabularies.popitem(last=False)
+                self._vocabularies[doc] = words
         return words
 
     def close(self) -> None:

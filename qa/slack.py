@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from index.errors import QAError
+from index.errors import QAError, QuestionError
 
-from .app import Service
+from .app import Busy, Service, TimedOut
 from .blocks import MAX_VALUE, SHARE_ACTION, SlackMessage, answer_message, notice
 
 if TYPE_CHECKING:
@@ -171,8 +171,11 @@ class Bot:
                 text, k=top, source=filters.get("source"), since=filters.get("since"),
                 until=filters.get("until"),
             )
-        except QAError as error:
+        except (QuestionError, Busy, TimedOut) as error:
             return notice(str(error))
+        except QAError as error:  # the index: details (and server paths) stay in the log
+            log.error("answering a Slack question failed: %s", error)
+            return notice(FAILED)
         except Exception:
             log.exception("answering a Slack question failed")
             return notice(FAILED)
@@ -386,30 +389,65 @@ def create_app(
     return app
 
 
+MAX_BODY = 1024 * 1024  # Slack's payloads are a few kB; larger is not Slack
+
+
 def create_http_app(
-    app: App, health: Callable[[], dict[str, Any]] | None = None, path: str = EVENTS_PATH
+    app: App,
+    health: Callable[[], dict[str, Any]] | None = None,
+    path: str = EVENTS_PATH,
+    signing_secret: str | None = None,
+    max_body: int = MAX_BODY,
 ) -> Any:
     """An ASGI app serving ``app`` at ``path`` (events, commands, interactivity) and
-    ``GET /health``. Bolt's dispatch (signature check, ack) runs in a worker thread."""
+    ``GET /health``. Before bolt sees a request, the body is read only up to ``max_body``
+    (413 past it) and its Slack signature is checked with ``signing_secret`` (401 and nothing
+    logged when missing, wrong or stale); bolt's dispatch then runs in a worker thread."""
     from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+    from slack_sdk.signature import SignatureVerifier
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
+    verifier = SignatureVerifier(signing_secret) if signing_secret else None
+
     async def events(request: Request) -> Response:
-        body = await request.body()
-        response = await run_in_threadpool(app.dispatch, to_bolt_request(request, body))
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > max_body:
+            return JSONResponse({"error": "request body too large"}, status_code=413)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body:
+                return JSONResponse({"error": "request body too large"}, status_code=413)
+        if verifier is not None and not _signed(verifier, bytes(body), request.headers):
+            return JSONResponse({"error": "invalid request signature"}, status_code=401)
+        response = await run_in_threadpool(app.dispatch, to_bolt_request(request, bytes(body)))
         return to_starlette_response(response)
 
     async def healthcheck(request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(health) if health else {"status": "ok"})
+        # On the event loop, never behind questions.
+        return JSONResponse(health() if health else {"status": "ok"})
 
     return Starlette(routes=[
         Route(path, events, methods=["POST"]),
         Route("/health", healthcheck, methods=["GET"]),
     ])
+
+
+def _signed(verifier: Any, body: bytes, headers: Any) -> bool:
+    """Whether Slack signed ``body``: a numeric timestamp within five minutes and the
+    matching HMAC; any malformed header is simply unsigned."""
+    timestamp = headers.get("x-slack-request-timestamp", "")
+    signature = headers.get("x-slack-signature", "")
+    if not timestamp.isdigit() or not signature:
+        return False
+    try:
+        return bool(verifier.is_valid(body=body, timestamp=timestamp, signature=signature))
+    except (ValueError, TypeError):
+        return False
 
 
 def run_socket_mode(app: App, app_token: str) -> None:

@@ -56,7 +56,7 @@ def server(real_index, tmp_path_factory):
             process.kill()
 
 
-def test_ask_returns_the_contract_object(server):
+def test_ask_returns_the_contract_object(server, real_index):
     response = server.post("/ask", json={"question": TAJI, "k": 3})
     assert response.status_code == 200
     data = response.json()
@@ -68,9 +68,11 @@ def test_ask_returns_the_contract_object(server):
     assert "18 rockets" in top["text"]
     assert set(top["citation"]) >= {"source", "path", "title", "date", "author", "publisher",
                                     "start", "end"}
-    # the passage is the file's text at its offsets (whitespace folded)
+    # the passage is the file's text at its offsets (whitespace folded); the path is
+    # relative to the docs folder (no server paths in responses)
     c = top["citation"]
-    text = open(c["path"], encoding="utf-8").read()
+    assert c["path"] == f"{TAJI_SOURCE}.txt"
+    text = open(real_index[0] / c["path"], encoding="utf-8").read()
     assert " ".join(text[c["start"]:c["end"]].split()) == " ".join(top["text"].split())
 
 

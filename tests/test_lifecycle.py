@@ -480,10 +480,12 @@ def test_store_reads_one_version_even_if_current_switches_while_it_loads(seeds, 
 
     docs, index = seeds
     old = current_version(index)
-    old_count = Store(index).passage_count
+    reader = Store(index)  # its lease keeps the old version on disk through the update
+    old_count = reader.passage_count
     (docs / "zanzibar.txt").write_text(NEW_ARTICLE)
     _update(docs, index)
     new = current_version(index)
+    assert old.is_dir() and new != old
     (index / "CURRENT").write_text(old.name)
     real = store_module.current_version
 

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SEEDS, FakeEmbedder, fake_build, fold, word_count
+from conftest import ROOT, SEEDS, FakeEmbedder, fake_build, fold, word_count
 
 from index.errors import DocsError, IndexDamaged, IndexMissing, IndexStale
 from index.pipeline import docs_changes, update_index
@@ -98,13 +98,50 @@ def test_update_embeds_only_new_passages(seeds):
     assert "new_article" not in {d.source for d in Store(index).documents.values()}
 
 
-def test_old_versions_are_pruned(seeds):
+def test_old_versions_are_pruned_when_no_reader_uses_them(seeds):
     docs, index = seeds
     for _ in range(3):
         fake_build(docs, index)
-    versions = [p for p in index.iterdir() if p.name.startswith("v-")]
-    assert len(versions) == 2
-    assert current_version(index) in versions
+    assert [p.name for p in index.glob("v-*")] == [current_version(index).name]
+
+
+def test_a_version_in_use_survives_any_number_of_updates(seeds):
+    docs, index = seeds
+    reader = Engine(index, embedder=FakeEmbedder())
+    first = reader.store.version
+    for n in range(3):
+        (docs / f"new{n}.txt").write_text(f"Story {n}\n\nThe ferry {n} sailed on Monday.\n")
+        fake_build(docs, index)
+    assert first.is_dir() and current_version(index) != first
+    # The reader still answers from the version it opened, every file of it intact.
+    answer = reader.ask("How many rockets landed at the Taji base?")
+    assert answer.passages and reader.store.load_vectors().shape[0] == reader.store.passage_count
+    reader.close()
+    fake_build(docs, index)  # no reader now: only the live version is left
+    assert [p.name for p in index.glob("v-*")] == [current_version(index).name]
+
+
+def test_a_lease_held_by_another_process_keeps_its_version(seeds, tmp_path):
+    import subprocess
+    import sys
+
+    docs, index = seeds
+    script = (
+        "import sys; from index.store import Store; s = Store(sys.argv[1]); "
+        "print(s.version.name, flush=True); sys.stdin.read()"
+    )
+    reader = subprocess.Popen([sys.executable, "-c", script, str(index)], cwd=ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        held = reader.stdout.readline().strip()
+        fake_build(docs, index)
+        fake_build(docs, index)
+        assert (index / held).is_dir() and current_version(index).name != held
+    finally:
+        reader.kill()  # a dead process's lease is gone with it
+        reader.wait()
+    fake_build(docs, index)
+    assert not (index / held).exists()
 
 
 def _garble(path):
