@@ -244,7 +244,9 @@ def build_index(
     warn: Warn = _ignore,
     reuse_vectors: bool = False,
 ) -> Report:
-    """Index every article under ``docs_dir`` into a new version at ``index_dir``.
+    """Index every article under ``docs_dir`` into a new version at ``index_dir``. With
+    ``reuse_vectors`` (an update) nothing is written when the docs did not change since the
+    live version (versions no reader uses are still pruned).
 
     Raises IndexLocked when another process is writing the same index.
     """
@@ -252,6 +254,9 @@ def build_index(
     index_dir = Path(index_dir)
     with store.writer_lock(index_dir):
         store.remove_leftovers(index_dir)
+        if reuse_vectors and (same := _unchanged(docs_dir, index_dir, embedder)) is not None:
+            store.prune_versions(index_dir)
+            return same
         skipped: list[Skipped] = []
         documents = list(load_documents(Path(docs_dir), warn, skipped.append))
         if not documents:
@@ -315,6 +320,33 @@ def _write(
     else:
         report.added = sorted(build.files)
     return report
+
+
+def _unchanged(docs_dir: Path, index_dir: Path, embedder: Any) -> Report | None:
+    """The report of an update with nothing to do, or None when there is work (or no usable
+    index: the update then builds, or says why it cannot)."""
+    from .errors import QAError
+
+    name, dimension = _model_identity(embedder)
+    try:
+        live = store.Store(index_dir, expect=expected_manifest(name, dimension))
+    except QAError:
+        return None
+    try:
+        manifest = live.manifest
+        if manifest.get("docs_dir") != str(Path(docs_dir).resolve()):
+            return None
+        if docs_changes(docs_dir, manifest):
+            return None
+        ensure_query_model(index_dir, name, verify=True)  # a damaged export is still redone
+        counts = manifest["counts"]
+        report = Report(counts["documents"], counts["passages"], 0, version=live.version)
+        report.skipped = sorted(
+            s for s, entry in manifest.get("files", {}).items() if entry.get("skipped")
+        )
+        return report
+    finally:
+        live.close()
 
 
 def _model_identity(embedder: Any) -> tuple[str, int]:

@@ -16,6 +16,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+NEW_ARTICLE_TEXT = (
+    "Ferry Service To Zanzibar Resumes\n\nMarch 3, 2021\n\nThe Zanzibar ferry started running "
+    "again on Monday after a pause of two years, the port authority said.\n"
+)
+
+
 class FakeEmbedder:
     """Deterministic bag-of-words vectors: texts sharing words are close. No model needed."""
 
@@ -117,10 +123,11 @@ class FakeCli:
     def __call__(self, args: list[str], **kwargs):
         import cli
 
-        command, rest = args[0], list(args[1:])
+        split = 2 if args[0] == "index" else 1  # after the (sub)command's name
+        command, rest = list(args[:split]), list(args[split:])
         options = ["--docs", str(self.docs), "--index", str(self.index)]
         deps = {"embedder": FakeEmbedder(), "count_tokens": word_count}
-        return self.runner.invoke(cli.app, [command, *options, *rest], obj=deps, **kwargs)
+        return self.runner.invoke(cli.app, [*command, *options, *rest], obj=deps, **kwargs)
 
 
 def fold(text: str) -> str:

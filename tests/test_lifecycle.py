@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import SEEDS, FakeEmbedder, fake_build, fold, word_count
+from conftest import SEEDS, FakeCli, FakeEmbedder, fake_build, fold, word_count
 from typer.testing import CliRunner
 
 from cli import app
@@ -539,3 +539,27 @@ def test_cli_update_and_status_say_what_happened(tmp_path):
     human = runner.invoke(app, ["index", "status", *where], obj=fake)
     assert "unchanged since the index was built" in human.stdout
     assert "1 unusable file(s) not indexed: empty" in human.stdout
+
+
+def test_an_update_with_nothing_to_do_writes_no_version(seeds):
+    docs, index = seeds
+    before = current_version(index)
+    report = _update(docs, index)
+    assert report.embedded == 0 and not (report.added or report.changed or report.removed)
+    assert current_version(index) == before and [v.name for v in index.glob("v-*")] == [
+        before.name]
+    (docs / "zanzibar.txt").write_text(NEW_ARTICLE)
+    assert _update(docs, index).added == ["zanzibar"]
+    assert current_version(index) != before
+
+
+def test_current_that_is_not_text_is_damage_and_a_build_repairs_it(seeds):
+    docs, index = seeds
+    (index / "CURRENT").write_bytes(b"v-\xff\xfe\x00garbage")
+    run = FakeCli(docs, index)
+    ask = run(["ask", "How many rockets landed at the Taji base?"])
+    assert ask.exit_code == 1 and "Traceback" not in ask.output
+    assert ask.stderr.strip().startswith("error: index at") and "CURRENT" in ask.stderr
+    assert len(ask.stderr.strip().splitlines()) == 1
+    assert run(["index", "build"]).exit_code == 0
+    assert run(["ask", "How many rockets landed at the Taji base?"]).exit_code == 0

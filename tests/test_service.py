@@ -1,0 +1,201 @@
+"""The long-running service: bounded concurrency, deadlines, dropped work, hot reload, and the
+HTTP API's limits, in process over a FakeEmbedder index (no timing assertions)."""
+
+import threading
+import time
+
+import pytest
+from conftest import NEW_ARTICLE_TEXT, FakeEmbedder, fake_build
+from starlette.testclient import TestClient
+
+from qa.api import create_api
+from qa.app import Busy, Service, TimedOut
+from qa.engine import Engine
+
+TAJI = "How many rockets landed at the Taji base?"
+
+
+class Gate:
+    """Wraps an engine so each ask blocks until the test opens the gate."""
+
+    def __init__(self, engine):
+        self.engine, self.open, self.started, self.asked = engine, threading.Event(), [], 0
+        self.index_dir, self.store, self.ranking = engine.index_dir, engine.store, engine.ranking
+        self.embedder = engine.embedder
+
+    def ask(self, question, k=5, filters=None):
+        self.started.append(question)
+        self.open.wait(30)
+        self.asked += 1
+        return self.engine.ask(question, k=k, filters=filters)
+
+    def close(self):
+        self.engine.close()
+
+
+def _wait_until(check, seconds=20.0):
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.fixture
+def gated(seeds):
+    docs, index = seeds
+    gate = Gate(Engine(index, embedder=FakeEmbedder()))
+    gate.open.set()
+    service = Service(gate, workers=1, queue=1, timeout=30, reload_every=None)
+    gate.open.clear()
+    yield service, gate
+    gate.open.set()
+    service.close()
+
+
+def test_a_full_queue_is_busy_at_once_and_health_is_never_queued(gated):
+    service, gate = gated
+    running = service.submit(TAJI)
+    assert _wait_until(lambda: len(gate.started) == 2)  # warm-up + this one
+    waiting = service.submit(TAJI)
+    with pytest.raises(Busy):
+        service.submit(TAJI)
+    client = TestClient(create_api(service))
+    busy = client.post("/ask", json={"question": TAJI})
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+    assert "try again" in busy.json()["error"]
+    health = client.get("/health")  # answered while the only worker is stuck
+    assert health.status_code == 200 and health.json()["pending"] == 2
+    gate.open.set()
+    assert running.result(10).answered and waiting.result(10).answered
+
+
+def test_work_nobody_waits_for_is_dropped(gated):
+    service, gate = gated
+    running = service.submit(TAJI)
+    assert _wait_until(lambda: len(gate.started) == 2)
+    dropped = service.submit("Who is McKenzie?")
+    assert dropped.cancel()  # the client went away while it waited
+    gate.open.set()
+    running.result(10)
+    assert gate.asked == 2 and "Who is McKenzie?" not in gate.started
+    assert _wait_until(lambda: service.pending == 0)
+
+
+def test_a_question_past_its_deadline_is_not_answered(seeds):
+    docs, index = seeds
+    gate = Gate(Engine(index, embedder=FakeEmbedder()))
+    gate.open.set()
+    service = Service(gate, workers=1, queue=4, timeout=0.3, reload_every=None)
+    gate.open.clear()
+    first = service.submit(TAJI)
+    late = service.submit("Who is McKenzie?")
+    assert _wait_until(lambda: len(gate.started) == 2)
+    time.sleep(0.4)  # the second one's deadline passes while it waits
+    gate.open.set()
+    first.result(10)
+    with pytest.raises(TimedOut):
+        late.result(10)
+    assert "Who is McKenzie?" not in gate.started
+    service.close()
+
+
+def test_updates_are_served_without_restart_and_old_versions_go(seeds):
+    docs, index = seeds
+    service = Service(Engine(index, embedder=FakeEmbedder()), workers=2, reload_every=0.05)
+    first = service.health()["version"]
+    names = []
+    for n in range(3):  # the bug this guards against showed at the second update
+        name = f"zanzibar{n}"
+        (docs / f"{name}.txt").write_text(NEW_ARTICLE_TEXT.replace("Zanzibar", f"Zanzibar{n}"))
+        fake_build(docs, index, reuse_vectors=True)
+        names.append(name)
+        assert _wait_until(lambda: service.health()["current"])
+        answer = service.ask(f"When did the Zanzibar{n} ferry start?", k=3)
+        assert name in {p.citation.source for p in answer.passages}
+    health = service.health()
+    assert health["version"] != first and health["reloads"] == 3 and health["status"] == "ok"
+    # The version served during the last update was kept for it; the service has let it go,
+    # so the next writer removes it.
+    assert len(list(index.glob("v-*"))) == 2
+    assert service.ask(TAJI).answered
+    service.close()
+    fake_build(docs, index, reuse_vectors=True)
+    assert [v.name for v in index.glob("v-*")] == [health["version"]]
+
+
+def test_a_damaged_new_version_keeps_the_old_one_serving(seeds):
+    docs, index = seeds
+    service = Service(Engine(index, embedder=FakeEmbedder()), reload_every=0.05)
+    served = service.health()["version"]
+    (docs / "zanzibar.txt").write_text(NEW_ARTICLE_TEXT)
+    fake_build(docs, index, reuse_vectors=True)
+    version = next(v for v in index.glob("v-*") if v.name != served)
+    (version / "passages.sqlite").write_bytes(b"garbage")
+    assert _wait_until(lambda: service.health()["status"] == "stale")
+    health = service.health()
+    assert health["version"] == served and health["current"] is False
+    assert "damaged" in health["reload_error"]
+    assert service.ask(TAJI).answered  # still answering from the version it has
+    service.close()
+
+
+# --- the HTTP API's limits -----------------------------------------------------------------
+
+@pytest.fixture
+def api(seeds):
+    docs, index = seeds
+    service = Service(Engine(index, embedder=FakeEmbedder()), reload_every=None)
+    yield service, TestClient(create_api(service, max_body=2048))
+    service.close()
+
+
+def test_bodies_over_the_limit_are_413_and_other_types_415(api):
+    _, client = api
+    big = client.post("/ask", json={"question": "x" * 5000})
+    assert big.status_code == 413 and "2,048 bytes" in big.json()["error"]
+    text = client.post("/ask", content=TAJI, headers={"Content-Type": "text/plain"})
+    assert text.status_code == 415 and "application/json" in text.json()["error"]
+    assert client.post("/ask", json={"question": TAJI}).status_code == 200
+
+
+def test_every_error_body_is_an_error_object(api):
+    _, client = api
+    for response in (client.get("/nowhere"), client.get("/ask"),
+                     client.post("/ask", json={"question": ""}),
+                     client.post("/ask", json={"k": 0})):
+        assert response.status_code >= 400
+        assert set(response.json()) <= {"error", "detail"} and response.json()["error"]
+
+
+def test_no_server_paths_unless_asked(api, seeds):
+    service, client = api
+    data = client.post("/ask", json={"question": TAJI}).json()
+    paths = [p["citation"]["path"] for p in data["passages"]]
+    assert paths and all(not p.startswith("/") for p in paths)
+    assert str(seeds[1]) not in client.get("/health").text
+    shown = TestClient(create_api(service, show_paths=True))
+    assert shown.post("/ask", json={"question": TAJI}).json()["passages"][0]["citation"][
+        "path"].startswith("/")
+
+
+def test_a_token_is_required_when_set(api):
+    service, _ = api
+    client = TestClient(create_api(service, token="s3cret"))
+    assert client.post("/ask", json={"question": TAJI}).status_code == 401
+    wrong = client.post("/ask", json={"question": TAJI}, headers={"Authorization": "Bearer x"})
+    assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"] == "Bearer"
+    ok = client.post("/ask", json={"question": TAJI},
+                     headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+    assert client.get("/health").status_code == 200  # probes need no token
+
+
+def test_swagger_ui_is_served_from_the_package(api):
+    _, client = api
+    page = client.get("/docs")
+    assert page.status_code == 200 and "cdn" not in page.text.lower()
+    script = next(part.split('"')[0] for part in page.text.split('src="')[1:]
+                  if "swagger-ui-bundle" in part)
+    assert client.get(script).status_code == 200
