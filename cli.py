@@ -198,9 +198,13 @@ def index_status(
     docs: DocsOption = None,
     index: IndexOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Skip hashing the index files (sizes still checked).")
+    ] = False,
 ) -> None:
     """Show what the index holds and whether the docs changed since it was built.
 
+    Every file is checked against the digest recorded when it was written (--quick: sizes).
     Example: qa index status
     """
     from rich.table import Table
@@ -209,7 +213,8 @@ def index_status(
     from qa.app import status as index_state
 
     with user_errors():
-        state = index_state(_paths(docs, index), embedder=_builder(ctx).embedder)
+        state = index_state(_paths(docs, index), embedder=_builder(ctx).embedder,
+                            verify=not quick)
     if json_out:
         print(json.dumps(state))
         return

@@ -13,11 +13,12 @@ import numpy as np
 from . import store
 from .chunk import CHUNK_VERSION, MAX_TOKENS, OVERLAP_SENTENCES, Counter, chunk_segments
 from .disk import write_atomic
-from .errors import DocsError, IndexMissing
+from .errors import DocsError, IndexMissing, QAError
 from .load import Document, Skipped, find_files, load_documents, printable
 from .meta import extract_metadata
 from .model import ONNX_FILE
 from .store import Build, DocumentRow, PassageRow, Progress, content_hash
+from .vectors import create_npy
 
 Warn = Callable[[str], None]
 
@@ -200,8 +201,7 @@ def _embed(
     file, a slice at a time, instead of memory."""
     shape = (len(texts), embedder.dimension)
     vectors = (
-        np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=shape)
-        if out is not None else np.zeros(shape, dtype=np.float32)
+        create_npy(out, shape) if out is not None else np.zeros(shape, dtype=np.float32)
     )
     todo = [i for i, h in enumerate(hashes) if h not in reuse]
     for i, h in enumerate(hashes):
@@ -264,8 +264,15 @@ def build_index(
                 f"no readable .txt or .md articles in {docs_dir}: add article files or pass "
                 "--docs DIR"
             )
-        return _write(documents, skipped, docs_dir, index_dir, embedder, count_tokens,
-                      progress, warn, reuse_vectors)
+        try:
+            return _write(documents, skipped, docs_dir, index_dir, embedder, count_tokens,
+                          progress, warn, reuse_vectors)
+        except OSError as error:  # disk full, quota, permissions: before the switch
+            store.remove_leftovers(index_dir)
+            raise QAError(
+                f"could not write the index at {index_dir} ({error.strerror or error}); the "
+                "previous index is unchanged: free some space or pass --index DIR"
+            ) from None
 
 
 def _write(
@@ -396,14 +403,40 @@ def ensure_query_model(index_dir: Path, model_name: str, verify: bool = False) -
         # The digest export_onnx returned: of the file, or of the file and its external data.
         digest_of = getattr(model, "onnx_digest", model.sha256_file)
         try:
-            intact = stamp.read_text().strip() == digest_of(target)
-        except OSError:
+            intact = stamp.read_bytes().decode("ascii").strip() == digest_of(target)
+        except (OSError, UnicodeDecodeError):
             intact = False
     if not intact:  # export_onnx replaces the file atomically: readers never see it missing
         from .model import export_onnx
 
         index_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(stamp, export_onnx(target).encode())
+
+
+def check_query_model(index_dir: Path, model_name: str, full: bool = False) -> None:
+    """IndexDamaged unless the exported query model is the one its stamp records. Files not
+    modified since the stamp was written are trusted (a cold ``qa ask`` does not hash 90 MB);
+    ``full`` hashes them anyway (``qa index status``)."""
+    from .errors import IndexDamaged
+    from .model import MODEL_NAME, data_name, onnx_digest
+
+    if model_name != MODEL_NAME:
+        return
+    target = index_dir / ONNX_FILE
+    stamp = index_dir / f"{ONNX_FILE}.sha256"
+    damaged = IndexDamaged(
+        f"index at {index_dir} is damaged (the query model {ONNX_FILE} does not match its "
+        "recorded sha256): run `qa index build`"
+    )
+    try:
+        recorded = stamp.read_bytes().decode("ascii").strip()
+        stamped = stamp.stat().st_mtime_ns
+        newest = max(p.stat().st_mtime_ns for p in (target, target.with_name(data_name(target)))
+                     if p.exists())
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise damaged from None
+    if (full or newest > stamped) and onnx_digest(target) != recorded:
+        raise damaged
 
 
 def update_index(docs_dir: Path, index_dir: Path, **options: Any) -> Report:

@@ -400,6 +400,18 @@ class Store:
         except sqlite3.DatabaseError as error:
             raise self._damaged("passages.sqlite") from error
 
+    def verify(self) -> None:
+        """Hash every file of the version against the manifest (sizes are checked on every
+        open; contents only here, as it reads everything): IndexDamaged on a mismatch.
+        Versions written before digests were recorded pass."""
+        for name, digest in sorted((self.manifest.get("sha256") or {}).items()):
+            try:
+                actual = _sha256(self.version / name)
+            except OSError:
+                actual = None
+            if actual != digest:
+                raise self._damaged(f"{name} does not match its recorded sha256")
+
     def _damaged(self, what: str) -> IndexDamaged:
         return IndexDamaged(f"index at {self.index_dir} is damaged ({what}): run `qa index build`")
 
@@ -456,6 +468,11 @@ def _file_sizes(directory: Path) -> dict[str, int]:
     }
 
 
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def _spans(raw: str) -> tuple[tuple[int, int], ...]:
     return tuple((int(a), int(b)) for a, b in json.loads(raw))
 
@@ -472,7 +489,7 @@ def write_version(
     ``vectors`` is the float32 matrix, or the path of an ``.npy`` file holding it on the same
     file system (moved into the version, not copied: the vectors never need to fit in RAM)."""
     from . import lexical
-    from .vectors import build_faiss
+    from .vectors import build_faiss, create_npy
 
     index_dir = Path(index_dir)
     name = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
@@ -485,9 +502,7 @@ def write_version(
         if isinstance(vectors, Path):
             os.replace(vectors, vector_file)
         else:
-            out = np.lib.format.open_memmap(
-                vector_file, mode="w+", dtype=np.float32, shape=vectors.shape
-            )
+            out = create_npy(vector_file, vectors.shape)
             out[:] = vectors
             out.flush()
             del out
@@ -504,6 +519,9 @@ def write_version(
         manifest = dict(manifest)
         manifest["vector_index"] = faiss_index.params()
         manifest["sizes"] = _file_sizes(tmp)
+        manifest["sha256"] = {
+            name: _sha256(tmp / name) for name in manifest["sizes"] if name != LEASE
+        }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
         fsync_tree(tmp)
         # Kept without a lease check only if it has no lease file (written by an older qa).
@@ -515,9 +533,11 @@ def write_version(
         write_atomic(index_dir / CURRENT, name.encode())
     except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(error, OSError):  # disk full, quota, permissions
+        # Disk full, quota, permissions: as OSError, or from sqlite and faiss in their words.
+        if isinstance(error, OSError | sqlite3.OperationalError | RuntimeError):
+            reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
             raise QAError(
-                f"could not write the index at {index_dir} ({error.strerror or error}); the "
+                f"could not write the index at {index_dir} ({reason}); the "
                 "previous index is unchanged: free some space or pass --index DIR"
             ) from error
         raise

@@ -3,6 +3,8 @@ numpy index as the reference the FAISS backends are tested against."""
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,25 @@ import numpy as np
 # "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905; seen here
 # when a reader thread opened the index while the same process wrote a new version).
 _NPY_HEADER = threading.Lock()
+
+
+def create_npy(path: Path, shape: tuple[int, ...], dtype: Any = np.float32) -> np.memmap:
+    """A new ``.npy`` file mapped for writing, its blocks reserved on disk first. Without the
+    reservation the file is sparse and a full disk shows up later as SIGBUS on a page write
+    (the process dies with no message); reserved, it is ENOSPC (an OSError) right here."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    fallocate = getattr(os, "posix_fallocate", None)  # not on macOS: the sparse file stays
+    if fallocate is not None:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fallocate(fd, 0, os.fstat(fd).st_size)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # e.g. some network FS
+                del out
+                raise
+        finally:
+            os.close(fd)
+    return out
 
 
 def load_npy(path: Path, mmap: bool = True) -> np.ndarray:

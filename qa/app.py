@@ -144,10 +144,11 @@ def open_engine(
     return engine
 
 
-def status(paths: Paths, embedder: Any = None) -> dict[str, Any]:
+def status(paths: Paths, embedder: Any = None, verify: bool = True) -> dict[str, Any]:
     """What the index holds and whether its docs changed since it was built. Opening the
-    store checks the manifest, file sizes and counts: a stale or damaged index is reported
-    here, not at the next question."""
+    store checks the manifest, file sizes and counts, and ``verify`` hashes every file and the
+    query model against their recorded digests: a stale or damaged index is reported here,
+    not at the next question."""
     from index.pipeline import docs_changes, expected_manifest
     from index.store import Store, is_being_written
 
@@ -157,9 +158,16 @@ def status(paths: Paths, embedder: Any = None) -> dict[str, Any]:
         expect = expected_manifest(MODEL_NAME, DIMENSION)
     else:
         expect = expected_manifest(embedder.name, embedder.dimension)
+    from index.pipeline import check_query_model
+
     store = Store(paths.index, expect=expect)
-    manifest = store.manifest
-    store.close()
+    try:
+        if verify:
+            store.verify()
+            check_query_model(paths.index, store.manifest["model"]["name"], full=True)
+        manifest = store.manifest
+    finally:
+        store.close()
     docs = paths.indexed_docs()
     changes = docs_changes(docs, manifest)
     return {

@@ -96,11 +96,19 @@ class Engine:
     def embedder(self) -> Any:
         if self._embedder is None:
             from index.embed import OnnxEmbedder
+            from index.errors import IndexDamaged
             from index.model import MODEL_NAME, ONNX_FILE
-            from index.pipeline import ensure_query_model
+            from index.pipeline import check_query_model, ensure_query_model
 
             ensure_query_model(self.index_dir, MODEL_NAME)
-            self._embedder = OnnxEmbedder(self.index_dir / ONNX_FILE)
+            check_query_model(self.index_dir, MODEL_NAME)
+            try:
+                self._embedder = OnnxEmbedder(self.index_dir / ONNX_FILE)
+            except Exception as error:  # onnxruntime's own errors for a file it cannot load
+                raise IndexDamaged(
+                    f"index at {self.index_dir} is damaged (the query model {ONNX_FILE} cannot "
+                    "be loaded): run `qa index build`"
+                ) from error
         return self._embedder
 
     @property
