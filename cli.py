@@ -88,6 +88,12 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         _stderr().print("interrupted")
         raise typer.Exit(130) from None
+    except BrokenPipeError:
+        # The reader went away (`qa ask … | head -1`): it has what it wanted. Point stdout at
+        # /dev/null so the final flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(0) from None
 
 
 def _paths(docs: Path | None, index: Path | None) -> Paths:
@@ -515,10 +521,11 @@ def _print_report(report: Any, show_missed: int) -> None:
 
 
 def _stdin_text() -> Any:
-    """stdin as text, with undecodable bytes replaced (U+FFFD) rather than a traceback."""
+    """stdin as text; undecodable bytes become lone surrogates, which the question cleaner
+    turns into spaces (as it does for undecodable bytes in arguments)."""
     stream = sys.stdin
     if hasattr(stream, "reconfigure"):
-        stream.reconfigure(errors="replace")
+        stream.reconfigure(errors="surrogateescape")
     return stream
 
 
@@ -592,10 +599,12 @@ def _line_reader() -> Any:
 
         from qa.app import cache_root
 
-        cache_root().mkdir(parents=True, exist_ok=True)
-        session: PromptSession[str] = PromptSession(
-            history=FileHistory(str(cache_root() / "chat_history"))
-        )
+        history = cache_root() / "chat_history"
+        history.parent.mkdir(parents=True, exist_ok=True)
+        # Questions can be private: the history is readable by its owner only.
+        os.close(os.open(history, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))
+        os.chmod(history, 0o600)
+        session: PromptSession[str] = PromptSession(history=FileHistory(str(history)))
         return lambda: session.prompt("? ")
 
     stream = _stdin_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -293,8 +294,9 @@ def _write(
         raise DocsError(f"no article text found in {docs_dir}: nothing to index")
     for item in skipped:
         build.files.setdefault(item.source, _skipped_entry(item))
-    # A temporary file of the index directory (removed as a leftover if this process dies).
-    vector_file = index_dir / f".tmp-vectors-{os.getpid()}.npy"
+    # The vectors go straight into the new version's folder (one leftover if this dies).
+    tmp = store.new_version(index_dir)
+    vector_file = tmp / "vectors.npy"
     try:
         vectors, embedded = _embed(
             embedder, build.embed_texts, progress, reuse, [p.hash for p in build.passages],
@@ -310,9 +312,9 @@ def _write(
             manifest["model"]["onnx"] = {
                 "file": ONNX_FILE, "size": onnx.stat().st_size, "sha256": onnx_digest(onnx)
             }
-        version = store.write_version(index_dir, build, vector_file, manifest, progress)
+        version = store.write_version(index_dir, build, vector_file, manifest, progress, tmp)
     finally:
-        vector_file.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already once published
     report = Report(len(build.documents), len(build.passages), embedded, version=version)
     report.skipped = sorted(s for s, entry in build.files.items() if entry.get("skipped"))
     if old is not None:

@@ -477,30 +477,41 @@ def _spans(raw: str) -> tuple[tuple[int, int], ...]:
     return tuple((int(a), int(b)) for a, b in json.loads(raw))
 
 
+def new_version(index_dir: Path) -> Path:
+    """The folder a new version is written in (``.tmp-v-…``, removed as a leftover if the
+    writer dies); ``write_version`` completes it and publishes it. Call under writer_lock."""
+    name = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
+    tmp = Path(index_dir) / f".tmp-{name}"
+    tmp.mkdir(parents=True)
+    (tmp / LEASE).touch()
+    return tmp
+
+
 def write_version(
     index_dir: Path,
     build: Build,
     vectors: np.ndarray | Path,
     manifest: dict[str, Any],
     progress: Progress = _no_progress,
+    tmp: Path | None = None,
 ) -> Path:
     """Write a complete version directory and switch CURRENT to it. Call under writer_lock.
 
     ``vectors`` is the float32 matrix, or the path of an ``.npy`` file holding it on the same
-    file system (moved into the version, not copied: the vectors never need to fit in RAM)."""
+    file system (moved into the version, not copied: the vectors never need to fit in RAM).
+    ``tmp`` is a folder from ``new_version`` that already holds some files (the vectors)."""
     from . import lexical
     from .vectors import build_faiss, create_npy
 
     index_dir = Path(index_dir)
-    name = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
-    tmp = index_dir / f".tmp-{name}"
     try:
-        tmp.mkdir(parents=True)
-        (tmp / LEASE).touch()
+        tmp = tmp or new_version(index_dir)
+        name = tmp.name.removeprefix(".tmp-")
         _write_db(tmp / "passages.sqlite", build)
         vector_file = tmp / "vectors.npy"
         if isinstance(vectors, Path):
-            os.replace(vectors, vector_file)
+            if vectors != vector_file:
+                os.replace(vectors, vector_file)
         else:
             out = create_npy(vector_file, vectors.shape)
             out[:] = vectors
@@ -520,7 +531,7 @@ def write_version(
         manifest["vector_index"] = faiss_index.params()
         manifest["sizes"] = _file_sizes(tmp)
         manifest["sha256"] = {
-            name: _sha256(tmp / name) for name in manifest["sizes"] if name != LEASE
+            file: _sha256(tmp / file) for file in manifest["sizes"] if file != LEASE
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
         fsync_tree(tmp)
@@ -532,7 +543,8 @@ def write_version(
         fsync_dir(index_dir)
         write_atomic(index_dir / CURRENT, name.encode())
     except BaseException as error:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         # Disk full, quota, permissions: as OSError, or from sqlite and faiss in their words.
         if isinstance(error, OSError | sqlite3.OperationalError | RuntimeError):
             reason = getattr(error, "strerror", None) or str(error).splitlines()[0]

@@ -219,12 +219,13 @@ def test_clean_question_bounds_tokens_for_any_length():
         assert text == " ".join(["rocket"] * min(n, 254))
 
 
-def test_stdin_with_undecodable_bytes_is_read_with_replacement(fake_cli):
+def test_stdin_with_undecodable_bytes_reads_them_as_spaces(fake_cli):
     stdin = b"How many rockets landed at the Taji base?\n\xff\xfe Quds \xc3( Force?\n"
     result = fake_cli(["ask", "-", "--json"], input=stdin)
     assert result.exit_code == 0, result.output
     questions = [json.loads(line)["question"] for line in result.stdout.splitlines()]
-    assert questions == ["How many rockets landed at the Taji base?", "�� Quds �( Force?"]
+    # Undecodable bytes become spaces, as they do in arguments (not U+FFFD).
+    assert questions == ["How many rockets landed at the Taji base?", "Quds ( Force?"]
 
 
 def test_undecodable_argv_bytes_do_not_break_output(fake_cli):

@@ -215,7 +215,10 @@ def _disguise(index):
     path = current_version(index) / "manifest.json"
     manifest = json.loads(path.read_text())
     manifest["model"].update(name=MODEL_NAME, dimension=DIMENSION)
+    from index.model import onnx_digest
+
     (index / "model.onnx").write_bytes(b"onnx stand-in" * 100)
+    (index / "model.onnx.sha256").write_text(onnx_digest(index / "model.onnx"))
     manifest["model"]["onnx"] = {"file": "model.onnx", "size": 1300}
     path.write_text(json.dumps(manifest))
 
@@ -242,8 +245,8 @@ def _damage(index, target, how):
 DAMAGE = [
     ("manifest.json", "truncate"), ("manifest.json", "garble"), ("manifest.json", "delete"),
     ("passages.sqlite", "truncate"), ("passages.sqlite", "garble"),
-    # A garbled flat faiss.index of the right size is not damage that matters: flat indexes
-    # are searched from vectors.npy, so only truncation (size check) is tested for it.
+    # A garbled flat faiss.index of the right size does not stop answers (flat indexes are
+    # searched from vectors.npy); status finds it (tests/test_faults.py).
     ("faiss.index", "truncate"),
     ("vectors.npy", "truncate"), ("vectors.npy", "delete"),
     ("bm25/params.index.json", "truncate"), ("bm25/vocab.index.json", "truncate"),

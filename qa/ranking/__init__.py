@@ -2,8 +2,9 @@
 
 ``rank`` runs the steps in order: sentence evidence per candidate → the lexical score →
 sentence embeddings for the best few → the semantic score → bylines → the answer/refuse
-decision → recency → captions. ``passes.group`` then folds repeated findings. Every weight
-and threshold is a field of ``RankingConfig``; features are pure functions (``features``).
+decision → recency → captions → scores capped to read in rank order. ``passes.group`` then
+folds repeated findings. Every weight and threshold is a field of ``RankingConfig``; features
+are pure functions (``features``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def rank(
     answered = score.answers(profile, ranked, archive.vocabulary, archive.idf, config)
     ranked = sorted(ranked, key=lambda c: (-c.score, c.id))
     ranked = passes.recency(profile, ranked, config)
-    return answered, passes.captions(ranked)
+    return answered, passes.ordering_scores(passes.captions(ranked))
 
 
 def embed_sentences(

@@ -84,6 +84,14 @@ def captions(ranked: Sequence[Candidate]) -> list[Candidate]:
     return [ranked[i] for i in sorted(range(len(ranked)), key=keys.__getitem__)]
 
 
+def ordering_scores(ranked: list[Candidate]) -> list[Candidate]:
+    """Each score capped at the one above it, so scores read in rank order: the passes that
+    move a result (recency, captions) decide the order, and the score shown is the order's."""
+    for above, c in zip(ranked, ranked[1:], strict=False):
+        c.score = min(c.score, above.score)
+    return ranked
+
+
 def group(
     ranked: Sequence[Candidate], k: int, profile: Profile, analyzer: Analyzer,
     config: RankingConfig,
