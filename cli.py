@@ -51,7 +51,19 @@ def _stderr() -> Console:
 def _stdout() -> Console:
     from rich.console import Console
 
-    return Console(highlight=False)
+    class Stdout(Console):
+        def on_broken_pipe(self) -> None:
+            _quiet_exit()
+
+    return Stdout(highlight=False)
+
+
+def _quiet_exit() -> None:
+    """The reader went away (`qa ask … | head -1`): it has what it wanted, so exit 0. stdout
+    points at /dev/null first, so the final flush at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(0)
 
 
 # Control characters a terminal would act on (ESC sequences, OSC titles, carriage returns,
@@ -88,12 +100,8 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         _stderr().print("interrupted")
         raise typer.Exit(130) from None
-    except BrokenPipeError:
-        # The reader went away (`qa ask … | head -1`): it has what it wanted. Point stdout at
-        # /dev/null so the final flush at exit does not fail again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        raise typer.Exit(0) from None
+    except BrokenPipeError:  # print() to a closed pipe (JSON output)
+        _quiet_exit()
 
 
 def _paths(docs: Path | None, index: Path | None) -> Paths:

@@ -34,7 +34,16 @@ class AskRequest(BaseModel):
         },
     )
 
-    question: str = Field(description="The question in plain English.")
+    # The schema says what the cleaner keeps: at least one character that is not space, a
+    # control character, a bidi override or a lone surrogate (others are refused with 400).
+    question: str = Field(
+        description="The question in plain English.",
+        json_schema_extra={
+            "minLength": 1,
+            "pattern": "[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069"
+                       "\\ud800-\\udfff]",
+        },
+    )
     k: int = Field(5, ge=1, le=100, description="How many passages to return.")
     source: str | None = Field(
         None, description="Only articles whose file name or outlet contains this."
