@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
 from conftest import ROOT
+from hypothesis import HealthCheck, settings
 
 pytestmark = pytest.mark.slow
 
