@@ -244,6 +244,7 @@ def build_index(
     progress: Progress = _ignore_progress,
     warn: Warn = _ignore,
     reuse_vectors: bool = False,
+    model_cache: Path | None = None,
 ) -> Report:
     """Index every article under ``docs_dir`` into a new version at ``index_dir``. With
     ``reuse_vectors`` (an update) nothing is written when the docs did not change since the
@@ -255,7 +256,8 @@ def build_index(
     index_dir = Path(index_dir)
     with store.writer_lock(index_dir):
         store.remove_leftovers(index_dir)
-        if reuse_vectors and (same := _unchanged(docs_dir, index_dir, embedder)) is not None:
+        same = _unchanged(docs_dir, index_dir, embedder, model_cache) if reuse_vectors else None
+        if same is not None:
             store.prune_versions(index_dir)
             return same
         skipped: list[Skipped] = []
@@ -267,7 +269,7 @@ def build_index(
             )
         try:
             return _write(documents, skipped, docs_dir, index_dir, embedder, count_tokens,
-                          progress, warn, reuse_vectors)
+                          progress, warn, reuse_vectors, model_cache)
         except OSError as error:  # disk full, quota, permissions: before the switch
             store.remove_leftovers(index_dir)
             raise QAError(
@@ -279,7 +281,7 @@ def build_index(
 def _write(
     documents: list[Document], skipped: list[Skipped], docs_dir: Path, index_dir: Path,
     embedder: Any, count_tokens: Counter | None, progress: Progress, warn: Warn,
-    reuse_vectors: bool,
+    reuse_vectors: bool, model_cache: Path | None = None,
 ) -> Report:
     old: dict[str, Any] | None = None
     reuse: dict[str, int] = {}
@@ -287,7 +289,13 @@ def _write(
     if reuse_vectors:
         # Before loading the model: a stale or damaged index fails fast.
         old, reuse, old_vectors = _previous(index_dir, *_model_identity(embedder))
-    embedder = embedder or _default_embedder(index_dir)
+    if embedder is None:  # the real model: its exports first, from the shared cache if any
+        from .embed import cpu_has_amx
+        from .model import MODEL_NAME
+
+        ensure_query_model(index_dir, MODEL_NAME, verify=True, cache=model_cache,
+                           int8=not cpu_has_amx())
+        embedder = _default_embedder(index_dir)
     count_tokens = count_tokens or _default_counter()
     build = prepare(documents, count_tokens, embedder.name, progress, warn)
     if not build.passages:
@@ -303,7 +311,7 @@ def _write(
             old_vectors, out=vector_file,
         )
         del old_vectors, reuse, vectors
-        ensure_query_model(index_dir, embedder.name, verify=True)
+        ensure_query_model(index_dir, embedder.name, verify=True, cache=model_cache)
         manifest = _manifest(build, embedder, docs_dir, old.get("created") if old else None)
         onnx = index_dir / ONNX_FILE
         if onnx.exists():
@@ -331,7 +339,9 @@ def _write(
     return report
 
 
-def _unchanged(docs_dir: Path, index_dir: Path, embedder: Any) -> Report | None:
+def _unchanged(
+    docs_dir: Path, index_dir: Path, embedder: Any, model_cache: Path | None = None
+) -> Report | None:
     """The report of an update with nothing to do, or None when there is work (or no usable
     index: the update then builds, or says why it cannot)."""
     from .errors import QAError
@@ -347,7 +357,8 @@ def _unchanged(docs_dir: Path, index_dir: Path, embedder: Any) -> Report | None:
             return None
         if docs_changes(docs_dir, manifest):
             return None
-        ensure_query_model(index_dir, name, verify=True)  # a damaged export is still redone
+        # A damaged export is still redone.
+        ensure_query_model(index_dir, name, verify=True, cache=model_cache)
         counts = manifest["counts"]
         report = Report(counts["documents"], counts["passages"], 0, version=live.version)
         report.skipped = sorted(
@@ -386,33 +397,59 @@ def _previous(
     return old.manifest, rows, vectors
 
 
-def ensure_query_model(index_dir: Path, model_name: str, verify: bool = False) -> None:
-    """Export the ONNX query encoder once per index directory (real model only).
+def ensure_query_model(
+    index_dir: Path, model_name: str, verify: bool = False, cache: Path | None = None,
+    int8: bool = False,
+) -> None:
+    """Export the ONNX query encoder (and with ``int8`` the int8 document encoder) into
+    ``index_dir`` once (real model only).
 
-    With ``verify`` (builds and updates), an existing export whose sha256 no longer matches
-    the one recorded beside it (truncated, corrupt) is exported again.
+    With ``cache`` the export is made once per model in ``cache`` and hard-linked into each
+    index (copied where links cannot be made), so a new docs folder costs no export and no
+    second 90 MB copy. With ``verify`` (builds and updates), an export whose sha256 no longer
+    matches the one recorded beside it (truncated, corrupt) is exported again.
     """
-    from .model import MODEL_NAME
+    from .model import INT8_FILE, MODEL_NAME, MODEL_SHA256, data_name, export_onnx, onnx_digest
 
     if model_name != MODEL_NAME:
         return
+    index_dir = Path(index_dir)
     target = index_dir / ONNX_FILE
     stamp = index_dir / f"{ONNX_FILE}.sha256"
-    intact = target.exists()
+    names = [ONNX_FILE, data_name(target), stamp.name] + ([INT8_FILE] if int8 else [])
+    intact = all((index_dir / name).exists() for name in names)
     if intact and verify:
-        from . import model
-
-        # The digest export_onnx returned: of the file, or of the file and its external data.
-        digest_of = getattr(model, "onnx_digest", model.sha256_file)
         try:
-            intact = stamp.read_bytes().decode("ascii").strip() == digest_of(target)
+            intact = stamp.read_bytes().decode("ascii").strip() == onnx_digest(target)
         except (OSError, UnicodeDecodeError):
             intact = False
-    if not intact:  # export_onnx replaces the file atomically: readers never see it missing
-        from .model import export_onnx
+    if intact:
+        return
+    index_dir.mkdir(parents=True, exist_ok=True)
+    if cache is not None and Path(cache).resolve() != index_dir.resolve():
+        from filelock import FileLock
 
-        index_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(stamp, export_onnx(target).encode())
+        shared = Path(cache) / MODEL_SHA256[:16]
+        shared.mkdir(parents=True, exist_ok=True)
+        with FileLock(shared / ".lock"):  # two first builds export it once
+            ensure_query_model(shared, model_name, verify=True, int8=int8)
+        for name in names:  # the stamp last: it vouches for the others
+            _link(shared / name, index_dir / name)
+        return
+    # export_onnx replaces the files atomically: readers never see them missing.
+    digest = export_onnx(target, int8=index_dir / INT8_FILE if int8 else None)
+    write_atomic(stamp, digest.encode())
+
+
+def _link(source: Path, dest: Path) -> None:
+    """``dest`` becomes ``source`` (a hard link, or a copy across file systems), atomically."""
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copy2(source, tmp)
+    os.replace(tmp, dest)
 
 
 def check_query_model(index_dir: Path, model_name: str, full: bool = False) -> None:

@@ -11,7 +11,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +86,15 @@ class Builder:
     progress: Progress = _no_progress
     warn: Say = _quiet
     notice: Say = _quiet
+    # One verified export of the query model per model, linked into every index.
+    model_cache: Path | None = field(default_factory=lambda: cache_root() / "models")
 
     def run(self, docs: Path, index: Path, update: bool = False) -> Any:
         from index.pipeline import build_index, update_index
 
         run = update_index if update else build_index
         return run(docs, index, embedder=self.embedder, count_tokens=self.count_tokens,
-                   progress=self.progress, warn=self.warn)
+                   progress=self.progress, warn=self.warn, model_cache=self.model_cache)
 
     def run_or_wait(self, docs: Path, index: Path, update: bool) -> None:
         """Build or update; if another qa is writing the index, wait for it and then update
@@ -122,19 +124,22 @@ def open_engine(
     from index.pipeline import check_docs, docs_changes
 
     builder = builder or Builder()
+    options: dict[str, Any] = dict(
+        embedder=builder.embedder, ranking=ranking, model_cache=builder.model_cache
+    )
     try:
-        engine = Engine(paths.index, embedder=builder.embedder, ranking=ranking)
+        engine = Engine(paths.index, **options)
     except IndexMissing:
         check_docs(paths.docs)
         builder.notice(f"no index yet for {paths.docs}: building it at {paths.index}")
         builder.run_or_wait(paths.docs, paths.index, update=False)
-        return Engine(paths.index, embedder=builder.embedder, ranking=ranking)
+        return Engine(paths.index, **options)
     docs = paths.indexed_docs()
     changes = docs_changes(docs, engine.store.manifest)
     if changes and refresh:
         engine.close()
         builder.run_or_wait(docs, paths.index, update=True)
-        return Engine(paths.index, embedder=builder.embedder, ranking=ranking)
+        return Engine(paths.index, **options)
     if changes:
         builder.warn(
             f"docs in {docs} changed since the index was built ({len(changes.added)} added,"
@@ -343,7 +348,8 @@ class Service:
             return False
         old = self.engine
         try:
-            new = Engine(old.index_dir, embedder=old.embedder, ranking=old.ranking)
+            new = Engine(old.index_dir, embedder=old.embedder, ranking=old.ranking,
+                         model_cache=getattr(old, "model_cache", None))
             self.warm(new)
         except QAError as error:
             if self.reload_error != str(error):

@@ -77,9 +77,13 @@ class Engine:
     """An index, its analyzer and its query encoder, loaded once; answers many questions."""
 
     def __init__(
-        self, index_dir: Path, embedder: Any = None, ranking: RankingConfig | None = None
+        self, index_dir: Path, embedder: Any = None, ranking: RankingConfig | None = None,
+        model_cache: Path | None = None,
     ):
+        """``model_cache``: where the query model is exported once for every index (see
+        ``index.pipeline.ensure_query_model``), if it has to be exported."""
         self.index_dir = Path(index_dir)
+        self.model_cache = model_cache
         if embedder is None:
             from index.model import DIMENSION, MODEL_NAME
 
@@ -100,7 +104,7 @@ class Engine:
             from index.model import MODEL_NAME, ONNX_FILE
             from index.pipeline import check_query_model, ensure_query_model
 
-            ensure_query_model(self.index_dir, MODEL_NAME)
+            ensure_query_model(self.index_dir, MODEL_NAME, cache=self.model_cache)
             check_query_model(self.index_dir, MODEL_NAME)
             try:
                 self._embedder = OnnxEmbedder(self.index_dir / ONNX_FILE)

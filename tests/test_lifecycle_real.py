@@ -45,3 +45,24 @@ def test_corrupt_query_model_is_a_one_line_error(real_index, tmp_path, how):
     assert len(result.stderr.strip().splitlines()) == 1
     assert "build" in result.stderr and ("damaged" in result.stderr
                                          or "query model" in result.stderr)
+
+
+def test_every_docs_folder_shares_one_export_of_the_query_model(real_index, tmp_path):
+    import os
+
+    from qa.app import cache_root
+
+    indexes = []
+    for name in ("a", "b"):
+        docs = tmp_path / name
+        shutil.copytree(real_index[0], docs)
+        result = runner.invoke(app, ["index", "build", "--docs", str(docs)])
+        assert result.exit_code == 0, result.stderr
+        indexes.append(next((cache_root() / "indexes").glob(f"{name}-*")))
+    shared = next((cache_root() / "models").iterdir())
+    for file in ("model.onnx", "model.onnx.data", "model.onnx.sha256"):
+        inodes = {os.stat(place / file).st_ino for place in (shared, *indexes)}
+        assert len(inodes) == 1, file  # one copy on disk, linked into both indexes
+    answer = runner.invoke(app, ["ask", "How many rockets landed at the Taji base?", "--docs",
+                                 str(tmp_path / "b")])
+    assert answer.exit_code == 0 and "18 rockets" in answer.stdout
