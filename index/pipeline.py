@@ -416,7 +416,8 @@ def ensure_query_model(
     index_dir = Path(index_dir)
     target = index_dir / ONNX_FILE
     stamp = index_dir / f"{ONNX_FILE}.sha256"
-    names = [ONNX_FILE, data_name(target), stamp.name] + ([INT8_FILE] if int8 else [])
+    # Its external weights (model.onnx.data) are vouched for by the stamp's digest.
+    names = [ONNX_FILE, *([INT8_FILE] if int8 else []), stamp.name]
     intact = all((index_dir / name).exists() for name in names)
     if intact and verify:
         try:
@@ -433,7 +434,8 @@ def ensure_query_model(
         shared.mkdir(parents=True, exist_ok=True)
         with FileLock(shared / ".lock"):  # two first builds export it once
             ensure_query_model(shared, model_name, verify=True, int8=int8)
-        for name in names:  # the stamp last: it vouches for the others
+        weights = [data_name(target)] if (shared / data_name(target)).exists() else []
+        for name in [*weights, *names]:  # the stamp last: it vouches for the others
             _link(shared / name, index_dir / name)
         return
     # export_onnx replaces the files atomically: readers never see them missing.

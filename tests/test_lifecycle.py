@@ -458,7 +458,7 @@ def test_corrupt_query_model_is_exported_again_on_build(tmp_path, monkeypatch):
 
     exports = []
 
-    def export(target):
+    def export(target, int8=None):
         data = b"exported graph %d" % len(exports)
         target.write_bytes(data)
         exports.append(target)
