@@ -599,6 +599,15 @@ def run_chat(engine: Engine, k: int) -> None:
             render(answer, out, show_weak)
 
 
+def chat_history(folder: Path) -> Path:
+    """The chat history file, readable by its owner only (questions can be private)."""
+    history = folder / "chat_history"
+    history.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(history, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))
+    os.chmod(history, 0o600)
+    return history
+
+
 def _line_reader() -> Any:
     """prompt_toolkit (line editing, history) on a terminal; plain lines otherwise."""
     if sys.stdin.isatty() and sys.stdout.isatty():
@@ -607,11 +616,7 @@ def _line_reader() -> Any:
 
         from qa.app import cache_root
 
-        history = cache_root() / "chat_history"
-        history.parent.mkdir(parents=True, exist_ok=True)
-        # Questions can be private: the history is readable by its owner only.
-        os.close(os.open(history, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))
-        os.chmod(history, 0o600)
+        history = chat_history(cache_root())
         session: PromptSession[str] = PromptSession(history=FileHistory(str(history)))
         return lambda: session.prompt("? ")
 

@@ -23,3 +23,19 @@ def test_chat_session_commands(tmp_path, monkeypatch, capsys):
     assert "showing 2 passages" in out and "JSON output on" in out
     assert "weak answers shown" in out
     assert ":k N" in out  # a bad command prints the command help
+
+
+def test_the_chat_history_is_private(tmp_path):
+    import os
+    import stat
+
+    from cli import chat_history
+
+    old = tmp_path / "chat_history"
+    old.write_text("earlier question\n")
+    os.chmod(old, 0o644)  # as an earlier version left it
+    path = chat_history(tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text() == "earlier question\n"
+    new = chat_history(tmp_path / "fresh")
+    assert stat.S_IMODE(new.stat().st_mode) == 0o600
