@@ -42,13 +42,18 @@ def _wait_until(check, seconds=20.0):
     return True
 
 
-@pytest.fixture
-def gated(seeds):
-    docs, index = seeds
+def _gated_service(index, **options):
+    """A service over a gated engine, warmed up with the gate open, then the gate shut."""
     gate = Gate(Engine(index, embedder=FakeEmbedder()))
     gate.open.set()
-    service = Service(gate, workers=1, queue=1, timeout=30, reload_every=None)
+    service = Service(gate, workers=1, reload_every=None, **options)
     gate.open.clear()
+    return service, gate
+
+
+@pytest.fixture
+def gated(seeds):
+    service, gate = _gated_service(seeds[1], queue=1, timeout=30)
     yield service, gate
     gate.open.set()
     service.close()
@@ -84,11 +89,7 @@ def test_work_nobody_waits_for_is_dropped(gated):
 
 
 def test_a_question_past_its_deadline_is_not_answered(seeds):
-    docs, index = seeds
-    gate = Gate(Engine(index, embedder=FakeEmbedder()))
-    gate.open.set()
-    service = Service(gate, workers=1, queue=4, timeout=0.3, reload_every=None)
-    gate.open.clear()
+    service, gate = _gated_service(seeds[1], queue=4, timeout=0.3)
     first = service.submit(TAJI)
     late = service.submit("Who is McKenzie?")
     assert _wait_until(lambda: len(gate.started) == 2)
