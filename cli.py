@@ -316,7 +316,8 @@ def _print_wrapped(console: Console, text: Any) -> None:
 def citation_line(rank: int | None, c: Citation) -> str:
     from qa.cite import citation_text
 
-    return safe(f"{citation_text(rank, c)} ({c.source}, chars {c.start}–{c.end})")
+    where = f"{c.url} " if c.url else ""
+    return safe(f"{citation_text(rank, c)} ({where}{c.source}, chars {c.start}–{c.end})")
 
 
 SourceOption = Annotated[

@@ -1,4 +1,5 @@
-"""Find and decode the article files under a docs folder."""
+"""Find and decode the article files under a docs folder: plain text (.txt, .md) here, the
+archive formats through ``index.formats`` (HTML, JSON Lines, CSV, RSS/Atom, WARC)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import DocsError
 
-SUFFIXES = (".txt", ".md")
+TEXT_SUFFIXES = (".txt", ".md")
 # Larger files are read but their text is capped: the index is for articles, not dumps.
 MAX_CHARS = 20_000_000
 
@@ -28,14 +30,34 @@ class Skipped:
 
 @dataclass(frozen=True)
 class Document:
-    """One article file, decoded. ``source`` is the file's path relative to the docs folder,
-    without its suffix (the file stem for files at the top level)."""
+    """One article. For a text file, ``source`` is the file's path relative to the docs
+    folder without its suffix and ``text`` the file's text; for a record of an archive format
+    (a page, an export row, a feed item), ``text`` is the article text the reader extracted
+    (``stored``: the index keeps it, citations refer to it) and the metadata fields say what
+    the format states. ``file`` is the source name of the file it came from."""
 
     source: str
     path: Path
     text: str
     sha256: str
     encoding: str = "utf-8"
+    file: str = ""
+    stored: bool = False
+    url: str | None = None
+    title: str | None = None
+    date: str | None = None
+    author: str | None = None
+    publisher: str | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """An article dropped because another one already holds it, and why."""
+
+    source: str
+    of: str
+    why: str
 
 
 def file_sha256(path: Path) -> str:
@@ -72,14 +94,30 @@ def find_files(docs_dir: Path, warn: Callable[[str], None] = lambda _: None) -> 
         seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
-            if name.startswith(".") or not name.lower().endswith(SUFFIXES):
+            if name.startswith(".") or not _readable_name(name):
                 continue
             found.append(Path(root) / name)
     return sorted(found)
 
 
+def _readable_name(name: str) -> bool:
+    from .formats import reader_for
+
+    return name.lower().endswith(TEXT_SUFFIXES) or reader_for(name) is not None
+
+
+def _stem(path: Path) -> Path:
+    """``path`` without its format suffix (both of ``.warc.gz``)."""
+    from .formats import reader_for
+
+    found = reader_for(path.name)
+    if found is None:
+        return path.with_suffix("")
+    return path.with_name(path.name[: -len(found[0])])
+
+
 def source_name(path: Path, docs_dir: Path) -> str:
-    return printable(path.relative_to(docs_dir).with_suffix("").as_posix())
+    return printable(_stem(path.relative_to(docs_dir)).as_posix())
 
 
 def printable(name: str) -> str:
@@ -162,19 +200,123 @@ def read_document(
         return None
     digest = hashlib.sha256(data).hexdigest()
     del data
-    return Document(source, path, text, digest, encoding)
+    return Document(source, path, text, digest, encoding, file=source)
 
 
 def load_documents(
     docs_dir: Path,
     warn: Callable[[str], None] = lambda _: None,
     skipped: Callable[[Skipped], None] = lambda _: None,
+    fields: dict[str, str] | None = None,
+    duplicate: Callable[[Duplicate], None] = lambda _: None,
 ) -> Iterator[Document]:
-    """Yield every readable article under ``docs_dir``; unusable files produce a warning and
-    are passed to ``skipped``."""
+    """Yield every readable article under ``docs_dir`` (or the one file ``docs_dir`` names);
+    unusable files produce a warning and are passed to ``skipped``; an article already seen
+    (the same canonical URL, or nearly the same text) is passed to ``duplicate``.
+    ``fields`` maps article fields to an export's own column names (``text=story_body``)."""
     docs_dir = Path(docs_dir)
-    paths = find_files(docs_dir, warn)
-    for path, source in source_names(paths, docs_dir).items():
-        document = read_document(path, docs_dir, warn, skipped, source)
+    root, paths = _root_and_paths(docs_dir, warn)
+    unique = Unique()
+    names: dict[str, int] = {}
+    for path, source in source_names(paths, root).items():
+        for document in _read_any(path, root, source, warn, skipped, fields or {}):
+            why = unique.seen(document)
+            if why is not None:
+                of, reason = why
+                duplicate(Duplicate(document.source, of, reason))
+                continue
+            taken = names.get(document.source, 0)
+            names[document.source] = taken + 1
+            if taken:  # two different articles under one name (an export's repeated id)
+                document = replace(document, source=f"{document.source}~{taken + 1}")
+            yield document
+
+
+def _root_and_paths(docs: Path, warn: Callable[[str], None]) -> tuple[Path, list[Path]]:
+    if docs.is_file():
+        return docs.parent, [docs]
+    return docs, find_files(docs, warn)
+
+
+def _read_any(
+    path: Path, root: Path, source: str, warn: Callable[[str], None],
+    skipped: Callable[[Skipped], None], fields: dict[str, str],
+) -> Iterator[Document]:
+    from .formats import TABULAR, NoArticle, reader_for
+
+    found = reader_for(path.name)
+    if found is None:
+        document = read_document(path, root, warn, skipped, source)
         if document is not None:
             yield document
+        return
+
+    def skip(reason: str) -> None:
+        warn(f"skipping {printable(str(path))}: {reason}")
+        skipped(Skipped(source, path, reason))
+
+    _, reader = found
+    try:
+        digest = file_sha256(path)
+        options = {"mapping": fields} if reader in TABULAR else {}
+        count = 0
+        for article in reader(path, source, warn, **options):
+            count += 1
+            text = article.text[:MAX_CHARS]
+            yield Document(
+                source=article.source, path=path, text=text,
+                sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+                file=source, stored=True, url=article.url, title=article.title,
+                date=article.date, author=article.author, publisher=article.publisher,
+                language=article.language,
+            )
+        if not count:
+            skip("no articles in it")
+        del digest
+    except NoArticle as reason:
+        skip(str(reason))
+    except OSError as error:
+        skip(error.strerror or str(error))
+    except Exception as error:  # a parser's own error for a file it cannot read
+        skip(f"cannot be read as {path.suffix.lstrip('.')} ({type(error).__name__})")
+
+
+class Unique:
+    """Finds an article seen before: the same canonical URL (a saved page and a feed item,
+    http and https, tracking parameters, AMP pages) or nearly the same text (trafilatura's
+    SimHash: at most 3 of 64 bits differ)."""
+
+    def __init__(self) -> None:
+        self.urls: dict[str, str] = {}
+        self.bands: dict[tuple[int, int, str], list[tuple[int, str]]] = {}
+
+    def seen(self, document: Document) -> tuple[str, str] | None:
+        from .formats import canonical_url
+
+        url = canonical_url(document.url)
+        if url and url in self.urls:
+            return self.urls[url], "same URL"
+        fingerprint = _simhash(document.text)
+        # Wire copy in two outlets is two reports of one story ("also reported by"), not a
+        # duplicate: near-identical text counts only within one site (or without URLs).
+        host = urlsplit(url).netloc if url else ""
+        if fingerprint is not None:
+            keys = [(band, (fingerprint >> (16 * band)) & 0xFFFF, host) for band in range(4)]
+            for key in keys:  # 3 bits apart means one 16-bit band is equal (pigeonhole)
+                for other, name in self.bands.get(key, []):
+                    if bin(other ^ fingerprint).count("1") <= 3:
+                        return name, "near-identical text"
+            for key in keys:
+                self.bands.setdefault(key, []).append((fingerprint, document.source))
+        if url:
+            self.urls[url] = document.source
+        return None
+
+
+def _simhash(text: str) -> int | None:
+    """64-bit SimHash of the text's words (too short a text has none: no claim of sameness)."""
+    if len(text.split()) < 50:
+        return None
+    from trafilatura.deduplication import Simhash
+
+    return int(Simhash(text).hash)

@@ -15,7 +15,7 @@ from . import store
 from .chunk import CHUNK_VERSION, MAX_TOKENS, OVERLAP_SENTENCES, Counter, chunk_segments
 from .disk import write_atomic
 from .errors import DocsError, IndexMissing, QAError
-from .load import Document, Skipped, find_files, load_documents, printable
+from .load import Document, Duplicate, Skipped, find_files, load_documents, printable
 from .meta import extract_metadata
 from .model import ONNX_FILE
 from .store import Build, DocumentRow, PassageRow, Progress, content_hash
@@ -30,6 +30,15 @@ def _ignore(_: str) -> None:
 
 def _ignore_progress(stage: str, done: int, total: int) -> None:
     pass
+
+
+FORMATS = ".txt, .md, .html, .jsonl, .csv, .rss/.atom/.xml feeds, .warc; .gz too"
+
+
+def _readable(path: Path) -> bool:
+    from .load import _readable_name
+
+    return _readable_name(path.name)
 
 
 def embed_prefix(title: str | None, date: str | None) -> str:
@@ -94,16 +103,24 @@ def prepare(
         meta = extract_metadata(document.text, infer=True)
         chunks = chunk_segments(document.text, meta.body, counting)
         if not chunks:
-            warn(f"{printable(str(document.path))} has no article text (only headings, links or "
+            name = document.path if not document.stored else f"{document.path} ({document.source})"
+            warn(f"{printable(str(name))} has no article text (only headings, links or "
                  "furniture): nothing indexed from it")
+        # What the format states is trusted over what is read off the text.
+        title = document.title or meta.title
+        date, inferred = (document.date, False) if document.date else (meta.date,
+                                                                          meta.date_inferred)
         build.documents.append(
             DocumentRow(
                 doc_id, document.source, printable(str(document.path)), document.sha256,
-                meta.title,
-                meta.date, meta.date_inferred, meta.author, meta.publisher, document.encoding,
+                title, date, inferred, document.author or meta.author,
+                document.publisher or meta.publisher, document.encoding, document.url,
+                document.stored,
             )
         )
-        prefix = embed_prefix(meta.title, meta.date)
+        if document.stored:
+            build.texts[doc_id] = document.text
+        prefix = embed_prefix(title, date)
         for chunk in chunks:
             text = document.text[chunk.start : chunk.end]
             embedded = f"{prefix}\n{text}" if prefix else text
@@ -114,15 +131,18 @@ def prepare(
                 )
             )
             build.embed_texts.append(embedded)
-        build.files[document.source] = _file_entry(document)
+        build.files.setdefault(document.file or document.source, _file_entry(document))
         done += len(document.text)
         progress("reading", done, total)
     return build
 
 
 def _file_entry(document: Document) -> dict[str, Any]:
+    from .load import file_sha256
+
     size, mtime = _stat(document.path)
-    return {"sha256": document.sha256, "size": size, "mtime": mtime}
+    digest = file_sha256(document.path) if document.stored else document.sha256
+    return {"sha256": digest, "size": size, "mtime": mtime}
 
 
 def _skipped_entry(skipped: Skipped) -> dict[str, Any]:
@@ -227,10 +247,17 @@ def _embed(
 
 def check_docs(docs_dir: Path) -> list[Path]:
     """The article files in ``docs_dir``; DocsError when the folder is missing or has none."""
-    files = find_files(Path(docs_dir))
+    docs_dir = Path(docs_dir)
+    if docs_dir.is_file():
+        if not _readable(docs_dir):
+            raise DocsError(f"{docs_dir} is not an article file qa reads ({FORMATS}): pass "
+                            "--docs DIR or a file of one of those formats")
+        return [docs_dir]
+    files = find_files(docs_dir)
     if not files:
         raise DocsError(
-            f"no readable .txt or .md articles in {docs_dir}: add article files or pass --docs DIR"
+            f"no readable articles ({FORMATS}) in {docs_dir}: add article files or pass "
+            "--docs DIR"
         )
     return files
 
@@ -245,6 +272,7 @@ def build_index(
     warn: Warn = _ignore,
     reuse_vectors: bool = False,
     model_cache: Path | None = None,
+    fields: dict[str, str] | None = None,
 ) -> Report:
     """Index every article under ``docs_dir`` into a new version at ``index_dir``. With
     ``reuse_vectors`` (an update) nothing is written when the docs did not change since the
@@ -261,15 +289,20 @@ def build_index(
             store.prune_versions(index_dir)
             return same
         skipped: list[Skipped] = []
-        documents = list(load_documents(Path(docs_dir), warn, skipped.append))
+        duplicates: list[Duplicate] = []
+        if fields is None:  # an update reads the export as the build did
+            fields = _previous_fields(index_dir)
+        documents = list(load_documents(Path(docs_dir), warn, skipped.append, fields,
+                                        duplicates.append))
         if not documents:
             raise DocsError(
-                f"no readable .txt or .md articles in {docs_dir}: add article files or pass "
+                f"no readable articles ({FORMATS}) in {docs_dir}: add article files or pass "
                 "--docs DIR"
             )
         try:
             return _write(documents, skipped, docs_dir, index_dir, embedder, count_tokens,
-                          progress, warn, reuse_vectors, model_cache)
+                          progress, warn, reuse_vectors, model_cache,
+                          extra={"fields": fields or {}, "duplicates": _dropped(duplicates)})
         except OSError as error:  # disk full, quota, permissions: before the switch
             store.remove_leftovers(index_dir)
             raise QAError(
@@ -282,6 +315,7 @@ def _write(
     documents: list[Document], skipped: list[Skipped], docs_dir: Path, index_dir: Path,
     embedder: Any, count_tokens: Counter | None, progress: Progress, warn: Warn,
     reuse_vectors: bool, model_cache: Path | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Report:
     old: dict[str, Any] | None = None
     reuse: dict[str, int] = {}
@@ -313,6 +347,7 @@ def _write(
         del old_vectors, reuse, vectors
         ensure_query_model(index_dir, embedder.name, verify=True, cache=model_cache)
         manifest = _manifest(build, embedder, docs_dir, old.get("created") if old else None)
+        manifest.update(extra or {})
         onnx = index_dir / ONNX_FILE
         if onnx.exists():
             from .model import onnx_digest
@@ -337,6 +372,23 @@ def _write(
     else:
         report.added = sorted(build.files)
     return report
+
+
+def _previous_fields(index_dir: Path) -> dict[str, str]:
+    try:
+        fields = store.read_manifest(index_dir).get("fields")
+    except Exception:  # no index, or one that cannot be read: nothing to carry over
+        return {}
+    return dict(fields) if isinstance(fields, dict) else {}
+
+
+def _dropped(duplicates: list[Duplicate]) -> dict[str, Any]:
+    """What ``qa index status`` reports of the duplicates: counts by reason, the first few."""
+    counts: dict[str, int] = {}
+    for item in duplicates:
+        counts[item.why] = counts.get(item.why, 0) + 1
+    return {"counts": counts,
+            "examples": [[d.source, d.of, d.why] for d in duplicates[:20]]}
 
 
 def _unchanged(
@@ -499,17 +551,17 @@ class Changes:
 def docs_changes(docs_dir: Path, manifest: dict[str, Any]) -> Changes:
     """Files added, changed or removed since the index was built (size and mtime first,
     hashing only files whose stat differs)."""
-    from .load import file_sha256, source_names
+    from .load import _root_and_paths, file_sha256, source_names
 
     docs_dir = Path(docs_dir)
     indexed: dict[str, Any] = manifest.get("files", {})
     changes = Changes()
     seen = set()
     try:
-        paths = find_files(docs_dir)
+        root, paths = _root_and_paths(docs_dir, lambda _: None)
     except DocsError:
         return Changes(removed=sorted(indexed))
-    for path, source in source_names(paths, docs_dir).items():
+    for path, source in source_names(paths, root).items():
         seen.add(source)
         entry = indexed.get(source)
         if entry is None:

@@ -42,7 +42,7 @@ from .errors import IndexDamaged, IndexLocked, IndexMissing, IndexStale, QAError
 from .model import ONNX_FILE
 from .vectors import load_npy
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: documents.url, stored article texts of non-text formats
 CURRENT = "CURRENT"
 Progress = Callable[[str, int, int], None]
 
@@ -63,6 +63,8 @@ class DocumentRow:
     author: str | None
     publisher: str | None
     encoding: str = "utf-8"
+    url: str | None = None
+    stored: bool = False  # the article text is kept in the index (not a text file's text)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Build:
     passages: list[PassageRow] = field(default_factory=list)
     embed_texts: list[str] = field(default_factory=list)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    texts: dict[int, str] = field(default_factory=dict)  # stored article texts, by document
 
 
 def content_hash(model: str, text: str) -> str:
@@ -331,16 +334,25 @@ class Store:
         if self._documents is None:
             rows = self._query(
                 "SELECT id, source, path, sha256, title, date, date_inferred, author, publisher,"
-                " encoding FROM documents"
+                " encoding, url, stored FROM documents"
             )
             self._documents = {
-                r[0]: DocumentRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9])
+                r[0]: DocumentRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9],
+                                  r[10], bool(r[11]))
                 for r in rows
             }
         return self._documents
 
     def document(self, doc: int) -> DocumentRow:
         return self.documents[doc]
+
+    def document_named(self, source: str) -> DocumentRow | None:
+        return next((d for d in self.documents.values() if d.source == source), None)
+
+    def stored_text(self, doc: int) -> str | None:
+        """The article text the index keeps for a non-text format (None for text files)."""
+        rows = self._query("SELECT text FROM texts WHERE doc = ?", (doc,))
+        return rows[0][0] if rows else None
 
     def passages(self, ids: Sequence[int]) -> list[PassageRow]:
         """Rows for ``ids``, in that order."""
@@ -602,19 +614,21 @@ def _write_db(path: Path, build: Build) -> None:
             """
             CREATE TABLE documents (id INTEGER PRIMARY KEY, source TEXT UNIQUE, path TEXT,
                 sha256 TEXT, title TEXT, date TEXT, date_inferred INTEGER, author TEXT,
-                publisher TEXT, encoding TEXT);
+                publisher TEXT, encoding TEXT, url TEXT, stored INTEGER);
+            CREATE TABLE texts (doc INTEGER PRIMARY KEY, text TEXT);
             CREATE TABLE passages (id INTEGER PRIMARY KEY, doc INTEGER, start INTEGER,
                 end INTEGER, kind TEXT, text TEXT, sentences TEXT, hash TEXT);
             """
         )
         db.executemany(
-            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (d.id, d.source, d.path, d.sha256, d.title, d.date, int(d.date_inferred),
-                 d.author, d.publisher, d.encoding)
+                 d.author, d.publisher, d.encoding, d.url, int(d.stored))
                 for d in build.documents
             ],
         )
+        db.executemany("INSERT INTO texts VALUES (?,?)", build.texts.items())
         db.executemany(
             "INSERT INTO passages VALUES (?,?,?,?,?,?,?,?)",
             [

@@ -57,10 +57,19 @@ def fit(text: str, limit: int = MAX_TEXT) -> str:
     return cut.rstrip() + ELLIPSIS
 
 
+def _linked(rank: int | None, c: Any) -> str:
+    """The citation, its title a link to the article where it has a URL."""
+    text = escape(citation_text(rank, c))
+    if c.url and re.match(r"https?://[^\s<>|]+$", c.url):
+        title = escape(c.title or c.source)
+        text = text.replace(title, f"<{c.url}|{title}>", 1)
+    return text
+
+
 def _source_line(p: Passage) -> str:
-    line = escape(citation_text(p.rank, p.citation)) + f" · `{escape(p.citation.source)}`"
+    line = _linked(p.rank, p.citation) + f" · `{escape(p.citation.source)}`"
     if p.also:
-        others = "; ".join(escape(citation_text(None, c)) for c in p.also)
+        others = "; ".join(_linked(None, c) for c in p.also)
         line += f" (also reported by {others})"
     return line
 

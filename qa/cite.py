@@ -11,7 +11,8 @@ from .results import Citation, Highlight
 
 def citation(document: DocumentRow, row: PassageRow) -> Citation:
     return Citation(
-        source=document.source, path=document.path, title=document.title, date=document.date,
+        source=document.source, path=document.path, url=document.url, title=document.title,
+        date=document.date,
         author=document.author, publisher=document.publisher, start=row.start, end=row.end,
         date_inferred=document.date_inferred,
     )

@@ -8,10 +8,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Citation:
-    """Where a passage comes from: ``start``/``end`` are offsets into the article's text."""
+    """Where a passage comes from: ``start``/``end`` are offsets into the article's text (the
+    file's text for .txt/.md, the stored article text ``qa show`` prints for other formats);
+    ``url`` is null where the archive gives none."""
 
     source: str
     path: str
+    url: str | None
     title: str | None
     date: str | None
     author: str | None

@@ -17,8 +17,8 @@ from qa.results import Answer, Citation, Highlight, Passage
 
 
 def citation(source="003_a6f98cea0e1f5c95", title="Pentagon Threatens Retaliation", date="2020-03-12",
-             publisher="VOA", start=100, end=None, text="", inferred=False):
-    return Citation(source=source, path=f"/seeds/{source}.txt", title=title, date=date,
+             publisher="VOA", start=100, end=None, text="", inferred=False, url=None):
+    return Citation(source=source, path=f"/seeds/{source}.txt", url=url, title=title, date=date,
                     author=None, publisher=publisher, start=start,
                     end=end if end is not None else start + len(text), date_inferred=inferred)
 
@@ -163,3 +163,13 @@ def test_notice_is_one_section():
     assert message.text == "the question is empty"
     assert message.blocks == [{"type": "section",
                                "text": {"type": "mrkdwn", "text": "the question is empty"}}]
+
+
+def test_a_citation_with_a_url_links_its_title():
+    cite = citation(title="Ferry <Returns>", url="https://example.com/ferry?a=1&b=2")
+    p = Passage(1, 1.0, "The ferry returned.", None, cite)
+    sources = answer_message("q", Answer("q", True, [p])).blocks[-1]["elements"][0]["text"]
+    assert "<https://example.com/ferry?a=1&b=2|Ferry &lt;Returns&gt;>" in sources
+    odd = citation(url="javascript:alert(1)")
+    text = answer_message("q", Answer("q", True, [Passage(1, 1.0, "x", None, odd)])).blocks[-1]
+    assert "javascript" not in text["elements"][0]["text"]

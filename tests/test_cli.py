@@ -20,7 +20,7 @@ def _corrupt_index(path):
         (["ask", ""], "question is empty"),
         (["ask", "   \t "], "question is empty"),
         (["ask", "Who?", "--docs", "{tmp}/absent"], "does not exist"),
-        (["ask", "Who?", "--docs", "{tmp}/empty"], "no readable .txt or .md articles"),
+        (["ask", "Who?", "--docs", "{tmp}/empty"], "no readable articles"),
         (["index", "build", "--docs", "{tmp}/empty", "--index", "{tmp}/ix"], "no readable"),
         (["index", "status", "--index", "{tmp}/absent-index"], "run `qa index build`"),
         (["index", "status", "--index", "{tmp}/corrupt"], "is damaged"),
@@ -64,7 +64,7 @@ def test_wrapped_passages_keep_no_trailing_spaces():
 
     text = "The harbor ferry carried its first passengers in two years on Friday. " * 3
     text = text.strip()
-    citation = Citation("harbor_times", "/docs/harbor_times.txt", "Ferry Route Reopens",
+    citation = Citation("harbor_times", "/docs/harbor_times.txt", None, "Ferry Route Reopens",
                         "2021-03-05", None, None, 100, 100 + len(text))
     highlight = Highlight(text[:69], 100, 169)
     answer = Answer("When did the ferry return?", True,

@@ -185,8 +185,8 @@ def test_filters_match_source_or_outlet():
 def _answer(*passages, answered=True):
     out = []
     for rank, (source, text, also) in enumerate(passages, start=1):
-        cite = Citation(source, f"/{source}.txt", None, None, None, None, 0, len(text))
-        others = [Citation(s, f"/{s}.txt", None, None, None, None, 0, 1) for s in also]
+        cite = Citation(source, f"/{source}.txt", None, None, None, None, None, 0, len(text))
+        others = [Citation(s, f"/{s}.txt", None, None, None, None, None, 0, 1) for s in also]
         out.append(Passage(rank, 1.0, text, None, cite, others))
     return Answer("q", answered, out)
 

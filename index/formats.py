@@ -1,0 +1,398 @@
+"""Readers for archive formats other than plain text: HTML pages, JSON Lines and CSV exports,
+RSS/Atom feeds and WARC crawls. Each yields ``Article``s: the article's text (what passages
+and citation offsets refer to, stored in the index) plus the metadata the format states.
+
+One small interface: a reader is a function ``(path, source, warn) -> Iterator[Article]``,
+registered in ``READERS`` by file suffix. Bad records are warned about (file and line) and
+skipped; the rest of the file is read. The libraries the field uses do the parsing:
+trafilatura (article extraction, metadata from JSON-LD and OpenGraph), htmldate, feedparser,
+warcio.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+Warn = Callable[[str], None]
+
+# Field names of news API and CMS exports, most specific first.
+FIELDS: dict[str, tuple[str, ...]] = {
+    "text": ("text", "content", "body", "article_text", "article", "full_text", "story"),
+    "title": ("title", "headline", "name"),
+    "url": ("url", "link", "canonical_url", "permalink", "uri"),
+    "date": ("date", "published", "published_at", "publishedAt", "pubDate", "publish_date",
+             "datePublished", "created_at", "time"),
+    "author": ("author", "authors", "byline", "creator", "writer"),
+    "publisher": ("publisher", "source", "site_name", "outlet", "sitename", "provider"),
+    "id": ("id", "uuid", "guid", "article_id", "doc_id"),
+    "language": ("language", "lang"),
+}
+TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|mc_cid|mc_eid|ref|cmpid|ocid|smid|icid)$", re.I)
+
+
+@dataclass(frozen=True)
+class Article:
+    """An article a reader found: ``text`` is what gets indexed and cited."""
+
+    source: str
+    text: str
+    url: str | None = None
+    title: str | None = None
+    date: str | None = None
+    author: str | None = None
+    publisher: str | None = None
+    language: str | None = None
+    line: int | None = None  # the record's line (or item number) in its file
+    extras: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def canonical_url(url: str | None) -> str | None:
+    """``url`` normalised for finding the same article twice: https, no ``www.``, no
+    tracking parameters, fragment or trailing slash, AMP paths folded ("/amp", "amp.")."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    if not parts.netloc:
+        return None
+    host = parts.netloc.lower().removeprefix("www.").removeprefix("amp.")
+    path = re.sub(r"(/amp)+/?$|/amp/(?=.)", "/", parts.path) or "/"
+    path = path.rstrip("/") or "/"
+    query = urlencode(sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                             if not TRACKING.match(k) and k.lower() not in ("amp", "outputtype")))
+    return urlunsplit(("https", host, path, query, ""))
+
+
+def url_source(url: str) -> str:
+    """A stable, unique source name for an article known by its URL: a readable slug of the
+    host and path, plus a short hash of the canonical URL."""
+    canonical = canonical_url(url) or url
+    parts = urlsplit(canonical)
+    slug = re.sub(r"[^a-z0-9]+", "-", f"{parts.netloc}{parts.path}".lower()).strip("-")[:80]
+    return f"{slug}-{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    """A text stream over ``path`` (gunzipped when it ends in .gz), undecodable bytes kept as
+    replacement characters rather than stopping the read."""
+    raw: Any = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+
+
+# --- HTML ----------------------------------------------------------------------------------
+
+def extract_html(html: str | bytes, url: str | None = None) -> Article | None:
+    """The article of a web page (trafilatura: boilerplate, navigation, asides and footers
+    out; metadata from JSON-LD, OpenGraph and meta tags; the date with htmldate), or None
+    when the page holds no article text."""
+    import logging
+
+    import trafilatura
+
+    logging.getLogger("trafilatura").setLevel(logging.ERROR)
+    found = trafilatura.bare_extraction(
+        html, url=url, with_metadata=True, include_comments=False, include_tables=False,
+        favor_precision=True,
+    )
+    if found is None:
+        return None
+    data = found.as_dict() if hasattr(found, "as_dict") else dict(found)
+    lines = [line.strip() for line in (data.get("text") or "").splitlines()]
+    title = (data.get("title") or "").strip() or None
+    # The headline often opens the extracted text: it is the title, not the story.
+    if lines and title and lines[0] == title:
+        lines = lines[1:]
+    text = "\n\n".join(line for line in lines if line)
+    if not text.strip():
+        return None
+    page = html.decode("utf-8", "replace") if isinstance(html, bytes) else html
+    match = re.search(r'<link[^>]+rel=["\']?canonical["\']?[^>]*href=["\']([^"\']+)',
+                      page[:200_000], re.I)
+    canonical = match.group(1) if match else None
+    return Article(
+        source="",
+        text=text,
+        url=canonical or data.get("url") or url,
+        title=title,
+        date=_iso(data.get("date")),
+        author=_author(data.get("author")),
+        publisher=(data.get("sitename") or "").strip() or None,
+        language=data.get("language") or None,
+        extras={"fingerprint": data.get("fingerprint")},
+    )
+
+
+def read_html(path: Path, source: str, warn: Warn) -> Iterator[Article]:
+    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    article = extract_html(data)
+    if article is None:
+        raise NoArticle("an HTML page with no article text")
+    yield replace(article, source=source)
+
+
+class NoArticle(ValueError):
+    """The file holds nothing to index (the reason is the message)."""
+
+
+# --- JSON Lines and CSV ----------------------------------------------------------------------
+
+def _pick(record: dict[str, Any], kind: str, mapping: dict[str, str]) -> Any:
+    if kind in mapping:
+        return _dig(record, mapping[kind])
+    for name in FIELDS[kind]:
+        value = record.get(name)
+        if value not in (None, "", []):
+            return value
+    if kind == "publisher" and isinstance(record.get("source"), dict):
+        return record["source"].get("name")
+    return None
+
+
+def _dig(record: dict[str, Any], dotted: str) -> Any:
+    value: Any = record
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _author(value: Any) -> str | None:
+    if isinstance(value, list):
+        names = [_author(v) for v in value]
+        value = ", ".join(n for n in names if n)
+    elif isinstance(value, dict):
+        value = value.get("name")
+    value = str(value).strip() if value else ""
+    value = re.sub(r"(?i)^by\s+", "", value).replace(";", ",")
+    return value or None
+
+
+def _iso(value: Any) -> str | None:
+    """A date (ISO, RFC 2822, "March 5, 2021", epoch seconds) as YYYY-MM-DD, or None."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        import datetime as dt
+
+        try:
+            return dt.datetime.fromtimestamp(float(value), dt.UTC).date().isoformat()
+        except (OverflowError, OSError, ValueError):
+            return None
+    text = str(value).strip()
+    match = re.match(r"(\d{4})-(\d{2})-(\d{2})", text)
+    if match:
+        return match.group(0)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return parsedate_to_datetime(text).date().isoformat()
+    except (TypeError, ValueError, IndexError):
+        pass
+    import datetime as dt
+
+    for form in ("%B %d, %Y", "%b %d, %Y", "%d %B %Y", "%Y/%m/%d", "%m/%d/%Y"):
+        try:
+            return dt.datetime.strptime(text, form).date().isoformat()
+        except ValueError:
+            continue
+    return None
+
+
+def _record(record: dict[str, Any], fallback: str, line: int, mapping: dict[str, str],
+            warn: Warn, where: str) -> Article | None:
+    text = _pick(record, "text", mapping)
+    if isinstance(text, list):
+        text = "\n\n".join(str(t) for t in text)
+    text = str(text or "")
+    url = _pick(record, "url", mapping)
+    url = str(url) if url else None
+    fields = dict(
+        title=_plain(_pick(record, "title", mapping)),
+        date=_iso(_pick(record, "date", mapping)),
+        author=_author(_pick(record, "author", mapping)),
+        publisher=_plain(_pick(record, "publisher", mapping)),
+        language=_plain(_pick(record, "language", mapping)),
+    )
+    if re.search(r"</?(p|div|br|article|span|a)\b[^>]*>", text[:5000], re.I):
+        page = extract_html(text, url)  # HTML inside a text field: the article in it
+        if page is not None:
+            text = page.text
+            fields = {k: v or getattr(page, k) for k, v in fields.items()}
+    if not text.strip():
+        warn(f"{where}, line {line}: no article text in this record: skipped")
+        return None
+    key = _pick(record, "id", mapping)
+    source = str(key).strip() if key not in (None, "") else (
+        url_source(url) if url else f"{fallback}#{line}")
+    return Article(source=source, text=text, url=url, line=line, title=fields["title"],
+                   date=fields["date"], author=fields["author"],
+                   publisher=fields["publisher"], language=fields["language"])
+
+
+def _plain(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("name")
+    value = str(value).strip() if value not in (None, "") else ""
+    return value or None
+
+
+def read_jsonl(path: Path, source: str, warn: Warn,
+               mapping: dict[str, str] | None = None) -> Iterator[Article]:
+    """One article per line; a malformed line is warned about and skipped; a truncated gzip
+    keeps the records before the break."""
+    where = str(path)
+    with _open_text(path) as f:
+        line_no = 0
+        try:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    warn(f"{where}, line {line_no}: not valid JSON: skipped")
+                    continue
+                if not isinstance(record, dict):
+                    warn(f"{where}, line {line_no}: not a JSON object: skipped")
+                    continue
+                article = _record(record, source, line_no, mapping or {}, warn, where)
+                if article is not None:
+                    yield article
+        except (EOFError, OSError, zlib.error) as error:
+            warn(f"{where} is truncated or corrupt after line {line_no} ({error}): kept the "
+                 "records before it")
+
+
+def read_csv(path: Path, source: str, warn: Warn,
+             mapping: dict[str, str] | None = None) -> Iterator[Article]:
+    where = str(path)
+    csv.field_size_limit(50_000_000)
+    with _open_text(path) as f:
+        reader = csv.DictReader(f)
+        row_no = 1
+        try:
+            for row_no, row in enumerate(reader, start=2):
+                if None in row:  # more cells than the header names
+                    warn(f"{where}, line {reader.line_num}: more cells than columns: skipped")
+                    continue
+                article = _record(row, source, row_no, mapping or {}, warn, where)
+                if article is not None:
+                    yield article
+        except csv.Error as error:
+            warn(f"{where}, line {reader.line_num}: {error}: the rest of the file skipped")
+        except (EOFError, OSError, zlib.error) as error:
+            warn(f"{where} is truncated or corrupt after row {row_no} ({error}): kept the "
+                 "rows before it")
+
+
+# --- RSS and Atom ------------------------------------------------------------------------------
+
+def read_feed(path: Path, source: str, warn: Warn) -> Iterator[Article]:
+    """Feed items: full-text items (content:encoded, Atom content) as articles; an item with
+    only a summary is indexed as that summary (``extras["summary_only"]``)."""
+    import feedparser
+
+    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        feed = feedparser.parse(f.read())
+    if not feed.entries:
+        raise NoArticle("not an RSS or Atom feed with items" if feed.bozo
+                        else "a feed with no items")
+    publisher = _plain(feed.feed.get("title"))
+    for number, entry in enumerate(feed.entries, start=1):
+        contents = [c.get("value", "") for c in entry.get("content", []) if c.get("value")]
+        summary_only = not contents
+        body = max(contents, key=len) if contents else entry.get("summary", "")
+        page = extract_html(f"<html><body><article>{body}</article></body></html>") if body \
+            else None
+        text = page.text if page else re.sub(r"<[^>]+>", " ", body or "").strip()
+        if not text:
+            warn(f"{path}, item {number}: no text: skipped")
+            continue
+        url = entry.get("link")
+        date = _iso(entry.get("published") or entry.get("updated"))
+        yield Article(
+            source=url_source(url) if url else f"{source}#{number}",
+            text=text, url=url, title=_plain(entry.get("title")), date=date,
+            author=_author(entry.get("author")), publisher=publisher, line=number,
+            extras={"summary_only": summary_only},
+        )
+
+
+# --- WARC / ARC --------------------------------------------------------------------------------
+
+def read_warc(path: Path, source: str, warn: Warn) -> Iterator[Article]:
+    """Response records with HTML payloads, as articles under their target URI; redirects,
+    robots.txt, non-HTML and non-200 records are counted and skipped; a truncated file keeps
+    the records before the break."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    counts: dict[str, int] = {}
+
+    def skip(reason: str) -> None:
+        counts[reason] = counts.get(reason, 0) + 1
+
+    with open(path, "rb") as f:
+        try:
+            for number, record in enumerate(ArchiveIterator(f, arc2warc=True), start=1):
+                if record.rec_type != "response":
+                    skip(f"{record.rec_type} records")
+                    continue
+                uri = record.rec_headers.get_header("WARC-Target-URI") or ""
+                status = record.http_headers.get_statuscode() if record.http_headers else None
+                kind = (record.http_headers.get_header("Content-Type") or "") \
+                    if record.http_headers else ""
+                if uri.rstrip("/").endswith("/robots.txt"):
+                    skip("robots.txt")
+                    continue
+                if status != "200":
+                    skip("redirects" if status and status.startswith("3") else "non-200 responses")
+                    continue
+                if "html" not in kind.lower():
+                    skip("non-HTML responses")
+                    continue
+                article = extract_html(record.content_stream().read(), uri)
+                if article is None:
+                    skip("pages with no article text")
+                    continue
+                yield replace(article, source=url_source(article.url or uri), line=number)
+        except Exception as error:  # warcio raises plain exceptions for a broken stream
+            warn(f"{path} is truncated or corrupt ({type(error).__name__}): kept the records "
+                 "before the break")
+    if counts:
+        warn(f"{path}: skipped " + ", ".join(f"{n} {reason}" for reason, n in sorted(
+            counts.items())))
+
+
+# Suffix → reader. Longest suffixes first so ".warc.gz" wins over ".gz".
+READERS: dict[str, Callable[..., Iterator[Article]]] = {
+    ".warc.gz": read_warc, ".arc.gz": read_warc, ".warc": read_warc, ".arc": read_warc,
+    ".html.gz": read_html, ".htm.gz": read_html, ".html": read_html, ".htm": read_html,
+    ".jsonl.gz": read_jsonl, ".ndjson.gz": read_jsonl, ".jsonl": read_jsonl,
+    ".ndjson": read_jsonl, ".csv.gz": read_csv, ".csv": read_csv,
+    ".rss": read_feed, ".atom": read_feed, ".xml": read_feed,
+}
+TABULAR = (read_jsonl, read_csv)
+
+
+def reader_for(name: str) -> tuple[str, Callable[..., Iterator[Article]]] | None:
+    """(suffix, reader) for a file name, or None for plain text and unknown files."""
+    lower = name.lower()
+    for suffix, reader in READERS.items():
+        if lower.endswith(suffix):
+            return suffix, reader
+    return None
