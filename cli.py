@@ -110,6 +110,31 @@ def _paths(docs: Path | None, index: Path | None) -> Paths:
     return Paths.resolve(docs, index)
 
 
+FieldOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--field", help="An export's column for an article field, e.g. --field text=story_body "
+        "(fields: text, title, url, date, author, publisher, id, language; dots reach nested "
+        "keys: publisher=source.name). Repeatable; kept for later updates."
+    ),
+]
+FIELD_NAMES = ("text", "title", "url", "date", "author", "publisher", "id", "language")
+
+
+def _fields(values: list[str] | None) -> dict[str, str] | None:
+    if not values:
+        return None
+    fields = {}
+    for value in values:
+        name, _, column = value.partition("=")
+        if name.strip() not in FIELD_NAMES or not column.strip():
+            raise typer.BadParameter(
+                f"--field {value!r}: use NAME=COLUMN with NAME one of {', '.join(FIELD_NAMES)}"
+            )
+        fields[name.strip()] = column.strip()
+    return fields
+
+
 def _builder(ctx: typer.Context, progress: Any = None) -> Builder:
     """How this command builds an index. ``ctx.obj`` may pass an ``embedder`` and a
     ``count_tokens`` in (tests run the CLI over a small fake model that way)."""
@@ -161,8 +186,15 @@ def progress_bars() -> Iterator[Any]:
 
 
 @index_app.command("build")
-def index_build(ctx: typer.Context, docs: DocsOption = None, index: IndexOption = None) -> None:
-    """Build the index from scratch over every .txt/.md article in DOCS.
+def index_build(
+    ctx: typer.Context, docs: DocsOption = None, index: IndexOption = None,
+    field: FieldOption = None,
+) -> None:
+    """Build the index from scratch over every article in DOCS (a folder, or one file).
+
+    Reads .txt/.md, HTML pages, JSON Lines/CSV exports, RSS/Atom feeds and WARC crawls (and
+    their .gz); the same article met twice (same canonical URL, near-identical text) is
+    indexed once.
 
     The old index keeps answering until the new one is complete, even if the build is killed.
 
@@ -172,7 +204,9 @@ def index_build(ctx: typer.Context, docs: DocsOption = None, index: IndexOption 
     """
     with user_errors(), progress_bars() as progress:
         paths = _paths(docs, index)
-        report = _builder(ctx, progress).run(paths.docs, paths.index)
+        builder = _builder(ctx, progress)
+        builder.fields = _fields(field)
+        report = builder.run(paths.docs, paths.index)
     _stderr().print(
         f"indexed {report.documents} documents, {report.passages} passages "
         f"({report.embedded} embedded) into {paths.index}"
@@ -182,7 +216,10 @@ def index_build(ctx: typer.Context, docs: DocsOption = None, index: IndexOption 
 
 
 @index_app.command("update")
-def index_update(ctx: typer.Context, docs: DocsOption = None, index: IndexOption = None) -> None:
+def index_update(
+    ctx: typer.Context, docs: DocsOption = None, index: IndexOption = None,
+    field: FieldOption = None,
+) -> None:
     """Bring the index in line with DOCS, embedding only new or changed passages.
 
     Builds the index when there is none. An index built with another model cannot be updated.
@@ -191,7 +228,9 @@ def index_update(ctx: typer.Context, docs: DocsOption = None, index: IndexOption
     """
     with user_errors(), progress_bars() as progress:
         paths = _paths(docs, index)
-        report = _builder(ctx, progress).run(paths.indexed_docs(), paths.index, update=True)
+        builder = _builder(ctx, progress)
+        builder.fields = _fields(field)
+        report = builder.run(paths.indexed_docs(), paths.index, update=True)
     out = _stderr()
     for label, names in (("added", report.added), ("changed", report.changed),
                          ("removed", report.removed), ("skipped", report.skipped)):
@@ -249,6 +288,9 @@ def index_status(
         )
     if state["being_written"]:
         table.add_row("writer", "another qa process is building or updating this index now")
+    if state["duplicates"]:
+        counts = ", ".join(f"{n} {why}" for why, n in sorted(state["duplicates"].items()))
+        table.add_row("duplicates", Text(f"dropped as already indexed: {counts}"))
     if state["skipped"]:
         table.add_row("skipped", Text(safe(f"{len(state['skipped'])} unusable file(s) not "
                                            "indexed: " + ", ".join(state["skipped"][:10]))))
@@ -392,6 +434,64 @@ def ask(
                 if question == "-":
                     out.print(_line("Q:", "bold", answer.question))
                 render(answer, out, show_weak)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="The article's source name, as citations give.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    span: Annotated[
+        str | None, typer.Option("--span", help="START:END characters to mark (a citation's).")
+    ] = None,
+    docs: DocsOption = None,
+    index: IndexOption = None,
+) -> None:
+    """Print an article as citations refer to it: metadata and the text whose offsets they
+    give, so text[start:end] can be checked (the stored article text for HTML, exports, feeds
+    and web archives; the file's text for .txt/.md).
+
+    Example: qa show 003_a6f98cea0e1f5c95 --span 842:1643
+    """
+    from index.errors import QAError
+    from qa.app import show as find
+
+    with user_errors():
+        article, warnings = find(_paths(docs, index), source, embedder=_builder(ctx).embedder)
+        for message in warnings:
+            warn(message)
+        text = article["text"]
+        start, end = _span(span) if span else (0, len(text))
+        if end > len(text):
+            raise QAError(f"--span {span} is outside the article ({len(text):,} characters)")
+        if json_out:
+            if span:
+                article["span"] = {"start": start, "end": end, "text": text[start:end]}
+            print(json.dumps(article, ensure_ascii=False))
+            return
+        out = _stdout()
+        for key in ("title", "publisher", "date", "author", "url", "source", "path"):
+            if article[key]:
+                out.print(_line(f"{key + ':':11}", "bold", str(article[key])), soft_wrap=True)
+        out.print()
+        if span:
+            from rich.text import Text
+
+            plain = out.no_color or not out.is_terminal
+            body = Text(safe(text[:start]))
+            body.append(safe(f"»{text[start:end]}«" if plain else text[start:end]),
+                        style="bold yellow")
+            body.append(safe(text[end:]))
+            _print_wrapped(out, body)
+        else:
+            _print_wrapped(out, _line("", "", text))
+
+
+def _span(value: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", value)
+    if not match or int(match[1]) > int(match[2]):
+        raise typer.BadParameter("--span takes START:END, e.g. --span 842:1643")
+    return int(match[1]), int(match[2])
 
 
 def _ks(value: str) -> list[int]:

@@ -38,6 +38,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "id": ("id", "uuid", "guid", "article_id", "doc_id"),
     "language": ("language", "lang"),
 }
+MIN_WORDS = 12
 TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|mc_cid|mc_eid|ref|cmpid|ocid|smid|icid)$", re.I)
 
 
@@ -116,7 +117,7 @@ def extract_html(html: str | bytes, url: str | None = None) -> Article | None:
     if lines and title and lines[0] == title:
         lines = lines[1:]
     text = "\n\n".join(line for line in lines if line)
-    if not text.strip():
+    if len(text.split()) < MIN_WORDS:  # a menu or a caption is not an article
         return None
     page = html.decode("utf-8", "replace") if isinstance(html, bytes) else html
     match = re.search(r'<link[^>]+rel=["\']?canonical["\']?[^>]*href=["\']([^"\']+)',
@@ -152,8 +153,12 @@ class NoArticle(ValueError):
 # --- JSON Lines and CSV ----------------------------------------------------------------------
 
 def _pick(record: dict[str, Any], kind: str, mapping: dict[str, str]) -> Any:
+    """The record's value for an article field: the mapped column if given and present, else
+    the first common name present."""
     if kind in mapping:
-        return _dig(record, mapping[kind])
+        value = _dig(record, mapping[kind])
+        if value not in (None, "", []):
+            return value
     for name in FIELDS[kind]:
         value = record.get(name)
         if value not in (None, "", []):

@@ -216,20 +216,27 @@ def load_documents(
     ``fields`` maps article fields to an export's own column names (``text=story_body``)."""
     docs_dir = Path(docs_dir)
     root, paths = _root_and_paths(docs_dir, warn)
+    found = [document for path, source in source_names(paths, root).items()
+             for document in _read_any(path, root, source, warn, skipped, fields or {})]
+    # The fullest copy of an article is kept (a saved page over a feed's summary of it), the
+    # others are duplicates of it; among equals, the first in the folder.
     unique = Unique()
+    keep = []
+    for index in sorted(range(len(found)), key=lambda i: (-len(found[i].text), i)):
+        why = unique.seen(found[index])
+        if why is None:
+            keep.append(index)
+        else:
+            of, reason = why
+            duplicate(Duplicate(found[index].source, of, reason))
     names: dict[str, int] = {}
-    for path, source in source_names(paths, root).items():
-        for document in _read_any(path, root, source, warn, skipped, fields or {}):
-            why = unique.seen(document)
-            if why is not None:
-                of, reason = why
-                duplicate(Duplicate(document.source, of, reason))
-                continue
-            taken = names.get(document.source, 0)
-            names[document.source] = taken + 1
-            if taken:  # two different articles under one name (an export's repeated id)
-                document = replace(document, source=f"{document.source}~{taken + 1}")
-            yield document
+    for index in sorted(keep):
+        document = found[index]
+        taken = names.get(document.source, 0)
+        names[document.source] = taken + 1
+        if taken:  # two different articles under one name (an export's repeated id)
+            document = replace(document, source=f"{document.source}~{taken + 1}")
+        yield document
 
 
 def _root_and_paths(docs: Path, warn: Callable[[str], None]) -> tuple[Path, list[Path]]:

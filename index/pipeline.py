@@ -438,7 +438,7 @@ def _previous(
     vectors of another model or chunker. The old version stays on disk until the new one is
     live, so the map stays valid while the update runs."""
     try:
-        old = store.Store(index_dir, expect=expected_manifest(model_name, dimension))
+        old = store.Store(index_dir, expect=expected_manifest(model_name, dimension), older=True)
     except IndexMissing:
         return None, {}, None
     try:

@@ -241,19 +241,28 @@ def read_manifest(index_dir: Path, version: Path | None = None) -> dict[str, Any
     return manifest
 
 
-def check_manifest(manifest: dict[str, Any], index_dir: Path, expect: dict[str, Any]) -> None:
-    """Refuse an index built by another format, model, dimension or chunker."""
+READABLE_FORMATS = (1, 2)  # formats an update can take passages and vectors from
+
+
+def check_manifest(
+    manifest: dict[str, Any], index_dir: Path, expect: dict[str, Any], older: bool = False
+) -> None:
+    """Refuse an index built by another format, model, dimension or chunker. With ``older``,
+    an older format of the same model is accepted (an update reuses its vectors)."""
     problems = []
-    if manifest.get("format_version") != FORMAT_VERSION:
-        problems.append(f"format {manifest.get('format_version')} (this qa reads {FORMAT_VERSION})")
+    version = manifest.get("format_version")
+    old_format = version != FORMAT_VERSION and not (older and version in READABLE_FORMATS)
+    if old_format:
+        problems.append(f"format {version} (this qa reads {FORMAT_VERSION})")
     for key, want in expect.items():
         have = _dig(manifest, key)
         if have != want:
             problems.append(f"{key} {have!r} (expected {want!r})")
     if problems:
-        raise IndexStale(
-            f"index at {index_dir} was built with {'; '.join(problems)}: run `qa index build`"
-        )
+        # Same model and chunker, older layout: an update rebuilds it without re-embedding.
+        cheap = old_format and len(problems) == 1 and version in READABLE_FORMATS
+        fix = "qa index update` (it keeps the vectors)" if cheap else "qa index build`"
+        raise IndexStale(f"index at {index_dir} was built with {'; '.join(problems)}: run `{fix}")
 
 
 def _dig(data: dict[str, Any], dotted: str) -> Any:
@@ -271,7 +280,10 @@ def _open_db(path: Path) -> sqlite3.Connection:
 class Store:
     """A read-only view of one index version."""
 
-    def __init__(self, index_dir: Path, expect: dict[str, Any] | None = None, mmap: bool = True):
+    def __init__(
+        self, index_dir: Path, expect: dict[str, Any] | None = None, mmap: bool = True,
+        older: bool = False,
+    ):
         """Open the live version. ``mmap`` (default) leaves the vector index on disk and maps
         it, so opening costs milliseconds at any size and processes share its pages. The
         version is leased until ``close``: no writer removes it while this store uses it."""
@@ -284,17 +296,17 @@ class Store:
         else:
             raise IndexDamaged(f"index at {self.index_dir} keeps changing: try again")
         try:
-            self._open(expect, mmap)
+            self._open(expect, mmap, older)
         except BaseException:
             self.close()
             raise
 
-    def _open(self, expect: dict[str, Any] | None, mmap: bool) -> None:
+    def _open(self, expect: dict[str, Any] | None, mmap: bool, older: bool) -> None:
         from .vectors import FaissIndex, NumpyIndex, VectorIndex
 
         # The same version for everything: CURRENT may switch while this loads.
         self.manifest = read_manifest(self.index_dir, self.version)
-        check_manifest(self.manifest, self.index_dir, expect or {})
+        check_manifest(self.manifest, self.index_dir, expect or {}, older)
         damaged = IndexDamaged(f"index at {self.index_dir} is damaged: run `qa index build`")
         if not _sizes_match(self.version, self.manifest.get("sizes")):
             raise damaged

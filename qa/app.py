@@ -88,13 +88,16 @@ class Builder:
     notice: Say = _quiet
     # One verified export of the query model per model, linked into every index.
     model_cache: Path | None = field(default_factory=lambda: cache_root() / "models")
+    # Export columns by article field ("text" → "story_body"); None: as the index was built.
+    fields: dict[str, str] | None = None
 
     def run(self, docs: Path, index: Path, update: bool = False) -> Any:
         from index.pipeline import build_index, update_index
 
         run = update_index if update else build_index
         return run(docs, index, embedder=self.embedder, count_tokens=self.count_tokens,
-                   progress=self.progress, warn=self.warn, model_cache=self.model_cache)
+                   progress=self.progress, warn=self.warn, model_cache=self.model_cache,
+                   fields=self.fields)
 
     def run_or_wait(self, docs: Path, index: Path, update: bool) -> None:
         """Build or update; if another qa is writing the index, wait for it and then update
@@ -192,7 +195,56 @@ def status(paths: Paths, embedder: Any = None, verify: bool = True) -> dict[str,
             name for name, entry in manifest.get("files", {}).items() if entry.get("skipped")
         ),
         "being_written": is_being_written(paths.index),
+        "duplicates": (manifest.get("duplicates") or {}).get("counts", {}),
+        "duplicate_examples": (manifest.get("duplicates") or {}).get("examples", []),
+        "fields": manifest.get("fields") or {},
     }
+
+
+class UnknownSource(QAError):
+    """No article of the index has that source name."""
+
+
+def show(paths: Paths, source: str, embedder: Any = None) -> tuple[dict[str, Any], list[str]]:
+    """The article ``source`` names, as citations refer to it: its metadata and the text its
+    offsets index (the stored article text for non-text formats, the file's text for
+    .txt/.md). Returns it with warnings (a text file changed since it was indexed)."""
+    from index.load import file_sha256
+    from index.pipeline import expected_manifest
+    from index.store import Store
+
+    if embedder is None:
+        from index.model import DIMENSION, MODEL_NAME
+
+        expect = expected_manifest(MODEL_NAME, DIMENSION)
+    else:
+        expect = expected_manifest(embedder.name, embedder.dimension)
+    store = Store(paths.index, expect=expect)
+    warnings = []
+    try:
+        doc = store.document_named(source)
+        if doc is None:
+            near = sorted(d.source for d in store.documents.values() if source in d.source)[:5]
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            raise UnknownSource(f"no article {source!r} in the index at {paths.index}{hint}: "
+                                "use the source name a citation gives")
+        text = store.stored_text(doc.id) if doc.stored else None
+    finally:
+        store.close()
+    if text is None:
+        try:
+            path = Path(doc.path)
+            if file_sha256(path) != doc.sha256:
+                warnings.append(f"{doc.path} changed since it was indexed: offsets may not match;"
+                                " run `qa index update`")
+            text = path.read_bytes().decode(doc.encoding, "replace")
+        except OSError as error:
+            raise QAError(f"cannot read {doc.path} ({error.strerror or error}): it may have "
+                          "moved; run `qa index update`") from None
+    return {
+        "source": doc.source, "url": doc.url, "path": doc.path, "title": doc.title,
+        "date": doc.date, "author": doc.author, "publisher": doc.publisher, "text": text,
+    }, warnings
 
 
 class Busy(QAError):
