@@ -437,6 +437,47 @@ def ask(
 
 
 @app.command()
+def fetch(
+    ctx: typer.Context,
+    urls: Annotated[list[str], typer.Argument(help="Page URLs (with --feed: feed URLs).")],
+    docs: Annotated[
+        Path | None,
+        typer.Option("--docs", envvar="QA_DOCS", help="Folder to save the pages in (required)."),
+    ] = None,
+    index: IndexOption = None,
+    feed: Annotated[
+        bool, typer.Option("--feed", help="The URLs are RSS/Atom feeds: fetch their items.")
+    ] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds per request.")] = 20,
+    max_bytes: Annotated[
+        int, typer.Option("--max-bytes", min=1024, help="Largest page accepted.")
+    ] = 10 * 1024 * 1024,
+) -> None:
+    """Download pages into DOCS as .html (with a .fetch.json of where they came from), then
+    update the index. robots.txt is honoured; a URL that fails is reported, the rest kept.
+
+    Example: qa fetch https://example.com/news/story.html --docs archive/
+    """
+    from index.errors import QAError
+    from index.fetch import Fetcher
+    from index.fetch import fetch as download
+
+    with user_errors():
+        if docs is None:
+            raise QAError("pass --docs DIR: the folder to save the pages in (and index)")
+        results = download(urls, docs, feed=feed, warn=warn,
+                           fetcher=Fetcher(timeout=timeout, max_bytes=max_bytes))
+        saved = [r for r in results if r.path]
+        _stderr().print(safe(f"fetched {len(saved)} of {len(results)} page(s) into {docs}"),
+                        soft_wrap=True, markup=False)
+        with progress_bars() as progress:
+            paths = _paths(docs, index)
+            report = _builder(ctx, progress).run(paths.docs, paths.index, update=True)
+        _stderr().print(f"embedded {report.embedded} new passage(s); index has "
+                        f"{report.documents} documents, {report.passages} passages")
+
+
+@app.command()
 def show(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="The article's source name, as citations give.")],

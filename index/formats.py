@@ -140,10 +140,13 @@ def read_html(path: Path, source: str, warn: Warn) -> Iterator[Article]:
     opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rb") as f:
         data = f.read()
-    article = extract_html(data)
+    from .fetch import sidecar_url
+
+    url = sidecar_url(path)  # a page `qa fetch` saved: where it came from
+    article = extract_html(data, url)
     if article is None:
         raise NoArticle("an HTML page with no article text")
-    yield replace(article, source=source)
+    yield replace(article, source=source, url=article.url or url)
 
 
 class NoArticle(ValueError):
