@@ -291,6 +291,10 @@ def index_status(
     if state["duplicates"]:
         counts = ", ".join(f"{n} {why}" for why, n in sorted(state["duplicates"].items()))
         table.add_row("duplicates", Text(f"dropped as already indexed: {counts}"))
+    if state["bad_records"]:
+        first = state["bad_record_examples"][0]
+        table.add_row("bad records", Text(safe(f"{state['bad_records']} skipped inside files, "
+                                               f"e.g. {first}")))
     if state["skipped"]:
         table.add_row("skipped", Text(safe(f"{len(state['skipped'])} unusable file(s) not "
                                            "indexed: " + ", ".join(state["skipped"][:10]))))

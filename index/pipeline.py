@@ -290,6 +290,14 @@ def build_index(
             return same
         skipped: list[Skipped] = []
         duplicates: list[Duplicate] = []
+        problems: list[str] = []  # bad records inside files: kept for `qa index status`
+        tell = warn
+
+        def warn(message: str) -> None:
+            if ", line " in message or ", item " in message or "truncated or corrupt" in message:
+                problems.append(message)
+            tell(message)
+
         if fields is None:  # an update reads the export as the build did
             fields = _previous_fields(index_dir)
         documents = list(load_documents(Path(docs_dir), warn, skipped.append, fields,
@@ -302,7 +310,9 @@ def build_index(
         try:
             return _write(documents, skipped, docs_dir, index_dir, embedder, count_tokens,
                           progress, warn, reuse_vectors, model_cache,
-                          extra={"fields": fields or {}, "duplicates": _dropped(duplicates)})
+                          extra={"fields": fields or {}, "duplicates": _dropped(duplicates),
+                                 "problems": {"count": len(problems),
+                                              "examples": problems[:50]}})
         except OSError as error:  # disk full, quota, permissions: before the switch
             store.remove_leftovers(index_dir)
             raise QAError(

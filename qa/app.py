@@ -198,6 +198,8 @@ def status(paths: Paths, embedder: Any = None, verify: bool = True) -> dict[str,
         "duplicates": (manifest.get("duplicates") or {}).get("counts", {}),
         "duplicate_examples": (manifest.get("duplicates") or {}).get("examples", []),
         "fields": manifest.get("fields") or {},
+        "bad_records": (manifest.get("problems") or {}).get("count", 0),
+        "bad_record_examples": (manifest.get("problems") or {}).get("examples", []),
     }
 
 

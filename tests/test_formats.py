@@ -149,6 +149,9 @@ def test_bad_records_are_warned_with_file_and_line_and_the_rest_indexed(mixed):
     sources = {d.source for d in store.documents.values()}
     store.close()
     assert {"wire-apricot-2020", "council-budget-2021", "rail-strike-2022"} <= sources
+    status = json.loads(FakeCli(mixed[0], index)(["index", "status", "--json"]).stdout)
+    assert status["bad_records"] == 2
+    assert any("export.jsonl, line 3" in line for line in status["bad_record_examples"])
 
 
 def test_a_truncated_gzip_export_keeps_the_records_before_the_break(tmp_path):
