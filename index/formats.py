@@ -50,7 +50,8 @@ class Article:
     text: str
     url: str | None = None
     title: str | None = None
-    date: str | None = None
+    date: str | None = None  # YYYY-MM-DD
+    # As the page or record states them; None where it does not (never guessed here).
     author: str | None = None
     publisher: str | None = None
     language: str | None = None

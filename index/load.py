@@ -10,9 +10,13 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .errors import DocsError
+
+if TYPE_CHECKING:
+    from .formats import Article
 
 TEXT_SUFFIXES = (".txt", ".md")
 # Larger files are read but their text is capped: the index is for articles, not dumps.
@@ -42,13 +46,15 @@ class Document:
     sha256: str
     encoding: str = "utf-8"
     file: str = ""
-    stored: bool = False
-    url: str | None = None
-    title: str | None = None
-    date: str | None = None
-    author: str | None = None
-    publisher: str | None = None
-    language: str | None = None
+    article: Article | None = None  # what a reader found, for the non-text formats
+
+    @property
+    def stored(self) -> bool:
+        return self.article is not None
+
+    @property
+    def url(self) -> str | None:
+        return self.article.url if self.article else None
 
 
 @dataclass(frozen=True)
@@ -273,9 +279,7 @@ def _read_any(
             yield Document(
                 source=article.source, path=path, text=text,
                 sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
-                file=source, stored=True, url=article.url, title=article.title,
-                date=article.date, author=article.author, publisher=article.publisher,
-                language=article.language,
+                file=source, article=article,
             )
         if not count:
             skip("no articles in it")

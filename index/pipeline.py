@@ -107,15 +107,16 @@ def prepare(
             warn(f"{printable(str(name))} has no article text (only headings, links or "
                  "furniture): nothing indexed from it")
         # What the format states is trusted over what is read off the text.
-        title = document.title or meta.title
-        date, inferred = (document.date, False) if document.date else (meta.date,
-                                                                          meta.date_inferred)
+        stated = document.article
+        title = (stated and stated.title) or meta.title
+        date, inferred = (stated.date, False) if stated and stated.date else (
+            meta.date, meta.date_inferred)
         build.documents.append(
             DocumentRow(
                 doc_id, document.source, printable(str(document.path)), document.sha256,
-                title, date, inferred, document.author or meta.author,
-                document.publisher or meta.publisher, document.encoding, document.url,
-                document.stored,
+                title, date, inferred, (stated and stated.author) or meta.author,
+                (stated and stated.publisher) or meta.publisher, document.encoding,
+                document.url, document.stored,
             )
         )
         if document.stored:
