@@ -64,6 +64,8 @@ class Duplicate:
     source: str
     of: str
     why: str
+    file: str = ""  # the source name of the file it came from, and its path
+    path: Path | None = None
 
 
 def file_sha256(path: Path) -> str:
@@ -234,7 +236,8 @@ def load_documents(
             keep.append(index)
         else:
             of, reason = why
-            duplicate(Duplicate(found[index].source, of, reason))
+            duplicate(Duplicate(found[index].source, of, reason, found[index].file,
+                                found[index].path))
     names: dict[str, int] = {}
     for index in sorted(keep):
         document = found[index]

@@ -311,6 +311,7 @@ def build_index(
         try:
             return _write(documents, skipped, docs_dir, index_dir, embedder, count_tokens,
                           progress, warn, reuse_vectors, model_cache,
+                          duplicates=duplicates,
                           extra={"fields": fields or {}, "duplicates": _dropped(duplicates),
                                  "problems": {"count": len(problems),
                                               "examples": problems[:50]}})
@@ -326,7 +327,7 @@ def _write(
     documents: list[Document], skipped: list[Skipped], docs_dir: Path, index_dir: Path,
     embedder: Any, count_tokens: Counter | None, progress: Progress, warn: Warn,
     reuse_vectors: bool, model_cache: Path | None = None,
-    extra: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None, duplicates: list[Duplicate] | None = None,
 ) -> Report:
     old: dict[str, Any] | None = None
     reuse: dict[str, int] = {}
@@ -347,6 +348,13 @@ def _write(
         raise DocsError(f"no article text found in {docs_dir}: nothing to index")
     for item in skipped:
         build.files.setdefault(item.source, _skipped_entry(item))
+    for copy in duplicates or []:  # known, so not reported as new at every look
+        if copy.path is not None:
+            size, mtime = _stat(copy.path)
+            from .load import file_sha256
+
+            build.files.setdefault(copy.file, {"sha256": file_sha256(copy.path), "size": size,
+                                               "mtime": mtime, "duplicate_of": copy.of})
     # The vectors go straight into the new version's folder (one leftover if this dies).
     tmp = store.new_version(index_dir)
     vector_file = tmp / "vectors.npy"

@@ -202,3 +202,17 @@ def test_a_single_file_can_be_the_docs(tmp_path):
     assert answer["passages"][0]["citation"]["url"] == "https://museumdaily.example/bread-prize"
     bad = run(["index", "build", "--field", "body"])
     assert bad.exit_code == 2 and "NAME=COLUMN" in bad.output
+
+
+def test_a_duplicate_file_is_not_reported_as_new_forever(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    story = " ".join(f"The ferry number {n} left the harbor at dawn with {n} passengers."
+                     for n in range(12))
+    (docs / "a.txt").write_text(f"Ferry\n\n{story}\n")
+    (docs / "b.txt").write_text(f"Ferry\n\n{story}\n")
+    run = FakeCli(docs, tmp_path / "index")
+    assert run(["index", "build"]).exit_code == 0
+    status = json.loads(run(["index", "status", "--json"]).stdout)
+    assert status["duplicates"] == {"near-identical text": 1}
+    assert status["up_to_date"] is True and status["added"] == []
