@@ -302,7 +302,7 @@ class Unique:
 
     def __init__(self) -> None:
         self.urls: dict[str, str] = {}
-        self.bands: dict[tuple[int, int, str], list[tuple[int, str]]] = {}
+        self.bands: dict[tuple[int, int, str], list[tuple[int, str, str]]] = {}
 
     def seen(self, document: Document) -> tuple[str, str] | None:
         from .formats import canonical_url
@@ -317,14 +317,28 @@ class Unique:
         if fingerprint is not None:
             keys = [(band, (fingerprint >> (16 * band)) & 0xFFFF, host) for band in range(4)]
             for key in keys:  # 3 bits apart means one 16-bit band is equal (pigeonhole)
-                for other, name in self.bands.get(key, []):
-                    if bin(other ^ fingerprint).count("1") <= 3:
+                for other, name, text in self.bands.get(key, []):
+                    # SimHash finds candidates; pages sharing a site's furniture can collide,
+                    # so the words themselves must agree (90% of 5-word shingles).
+                    if bin(other ^ fingerprint).count("1") <= 3 and \
+                            _resemblance(text, document.text) >= 0.9:
                         return name, "near-identical text"
             for key in keys:
-                self.bands.setdefault(key, []).append((fingerprint, document.source))
+                self.bands.setdefault(key, []).append(
+                    (fingerprint, document.source, document.text))
         if url:
             self.urls[url] = document.source
         return None
+
+
+def _resemblance(a: str, b: str) -> float:
+    """Jaccard resemblance of the two texts' 5-word shingles."""
+    def shingles(text: str) -> set[tuple[str, ...]]:
+        words = text.lower().split()
+        return {tuple(words[i : i + 5]) for i in range(max(1, len(words) - 4))}
+
+    sa, sb = shingles(a), shingles(b)
+    return len(sa & sb) / (len(sa | sb) or 1)
 
 
 def _simhash(text: str) -> int | None:

@@ -216,3 +216,15 @@ def test_a_duplicate_file_is_not_reported_as_new_forever(tmp_path):
     status = json.loads(run(["index", "status", "--json"]).stdout)
     assert status["duplicates"] == {"near-identical text": 1}
     assert status["up_to_date"] is True and status["added"] == []
+
+
+def test_two_stories_sharing_a_sites_furniture_are_both_kept(tmp_path):
+    furniture = " ".join(f"Menu item {n} Subscribe Sign in Newsletter Weather Sports" for n in
+                         range(25))
+    first = " ".join(f"The ferry number {n} left the harbor at dawn." for n in range(8))
+    second = " ".join(f"The council vote number {n} passed after a long debate." for n in range(8))
+    (tmp_path / "a.txt").write_text(f"Ferry\n\n{furniture}\n\n{first}\n")
+    (tmp_path / "b.txt").write_text(f"Council\n\n{furniture}\n\n{second}\n")
+    dropped = []
+    found = list(load_documents(tmp_path, duplicate=dropped.append))
+    assert [d.source for d in found] == ["a", "b"] and dropped == []
