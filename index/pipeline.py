@@ -15,7 +15,15 @@ from . import store
 from .chunk import CHUNK_VERSION, MAX_TOKENS, OVERLAP_SENTENCES, Counter, chunk_segments
 from .disk import write_atomic
 from .errors import DocsError, IndexMissing, QAError
-from .load import Document, Duplicate, Skipped, find_files, load_documents, printable
+from .load import (
+    READER_VERSION,
+    Document,
+    Duplicate,
+    Skipped,
+    find_files,
+    load_documents,
+    printable,
+)
 from .meta import extract_metadata
 from .model import ONNX_FILE
 from .store import Build, DocumentRow, PassageRow, Progress, content_hash
@@ -313,6 +321,7 @@ def build_index(
                           progress, warn, reuse_vectors, model_cache,
                           duplicates=duplicates,
                           extra={"fields": fields or {}, "duplicates": _dropped(duplicates),
+                                 "reader_version": READER_VERSION,
                                  "problems": {"count": len(problems),
                                               "examples": problems[:50]}})
         except OSError as error:  # disk full, quota, permissions: before the switch
@@ -423,8 +432,12 @@ def _unchanged(
     except QAError:
         return None
     try:
+        from .load import READER_VERSION
+
         manifest = live.manifest
         if manifest.get("docs_dir") != str(Path(docs_dir).resolve()):
+            return None
+        if manifest.get("reader_version") != READER_VERSION:
             return None
         if docs_changes(docs_dir, manifest):
             return None
