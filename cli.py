@@ -344,10 +344,11 @@ def render(answer: Answer, console: Console, show_weak: bool = False) -> None:
             body.append(safe(text))
         console.print(Text(f"[{passage.rank}] score {passage.score:.3f}", style="bold cyan"))
         _print_wrapped(console, body)
-        _print_wrapped(console, Text(citation_line(passage.rank, passage.citation), style="dim"))
+        _print_wrapped(console, _cited(citation_line(passage.rank, passage.citation),
+                                       passage.citation))
         for other in passage.also:
-            line = Text("    also reported by " + citation_line(None, other), style="dim")
-            _print_wrapped(console, line)
+            _print_wrapped(console, _cited("    also reported by " + citation_line(None, other),
+                                           other))
         console.print()
 
 
@@ -357,6 +358,15 @@ def _print_wrapped(console: Console, text: Any) -> None:
     for line in text.wrap(console, console.width):
         line.rstrip()
         console.print(line, soft_wrap=True)
+
+
+def _cited(line: str, c: Citation) -> Any:
+    """A citation line; on terminals that support it, a link to the article's URL."""
+    from rich.style import Style
+    from rich.text import Text
+
+    http = bool(c.url and re.match(r"https?://\S+$", c.url))
+    return Text(line, style=Style(dim=True, link=c.url if http else None))
 
 
 def citation_line(rank: int | None, c: Citation) -> str:
