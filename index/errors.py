@@ -25,6 +25,11 @@ class IndexStale(QAError):
     """The index was built with another model, dimension, chunking or format."""
 
 
+class IndexOutdated(IndexStale):
+    """The index has an older on-disk format of the same model: an update rebuilds it
+    without re-embedding."""
+
+
 class IndexLocked(QAError):
     """Another process is writing the index."""
 

@@ -38,7 +38,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .disk import fsync_dir, fsync_tree, write_atomic
-from .errors import IndexDamaged, IndexLocked, IndexMissing, IndexStale, QAError
+from .errors import IndexDamaged, IndexLocked, IndexMissing, IndexOutdated, IndexStale, QAError
 from .model import ONNX_FILE
 from .vectors import load_npy
 
@@ -262,7 +262,8 @@ def check_manifest(
         # Same model and chunker, older layout: an update rebuilds it without re-embedding.
         cheap = old_format and len(problems) == 1 and version in READABLE_FORMATS
         fix = "qa index update` (it keeps the vectors)" if cheap else "qa index build`"
-        raise IndexStale(f"index at {index_dir} was built with {'; '.join(problems)}: run `{fix}")
+        error = IndexOutdated if cheap else IndexStale
+        raise error(f"index at {index_dir} was built with {'; '.join(problems)}: run `{fix}")
 
 
 def _dig(data: dict[str, Any], dotted: str) -> Any:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from index.errors import IndexLocked, IndexMissing, QAError
+from index.errors import IndexLocked, IndexMissing, IndexOutdated, QAError
 from index.store import Progress
 
 from .engine import Engine
@@ -132,6 +132,11 @@ def open_engine(
     )
     try:
         engine = Engine(paths.index, **options)
+    except IndexOutdated:
+        builder.notice(f"the index at {paths.index} has an older format: updating it (the "
+                       "vectors are kept)")
+        builder.run_or_wait(paths.indexed_docs(), paths.index, update=True)
+        return Engine(paths.index, **options)
     except IndexMissing:
         check_docs(paths.docs)
         builder.notice(f"no index yet for {paths.docs}: building it at {paths.index}")

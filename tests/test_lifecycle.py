@@ -566,3 +566,23 @@ def test_current_that_is_not_text_is_damage_and_a_build_repairs_it(seeds):
     assert len(ask.stderr.strip().splitlines()) == 1
     assert run(["index", "build"]).exit_code == 0
     assert run(["ask", "How many rockets landed at the Taji base?"]).exit_code == 0
+
+
+def test_an_index_of_the_older_format_is_updated_on_first_ask_without_reembedding(seeds):
+    docs, index = seeds
+    version = current_version(index)
+    manifest = json.loads((version / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    run = FakeCli(docs, index)
+    status = run(["index", "status"])
+    assert status.exit_code == 1 and "run `qa index update` (it keeps the vectors)" in \
+        status.stderr
+    embedder = FakeEmbedder()
+    result = runner.invoke(app, ["ask", "How many rockets landed at the Taji base?", "--docs",
+                                 str(docs), "--index", str(index)],
+                           obj={"embedder": embedder, "count_tokens": word_count})
+    assert result.exit_code == 0, result.output
+    assert "older format: updating it" in result.stderr
+    assert getattr(embedder, "calls", 0) == 0  # every vector reused
+    assert current_version(index) != version
