@@ -386,6 +386,19 @@ SinceOption = Annotated[
 UntilOption = Annotated[
     str | None, typer.Option("--until", help="Only articles dated on/before (YYYY-MM-DD).")
 ]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option("--as-of", help="Answer as of this date (YYYY[-MM[-DD]]): later articles are "
+                 "not used and recent ones near it are favoured (default: today)."),
+]
+
+
+def _today() -> str:
+    import datetime as dt
+
+    return dt.date.today().isoformat()
+
+
 ShowWeakOption = Annotated[
     bool,
     typer.Option(
@@ -409,6 +422,7 @@ def ask(
     since: SinceOption = None,
     until: UntilOption = None,
     show_weak: ShowWeakOption = False,
+    as_of: AsOfOption = None,
 ) -> None:
     """Answer QUESTION with the best passages from the archive, each with its citation.
 
@@ -422,7 +436,7 @@ def ask(
     from qa.filters import make_filters
 
     with user_errors():
-        filters = make_filters(source, since, until)
+        filters = make_filters(source, since, until, as_of or _today())
         if question != "-":
             from qa.engine import clean_question
 
@@ -596,6 +610,11 @@ def eval_command(
     source: SourceOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Answer every question as of this date (default: each "
+                     "question's own \"date\", none for questions without one)."),
+    ] = None,
     ranking_file: Annotated[
         Path | None,
         typer.Option(
@@ -623,7 +642,7 @@ def eval_command(
         if stage not in STAGES:
             raise typer.BadParameter(f"--stage must be one of {', '.join(STAGES)}")
         ranking = RankingConfig.load(ranking_file) if ranking_file else RankingConfig()
-        filters = make_filters(source, since, until)
+        filters = make_filters(source, since, until, as_of)
         items = sample(load_questions(questions), sample_size)
         if docs is None and (questions.parent / "docs").is_dir():
             docs = questions.parent / "docs"
@@ -699,6 +718,7 @@ def chat(
     k: Annotated[int, typer.Option("-k", "--top", min=1, max=100, help="Passages to show.")] = 5,
     docs: DocsOption = None,
     index: IndexOption = None,
+    as_of: AsOfOption = None,
 ) -> None:
     """An interactive session: the index is loaded once, then ask away.
 
@@ -706,11 +726,14 @@ def chat(
     Example: qa chat --docs seeds/
     """
     with user_errors():
+        from qa.filters import make_filters
+
+        filters = make_filters(as_of=as_of or _today())
         engine = open_engine(ctx, docs, index)
-        run_chat(engine, k)
+        run_chat(engine, k, filters)
 
 
-def run_chat(engine: Engine, k: int) -> None:
+def run_chat(engine: Engine, k: int, filters: Any = None) -> None:
     from index.errors import QuestionError
 
     out = _stdout()
@@ -745,7 +768,7 @@ def run_chat(engine: Engine, k: int) -> None:
                 )
             continue
         try:
-            answer = engine.ask(line, k=k)
+            answer = engine.ask(line, k=k, filters=filters)
         except QuestionError as error:
             warn(str(error))
             continue

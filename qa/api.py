@@ -57,13 +57,20 @@ class AskRequest(BaseModel):
     show_weak: bool = Field(
         False, description="Return the closest passages even when the answer is refused."
     )
+    as_of: str | None = Field(
+        None, description="Answer as of this date (YYYY[-MM[-DD]]; default: today): later "
+        "articles are not used."
+    )
 
     _parsed: Filters = PrivateAttr(default_factory=Filters)
 
     @model_validator(mode="after")
     def _filters(self) -> AskRequest:
         try:
-            self._parsed = make_filters(self.source, self.since, self.until)
+            import datetime as dt
+
+            self._parsed = make_filters(self.source, self.since, self.until,
+                                        self.as_of or dt.date.today().isoformat())
         except QuestionError as error:
             raise ValueError(str(error).replace("--", "")) from None
         return self

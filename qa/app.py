@@ -324,12 +324,15 @@ class Service:
         since: str | None = None,
         until: str | None = None,
         filters: Filters | None = None,
+        as_of: str | None = None,
     ) -> Future[Answer]:
-        """Queue a question; QuestionError for bad filters, Busy when the queue is full."""
+        """Queue a question; QuestionError for bad filters, Busy when the queue is full.
+        Answers are as of ``as_of`` (default: today)."""
+        import datetime as dt
         import time
 
         if filters is None:
-            filters = make_filters(source, since, until)
+            filters = make_filters(source, since, until, as_of or dt.date.today().isoformat())
         if not self._slots.acquire(blocking=False):
             raise Busy("the archive is answering as many questions as it can: try again shortly")
         deadline = time.monotonic() + self.timeout

@@ -132,7 +132,8 @@ class Engine:
         pool = self.retrieve(text, query, k, filters)
         if not pool:
             return Answer(question=text, answered=False, passages=[], warnings=warnings)
-        profile = analyse(text, self.analyzer)
+        as_of = filters.as_of if filters else None
+        profile = analyse(text, self.analyzer, as_of, self.ranking.half_life)
         answered, ranked = rank(profile, pool, self._archive(), query, self.ranking)
         groups = group(ranked, k, profile, self.analyzer, self.ranking)
         passages = [self._present(n, found, profile) for n, found in enumerate(groups, start=1)]

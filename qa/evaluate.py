@@ -33,6 +33,7 @@ class Question:
     question: str
     answers: tuple[str, ...]
     sources: tuple[str, ...]
+    date: str | None = None  # the day it was asked: answers are as of then
 
     @property
     def answerable(self) -> bool:
@@ -112,6 +113,7 @@ def load_questions(path: Path) -> list[Question]:
                 question=str(item["question"]),
                 answers=tuple(str(a) for a in item.get("answers") or ()),
                 sources=tuple(str(s) for s in item.get("sources") or ()),
+                date=str(item["date"]) if item.get("date") else None,
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             raise QuestionsError(
@@ -186,24 +188,32 @@ def _percentile(values: list[float], q: float) -> float:
 
 def asker(
     engine: Engine, stage: str = "final", filters: Filters | None = None
-) -> Callable[[str, int], Answer]:
+) -> Callable[..., Answer]:
     """``ask(question, k)`` for ``evaluate``: the engine's full answer ("final"), or one
     retrieval stage's ordering for measurement ("dense", "bm25", "rrf", "fused": no
     re-ordering, grouping, highlight or refusal; ``answered`` is always true)."""
+    from .filters import Filters
     from .search import STAGES
 
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}: one of {', '.join(STAGES)}")
-    if stage == "final":
-        return lambda question, k: engine.ask(question, k=k, filters=filters)
+    def dated(as_of: str | None) -> Filters | None:
+        from dataclasses import replace
 
-    def ask_stage(question: str, k: int) -> Answer:
+        if as_of is None:
+            return filters
+        return replace(filters, as_of=as_of) if filters is not None else Filters(as_of=as_of)
+
+    if stage == "final":
+        return lambda question, k, as_of=None: engine.ask(question, k=k, filters=dated(as_of))
+
+    def ask_stage(question: str, k: int, as_of: str | None = None) -> Answer:
         from .cite import citation
         from .engine import clean_question
         from .search import order
 
         text, warnings = clean_question(question)
-        pool = engine.retrieve(text, engine.embed_question(text), k, filters)
+        pool = engine.retrieve(text, engine.embed_question(text), k, dated(as_of))
         if not pool:
             return Answer(question=text, answered=False, passages=[], warnings=warnings)
         top = order(pool, stage, engine.ranking)[:k]
@@ -217,19 +227,21 @@ def asker(
 
 
 def evaluate(
-    ask: Callable[[str, int], Answer],
+    ask: Callable[..., Answer],
     questions: Sequence[Question],
     ks: Sequence[int] = (1, 5, 10),
     stage: str = "final",
     progress: Callable[[int, int], None] | None = None,
 ) -> Report:
-    """Ask every question through ``ask(question, k)`` and score the answers."""
+    """Ask every question through ``ask(question, k)`` (``ask(question, k, date)`` for a
+    question with a date: answered as of that day) and score the answers."""
     ks = sorted(set(ks))
     depth = max(ks)
     outcomes = []
     for done, question in enumerate(questions, start=1):
         began = time.perf_counter()
-        answer = ask(question.question, depth)
+        answer = ask(question.question, depth, question.date) if question.date else \
+            ask(question.question, depth)
         seconds = time.perf_counter() - began
         rank, source_rank = judge(answer, question, ks) if question.answerable else (None, None)
         first = None

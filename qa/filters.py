@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from index.errors import QuestionError
 from index.store import DocumentRow
 
+_ENDS = ("until", "as-of")  # a year or month given for these means its last day
+
 
 def parse_date(value: str | None, option: str) -> str | None:
     """An ISO date (yyyy-mm-dd, yyyy-mm or yyyy) as yyyy-mm-dd; QuestionError otherwise."""
@@ -17,11 +19,11 @@ def parse_date(value: str | None, option: str) -> str | None:
     text = value.strip()
     try:
         if re.fullmatch(r"\d{4}", text):
-            return dt.date(int(text), 1, 1).isoformat() if option != "until" else f"{text}-12-31"
+            return dt.date(int(text), 1, 1).isoformat() if option not in _ENDS else f"{text}-12-31"
         if re.fullmatch(r"\d{4}-\d{1,2}", text):
             year, month = map(int, text.split("-"))
             first = dt.date(year, month, 1)
-            if option != "until":
+            if option not in _ENDS:
                 return first.isoformat()
             following = dt.date(year + month // 12, month % 12 + 1, 1)
             return (following - dt.timedelta(days=1)).isoformat()
@@ -42,11 +44,15 @@ class Filters:
     source: str | None = None
     since: str | None = None
     until: str | None = None
+    # Answer as of this date: articles published after it are not used (undated ones are).
+    as_of: str | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.source or self.since or self.until)
+        return bool(self.source or self.since or self.until or self.as_of)
 
     def matches(self, doc: DocumentRow) -> bool:
+        if self.as_of and doc.date and doc.date > self.as_of:
+            return False
         if self.source:
             needle = self.source.casefold()
             names = [doc.source, doc.publisher or ""]
@@ -63,10 +69,13 @@ class Filters:
 
 
 def make_filters(
-    source: str | None = None, since: str | None = None, until: str | None = None
+    source: str | None = None, since: str | None = None, until: str | None = None,
+    as_of: str | None = None,
 ) -> Filters:
-    """Validated filters from user input (QuestionError for a bad date or an empty range)."""
+    """Validated filters from user input (QuestionError for a bad date or an empty range).
+    ``as_of`` (a date, default none) hides articles published after it."""
     start, stop = parse_date(since, "since"), parse_date(until, "until")
     if start and stop and start > stop:
         raise QuestionError(f"--since {since} is after --until {until}: nothing can match")
-    return Filters(source.strip() if source and source.strip() else None, start, stop)
+    return Filters(source.strip() if source and source.strip() else None, start, stop,
+                   parse_date(as_of, "as-of"))

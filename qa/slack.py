@@ -87,7 +87,7 @@ def question_text(text: str, bot_user_id: str | None = None) -> str:
     return " ".join(text.split())
 
 
-_FILTER = re.compile(r"(?<!\S)(source|since|until):(\S+)", re.IGNORECASE)
+_FILTER = re.compile(r"(?<!\S)(source|since|until|as-of):(\S+)", re.IGNORECASE)
 
 
 def split_filters(question: str) -> tuple[str, dict[str, str]]:
@@ -169,7 +169,7 @@ class Bot:
         try:
             answer = self.service.ask(
                 text, k=top, source=filters.get("source"), since=filters.get("since"),
-                until=filters.get("until"),
+                until=filters.get("until"), as_of=filters.get("as-of"),
             )
         except (QuestionError, Busy, TimedOut) as error:
             return notice(str(error))

@@ -4,7 +4,7 @@ import dataclasses
 import shutil
 
 import pytest
-from conftest import SEEDS, FakeEmbedder, word_count
+from conftest import SEEDS, FakeEmbedder, fake_build, word_count
 
 from index.lexical import Analyzer
 from index.pipeline import build_index
@@ -308,3 +308,65 @@ def test_two_archives_in_one_process_answer_as_each_does_alone(tmp_path):
             for engine in engines.values():
                 engine.close()
     assert expected["seeds"] != expected["other"]
+
+
+# --- time ----------------------------------------------------------------------------------
+
+def test_recency_halves_every_half_life_and_ignores_undated_and_other_times():
+    profile = analyse("Who won the vote this week?", ANALYZER, as_of="2024-03-31", half_life=30)
+    assert profile.recent_cue and not profile.other_time
+    same_day = candidate("x", date="2024-03-31")
+    month_old = candidate("x", date="2024-03-01")
+    assert features.recency(same_day, profile) == 1.0
+    assert features.recency(month_old, profile) == pytest.approx(0.5)
+    assert features.recency(candidate("x"), profile) == 0.0  # undated: neither way
+    assert features.recency_cued(month_old, profile) == pytest.approx(0.5)
+    calm = analyse("Who won the vote?", ANALYZER, as_of="2024-03-31")
+    assert features.recency_cued(month_old, calm) == 0.0 and features.recency(month_old, calm)
+    past = analyse("Who won the vote in 2019?", ANALYZER, as_of="2024-03-31")
+    assert past.other_time and features.recency(same_day, past) == 0.0
+    assert features.recency(same_day, analyse("Who won the vote?", ANALYZER)) == 0.0
+
+
+def test_answers_as_of_a_date_use_no_later_article_and_favour_recent_ones(tmp_path):
+    from qa.filters import make_filters
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    story = ("Harbor Vote\n\n{date}\n\nThe harbor council voted this week on the new ferry "
+             "timetable, and the {result} plan won by two votes.\n")
+    (docs / "march.txt").write_text(story.format(date="March 2, 2024", result="morning"))
+    (docs / "april.txt").write_text(story.format(date="April 6, 2024", result="evening"))
+    (docs / "undated.txt").write_text("Ferry Notes\n\nThe ferry timetable vote drew a crowd "
+                                      "to the harbor council this week.\n")
+    fake_build(docs, tmp_path / "index")
+    engine = Engine(tmp_path / "index", embedder=FakeEmbedder())
+    question = "Which timetable plan won the harbor council vote this week?"
+    try:
+        early = engine.ask(question, k=3, filters=make_filters(as_of="2024-03-05"))
+        assert "april" not in {p.citation.source for p in early.passages}
+        assert "undated" in {p.citation.source for p in early.passages}
+        late = engine.ask(question, k=3, filters=make_filters(as_of="2024-04-07"))
+        assert late.passages[0].citation.source == "april"
+    finally:
+        engine.close()
+
+
+def test_eval_asks_each_question_as_of_its_date(tmp_path):
+    import json
+
+    from qa.evaluate import evaluate, load_questions
+    from qa.results import Answer
+
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({"id": "a", "question": "q1", "answers": ["x"], "sources": ["s"],
+                                "date": "2024-01-05"}) + "\n" + json.dumps(
+        {"id": "b", "question": "q2", "answers": ["x"], "sources": ["s"]}) + "\n")
+    seen = []
+
+    def ask(question, k, as_of=None):
+        seen.append((question, as_of))
+        return Answer(question, True, [])
+
+    evaluate(ask, load_questions(path), ks=[1])
+    assert seen == [("q1", "2024-01-05"), ("q2", None)]

@@ -42,6 +42,12 @@ class RankingConfig:
     count_window: int = 2
     time: float = 0.1
     outlet: float = 0.2  # the question names the article's outlet ("the VOA report")
+    # A soft prior for articles near the date the question is asked as of (``features
+    # .recency``: 1 that day, halving every ``half_life`` days), stronger when the question
+    # asks about now ("this week", "recently"); none when it names another time.
+    recency: float = 0.1
+    recency_cue: float = 0.2
+    half_life: float = 30.0
     # A photo caption restates the story and a byline says nothing about it.
     caption: float = -0.1
     byline: float = -0.5

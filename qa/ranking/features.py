@@ -151,6 +151,27 @@ def names_outlet(c: Candidate, profile: Profile) -> float:
     return float(profile.names_outlet(c.document.publisher))
 
 
+def recency(c: Candidate, profile: Profile) -> float:
+    """How recent the article is as of the question's date: 1 on that day, halving every
+    ``half_life`` days; 0 for undated articles (neither favoured nor dropped), without a date
+    to answer as of, or when the question names another time ("in 2019")."""
+    date = c.document.date
+    if not date or not profile.as_of or profile.other_time:
+        return 0.0
+    import datetime as dt
+
+    try:
+        age = (dt.date.fromisoformat(profile.as_of) - dt.date.fromisoformat(date)).days
+    except ValueError:
+        return 0.0
+    return 0.5 ** (max(age, 0) / profile.half_life)
+
+
+def recency_cued(c: Candidate, profile: Profile) -> float:
+    """``recency`` again when the question asks about now ("this week", "recently", "new")."""
+    return recency(c, profile) if profile.recent_cue else 0.0
+
+
 def sentence_similarity(c: Candidate, profile: Profile) -> float:
     """Cosine of the best embedded sentence; past the embedded few, the passage's own cosine
     stands in (they correlate, r≈0.8 on squad-a: without it, being just below the cut costs a

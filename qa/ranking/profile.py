@@ -22,6 +22,13 @@ _LATEST = re.compile(
     r"|still|as of)\b",
     re.IGNORECASE,
 )
+# Words that ask about now: the newest articles near the question's date answer them.
+_RECENT = re.compile(
+    r"(?i)\b(?:this (?:week|weekend|month|year|season)|recent(?:ly)?|new(?:ly)?|latest|just"
+    r"|last (?:week|weekend|month|monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
+    r"|today|yesterday|upcoming|currently|now)\b"
+)
+_YEAR = re.compile(r"\b(?:1[89]|20)\d\d\b")
 _HOW_MANY = re.compile(r"\bhow\s+(?:many|much)\s+((?:[\w'’-]+\s*){1,3})", re.IGNORECASE)
 # Words that end the counted phrase: "how many people were killed" counts people.
 _PHRASE_END = frozenset(
@@ -60,14 +67,27 @@ class Profile:
     wanted: Wanted | None
     asks_author: bool
     asks_latest: bool
+    # Time: the date answers are as of, whether the question asks about now ("this week",
+    # "recently"), and whether it names another time ("in 2019": no recency then).
+    as_of: str | None = None
+    recent_cue: bool = False
+    other_time: bool = False
+    half_life: float = 30.0  # days over which an article's recency prior halves
 
     def names_outlet(self, publisher: str | None) -> bool:
         return names_outlet(self.text, publisher)
 
 
-def analyse(question: str, analyzer: Analyzer) -> Profile:
+def analyse(
+    question: str, analyzer: Analyzer, as_of: str | None = None, half_life: float = 30.0
+) -> Profile:
     terms = question_terms(question, analyzer)
+    years = set(_YEAR.findall(question))
     return Profile(
+        as_of=as_of,
+        recent_cue=bool(_RECENT.search(question)),
+        other_time=bool(years - ({as_of[:4]} if as_of else set())),
+        half_life=half_life,
         text=question,
         terms=tuple(terms),
         pairs=frozenset((a, b) for a, b in zip(terms, terms[1:], strict=False) if a != b),

@@ -26,6 +26,8 @@ LEXICAL: tuple[tuple[str, Feature], ...] = (
     ("caption", features.is_caption),
     ("byline", features.is_byline),
     ("outlet", features.names_outlet),
+    ("recency", features.recency),
+    ("recency_cue", features.recency_cued),
 )
 SEMANTIC: tuple[tuple[str, Feature], ...] = (
     ("sentence_dense", features.sentence_similarity),
