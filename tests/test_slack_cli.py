@@ -178,6 +178,7 @@ def test_the_cli_imports_no_server_framework_until_a_server_starts():
         ("Who is McKenzie? Until:2020-02-01", ("Who is McKenzie?", {"until": "2020-02-01"})),
         ("What is the time:zone of Iraq?", ("What is the time:zone of Iraq?", {})),
         ("source:voa", ("", {"source": "voa"})),
+        ("As-of:2024-01-05 Who won this week?", ("Who won this week?", {"as-of": "2024-01-05"})),
     ],
 )
 def test_split_filters(question, expected):
