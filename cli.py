@@ -393,12 +393,6 @@ AsOfOption = Annotated[
 ]
 
 
-def _today() -> str:
-    import datetime as dt
-
-    return dt.date.today().isoformat()
-
-
 ShowWeakOption = Annotated[
     bool,
     typer.Option(
@@ -433,10 +427,10 @@ def ask(
     Example: qa ask "How many rockets landed at the Taji base?" -k 3 --since 2020-01-01
     """
     from index.errors import QuestionError
-    from qa.filters import make_filters
+    from qa.filters import make_filters, today
 
     with user_errors():
-        filters = make_filters(source, since, until, as_of or _today())
+        filters = make_filters(source, since, until, as_of or today())
         if question != "-":
             from qa.engine import clean_question
 
@@ -726,9 +720,9 @@ def chat(
     Example: qa chat --docs seeds/
     """
     with user_errors():
-        from qa.filters import make_filters
+        from qa.filters import make_filters, today
 
-        filters = make_filters(as_of=as_of or _today())
+        filters = make_filters(as_of=as_of or today())
         engine = open_engine(ctx, docs, index)
         run_chat(engine, k, filters)
 

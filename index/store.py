@@ -336,6 +336,7 @@ class Store:
         if count != self.vectors.count or count != self.manifest["counts"]["passages"]:
             raise damaged
         self._documents: dict[int, DocumentRow] | None = None
+        self._latest: str | None = None
         self._bm25: Any = None
 
     @property
@@ -358,6 +359,13 @@ class Store:
 
     def document(self, doc: int) -> DocumentRow:
         return self.documents[doc]
+
+    @property
+    def latest_date(self) -> str | None:
+        """The date of the newest dated article (None when none is dated)."""
+        if self._latest is None:
+            self._latest = max((d.date for d in self.documents.values() if d.date), default="")
+        return self._latest or None
 
     def document_named(self, source: str) -> DocumentRow | None:
         return next((d for d in self.documents.values() if d.source == source), None)

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from index.errors import QAError, QuestionError
 
 from .app import Busy, Service, TimedOut
-from .filters import Filters, make_filters
+from .filters import Filters, make_filters, today
 from .results import Answer, Passage
 
 log = logging.getLogger("qa.api")
@@ -67,10 +67,8 @@ class AskRequest(BaseModel):
     @model_validator(mode="after")
     def _filters(self) -> AskRequest:
         try:
-            import datetime as dt
-
             self._parsed = make_filters(self.source, self.since, self.until,
-                                        self.as_of or dt.date.today().isoformat())
+                                        self.as_of or today())
         except QuestionError as error:
             raise ValueError(str(error).replace("--", "")) from None
         return self

@@ -19,7 +19,7 @@ from index.errors import IndexLocked, IndexMissing, IndexOutdated, QAError
 from index.store import Progress
 
 from .engine import Engine
-from .filters import Filters, make_filters
+from .filters import Filters, make_filters, today
 from .ranking import RankingConfig
 from .results import Answer
 
@@ -328,11 +328,10 @@ class Service:
     ) -> Future[Answer]:
         """Queue a question; QuestionError for bad filters, Busy when the queue is full.
         Answers are as of ``as_of`` (default: today)."""
-        import datetime as dt
         import time
 
         if filters is None:
-            filters = make_filters(source, since, until, as_of or dt.date.today().isoformat())
+            filters = make_filters(source, since, until, as_of or today())
         if not self._slots.acquire(blocking=False):
             raise Busy("the archive is answering as many questions as it can: try again shortly")
         deadline = time.monotonic() + self.timeout

@@ -146,7 +146,9 @@ class Engine:
         self, text: str, query: np.ndarray, k: int, filters: Filters | None = None
     ) -> list[Candidate]:
         """The candidate pool for a cleaned question, ordered by the fused retrieval score."""
-        allowed = self.store.passage_ids_for(filters.matches) if filters else None
+        allowed = None
+        if filters is not None and filters.restricts(self.store.latest_date):
+            allowed = self.store.passage_ids_for(filters.matches)
         n = max(self.ranking.pool, 4 * k)
         return retrieve(self.store, text, query, n, allowed, self.ranking)
 

@@ -370,3 +370,12 @@ def test_eval_asks_each_question_as_of_its_date(tmp_path):
 
     evaluate(ask, load_questions(path), ks=[1])
     assert seen == [("q1", "2024-01-05"), ("q2", None)]
+
+
+def test_answering_as_of_today_restricts_nothing():
+    from qa.filters import make_filters
+
+    assert not make_filters(as_of="2030-01-01").restricts("2024-05-01")
+    assert make_filters(as_of="2024-01-01").restricts("2024-05-01")
+    assert not make_filters(as_of="2024-01-01").restricts(None)  # nothing is dated
+    assert make_filters(source="voa", as_of="2030-01-01").restricts("2024-05-01")
