@@ -147,24 +147,22 @@ def prepare(
 
 
 def _file_entry(document: Document) -> dict[str, Any]:
-    from .load import file_sha256
-
+    if document.stored:  # a record of an export, feed or crawl: the whole file's hash
+        return _path_entry(document.path)
     size, mtime = _stat(document.path)
-    digest = file_sha256(document.path) if document.stored else document.sha256
-    return {"sha256": digest, "size": size, "mtime": mtime}
+    return {"sha256": document.sha256, "size": size, "mtime": mtime}
 
 
-def _skipped_entry(skipped: Skipped) -> dict[str, Any]:
-    """Skipped files are recorded too, so `status` and `ask` don't report them as new forever;
-    a skipped file that changes (fixed, or replaced) counts as changed and is tried again."""
+def _path_entry(path: Path, **extra: Any) -> dict[str, Any]:
+    """The manifest entry of a file by its path: hash (None if unreadable), size, mtime."""
     from .load import file_sha256
 
-    size, mtime = _stat(skipped.path)
+    size, mtime = _stat(path)
     try:
-        digest: str | None = file_sha256(skipped.path)
+        digest: str | None = file_sha256(path)
     except OSError:
         digest = None
-    return {"sha256": digest, "size": size, "mtime": mtime, "skipped": skipped.reason}
+    return {"sha256": digest, "size": size, "mtime": mtime, **extra}
 
 
 def _stat(path: Path) -> tuple[int | None, float | None]:
@@ -326,10 +324,7 @@ def build_index(
                                               "examples": problems[:50]}})
         except OSError as error:  # disk full, quota, permissions: before the switch
             store.remove_leftovers(index_dir)
-            raise QAError(
-                f"could not write the index at {index_dir} ({error.strerror or error}); the "
-                "previous index is unchanged: free some space or pass --index DIR"
-            ) from None
+            raise store.cannot_write(index_dir, error) from None
 
 
 def _write(
@@ -344,26 +339,24 @@ def _write(
     if reuse_vectors:
         # Before loading the model: a stale or damaged index fails fast.
         old, reuse, old_vectors = _previous(index_dir, *_model_identity(embedder))
-    if embedder is None:  # the real model: its exports first, from the shared cache if any
-        from .embed import cpu_has_amx
-        from .model import MODEL_NAME
+    # The query model's export, checked once (from the shared cache if any); with the real
+    # model's default document encoder, the int8 one is made in the same export.
+    from .embed import cpu_has_amx
 
-        ensure_query_model(index_dir, MODEL_NAME, verify=True, cache=model_cache,
-                           int8=not cpu_has_amx())
-        embedder = _default_embedder(index_dir)
+    ensure_query_model(index_dir, _model_identity(embedder)[0], verify=True, cache=model_cache,
+                       int8=embedder is None and not cpu_has_amx())
+    embedder = embedder or _default_embedder(index_dir)
     count_tokens = count_tokens or _default_counter()
     build = prepare(documents, count_tokens, embedder.name, progress, warn)
     if not build.passages:
         raise DocsError(f"no article text found in {docs_dir}: nothing to index")
+    # Files not indexed are recorded too, so `status` and `ask` don't report them as new
+    # forever; when one changes (fixed, or replaced) it counts as changed and is read again.
     for item in skipped:
-        build.files.setdefault(item.source, _skipped_entry(item))
-    for copy in duplicates or []:  # known, so not reported as new at every look
+        build.files.setdefault(item.source, _path_entry(item.path, skipped=item.reason))
+    for copy in duplicates or []:
         if copy.path is not None:
-            size, mtime = _stat(copy.path)
-            from .load import file_sha256
-
-            build.files.setdefault(copy.file, {"sha256": file_sha256(copy.path), "size": size,
-                                               "mtime": mtime, "duplicate_of": copy.of})
+            build.files.setdefault(copy.file, _path_entry(copy.path, duplicate_of=copy.of))
     # The vectors go straight into the new version's folder (one leftover if this dies).
     tmp = store.new_version(index_dir)
     vector_file = tmp / "vectors.npy"
@@ -373,7 +366,6 @@ def _write(
             old_vectors, out=vector_file,
         )
         del old_vectors, reuse, vectors
-        ensure_query_model(index_dir, embedder.name, verify=True, cache=model_cache)
         manifest = _manifest(build, embedder, docs_dir, old.get("created") if old else None)
         manifest.update(extra or {})
         onnx = index_dir / ONNX_FILE
@@ -424,11 +416,10 @@ def _unchanged(
 ) -> Report | None:
     """The report of an update with nothing to do, or None when there is work (or no usable
     index: the update then builds, or says why it cannot)."""
-    from .errors import QAError
 
-    name, dimension = _model_identity(embedder)
+    name = _model_identity(embedder)[0]
     try:
-        live = store.Store(index_dir, expect=expected_manifest(name, dimension))
+        live = store.Store(index_dir, expect=expected_for(embedder))
     except QAError:
         return None
     try:
@@ -459,6 +450,11 @@ def _model_identity(embedder: Any) -> tuple[str, int]:
     from .model import DIMENSION, MODEL_NAME
 
     return MODEL_NAME, DIMENSION
+
+
+def expected_for(embedder: Any = None) -> dict[str, Any]:
+    """``expected_manifest`` of ``embedder`` (default: the real model)."""
+    return expected_manifest(*_model_identity(embedder))
 
 
 def _previous(

@@ -580,14 +580,19 @@ def write_version(
             shutil.rmtree(tmp, ignore_errors=True)
         # Disk full, quota, permissions: as OSError, or from sqlite and faiss in their words.
         if isinstance(error, OSError | sqlite3.OperationalError | RuntimeError):
-            reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
-            raise QAError(
-                f"could not write the index at {index_dir} ({reason}); the "
-                "previous index is unchanged: free some space or pass --index DIR"
-            ) from error
+            raise cannot_write(index_dir, error) from error
         raise
     prune_versions(index_dir, keep={name, previous})
     return index_dir / name
+
+
+def cannot_write(index_dir: Path, error: BaseException) -> QAError:
+    """The error for a write that failed before the switch (disk full, quota, permissions)."""
+    reason = getattr(error, "strerror", None) or (str(error).splitlines() or [repr(error)])[0]
+    return QAError(
+        f"could not write the index at {index_dir} ({reason}); the previous index is "
+        "unchanged: free some space or pass --index DIR"
+    )
 
 
 def prune_versions(index_dir: Path, keep: Iterable[str] = ()) -> list[str]:

@@ -162,18 +162,10 @@ def status(paths: Paths, embedder: Any = None, verify: bool = True) -> dict[str,
     store checks the manifest, file sizes and counts, and ``verify`` hashes every file and the
     query model against their recorded digests: a stale or damaged index is reported here,
     not at the next question."""
-    from index.pipeline import docs_changes, expected_manifest
+    from index.pipeline import check_query_model, docs_changes, expected_for
     from index.store import Store, is_being_written
 
-    if embedder is None:
-        from index.model import DIMENSION, MODEL_NAME
-
-        expect = expected_manifest(MODEL_NAME, DIMENSION)
-    else:
-        expect = expected_manifest(embedder.name, embedder.dimension)
-    from index.pipeline import check_query_model
-
-    store = Store(paths.index, expect=expect)
+    store = Store(paths.index, expect=expected_for(embedder))
     try:
         if verify:
             store.verify()
@@ -217,16 +209,10 @@ def show(paths: Paths, source: str, embedder: Any = None) -> tuple[dict[str, Any
     offsets index (the stored article text for non-text formats, the file's text for
     .txt/.md). Returns it with warnings (a text file changed since it was indexed)."""
     from index.load import file_sha256
-    from index.pipeline import expected_manifest
+    from index.pipeline import expected_for
     from index.store import Store
 
-    if embedder is None:
-        from index.model import DIMENSION, MODEL_NAME
-
-        expect = expected_manifest(MODEL_NAME, DIMENSION)
-    else:
-        expect = expected_manifest(embedder.name, embedder.dimension)
-    store = Store(paths.index, expect=expect)
+    store = Store(paths.index, expect=expected_for(embedder))
     warnings = []
     try:
         doc = store.document_named(source)

@@ -13,7 +13,7 @@ import numpy as np
 from index.errors import QuestionError
 from index.lexical import Analyzer
 from index.model import MAX_TOKENS as MODEL_WINDOW
-from index.pipeline import expected_manifest
+from index.pipeline import expected_for
 from index.store import Store
 
 from .cite import citation, highlight
@@ -84,13 +84,7 @@ class Engine:
         ``index.pipeline.ensure_query_model``), if it has to be exported."""
         self.index_dir = Path(index_dir)
         self.model_cache = model_cache
-        if embedder is None:
-            from index.model import DIMENSION, MODEL_NAME
-
-            expect = expected_manifest(MODEL_NAME, DIMENSION)
-        else:
-            expect = expected_manifest(embedder.name, embedder.dimension)
-        self.store = Store(self.index_dir, expect=expect)
+        self.store = Store(self.index_dir, expect=expected_for(embedder))
         self.ranking = ranking or RankingConfig()
         self._embedder = embedder
         self._vocabularies: OrderedDict[int, set[str]] = OrderedDict()
