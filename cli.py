@@ -533,7 +533,7 @@ def show(
             print(json.dumps(article, ensure_ascii=False))
             return
         out = _stdout()
-        for key in ("title", "publisher", "date", "author", "url", "source", "path"):
+        for key in ("title", "publisher", "date", "author", "language", "url", "source", "path"):
             if article[key]:
                 out.print(_line(f"{key + ':':11}", "bold", str(article[key])), soft_wrap=True)
         out.print()

@@ -142,34 +142,40 @@ def w_scale(squad_index: str, out: str, n: int, seed: int = 0) -> dict[str, Any]
     (so copies are near, not exact, duplicates)."""
     import numpy as np
 
-    from index.store import Build, DocumentRow, PassageRow, Store, write_version
+    from index.store import Build, DocumentRow, PassageRow, Store, new_version, write_version
 
     base = Store(Path(squad_index))
     passages = list(base.all_passages())
     documents = base.documents
     real = np.asarray(base.load_vectors())
     rng = np.random.default_rng(seed)
-    build = Build()
+    Path(out).mkdir(parents=True, exist_ok=True)
+    build = Build(new_version(Path(out)))
     vectors = np.empty((n, real.shape[1]), dtype=np.float32)
+    by_doc: dict[int, list[Any]] = {}
+    for p in passages:
+        by_doc.setdefault(p.doc, []).append(p)
     copy = 0
     start = time.perf_counter()
-    while len(build.passages) < n:
-        doc_offset = len(build.documents)
+    while build.passages < n:
         for d in documents.values():
-            build.documents.append(DocumentRow(
-                doc_offset + d.id, f"{d.source}#{copy}", d.path, d.sha256, d.title, d.date,
-                d.date_inferred, d.author, d.publisher, d.encoding))
-        for p in passages:
-            if len(build.passages) >= n:
+            if build.passages >= n:
                 break
-            i = len(build.passages)
-            build.passages.append(PassageRow(i, doc_offset + p.doc, p.start, p.end, p.kind,
-                                             p.text, p.sentences, f"{p.hash}{copy}"))
-            v = real[p.id] + np.asarray(rng.normal(scale=0.01, size=real.shape[1]), np.float32)
-            vectors[i] = v / np.linalg.norm(v)
+            doc_id = build.documents
+            rows: list[PassageRow] = []
+            for p in by_doc.get(d.id, [])[: n - build.passages]:
+                i = build.passages + len(rows)
+                rows.append(PassageRow(i, doc_id, p.start, p.end, p.kind, p.text, p.sentences,
+                                       f"{p.hash}{copy}"))
+                v = real[p.id] + np.asarray(rng.normal(scale=0.01, size=real.shape[1]),
+                                            np.float32)
+                vectors[i] = v / np.linalg.norm(v)
+            build.add(DocumentRow(doc_id, f"{d.source}#{copy}", d.path, d.sha256, d.title,
+                                  d.date, d.date_inferred, d.author, d.publisher, d.encoding),
+                      rows)
         copy += 1
     manifest = dict(base.manifest)
-    manifest["counts"] = {"documents": len(build.documents), "passages": n}
+    manifest["counts"] = {"documents": build.documents, "passages": n}
     manifest["files"] = {}
     made = time.perf_counter() - start
     stages: dict[str, float] = {}
@@ -179,7 +185,6 @@ def w_scale(squad_index: str, out: str, n: int, seed: int = 0) -> dict[str, Any]
         stages[stage] = time.perf_counter() - stages[stage + ":t0"]
 
     start = time.perf_counter()
-    Path(out).mkdir(parents=True, exist_ok=True)
     for name in ("model.onnx", "model.onnx.data"):
         target = Path(out) / name
         if not target.exists():

@@ -2,15 +2,17 @@
 RSS/Atom feeds and WARC crawls. Each yields ``Article``s: the article's text (what passages
 and citation offsets refer to, stored in the index) plus the metadata the format states.
 
-One small interface: a reader is a function ``(path, source, warn) -> Iterator[Article]``,
-registered in ``READERS`` by file suffix. Bad records are warned about (file and line) and
-skipped; the rest of the file is read. The libraries the field uses do the parsing:
+One small interface: a reader is a function ``(path, source, bad) -> Iterator[Article]``,
+registered in ``READERS`` by file suffix. Bad input inside a file (a malformed record, a
+truncated stream, a guessed charset) is told to ``bad`` with file and line, and skipped; the
+rest of the file is read. The libraries the field uses do the parsing:
 trafilatura (article extraction, metadata from JSON-LD and OpenGraph), htmldate, feedparser,
 warcio.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
@@ -39,6 +41,9 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "language": ("language", "lang"),
 }
 MIN_WORDS = 12
+# Codec names (as codecs.lookup spells them) of encodings with multi-byte characters.
+MULTI_BYTE = ("utf", "shift_jis", "euc", "gb", "big5", "cp932", "cp949", "cp950", "iso2022",
+              "hz", "johab")
 TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|mc_cid|mc_eid|ref|cmpid|ocid|smid|icid)$", re.I)
 
 
@@ -87,11 +92,52 @@ def url_source(url: str) -> str:
     return f"{slug}-{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    """A text stream over ``path`` (gunzipped when it ends in .gz), undecodable bytes kept as
+def _open_binary(path: Path) -> Any:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def sniff_encoding(sample: bytes) -> str:
+    """The text encoding of an export that declares none, from its first bytes: a byte-order
+    mark, else UTF-8 if it decodes, else what charset_normalizer finds for multi-byte
+    encodings (UTF-16, CJK), else Windows-1252 (the web's default for unlabelled Western
+    text, which charset_normalizer often mistakes for a Central European code page), else
+    its guess, else Latin-1 (every byte decodes)."""
+    for bom, name in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"),
+                      (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+                      (codecs.BOM_UTF16_BE, "utf-16")):
+        if sample.startswith(bom):
+            return name
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    import charset_normalizer
+
+    best = charset_normalizer.from_bytes(sample[:200_000]).best()
+    guess = best.encoding if best is not None else None
+    if guess and codecs.lookup(guess).name.startswith(MULTI_BYTE):
+        return guess
+    try:
+        sample.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return guess or "latin-1"
+
+
+def _open_text(path: Path, bad: Warn) -> io.TextIOBase:
+    """A text stream over ``path`` (gunzipped when it ends in .gz) in its sniffed encoding
+    (``bad`` is told when that is not UTF-8); bytes that still do not decode become
     replacement characters rather than stopping the read."""
-    raw: Any = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+    with _open_binary(path) as f:
+        try:
+            sample = f.read(1 << 20)
+        except (EOFError, OSError, zlib.error):
+            sample = b""  # a broken gzip: the reader reports the break where it happens
+    encoding = sniff_encoding(sample)
+    if encoding not in ("utf-8", "utf-8-sig"):
+        bad(f"{path} is not UTF-8: read it as {encoding}")
+    return io.TextIOWrapper(_open_binary(path), encoding=encoding, errors="replace", newline="")
 
 
 # --- HTML ----------------------------------------------------------------------------------
@@ -132,12 +178,27 @@ def extract_html(html: str | bytes, url: str | None = None) -> Article | None:
         date=_iso(data.get("date")),
         author=_author(data.get("author")),
         publisher=(data.get("sitename") or "").strip() or None,
-        language=data.get("language") or None,
+        language=data.get("language") or _page_language(page[:200_000]),
         extras={"fingerprint": data.get("fingerprint")},
     )
 
 
-def read_html(path: Path, source: str, warn: Warn) -> Iterator[Article]:
+def _page_language(head: str) -> str | None:
+    """The language a page states: ``<html lang>``, JSON-LD ``inLanguage``, a
+    Content-Language meta tag or ``og:locale`` (``en_US`` → ``en-US``); None if none does."""
+    for pattern in (r"<html\b[^>]*?\blang=[\"']?([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*)",
+                    r'"inLanguage"\s*:\s*"([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*)"',
+                    r"<meta[^>]+http-equiv=[\"']?content-language[\"']?[^>]*content=[\"']?"
+                    r"([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*)",
+                    r"<meta[^>]+property=[\"']?og:locale[\"']?[^>]*content=[\"']?"
+                    r"([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*)"):
+        match = re.search(pattern, head, re.I)
+        if match:
+            return match.group(1).replace("_", "-")
+    return None
+
+
+def read_html(path: Path, source: str, bad: Warn) -> Iterator[Article]:
     opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rb") as f:
         data = f.read()
@@ -222,7 +283,7 @@ def _iso(value: Any) -> str | None:
 
 
 def _record(record: dict[str, Any], fallback: str, line: int, mapping: dict[str, str],
-            warn: Warn, where: str) -> Article | None:
+            bad: Warn, where: str) -> Article | None:
     text = _pick(record, "text", mapping)
     if isinstance(text, list):
         text = "\n\n".join(str(t) for t in text)
@@ -242,7 +303,7 @@ def _record(record: dict[str, Any], fallback: str, line: int, mapping: dict[str,
             text = page.text
             fields = {k: v or getattr(page, k) for k, v in fields.items()}
     if not text.strip():
-        warn(f"{where}, line {line}: no article text in this record: skipped")
+        bad(f"{where}, line {line}: no article text in this record: skipped")
         return None
     key = _pick(record, "id", mapping)
     source = str(key).strip() if key not in (None, "") else (
@@ -259,12 +320,12 @@ def _plain(value: Any) -> str | None:
     return value or None
 
 
-def read_jsonl(path: Path, source: str, warn: Warn,
+def read_jsonl(path: Path, source: str, bad: Warn,
                mapping: dict[str, str] | None = None) -> Iterator[Article]:
     """One article per line; a malformed line is warned about and skipped; a truncated gzip
     keeps the records before the break."""
     where = str(path)
-    with _open_text(path) as f:
+    with _open_text(path, bad) as f:
         line_no = 0
         try:
             for line_no, line in enumerate(f, start=1):
@@ -273,44 +334,44 @@ def read_jsonl(path: Path, source: str, warn: Warn,
                 try:
                     record = json.loads(line)
                 except ValueError:
-                    warn(f"{where}, line {line_no}: not valid JSON: skipped")
+                    bad(f"{where}, line {line_no}: not valid JSON: skipped")
                     continue
                 if not isinstance(record, dict):
-                    warn(f"{where}, line {line_no}: not a JSON object: skipped")
+                    bad(f"{where}, line {line_no}: not a JSON object: skipped")
                     continue
-                article = _record(record, source, line_no, mapping or {}, warn, where)
+                article = _record(record, source, line_no, mapping or {}, bad, where)
                 if article is not None:
                     yield article
         except (EOFError, OSError, zlib.error) as error:
-            warn(f"{where} is truncated or corrupt after line {line_no} ({error}): kept the "
+            bad(f"{where} is truncated or corrupt after line {line_no} ({error}): kept the "
                  "records before it")
 
 
-def read_csv(path: Path, source: str, warn: Warn,
+def read_csv(path: Path, source: str, bad: Warn,
              mapping: dict[str, str] | None = None) -> Iterator[Article]:
     where = str(path)
     csv.field_size_limit(50_000_000)
-    with _open_text(path) as f:
+    with _open_text(path, bad) as f:
         reader = csv.DictReader(f)
         row_no = 1
         try:
             for row_no, row in enumerate(reader, start=2):
                 if None in row:  # more cells than the header names
-                    warn(f"{where}, line {reader.line_num}: more cells than columns: skipped")
+                    bad(f"{where}, line {reader.line_num}: more cells than columns: skipped")
                     continue
-                article = _record(row, source, row_no, mapping or {}, warn, where)
+                article = _record(row, source, row_no, mapping or {}, bad, where)
                 if article is not None:
                     yield article
         except csv.Error as error:
-            warn(f"{where}, line {reader.line_num}: {error}: the rest of the file skipped")
+            bad(f"{where}, line {reader.line_num}: {error}: the rest of the file skipped")
         except (EOFError, OSError, zlib.error) as error:
-            warn(f"{where} is truncated or corrupt after row {row_no} ({error}): kept the "
+            bad(f"{where} is truncated or corrupt after row {row_no} ({error}): kept the "
                  "rows before it")
 
 
 # --- RSS and Atom ------------------------------------------------------------------------------
 
-def read_feed(path: Path, source: str, warn: Warn) -> Iterator[Article]:
+def read_feed(path: Path, source: str, bad: Warn) -> Iterator[Article]:
     """Feed items: full-text items (content:encoded, Atom content) as articles; an item with
     only a summary is indexed as that summary (``extras["summary_only"]``)."""
     import feedparser
@@ -322,6 +383,7 @@ def read_feed(path: Path, source: str, warn: Warn) -> Iterator[Article]:
         raise NoArticle("not an RSS or Atom feed with items" if feed.bozo
                         else "a feed with no items")
     publisher = _plain(feed.feed.get("title"))
+    language = _plain(feed.feed.get("language"))
     for number, entry in enumerate(feed.entries, start=1):
         contents = [c.get("value", "") for c in entry.get("content", []) if c.get("value")]
         summary_only = not contents
@@ -330,7 +392,7 @@ def read_feed(path: Path, source: str, warn: Warn) -> Iterator[Article]:
             else None
         text = page.text if page else re.sub(r"<[^>]+>", " ", body or "").strip()
         if not text:
-            warn(f"{path}, item {number}: no text: skipped")
+            bad(f"{path}, item {number}: no text: skipped")
             continue
         url = entry.get("link")
         date = _iso(entry.get("published") or entry.get("updated"))
@@ -338,13 +400,15 @@ def read_feed(path: Path, source: str, warn: Warn) -> Iterator[Article]:
             source=url_source(url) if url else f"{source}#{number}",
             text=text, url=url, title=_plain(entry.get("title")), date=date,
             author=_author(entry.get("author")), publisher=publisher, line=number,
+            language=_plain(entry.get("language")) or language,
             extras={"summary_only": summary_only},
         )
 
 
 # --- WARC / ARC --------------------------------------------------------------------------------
 
-def read_warc(path: Path, source: str, warn: Warn) -> Iterator[Article]:
+def read_warc(path: Path, source: str, bad: Warn, note: Warn = lambda _: None
+              ) -> Iterator[Article]:
     """Response records with HTML payloads, as articles under their target URI; redirects,
     robots.txt, non-HTML and non-200 records are counted and skipped; a truncated file keeps
     the records before the break."""
@@ -380,10 +444,10 @@ def read_warc(path: Path, source: str, warn: Warn) -> Iterator[Article]:
                     continue
                 yield replace(article, source=url_source(article.url or uri), line=number)
         except Exception as error:  # warcio raises plain exceptions for a broken stream
-            warn(f"{path} is truncated or corrupt ({type(error).__name__}): kept the records "
+            bad(f"{path} is truncated or corrupt ({type(error).__name__}): kept the records "
                  "before the break")
     if counts:
-        warn(f"{path}: skipped " + ", ".join(f"{n} {reason}" for reason, n in sorted(
+        note(f"{path}: skipped " + ", ".join(f"{n} {reason}" for reason, n in sorted(
             counts.items())))
 
 

@@ -14,6 +14,8 @@ import json
 import math
 import re
 import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -71,20 +73,120 @@ class Analyzer:
                 "stopwords": sorted(self.stopwords)}
 
 
-def build(texts: list[str], directory: Path) -> None:
-    """Index ``texts`` with bm25s and save it (plus the query analyzer's settings)."""
-    import logging
+# bm25s.BM25()'s defaults, which the saved indexes have always used.
+K1, B = 1.5, 0.75
+PARAMS = {"k1": K1, "b": B, "delta": 0.5, "method": "lucene", "idf_method": "lucene",
+          "dtype": "float32", "int_dtype": "int32", "backend": "numpy"}
 
-    import bm25s
 
-    # bm25s logs each build at DEBUG; keep it quiet if a library configured the root logger.
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
-    analyzer = Analyzer()
-    retriever = bm25s.BM25()
-    tokens = bm25s.tokenize(texts, stopwords="en", stemmer=analyzer._stemmer, show_progress=False)
-    retriever.index(tokens, show_progress=False)
-    retriever.save(str(directory), show_progress=False)
-    (Path(directory) / QUERY_FILE).write_text(json.dumps(analyzer.settings()))
+def build(texts: Iterable[str], directory: Path,
+          progress: Callable[[int], None] = lambda _: None) -> None:
+    """Index ``texts`` and save it in bm25s's format: the very scores ``bm25s.BM25().index``
+    computes from ``bm25s.tokenize(texts, stopwords="en", stemmer=...)`` (Lucene BM25, k1 1.5,
+    b 0.75; tests compare the two bit for bit), plus the query analyzer's settings.
+
+    bm25s needs the whole tokenized corpus in memory as Python lists (gigabytes for a large
+    export), so this streams instead: one pass writes each passage's (term, count) pairs to
+    a scratch file while counting document frequencies; a second pass scores them and
+    places each straight into its column of the memory-mapped CSC arrays. Memory holds the
+    vocabulary and one count per term and per passage, never the corpus."""
+    from .vectors import create_npy
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    analyzer = Analyzer(cache=0)
+    vocab: dict[str, int] = {}
+    df: list[int] = []
+    lengths: list[int] = []  # terms per passage
+    distinct: list[int] = []  # distinct terms per passage: its run in the scratch file
+    scratch = directory / ".postings.tmp"
+    try:
+        with scratch.open("wb") as out:
+            terms_buffer: list[int] = []
+            counts_buffer: list[int] = []
+            for number, text in enumerate(texts, start=1):
+                terms = analyzer.analyze(text)
+                counts = Counter(terms)
+                ids = [vocab.setdefault(term, len(vocab)) for term in counts]
+                df.extend([0] * (len(vocab) - len(df)))
+                for i in ids:
+                    df[i] += 1
+                terms_buffer.extend(ids)
+                counts_buffer.extend(counts.values())
+                lengths.append(len(terms))
+                distinct.append(len(ids))
+                if len(terms_buffer) > 1 << 20:
+                    _spill(out, terms_buffer, counts_buffer)
+                if number % 10_000 == 0:
+                    progress(number // 2)
+            _spill(out, terms_buffer, counts_buffer)
+        vocab[""] = len(vocab)  # bm25s's empty token: in the vocabulary, never a column
+        _score(scratch, directory, np.asarray(df, dtype=np.int64),
+               np.asarray(lengths, dtype=np.int64), np.asarray(distinct, dtype=np.int64),
+               create_npy, progress)
+    finally:
+        scratch.unlink(missing_ok=True)
+    (directory / "vocab.index.json").write_text(json.dumps(vocab, ensure_ascii=False),
+                                                encoding="utf-8")
+    (directory / "params.index.json").write_text(
+        json.dumps({**PARAMS, "num_docs": len(lengths)}, indent=4))
+    (directory / QUERY_FILE).write_text(json.dumps(analyzer.settings()))
+
+
+def _spill(out: Any, terms: list[int], counts: list[int]) -> None:
+    """Append (term, count) pairs to the scratch file and empty the buffers."""
+    pairs = np.empty((len(terms), 2), dtype=np.int32)
+    pairs[:, 0], pairs[:, 1] = terms, counts
+    pairs.tofile(out)
+    terms.clear()
+    counts.clear()
+
+
+def _score(scratch: Path, directory: Path, df: np.ndarray, lengths: np.ndarray,
+           distinct: np.ndarray, create_npy: Any, progress: Callable[[int], None]) -> None:
+    n_docs = len(lengths)
+    # As bm25s: idf in float32 from double logs, the mean length in float64, scores computed
+    # in float64 and stored as float32.
+    idf = np.array([math.log(1 + (n_docs - d + 0.5) / (d + 0.5)) if d else 0.0 for d in df],
+                   dtype=np.float32)
+    avg = np.array(lengths).mean() if n_docs else np.float64(0)
+    indptr = np.zeros(len(df) + 1, dtype=np.int64)
+    np.cumsum(df, out=indptr[1:])
+    nnz = int(indptr[-1])
+    np.save(directory / "indptr.csc.index.npy", indptr)
+    if not nnz:  # no passage has a term: empty columns (an empty file cannot be mapped)
+        np.save(directory / "data.csc.index.npy", np.empty(0, dtype=np.float32))
+        np.save(directory / "indices.csc.index.npy", np.empty(0, dtype=np.int32))
+        return
+    data = create_npy(directory / "data.csc.index.npy", (nnz,), np.float32)
+    indices = create_npy(directory / "indices.csc.index.npy", (nnz,), np.int32)
+    filled = indptr[:-1].copy()  # next free place in each column
+    pairs = np.memmap(scratch, dtype=np.int32, mode="r", shape=(nnz, 2))
+    # Passages in order, a block at a time: within a column, rows then come out ascending.
+    row_ends = np.cumsum(distinct)
+    first = 0
+    while first < n_docs:
+        last = min(n_docs, first + 50_000)
+        start, end = int(row_ends[first - 1]) if first else 0, int(row_ends[last - 1])
+        block = np.asarray(pairs[start:end])
+        rows = np.repeat(np.arange(first, last, dtype=np.int32), distinct[first:last])
+        terms, tf = block[:, 0], block[:, 1].astype(np.float32)
+        norm = K1 * ((1 - B) + B * lengths[rows] / avg)
+        scores = (idf[terms] * (tf / (norm + tf))).astype(np.float32)
+        order = np.argsort(terms, kind="stable")
+        sorted_terms = terms[order]
+        starts = np.flatnonzero(np.r_[True, sorted_terms[1:] != sorted_terms[:-1]])
+        runs = np.diff(np.r_[starts, len(sorted_terms)])
+        within = np.arange(len(sorted_terms)) - np.repeat(starts, runs)
+        places = filled[sorted_terms] + within
+        data[places] = scores[order]
+        indices[places] = rows[order]
+        filled[sorted_terms[starts]] += runs
+        progress(n_docs // 2 + last // 2)
+        first = last
+    data.flush()
+    indices.flush()
+    del data, indices, pairs
 
 
 class Bm25Index:

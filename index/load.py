@@ -10,7 +10,7 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import DocsError
@@ -214,41 +214,96 @@ def read_document(
     return Document(source, path, text, digest, encoding, file=source)
 
 
+class Documents:
+    """The articles of a docs folder in folder order, duplicates dropped: what is known of
+    each in memory, their texts in a scratch file, so a large export is never held in memory
+    whole. Iterating (as often as needed) yields each ``Document`` with its text; ``len`` and
+    ``chars`` count them."""
+
+    def __init__(self, spool: Any, entries: list[tuple[Document, int, int]], chars: int):
+        self._spool = spool
+        self._entries = entries
+        self.chars = chars
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[Document]:
+        for document, offset, size in self._entries:
+            yield replace(document, text=_read_text(self._spool, offset, size))
+
+    def close(self) -> None:
+        self._spool.close()
+
+    def __enter__(self) -> Documents:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _read_text(spool: Any, offset: int, size: int) -> str:
+    spool.seek(offset)
+    return spool.read(size).decode("utf-8", "surrogatepass")
+
+
 def load_documents(
     docs_dir: Path,
     warn: Callable[[str], None] = lambda _: None,
     skipped: Callable[[Skipped], None] = lambda _: None,
     fields: dict[str, str] | None = None,
     duplicate: Callable[[Duplicate], None] = lambda _: None,
-) -> Iterator[Document]:
-    """Yield every readable article under ``docs_dir`` (or the one file ``docs_dir`` names);
+    bad: Callable[[str], None] | None = None,
+    scratch: Path | None = None,
+) -> Documents:
+    """Every readable article under ``docs_dir`` (or the one file ``docs_dir`` names);
     unusable files produce a warning and are passed to ``skipped``; an article already seen
-    (the same canonical URL, or nearly the same text) is passed to ``duplicate``.
-    ``fields`` maps article fields to an export's own column names (``text=story_body``)."""
+    (the same canonical URL, or nearly the same text) is passed to ``duplicate``; bad input
+    inside a file (a malformed record, a break, a guessed charset) is told to ``bad``
+    (default: ``warn``). ``fields`` maps article fields to an export's own column names
+    (``text=story_body``). The texts wait in a temporary file in ``scratch`` (default: the
+    system's temporary folder)."""
+    import tempfile
+
     docs_dir = Path(docs_dir)
     root, paths = _root_and_paths(docs_dir, warn)
-    found = [document for path, source in source_names(paths, root).items()
-             for document in _read_any(path, root, source, warn, skipped, fields or {})]
+    spool = tempfile.TemporaryFile(dir=scratch)
+    found: list[tuple[Document, int, int]] = []
+    lengths: list[int] = []
+    for path, source in source_names(paths, root).items():
+        for document in _read_any(path, root, source, warn, skipped, fields or {}, bad or warn):
+            data = document.text.encode("utf-8", "surrogatepass")
+            found.append((_without_text(document), spool.tell(), len(data)))
+            lengths.append(len(document.text))
+            spool.write(data)
+            del data
     # The fullest copy of an article is kept (a saved page over a feed's summary of it), the
     # others are duplicates of it; among equals, the first in the folder.
-    unique = Unique()
+    unique = Unique(lambda i: _read_text(spool, found[i][1], found[i][2]))
     keep = []
-    for index in sorted(range(len(found)), key=lambda i: (-len(found[i].text), i)):
-        why = unique.seen(found[index])
+    for index in sorted(range(len(found)), key=lambda i: (-lengths[i], i)):
+        document = found[index][0]
+        why = unique.seen(replace(document, text=unique.text_of(index)), index)
         if why is None:
             keep.append(index)
         else:
             of, reason = why
-            duplicate(Duplicate(found[index].source, of, reason, found[index].file,
-                                found[index].path))
+            duplicate(Duplicate(document.source, of, reason, document.file, document.path))
     names: dict[str, int] = {}
+    entries = []
     for index in sorted(keep):
-        document = found[index]
+        document, offset, size = found[index]
         taken = names.get(document.source, 0)
         names[document.source] = taken + 1
         if taken:  # two different articles under one name (an export's repeated id)
             document = replace(document, source=f"{document.source}~{taken + 1}")
-        yield document
+        entries.append((document, offset, size))
+    return Documents(spool, entries, sum(lengths[i] for i in keep))
+
+
+def _without_text(document: Document) -> Document:
+    article = document.article
+    return replace(document, text="", article=replace(article, text="") if article else None)
 
 
 def _root_and_paths(docs: Path, warn: Callable[[str], None]) -> tuple[Path, list[Path]]:
@@ -259,9 +314,9 @@ def _root_and_paths(docs: Path, warn: Callable[[str], None]) -> tuple[Path, list
 
 def _read_any(
     path: Path, root: Path, source: str, warn: Callable[[str], None],
-    skipped: Callable[[Skipped], None], fields: dict[str, str],
+    skipped: Callable[[Skipped], None], fields: dict[str, str], bad: Callable[[str], None],
 ) -> Iterator[Document]:
-    from .formats import TABULAR, NoArticle, reader_for
+    from .formats import TABULAR, NoArticle, read_warc, reader_for
 
     found = reader_for(path.name)
     if found is None:
@@ -277,9 +332,11 @@ def _read_any(
     _, reader = found
     try:
         digest = file_sha256(path)
-        options = {"mapping": fields} if reader in TABULAR else {}
+        options: dict[str, Any] = {"mapping": fields} if reader in TABULAR else {}
+        if reader is read_warc:
+            options["note"] = warn
         count = 0
-        for article in reader(path, source, warn, **options):
+        for article in reader(path, source, bad, **options):
             count += 1
             text = article.text[:MAX_CHARS]
             yield Document(
@@ -301,13 +358,15 @@ def _read_any(
 class Unique:
     """Finds an article seen before: the same canonical URL (a saved page and a feed item,
     http and https, tracking parameters, AMP pages) or nearly the same text (trafilatura's
-    SimHash: at most 3 of 64 bits differ)."""
+    SimHash: at most 3 of 64 bits differ). Articles seen are remembered by a reference
+    (``text_of(ref)`` gives the text back when a fingerprint needs checking)."""
 
-    def __init__(self) -> None:
+    def __init__(self, text_of: Callable[[Any], str]) -> None:
+        self.text_of = text_of
         self.urls: dict[str, str] = {}
-        self.bands: dict[tuple[int, int, str], list[tuple[int, str, str]]] = {}
+        self.bands: dict[tuple[int, int, str], list[tuple[int, str, Any]]] = {}
 
-    def seen(self, document: Document) -> tuple[str, str] | None:
+    def seen(self, document: Document, ref: Any) -> tuple[str, str] | None:
         from .formats import canonical_url
 
         url = canonical_url(document.url)
@@ -320,15 +379,14 @@ class Unique:
         if fingerprint is not None:
             keys = [(band, (fingerprint >> (16 * band)) & 0xFFFF, host) for band in range(4)]
             for key in keys:  # 3 bits apart means one 16-bit band is equal (pigeonhole)
-                for other, name, text in self.bands.get(key, []):
+                for other, name, other_ref in self.bands.get(key, []):
                     # SimHash finds candidates; pages sharing a site's furniture can collide,
                     # so the words themselves must agree (90% of 5-word shingles).
                     if bin(other ^ fingerprint).count("1") <= 3 and \
-                            _resemblance(text, document.text) >= 0.9:
+                            _resemblance(self.text_of(other_ref), document.text) >= 0.9:
                         return name, "near-identical text"
             for key in keys:
-                self.bands.setdefault(key, []).append(
-                    (fingerprint, document.source, document.text))
+                self.bands.setdefault(key, []).append((fingerprint, document.source, ref))
         if url:
             self.urls[url] = document.source
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from .errors import DocsError, IndexMissing, QAError
 from .load import (
     READER_VERSION,
     Document,
+    Documents,
     Duplicate,
     Skipped,
     find_files,
@@ -79,19 +80,18 @@ class Report:
 
 
 def prepare(
-    documents: list[Document], count_tokens: Counter, model_name: str, progress: Progress,
-    warn: Warn = _ignore,
-) -> Build:
-    """Clean, describe and chunk documents into rows ready to embed and store.
+    documents: Documents, count_tokens: Counter, model_name: str, progress: Progress,
+    build: Build, warn: Warn = _ignore,
+) -> None:
+    """Clean, describe and chunk documents into ``build``, one document at a time.
 
     Progress ("reading") is reported in characters, advanced as sentences are tokenized, so a
     single huge file shows progress too.
     """
-    build = Build()
-    total = sum(len(d.text) for d in documents)
+    total = documents.chars
     done = 0
     progress("reading", 0, total)
-    for doc_id, document in enumerate(documents):
+    for document in documents:
         counted = reported = 0
 
         def counting(
@@ -119,31 +119,34 @@ def prepare(
         title = (stated and stated.title) or meta.title
         date, inferred = (stated.date, False) if stated and stated.date else (
             meta.date, meta.date_inferred)
-        build.documents.append(
-            DocumentRow(
-                doc_id, document.source, printable(str(document.path)), document.sha256,
-                title, date, inferred, (stated and stated.author) or meta.author,
-                (stated and stated.publisher) or meta.publisher, document.encoding,
-                document.url, document.stored,
-            )
+        doc_id = build.documents
+        row = DocumentRow(
+            doc_id, document.source, printable(str(document.path)), document.sha256,
+            title, date, inferred, (stated and stated.author) or meta.author,
+            (stated and stated.publisher) or meta.publisher, document.encoding,
+            document.url, document.stored, stated.language if stated else None,
         )
-        if document.stored:
-            build.texts[doc_id] = document.text
         prefix = embed_prefix(title, date)
+        passages: list[PassageRow] = []
         for chunk in chunks:
             text = document.text[chunk.start : chunk.end]
             embedded = f"{prefix}\n{text}" if prefix else text
-            build.passages.append(
-                PassageRow(
-                    len(build.passages), doc_id, chunk.start, chunk.end, chunk.kind, text,
-                    chunk.sentences, content_hash(model_name, embedded),
-                )
-            )
-            build.embed_texts.append(embedded)
+            passages.append(PassageRow(
+                build.passages + len(passages), doc_id, chunk.start, chunk.end, chunk.kind,
+                text, chunk.sentences, content_hash(model_name, embedded),
+            ))
+        build.add(row, passages, document.text if document.stored else None)
         build.files.setdefault(document.file or document.source, _file_entry(document))
         done += len(document.text)
         progress("reading", done, total)
-    return build
+
+
+def embed_texts(build: Build) -> Iterator[list[tuple[int, str, str]]]:
+    """(passage id, content hash, text to embed) of ``build``'s passages in id order, a
+    block at a time: the passage text after its article's title and date."""
+    for rows in build.passages_to_embed():
+        yield [(i, h, f"{prefix}\n{text}" if (prefix := embed_prefix(title, date)) else text)
+               for i, h, text, title, date in rows]
 
 
 def _file_entry(document: Document) -> dict[str, Any]:
@@ -195,7 +198,7 @@ def _manifest(build: Build, embedder: Any, docs_dir: Path, created: str | None) 
         "docs_dir": str(Path(docs_dir).resolve()),
         "created": created or now,
         "updated": now,
-        "counts": {"documents": len(build.documents), "passages": len(build.passages)},
+        "counts": {"documents": build.documents, "passages": build.passages},
         "files": build.files,
     }
 
@@ -221,35 +224,43 @@ def _default_counter() -> Counter:
 
 
 def _embed(
-    embedder: Any, texts: list[str], progress: Progress, reuse: dict[str, int],
-    hashes: list[str], old_vectors: np.ndarray | None = None, out: Path | None = None,
-) -> tuple[np.ndarray, int]:
-    """Vectors for ``texts``: rows whose hash is in ``reuse`` are copied from ``old_vectors``
-    (row ``reuse[hash]``), the rest are embedded. With ``out`` they stream into that ``.npy``
-    file, a slice at a time, instead of memory."""
-    shape = (len(texts), embedder.dimension)
-    vectors = (
-        create_npy(out, shape) if out is not None else np.zeros(shape, dtype=np.float32)
-    )
-    todo = [i for i, h in enumerate(hashes) if h not in reuse]
-    for i, h in enumerate(hashes):
-        if h in reuse and old_vectors is not None:
-            vectors[i] = old_vectors[reuse[h]]
+    embedder: Any, build: Build, progress: Progress, reuse: dict[str, int],
+    old_vectors: np.ndarray | None, out: Path,
+) -> int:
+    """Write the vectors of ``build``'s passages into the ``.npy`` file ``out``, a block at a
+    time: rows whose content hash is in ``reuse`` are copied from ``old_vectors`` (row
+    ``reuse[hash]``), the rest are embedded. Returns how many were embedded."""
+    vectors = create_npy(out, (build.passages, embedder.dimension))
+    todo = sum(1 for h in build.hashes() if h not in reuse)
     done = 0
-    progress("embedding", 0, len(todo))
-    batch = 512  # bounded memory: embed and copy out in slices
-    for s in range(0, len(todo), batch):
-        ids = todo[s : s + batch]
+    progress("embedding", 0, todo)
 
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
-            progress("embedding", done, len(todo))
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        progress("embedding", done, todo)
 
-        vectors[ids] = embedder.embed([texts[i] for i in ids], progress=advance)
-    if isinstance(vectors, np.memmap):
-        vectors.flush()
-    return vectors, len(todo)
+    waiting: list[tuple[int, str]] = []  # bounded memory: embed and copy out in slices
+    for block in embed_texts(build):
+        for i, h, text in block:
+            if h in reuse and old_vectors is not None:
+                vectors[i] = old_vectors[reuse[h]]
+            else:
+                waiting.append((i, text))
+        if len(waiting) >= 512:
+            _embed_waiting(embedder, waiting, vectors, advance)
+    _embed_waiting(embedder, waiting, vectors, advance)
+    vectors.flush()
+    del vectors
+    return todo
+
+
+def _embed_waiting(embedder: Any, waiting: list[tuple[int, str]], vectors: np.ndarray,
+                   advance: Callable[[int], None]) -> None:
+    for s in range(0, len(waiting), 512):
+        part = waiting[s : s + 512]
+        vectors[[i for i, _ in part]] = embedder.embed([t for _, t in part], progress=advance)
+    waiting.clear()
 
 
 def check_docs(docs_dir: Path) -> list[Path]:
@@ -297,38 +308,38 @@ def build_index(
             return same
         skipped: list[Skipped] = []
         duplicates: list[Duplicate] = []
-        problems: list[str] = []  # bad records inside files: kept for `qa index status`
-        tell = warn
+        problems: list[str] = []  # bad input inside files: kept for `qa index status`
 
-        def warn(message: str) -> None:
-            if ", line " in message or ", item " in message or "truncated or corrupt" in message:
-                problems.append(message)
-            tell(message)
+        def bad(message: str) -> None:
+            problems.append(message)
+            warn(message)
 
         if fields is None:  # an update reads the export as the build did
             fields = _previous_fields(index_dir)
-        documents = list(load_documents(Path(docs_dir), warn, skipped.append, fields,
-                                        duplicates.append))
-        if not documents:
-            raise DocsError(
-                f"no readable articles ({FORMATS}) in {docs_dir}: add article files or pass "
-                "--docs DIR"
-            )
         try:
-            return _write(documents, skipped, docs_dir, index_dir, embedder, count_tokens,
-                          progress, warn, reuse_vectors, model_cache,
-                          duplicates=duplicates,
-                          extra={"fields": fields or {}, "duplicates": _dropped(duplicates),
-                                 "reader_version": READER_VERSION,
-                                 "problems": {"count": len(problems),
-                                              "examples": problems[:50]}})
-        except OSError as error:  # disk full, quota, permissions: before the switch
+            # The texts wait beside the index: a full disk fails here, as a write.
+            documents = load_documents(Path(docs_dir), warn, skipped.append, fields,
+                                       duplicates.append, bad, scratch=index_dir)
+            if not documents:
+                documents.close()
+                raise DocsError(
+                    f"no readable articles ({FORMATS}) in {docs_dir}: add article files or "
+                    "pass --docs DIR"
+                )
+            with documents:
+                return _write(
+                    documents, skipped, docs_dir, index_dir, embedder, count_tokens, progress,
+                    warn, reuse_vectors, model_cache, duplicates=duplicates,
+                    extra={"fields": fields or {}, "duplicates": _dropped(duplicates),
+                           "reader_version": READER_VERSION,
+                           "problems": {"count": len(problems), "examples": problems[:50]}})
+        except store.WRITE_ERRORS as error:  # disk full, quota, permissions: before the switch
             store.remove_leftovers(index_dir)
             raise store.cannot_write(index_dir, error) from None
 
 
 def _write(
-    documents: list[Document], skipped: list[Skipped], docs_dir: Path, index_dir: Path,
+    documents: Documents, skipped: list[Skipped], docs_dir: Path, index_dir: Path,
     embedder: Any, count_tokens: Counter | None, progress: Progress, warn: Warn,
     reuse_vectors: bool, model_cache: Path | None = None,
     extra: dict[str, Any] | None = None, duplicates: list[Duplicate] | None = None,
@@ -347,25 +358,24 @@ def _write(
                        int8=embedder is None and not cpu_has_amx())
     embedder = embedder or _default_embedder(index_dir)
     count_tokens = count_tokens or _default_counter()
-    build = prepare(documents, count_tokens, embedder.name, progress, warn)
-    if not build.passages:
-        raise DocsError(f"no article text found in {docs_dir}: nothing to index")
-    # Files not indexed are recorded too, so `status` and `ask` don't report them as new
-    # forever; when one changes (fixed, or replaced) it counts as changed and is read again.
-    for item in skipped:
-        build.files.setdefault(item.source, _path_entry(item.path, skipped=item.reason))
-    for copy in duplicates or []:
-        if copy.path is not None:
-            build.files.setdefault(copy.file, _path_entry(copy.path, duplicate_of=copy.of))
-    # The vectors go straight into the new version's folder (one leftover if this dies).
-    tmp = store.new_version(index_dir)
-    vector_file = tmp / "vectors.npy"
+    # Rows, vectors and keyword index go straight into the new version's folder (one
+    # leftover if this dies), never all into memory.
+    build = Build(store.new_version(index_dir))
     try:
-        vectors, embedded = _embed(
-            embedder, build.embed_texts, progress, reuse, [p.hash for p in build.passages],
-            old_vectors, out=vector_file,
-        )
-        del old_vectors, reuse, vectors
+        prepare(documents, count_tokens, embedder.name, progress, build, warn)
+        if not build.passages:
+            raise DocsError(f"no article text found in {docs_dir}: nothing to index")
+        # Files not indexed are recorded too, so `status` and `ask` don't report them as new
+        # forever; when one changes (fixed, or replaced) it counts as changed and is read
+        # again.
+        for item in skipped:
+            build.files.setdefault(item.source, _path_entry(item.path, skipped=item.reason))
+        for copy in duplicates or []:
+            if copy.path is not None:
+                build.files.setdefault(copy.file, _path_entry(copy.path, duplicate_of=copy.of))
+        vector_file = build.folder / "vectors.npy"
+        embedded = _embed(embedder, build, progress, reuse, old_vectors, vector_file)
+        del old_vectors, reuse
         manifest = _manifest(build, embedder, docs_dir, old.get("created") if old else None)
         manifest.update(extra or {})
         onnx = index_dir / ONNX_FILE
@@ -375,10 +385,11 @@ def _write(
             manifest["model"]["onnx"] = {
                 "file": ONNX_FILE, "size": onnx.stat().st_size, "sha256": onnx_digest(onnx)
             }
-        version = store.write_version(index_dir, build, vector_file, manifest, progress, tmp)
+        version = store.write_version(index_dir, build, vector_file, manifest, progress)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # gone already once published
-    report = Report(len(build.documents), len(build.passages), embedded, version=version)
+        build.db.close()
+        shutil.rmtree(build.folder, ignore_errors=True)  # gone already once published
+    report = Report(build.documents, build.passages, embedded, version=version)
     report.skipped = sorted(s for s, entry in build.files.items() if entry.get("skipped"))
     if old is not None:
         before, after = old.get("files", {}), build.files
@@ -471,7 +482,7 @@ def _previous(
         return None, {}, None
     try:
         vectors = old.load_vectors()
-        rows = {p.hash: p.id for p in old.all_passages()}
+        rows = dict(old.passage_hashes())
     finally:
         old.close()
     return old.manifest, rows, vectors

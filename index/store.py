@@ -30,7 +30,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -42,7 +42,7 @@ from .errors import IndexDamaged, IndexLocked, IndexMissing, IndexOutdated, Inde
 from .model import ONNX_FILE
 from .vectors import load_npy
 
-FORMAT_VERSION = 2  # 2: documents.url, stored article texts of non-text formats
+FORMAT_VERSION = 3  # 2: documents.url, stored article texts of non-text formats; 3: language
 CURRENT = "CURRENT"
 Progress = Callable[[str, int, int], None]
 
@@ -65,6 +65,7 @@ class DocumentRow:
     encoding: str = "utf-8"
     url: str | None = None
     stored: bool = False  # the article text is kept in the index (not a text file's text)
+    language: str | None = None  # as the page or record states it (never guessed)
 
 
 @dataclass(frozen=True)
@@ -79,15 +80,76 @@ class PassageRow:
     hash: str
 
 
-@dataclass
-class Build:
-    """Everything a new version is made of, before it is written."""
+SCHEMA = """
+CREATE TABLE documents (id INTEGER PRIMARY KEY, source TEXT UNIQUE, path TEXT,
+    sha256 TEXT, title TEXT, date TEXT, date_inferred INTEGER, author TEXT,
+    publisher TEXT, encoding TEXT, url TEXT, stored INTEGER, language TEXT);
+CREATE TABLE texts (doc INTEGER PRIMARY KEY, text TEXT);
+CREATE TABLE passages (id INTEGER PRIMARY KEY, doc INTEGER, start INTEGER,
+    end INTEGER, kind TEXT, text TEXT, sentences TEXT, hash TEXT);
+"""
 
-    documents: list[DocumentRow] = field(default_factory=list)
-    passages: list[PassageRow] = field(default_factory=list)
-    embed_texts: list[str] = field(default_factory=list)
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
-    texts: dict[int, str] = field(default_factory=dict)  # stored article texts, by document
+
+class Build:
+    """A version being written in ``folder`` (from ``new_version``): its passages.sqlite is
+    filled a document at a time, so an archive of any size is never held in memory; the
+    vectors and keyword index are then made from it by streaming its rows.
+
+    ``files`` is what the manifest records per file; ``documents`` and ``passages`` count
+    the rows added (ids are given in that order, from 0)."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.files: dict[str, dict[str, Any]] = {}
+        self.documents = 0
+        self.passages = 0
+        self.db = sqlite3.connect(self.folder / "passages.sqlite")
+        # A scratch file until the version is fsynced whole and published: no journal.
+        self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
+
+    def add(self, document: DocumentRow, passages: Sequence[PassageRow],
+            text: str | None = None) -> None:
+        """Add a document (id ``self.documents``), its passages (ids from ``self.passages``)
+        and, for formats whose file is not the article, its stored article ``text``."""
+        d = document
+        self.db.execute(
+            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (d.id, d.source, d.path, d.sha256, d.title, d.date, int(d.date_inferred), d.author,
+             d.publisher, d.encoding, d.url, int(d.stored), d.language))
+        if text is not None:
+            self.db.execute("INSERT INTO texts VALUES (?,?)", (d.id, text))
+        self.db.executemany(
+            "INSERT INTO passages VALUES (?,?,?,?,?,?,?,?)",
+            [(p.id, p.doc, p.start, p.end, p.kind, p.text, json.dumps(p.sentences), p.hash)
+             for p in passages])
+        self.documents += 1
+        self.passages += len(passages)
+
+    def _rows(self, sql: str, size: int = 2048) -> Iterator[list[Any]]:
+        cursor = self.db.execute(sql)
+        while rows := cursor.fetchmany(size):
+            yield rows
+
+    def passage_texts(self) -> Iterator[str]:
+        for rows in self._rows("SELECT text FROM passages ORDER BY id"):
+            for (text,) in rows:
+                yield text
+
+    def hashes(self) -> Iterator[str]:
+        """The content hash of every passage added."""
+        for rows in self._rows("SELECT hash FROM passages"):
+            for (digest,) in rows:
+                yield digest
+
+    def passages_to_embed(self) -> Iterator[list[tuple[int, str, str, str | None, str | None]]]:
+        """(id, content hash, text, article title, article date) of every passage in id
+        order, a block at a time."""
+        yield from self._rows("SELECT p.id, p.hash, p.text, d.title, d.date FROM passages p "
+                              "JOIN documents d ON d.id = p.doc ORDER BY p.id")
+
+    def close(self) -> None:
+        self.db.commit()
+        self.db.close()
 
 
 def content_hash(model: str, text: str) -> str:
@@ -241,7 +303,7 @@ def read_manifest(index_dir: Path, version: Path | None = None) -> dict[str, Any
     return manifest
 
 
-READABLE_FORMATS = (1, 2)  # formats an update can take passages and vectors from
+READABLE_FORMATS = (1, 2, 3)  # formats an update can take passages and vectors from
 
 
 def check_manifest(
@@ -348,11 +410,11 @@ class Store:
         if self._documents is None:
             rows = self._query(
                 "SELECT id, source, path, sha256, title, date, date_inferred, author, publisher,"
-                " encoding, url, stored FROM documents"
+                " encoding, url, stored, language FROM documents"
             )
             self._documents = {
                 r[0]: DocumentRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9],
-                                  r[10], bool(r[11]))
+                                  r[10], bool(r[11]), r[12])
                 for r in rows
             }
         return self._documents
@@ -424,6 +486,13 @@ class Store:
             ):
                 yield PassageRow(r[0], r[1], r[2], r[3], r[4], r[5], _spans(r[6]), r[7])
         except (sqlite3.DatabaseError, ValueError, TypeError) as error:
+            raise self._damaged("passages.sqlite") from error
+
+    def passage_hashes(self) -> Iterator[tuple[str, int]]:
+        """(content hash, passage id) of every passage, streamed."""
+        try:
+            yield from self.db.execute("SELECT hash, id FROM passages")
+        except sqlite3.DatabaseError as error:
             raise self._damaged("passages.sqlite") from error
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
@@ -526,21 +595,23 @@ def write_version(
     vectors: np.ndarray | Path,
     manifest: dict[str, Any],
     progress: Progress = _no_progress,
-    tmp: Path | None = None,
 ) -> Path:
-    """Write a complete version directory and switch CURRENT to it. Call under writer_lock.
+    """Complete the version ``build`` is writing and switch CURRENT to it. Call under
+    writer_lock.
 
     ``vectors`` is the float32 matrix, or the path of an ``.npy`` file holding it on the same
-    file system (moved into the version, not copied: the vectors never need to fit in RAM).
-    ``tmp`` is a folder from ``new_version`` that already holds some files (the vectors)."""
+    file system (moved into the version, not copied: the vectors never need to fit in RAM)."""
     from . import lexical
     from .vectors import build_faiss, create_npy
 
     index_dir = Path(index_dir)
+    tmp = build.folder
     try:
-        tmp = tmp or new_version(index_dir)
         name = tmp.name.removeprefix(".tmp-")
-        _write_db(tmp / "passages.sqlite", build)
+        progress("keyword index", 0, build.passages)
+        lexical.build(build.passage_texts(), tmp / "bm25",
+                      progress=lambda done: progress("keyword index", done, build.passages))
+        build.close()
         vector_file = tmp / "vectors.npy"
         if isinstance(vectors, Path):
             if vectors != vector_file:
@@ -557,9 +628,6 @@ def write_version(
         )
         del mapped
         faiss_index.save(tmp / "faiss.index")
-        progress("keyword index", 0, 1)
-        lexical.build([p.text for p in build.passages], tmp / "bm25")
-        progress("keyword index", 1, 1)
         manifest = dict(manifest)
         manifest["vector_index"] = faiss_index.params()
         manifest["sizes"] = _file_sizes(tmp)
@@ -576,14 +644,18 @@ def write_version(
         fsync_dir(index_dir)
         write_atomic(index_dir / CURRENT, name.encode())
     except BaseException as error:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        build.db.close()
+        shutil.rmtree(tmp, ignore_errors=True)
         # Disk full, quota, permissions: as OSError, or from sqlite and faiss in their words.
         if isinstance(error, OSError | sqlite3.OperationalError | RuntimeError):
             raise cannot_write(index_dir, error) from error
         raise
     prune_versions(index_dir, keep={name, previous})
     return index_dir / name
+
+
+# What a write that fails for want of space, quota or permission raises.
+WRITE_ERRORS = (OSError, sqlite3.OperationalError)
 
 
 def cannot_write(index_dir: Path, error: BaseException) -> QAError:
@@ -631,38 +703,6 @@ def remove_leftovers(index_dir: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             leftover.unlink(missing_ok=True)
-
-
-def _write_db(path: Path, build: Build) -> None:
-    db = sqlite3.connect(path)
-    with db:
-        db.executescript(
-            """
-            CREATE TABLE documents (id INTEGER PRIMARY KEY, source TEXT UNIQUE, path TEXT,
-                sha256 TEXT, title TEXT, date TEXT, date_inferred INTEGER, author TEXT,
-                publisher TEXT, encoding TEXT, url TEXT, stored INTEGER);
-            CREATE TABLE texts (doc INTEGER PRIMARY KEY, text TEXT);
-            CREATE TABLE passages (id INTEGER PRIMARY KEY, doc INTEGER, start INTEGER,
-                end INTEGER, kind TEXT, text TEXT, sentences TEXT, hash TEXT);
-            """
-        )
-        db.executemany(
-            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            [
-                (d.id, d.source, d.path, d.sha256, d.title, d.date, int(d.date_inferred),
-                 d.author, d.publisher, d.encoding, d.url, int(d.stored))
-                for d in build.documents
-            ],
-        )
-        db.executemany("INSERT INTO texts VALUES (?,?)", build.texts.items())
-        db.executemany(
-            "INSERT INTO passages VALUES (?,?,?,?,?,?,?,?)",
-            [
-                (p.id, p.doc, p.start, p.end, p.kind, p.text, json.dumps(p.sentences), p.hash)
-                for p in build.passages
-            ],
-        )
-    db.close()
 
 
 def now_iso() -> str:

@@ -236,7 +236,8 @@ def show(paths: Paths, source: str, embedder: Any = None) -> tuple[dict[str, Any
                           "moved; run `qa index update`") from None
     return {
         "source": doc.source, "url": doc.url, "path": doc.path, "title": doc.title,
-        "date": doc.date, "author": doc.author, "publisher": doc.publisher, "text": text,
+        "date": doc.date, "author": doc.author, "publisher": doc.publisher,
+        "language": doc.language, "text": text,
     }, warnings
 
 

@@ -228,3 +228,30 @@ def test_two_stories_sharing_a_sites_furniture_are_both_kept(tmp_path):
     dropped = []
     found = list(load_documents(tmp_path, duplicate=dropped.append))
     assert [d.source for d in found] == ["a", "b"] and dropped == []
+
+
+def test_exports_in_other_charsets_are_decoded_and_reported(tmp_path):
+    text = "The café’s “Tuesday” menu drew long queues — owners said prices stayed at 3 €."
+    (tmp_path / "excel.csv").write_bytes(
+        f'id,title,text\ncafe-1,Café queues,"{text}"\n'.encode("cp1252"))
+    (tmp_path / "utf16.jsonl").write_bytes(
+        (json.dumps({"id": "cafe-2", "text": text + " Again."}, ensure_ascii=False) + "\n"
+         ).encode("utf-16"))
+    problems = []
+    found = {d.source: d for d in load_documents(tmp_path, bad=problems.append)}
+    assert found["cafe-1"].text == text and found["cafe-1"].article.title == "Café queues"
+    assert found["cafe-2"].text == text + " Again."
+    assert any("excel.csv is not UTF-8: read it as cp1252" in p for p in problems)
+    assert any("utf16.jsonl is not UTF-8: read it as utf-16" in p for p in problems)
+
+
+def test_each_article_keeps_the_language_its_format_states(mixed):
+    docs, index, _, _ = mixed
+    run = FakeCli(docs, index)
+    assert json.loads(run(["show", "harbor", "--json"]).stdout)["language"] == "en"
+    store = Store(index)
+    languages = {d.url: d.language for d in store.documents.values()}
+    store.close()
+    assert languages["https://coastdaily.example/2022/08/lighthouse-keeper"] == "en-gb"
+    assert languages["https://citybeat.example/rail-strike"] == "en-US"
+    assert languages["https://citybeat.example/council-budget"] is None  # never guessed

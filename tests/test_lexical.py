@@ -100,3 +100,29 @@ def test_unknown_method_is_refused(saved, tmp_path):
     (copy / "params.index.json").write_text(json.dumps(params))
     with pytest.raises(ValueError, match="bm25s"):
         lexical.load(copy)
+
+
+def test_streamed_build_is_bm25s_index_bit_for_bit(saved, tmp_path):
+    """The streaming builder writes the scores bm25s.BM25().index computes, exactly."""
+    texts, directory = saved
+    texts = [*texts, "", "the of and", "a b c"]  # empty, only stop words, only 1-letter words
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(texts, stopwords="en",
+                                   stemmer=lexical.Analyzer()._stemmer, show_progress=False),
+                    show_progress=False)
+    retriever.save(str(tmp_path / "bm25s"), show_progress=False)
+    lexical.build(iter(texts), tmp_path / "ours")
+    theirs, ours = lexical.load(tmp_path / "bm25s"), lexical.load(tmp_path / "ours")
+    assert ours.num_docs == theirs.num_docs == len(texts)
+    assert set(ours.vocab_dict) == set(theirs.vocab_dict)
+    assert len(ours.scores["indptr"]) == len(theirs.scores["indptr"])
+    for term, column in theirs.vocab_dict.items():
+        if not term:  # bm25s's empty token has no column
+            continue
+        spans = [(index.scores["indptr"][c], index.scores["indptr"][c + 1])
+                 for index, c in ((theirs, column), (ours, ours.vocab_dict[term]))]
+        for name in ("data", "indices"):
+            (a, b), (c, d) = spans
+            assert np.array_equal(theirs.scores[name][a:b], ours.scores[name][c:d]), term
+    for query in QUERIES + texts[:20]:
+        assert np.array_equal(ours.search(query), theirs.search(query))

@@ -117,9 +117,10 @@ def test_updates_are_served_without_restart_and_old_versions_go(seeds):
         assert name in {p.citation.source for p in answer.passages}
     health = service.health()
     assert health["version"] != first and health["reloads"] == 3 and health["status"] == "ok"
-    # The version served during the last update was kept for it; the service has let it go,
-    # so the next writer removes it.
-    assert len(list(index.glob("v-*"))) == 2
+    # At most the live version and the one served during the last update (kept for the
+    # service unless it had already moved on when the writer pruned: tests/test_store.py
+    # checks a leased version is kept); once the service lets go, the next writer removes it.
+    assert len(list(index.glob("v-*"))) <= 2
     assert service.ask(TAJI).answered
     service.close()
     fake_build(docs, index, reuse_vectors=True)

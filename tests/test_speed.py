@@ -148,14 +148,22 @@ def test_numpy_index_single_query_path_matches_matrix_product():
 
 
 def test_a_store_above_the_threshold_searches_its_quantised_index(tmp_path):
-    from index.store import FORMAT_VERSION, Build, DocumentRow, PassageRow, Store, write_version
+    from index.store import (
+        FORMAT_VERSION,
+        Build,
+        DocumentRow,
+        PassageRow,
+        Store,
+        new_version,
+        write_version,
+    )
 
     n, d = FaissIndex.IVF_THRESHOLD + 500, 32
     vectors = _clustered(n, d, seed=3)
-    build = Build(documents=[DocumentRow(0, "a", "a.txt", "0" * 64, None, None, False, None,
-                                         None)])
-    build.passages = [PassageRow(i, 0, 10 * i, 10 * i + 9, "body", f"passage {i:05d}", (),
-                                 f"h{i}") for i in range(n)]
+    build = Build(new_version(tmp_path))
+    build.add(DocumentRow(0, "a", "a.txt", "0" * 64, None, None, False, None, None),
+              [PassageRow(i, 0, 10 * i, 10 * i + 9, "body", f"passage {i:05d}", (), f"h{i}")
+               for i in range(n)])
     manifest = {"format_version": FORMAT_VERSION, "counts": {"documents": 1, "passages": n}}
     write_version(tmp_path, build, vectors, manifest)
     store = Store(tmp_path)
