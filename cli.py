@@ -316,13 +316,16 @@ def open_engine(
 def render(answer: Answer, console: Console, show_weak: bool = False) -> None:
     """A readable terminal answer: rank, score, passage with the answer marked, citation.
 
-    A refused answer prints only "No confident answer in the archive." unless ``show_weak``."""
+    A refused answer prints only "No confident answer in the archive" and why, unless
+    ``show_weak``."""
     from rich.text import Text
 
     for message in answer.warnings:
         warn(message)
     if not answer.answered:
-        console.print("[bold]No confident answer in the archive.[/]")
+        why = f": {answer.reason}" if answer.reason else ""
+        console.print(Text.assemble(("No confident answer in the archive", "bold"),
+                                    safe(why) + "."))
         if not show_weak:
             if answer.passages:
                 console.print("[dim](--show-weak, or :weak in chat, shows the closest passages)[/]")

@@ -73,6 +73,27 @@ _DROP = re.compile(
     r"|(?:your email address|your e-mail) will not be published|required fields are marked)",
     re.IGNORECASE,
 )
+# News sites' boxes inside the story (found in real news pages: newsletter and subscription
+# boxes, puzzle and podcast promotions, affiliate notes, reporters' contact lines, update
+# notes, "Contributing:" credits): furniture wherever they appear, searched in lines of at
+# most _PROMO_WORDS words, so a story sentence that mentions a newsletter stays.
+_PROMO = re.compile(
+    r"\bsign[- ]?up\b.{0,160}\b(?:newsletter|inbox)|\bnewsletter\b.{0,60}\bsign[- ]?up\b"
+    r"|\b(?:subscribe|sign up)\b.{0,40}\b(?:our|free|daily|weekly)\b.{0,40}\b(?:newsletter"
+    r"|email)|^need a break\?|\bplay the\b.{0,50}\bcrossword|^have feedback\?"
+    r"|\b(?:earn|receive) an affiliate (?:fee|commission)|\bsupport(?:ing)? (?:our|local)"
+    r" journalism|^contributing\s*:|^\(?this (?:story|article|post) (?:was|has been)"
+    r" updated\b|^\(?updated\b.{0,40}\b(?:to|with) (?:add|include|reflect)"
+    r"|\b(?:reach|email|contact|follow) (?:him|her|them|us)\b.{0,80}(?:@|\bon (?:x|twitter"
+    r"|facebook|instagram|threads)\b)|^(?:contact|reach|email|send (?:story )?tips(?: or ideas)?"
+    r" to|got a (?:tip|story)[^?]{0,20}\? contact)\b.{0,120}(?:@|\(\d{3}\)|\d{3}-\d{4})"
+    r"|^follow [\w .'’-]{2,40} on (?:x|twitter|threads|instagram|facebook)\b"
+    r"|\bclick here to (?:see|view|read|sign|subscribe|listen|watch)\b"
+    r"|\bdownload (?:the|our) .{0,30}\bapp\b|^listen to (?:the|this|our) podcast"
+    r"|\bwherever you get your podcasts\b",
+    re.IGNORECASE,
+)
+_PROMO_WORDS = 60
 # Headings after which the rest of the page is furniture, unless the story clearly goes on.
 _END = re.compile(
     r"^(?:related(?: stories| articles| posts| coverage| news| content| topics| links| reading)?"
@@ -219,6 +240,8 @@ def _line(stripped: str, start: int, end: int) -> Line:
         kind = _furniture(head, tokens)
     else:
         kind = "drop" if _DROP.match(head) else None  # PHP warnings can be long
+    if kind is None and words <= _PROMO_WORDS and _PROMO.search(head):
+        kind = "drop"
     if sentence:
         prose = words >= 2 and not (words < 15 and _cap_ratio(tokens) >= 0.7)
     else:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 TEXT_SUFFIXES = (".txt", ".md")
 # Bumped when reading or deduplication changes what an unchanged folder yields, so an update
 # re-reads it instead of reporting nothing to do.
-READER_VERSION = 2
+READER_VERSION = 3
 # Larger files are read but their text is capped: the index is for articles, not dumps.
 MAX_CHARS = 20_000_000
 

@@ -85,6 +85,8 @@ class AnswerOut(BaseModel):
     question: str
     answered: bool
     passages: list[Passage]
+    reason: str | None = Field(
+        None, description="Why the archive does not answer (null when it does).")
 
 
 class ErrorOut(BaseModel):

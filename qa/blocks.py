@@ -146,9 +146,11 @@ def answer_message(
         shown = answer.passages[:1]
         closest = (
             " The closest source is below; it may not answer the question."
-            if shown else " Nothing in it comes close."
+            if shown else "" if answer.reason else " Nothing in it comes close."
         )
-        intro = [_section(f"*No confident answer in the archive.*{closest}")]
+        head_line = (f"*No confident answer in the archive:* {escape(answer.reason)}."
+                     if answer.reason else "*No confident answer in the archive.*")
+        intro = [_section(head_line + closest)]
 
     room = MAX_BLOCKS - len(head) - len(intro) - len(tail) - (1 if shown else 0)
     cut = len(shown) > room
@@ -166,7 +168,8 @@ def answer_message(
 def fallback_text(question: str, answer: Answer, shown: list[Passage]) -> str:
     """Plain text for notifications and clients without blocks."""
     if not answer.answered:
-        text = f"No confident answer in the archive to “{fold(question)}”."
+        why = f": {answer.reason}" if answer.reason else ""
+        text = f"No confident answer in the archive to “{fold(question)}”{why}."
         if shown:
             text += " Closest source: " + citation_text(None, shown[0].citation) + "."
         return fit(escape(text), MAX_FALLBACK)

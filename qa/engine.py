@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ MAX_QUESTION_CHARS = 20_000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 VOCABULARY_CACHE = 256  # articles; a server sees many
+# Why a question got no passages at all.
+NOTHING = "nothing in the archive matches it"
+NOTHING_ALLOWED = "nothing in the articles the filters allow matches it"
 
 
 def clean_question(question: str) -> tuple[str, list[str]]:
@@ -73,6 +77,29 @@ def _fit_window(text: str) -> int:
     return 0
 
 
+def fold_accents(word: str) -> str:
+    """``word`` without combining accents ("beyoncé" → "beyonce")."""
+    import unicodedata
+
+    return "".join(ch for ch in unicodedata.normalize("NFKD", word)
+                   if not unicodedata.combining(ch))
+
+
+def one_edit(word: str) -> Iterator[str]:
+    """Every string one deletion, transposition, substitution or insertion (a–z) away."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    for i in range(len(word) + 1):
+        head, tail = word[:i], word[i:]
+        if tail:
+            yield head + tail[1:]
+            for ch in letters:
+                yield head + ch + tail[1:]
+        if len(tail) > 1:
+            yield head + tail[1] + tail[0] + tail[2:]
+        for ch in letters:
+            yield head + ch + tail
+
+
 class Engine:
     """An index, its analyzer and its query encoder, loaded once; answers many questions."""
 
@@ -88,6 +115,7 @@ class Engine:
         self.ranking = ranking or RankingConfig()
         self._embedder = embedder
         self._vocabularies: OrderedDict[int, set[str]] = OrderedDict()
+        self._metadata_terms: set[str] | None = None
         self._vocabulary_lock = threading.Lock()  # servers answer on several threads
 
     @property
@@ -125,13 +153,16 @@ class Engine:
         query = self.embed_question(text)
         pool = self.retrieve(text, query, k, filters)
         if not pool:
-            return Answer(question=text, answered=False, passages=[], warnings=warnings)
+            return Answer(question=text, answered=False, passages=[], warnings=warnings,
+                          reason=NOTHING if filters is None or not filters.restricts(
+                              self.store.latest_date) else NOTHING_ALLOWED)
         as_of = filters.as_of if filters else None
         profile = analyse(text, self.analyzer, as_of, self.ranking.half_life)
-        answered, ranked = rank(profile, pool, self._archive(), query, self.ranking)
+        answered, reason, ranked = rank(profile, pool, self._archive(), query, self.ranking)
         groups = group(ranked, k, profile, self.analyzer, self.ranking)
         passages = [self._present(n, found, profile) for n, found in enumerate(groups, start=1)]
-        return Answer(question=text, answered=answered, passages=passages, warnings=warnings)
+        return Answer(question=text, answered=answered, passages=passages, warnings=warnings,
+                      reason=reason)
 
     def embed_question(self, text: str) -> np.ndarray:
         return self.embedder.embed_batch([text])[0]
@@ -164,6 +195,7 @@ class Engine:
             analyzer=self.analyzer,
             idf=self.store.bm25.idf,
             vocabulary=self._vocabulary,
+            known=self._known,
             bylines=self._bylines,
             embed=embed,
         )
@@ -173,6 +205,36 @@ class Engine:
             Candidate(row, self.store.document(row.doc), 0.0, 0.0)
             for row in self.store.bylines_of(docs)
         ]
+
+    def _known(self, term: str) -> bool:
+        """Whether some article may use ``term``, as far as a refusal may assume: it is in a
+        passage (the keyword index's vocabulary), a title, byline or outlet name, or a
+        spelling away from one: accents dropped ("Beyonce"), one letter off in a word of 5
+        or more ("Melanchhon"), a plural the stemmer kept ("DVDs"), or two known words run
+        together ("Superbowl"). Short words and
+        words with digits ("RB", "O3") are never held against a question."""
+        vocab = self.store.bm25.vocab_dict
+        if term in vocab or len(term) <= 3 or any(ch.isdigit() for ch in term):
+            return True
+        if self._metadata_terms is None:
+            terms: set[str] = set()
+            for meta in self.store.documents.values():
+                for field in (meta.title, meta.author, meta.publisher):
+                    terms.update(self.analyzer.analyze(field or ""))
+            accented = [t for t in vocab if not t.isascii()]
+            terms.update(fold_accents(t) for t in accented)
+            terms.update(self.analyzer.stem([fold_accents(t) for t in accented]))
+            self._metadata_terms = terms
+        seen = self._metadata_terms
+
+        def has(word: str) -> bool:
+            return word in vocab or word in seen
+
+        if has(term) or has(fold_accents(term)) or (term.endswith("s") and has(term[:-1])):
+            return True
+        if len(term) >= 5 and any(has(variant) for variant in one_edit(term)):
+            return True
+        return any(has(term[:i]) and has(term[i:]) for i in range(3, len(term) - 2))
 
     def _vocabulary(self, doc: int) -> set[str]:
         """The terms of an article's passages, title, author and outlet (bounded cache)."""

@@ -49,6 +49,7 @@ class Answer:
     answered: bool
     passages: list[Passage]
     warnings: list[str] = field(default_factory=list)
+    reason: str | None = None  # why a refused answer was refused
 
     def to_dict(self, show_weak: bool = False) -> dict[str, Any]:
         """The JSON contract object of every front end. A refused answer holds no passages

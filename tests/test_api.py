@@ -62,7 +62,8 @@ def test_ask_returns_the_contract_object(server, real_index):
     response = server.post("/ask", json={"question": TAJI, "k": 3})
     assert response.status_code == 200
     data = response.json()
-    assert set(data) == {"question", "answered", "passages"}
+    assert set(data) == {"question", "answered", "passages", "reason"}
+    assert data["reason"] is None and data["answered"]
     assert data["question"] == TAJI and data["answered"] is True
     assert [p["rank"] for p in data["passages"]] == [1, 2, 3]
     assert TAJI_SOURCE in [p["citation"]["source"] for p in data["passages"]]

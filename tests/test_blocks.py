@@ -81,6 +81,16 @@ def test_no_confident_answer_is_plain_and_offers_the_closest_source():
     assert "Pentagon Threatens Retaliation" in message.text
 
 
+def test_a_refusal_says_why_in_blocks_and_fallback_text():
+    answer = Answer("q", False, [passage(1, TEXT, SENTENCE)],
+                    reason="the archive never mentions Merkel")
+    message = answer_message("What did Merkel say?", answer)
+    first = [b for b in message.blocks if b["type"] == "section"][0]["text"]["text"]
+    assert first.startswith("*No confident answer in the archive:* the archive never mentions "
+                            "Merkel.")
+    assert "the archive never mentions Merkel" in message.text
+
+
 def test_no_confident_answer_with_nothing_close():
     message = answer_message("q", Answer("q", False, []))
     assert "Nothing in it comes close" in json.dumps(message.blocks)

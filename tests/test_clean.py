@@ -446,3 +446,44 @@ def test_lines_broken_mid_sentence(text: str, expected: list[str]) -> None:
     segments = find_body(text)
     assert_valid(text, segments)
     assert kept(text, segments) == expected
+
+
+# Boxes news sites put inside stories (written after the kinds found in real news pages).
+NEWS_FURNITURE = [
+    "Need a break? Play the Daily Gazette Crossword Puzzle.",
+    "What's everyone talking about? Sign up for our trending newsletter to get the latest "
+    "news of the day.",
+    "Sign up for the Gazette’s Night Sky science newsletter. Explore the universe with news on "
+    "discoveries and more.",
+    "Have feedback? Tell us what you think of this story.",
+    "We occasionally recommend interesting products and services. If you make a purchase by "
+    "clicking one of the links, we may earn an affiliate fee.",
+    "Contributing: The Associated Press",
+    "(This story was updated to add new information.)",
+    "Contact reporter Ana Ruiz at (555) 123-4567, aruiz@gazette.example or on X @anaruiz.",
+    "Lee Park is a breaking news reporter for the Gazette. Reach him at lpark@gazette.example "
+    "and follow him on X @leepark.",
+    "Thank you for supporting our journalism. You can subscribe to our print edition here.",
+    "Follow Dana Fox on X and Threads: @danafox.",
+]
+NEWS_STORY = [
+    "The county council voted on Tuesday to keep the old library open for another year.",
+    "The newsletter the library sends to members will now come out every month, the director "
+    "said, and the reading room will stay open until nine.",
+    "Residents who want to follow the budget debate can attend the next meeting on May 3.",
+]
+
+
+def test_news_page_boxes_are_dropped_and_the_story_kept() -> None:
+    lines = ["Library Stays Open", "By Ana Ruiz", "March 5, 2024"]
+    for i, story in enumerate(NEWS_STORY):
+        lines += [story, NEWS_FURNITURE[i % len(NEWS_FURNITURE)]]
+    lines += NEWS_FURNITURE[len(NEWS_STORY):]
+    text = "\n\n".join(lines) + "\n"
+    segments = find_body(text, "Library Stays Open")
+    assert_valid(text, segments)
+    body = kept(text, segments, "text")
+    assert body == NEWS_STORY
+    everything = "\n".join(kept(text, segments))
+    for box in NEWS_FURNITURE:
+        assert box not in everything, box

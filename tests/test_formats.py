@@ -255,3 +255,12 @@ def test_each_article_keeps_the_language_its_format_states(mixed):
     assert languages["https://coastdaily.example/2022/08/lighthouse-keeper"] == "en-gb"
     assert languages["https://citybeat.example/rail-strike"] == "en-US"
     assert languages["https://citybeat.example/council-budget"] is None  # never guessed
+
+
+def test_a_name_only_in_an_articles_metadata_counts_as_mentioned(mixed):
+    _, _, engine, _ = mixed
+    # "Dana Fox" is the export's byline field, never in any article text.
+    answer = engine.ask("Did Dana Fox report on the council budget vote?")
+    assert "never mentions" not in (answer.reason or "")
+    assert engine.ask("Did Dana Foxglove report on the council budget vote?").reason == \
+        "the archive never mentions Foxglove"

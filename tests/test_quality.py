@@ -72,6 +72,24 @@ def test_off_topic_question_is_refused_but_passages_stay_available(engine):
     assert engine.ask("When did the harbor ferry carry its first passengers?").answered
 
 
+def test_a_name_the_archive_never_mentions_is_refused_with_that_reason(engine):
+    answer = engine.ask("When did Mayor Angela Merkel open the ferry crossing?")
+    assert not answer.answered
+    assert answer.reason == "the archive never mentions Angela Merkel"
+    assert answer.to_dict()["reason"] == answer.reason and answer.to_dict()["passages"] == []
+    # The same question about a name the archive has is answered, with no reason.
+    known = engine.ask("When did Mayor Lena Park open the ferry crossing?")
+    assert known.answered and known.reason is None
+    # Names in bylines count as mentioned ("Ana Lima" is only a byline).
+    assert "never mentions" not in engine.ask("What did Ana Lima write about the ferry?").reason
+
+
+def test_a_weak_answer_says_it_is_not_close(engine):
+    answer = engine.ask("What is the recipe for a chocolate cake?")
+    assert not answer.answered
+    assert answer.reason == "no passage in the archive answers it closely enough"
+
+
 def test_byline_answers_who_wrote_the_article(engine):
     answer = engine.ask("Who wrote the article about the ferry route reopening?", k=3)
     assert "Ana Lima" in answer.passages[0].text

@@ -33,6 +33,7 @@ class Archive:
     analyzer: Analyzer
     idf: Callable[[str], float]
     vocabulary: Callable[[int], set[str]]  # an article's terms (passages, title, names)
+    known: Callable[[str], bool]  # whether any article uses a term
     bylines: Callable[[list[int]], list[Candidate]]  # byline candidates of some articles
     embed: Callable[[list[str]], np.ndarray]  # normalised sentence vectors
 
@@ -43,8 +44,8 @@ def rank(
     archive: Archive,
     query: np.ndarray,
     config: RankingConfig,
-) -> tuple[bool, list[Candidate]]:
-    """(whether the archive answers, the candidates best first)."""
+) -> tuple[bool, str | None, list[Candidate]]:
+    """(whether the archive answers, why not when it does not, the candidates best first)."""
     candidates = [
         features.sentence_evidence(profile, archive.idf, archive.analyzer, c, config)
         for c in candidates
@@ -58,10 +59,11 @@ def rank(
         c.score = score.weighted(c, profile, config, score.SEMANTIC, start=c.score)
     if profile.asks_author:
         ranked = passes.bylines(profile, ranked, archive.bylines, config)
-    answered = score.answers(profile, ranked, archive.vocabulary, archive.idf, config)
+    answered, reason = score.answers(profile, ranked, archive.vocabulary, archive.idf,
+                                     archive.known, config)
     ranked = sorted(ranked, key=lambda c: (-c.score, c.id))
     ranked = passes.recency(profile, ranked, config)
-    return answered, passes.ordering_scores(passes.captions(ranked))
+    return answered, reason, passes.ordering_scores(passes.captions(ranked))
 
 
 def embed_sentences(

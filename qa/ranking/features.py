@@ -108,6 +108,21 @@ def missing_names(profile: Profile, idf: Idf, vocabulary: set[str]) -> float:
     return sum(idf(t) for t in sorted(missing)) / total
 
 
+def unknown_names(profile: Profile, known: Callable[[str], bool]) -> list[str]:
+    """The question's names (capitalised words after the first) with a term no indexed
+    article uses anywhere (text, title, byline, outlet), as the question spells them;
+    neighbours joined ("Angela Merkel")."""
+    unknown: list[str] = []
+    for word, terms in profile.name_words:
+        if not terms or all(known(t) for t in terms):
+            continue
+        if unknown and f"{unknown[-1]} {word}" in profile.text:
+            unknown[-1] = f"{unknown[-1]} {word}"
+        else:
+            unknown.append(word)
+    return unknown
+
+
 def wanted_weight(profile: Profile, config: RankingConfig) -> float:
     """What stating the wanted kind of answer is worth (``config.count`` or ``config.time``)."""
     if profile.wanted is None:

@@ -64,6 +64,7 @@ class Profile:
     terms: tuple[str, ...]  # its terms for sentence evidence (see ``question_terms``)
     pairs: frozenset[tuple[str, str]]  # adjacent distinct term pairs
     names: tuple[str, ...]  # terms of its capitalised words after the first
+    name_words: tuple[tuple[str, tuple[str, ...]], ...]  # each such word and its terms
     wanted: Wanted | None
     asks_author: bool
     asks_latest: bool
@@ -82,6 +83,7 @@ def analyse(
     question: str, analyzer: Analyzer, as_of: str | None = None, half_life: float = 30.0
 ) -> Profile:
     terms = question_terms(question, analyzer)
+    words = name_words(question, analyzer)
     years = set(_YEAR.findall(question))
     return Profile(
         as_of=as_of,
@@ -91,7 +93,8 @@ def analyse(
         text=question,
         terms=tuple(terms),
         pairs=frozenset((a, b) for a, b in zip(terms, terms[1:], strict=False) if a != b),
-        names=tuple(name_terms(question, analyzer)),
+        names=tuple(t for _, terms in words for t in terms),
+        name_words=tuple(words),
         wanted=wanted(question, analyzer),
         asks_author=asks_for_author(question),
         asks_latest=asks_for_latest(question),
@@ -106,14 +109,20 @@ def question_terms(question: str, analyzer: Analyzer) -> list[str]:
     return [t for t in terms if t not in skip] or list(terms)
 
 
-def name_terms(question: str, analyzer: Analyzer) -> list[str]:
-    """Terms of the capitalised words after the first (names: "Putin", "Germany", "VOA")."""
-    terms: list[str] = []
+def name_words(question: str, analyzer: Analyzer) -> list[tuple[str, tuple[str, ...]]]:
+    """The capitalised words after the first (names: "Putin", "Germany", "VOA"), each with
+    its terms (none for a stop word such as "The")."""
+    words = []
     for match in _NAME.finditer(question.strip()):
         word = match.group()
         word = word[:-2] if word.endswith(("'s", "’s")) else word.rstrip(".")
-        terms.extend(analyzer.terms(word))
-    return terms
+        words.append((word, tuple(analyzer.terms(word))))
+    return words
+
+
+def name_terms(question: str, analyzer: Analyzer) -> list[str]:
+    """Terms of the capitalised words after the first."""
+    return [t for _, terms in name_words(question, analyzer) for t in terms]
 
 
 def names_outlet(question: str, publisher: str | None) -> bool:

@@ -52,21 +52,32 @@ def confidence(c: Candidate, missing: float, config: RankingConfig) -> float:
     return value - config.missing_names * missing
 
 
+NOT_CLOSE = "no passage in the archive answers it closely enough"
+
+
 def answers(
     profile: Profile,
     ranked: Sequence[Candidate],
     vocabulary: Callable[[int], set[str]],
     idf: features.Idf,
+    known: Callable[[str], bool],
     config: RankingConfig,
-) -> bool:
-    """Whether the best passage's evidence is strong enough to answer; or, for "who wrote
-    the VOA story?", whether the named outlet's byline is among the results."""
+) -> tuple[bool, str | None]:
+    """(whether the archive answers, and if not why). It does not when the question names
+    someone or something no article mentions ("What did Merkel say …?" of an archive that
+    never says "Merkel"); else when the best passage's evidence is strong enough, or, for
+    "who wrote the VOA story?", when the named outlet's byline is among the results."""
+    unknown = features.unknown_names(profile, known)
+    if unknown:
+        return False, "the archive never mentions " + " or ".join(unknown)
     # A byline says who wrote a story, not that the archive covers the question.
     evidence = [c for c in ranked if c.kind != "byline"] or list(ranked)
     best = max(evidence, key=lambda c: c.score)
     missing = features.missing_names(profile, idf, vocabulary(best.document.id))
     if confidence(best, missing, config) >= config.min_confidence:
-        return True
-    return profile.asks_author and any(
+        return True, None
+    if profile.asks_author and any(
         c.kind == "byline" and profile.names_outlet(c.document.publisher) for c in ranked
-    )
+    ):
+        return True, None
+    return False, NOT_CLOSE
