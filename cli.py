@@ -27,6 +27,12 @@ app = typer.Typer(
 )
 index_app = typer.Typer(no_args_is_help=True, help="Build, update and inspect the index.")
 app.add_typer(index_app, name="index")
+feedback_app = typer.Typer(
+    no_args_is_help=True,
+    help="Readers' 👍/👎 verdicts on answers (Slack, the web page, POST /feedback), kept "
+    "beside the index; export them as qa eval questions.",
+)
+app.add_typer(feedback_app, name="feedback")
 
 DocsOption = Annotated[
     Path | None,
@@ -570,6 +576,76 @@ def _ks(value: str) -> list[int]:
     return ks
 
 
+def _judged(docs: Path | None, index: Path | None, since: str | None) -> list[Any]:
+    from qa.feedback import Feedback, feedback_path
+    from qa.filters import parse_date
+
+    paths = _paths(docs, index)
+    if since:
+        since = parse_date(since, "--since")
+    if not feedback_path(paths.index).exists():
+        return []
+    db = Feedback.of_index(paths.index)
+    try:
+        return list(db.judged(since))
+    finally:
+        db.close()
+
+
+@feedback_app.command("list")
+def feedback_list(
+    since: Annotated[str | None, typer.Option("--since", help="Only verdicts on or after "
+                                              "this date (YYYY[-MM[-DD]]).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON Lines, one verdict a line.")]
+    = False,
+    docs: DocsOption = None,
+    index: IndexOption = None,
+) -> None:
+    """List the verdicts readers gave, newest last: when, 👍/👎, on which finding, the
+    question, who and where.
+
+    Example: qa feedback list --since 2026-11-01
+    """
+    with user_errors():
+        judged = _judged(docs, index, since)
+        if json_out:
+            for item in judged:
+                print(json.dumps(item.to_dict(), ensure_ascii=False))
+            return
+        if not judged:
+            _stdout().print("No feedback recorded yet.")
+            return
+        from rich.table import Table
+
+        table = Table("time", "verdict", "finding", "question", "by", "via")
+        for item in judged:
+            finding = f"[{item.rank}] {item.source}" if item.rank else "whole answer"
+            table.add_row(item.time.replace("T", " ")[:16], "👍" if item.verdict == "up"
+                          else "👎", safe(finding), safe(item.question),
+                          safe(item.user or ""), safe(item.via or ""))
+        _stdout().print(table)
+
+
+@feedback_app.command("export")
+def feedback_export(
+    since: Annotated[str | None, typer.Option("--since", help="Only verdicts on or after "
+                                              "this date (YYYY[-MM[-DD]]).")] = None,
+    docs: DocsOption = None,
+    index: IndexOption = None,
+) -> None:
+    """Write the judged questions as qa eval JSON Lines on stdout: findings marked right are
+    gold sources, their highlighted sentences the answers; "none was right" makes a question
+    to refuse. Real use becomes a regression set.
+
+    Example: qa feedback export > judged.jsonl && qa eval judged.jsonl
+    """
+    from qa.feedback import to_eval
+
+    with user_errors():
+        for entry in to_eval(_judged(docs, index, since)):
+            print(json.dumps(entry, ensure_ascii=False))
+
+
 @app.command("eval")
 def eval_command(
     ctx: typer.Context,
@@ -951,7 +1027,8 @@ def serve(
         if insecure_public and not token:
             warn(f"serving {host} without a token: anyone who can reach it may ask")
         _stderr().print(
-            f"serving the API at http://{host}:{bound} (OpenAPI docs at /docs); Ctrl-C stops",
+            f"serving the API at http://{host}:{bound} (search page at /, OpenAPI docs at /docs); "
+            "Ctrl-C stops",
             soft_wrap=True,
         )
         try:

@@ -399,6 +399,7 @@ class Store:
             raise damaged
         self._documents: dict[int, DocumentRow] | None = None
         self._latest: str | None = None
+        self._passage_docs: np.ndarray | None = None
         self._bm25: Any = None
 
     @property
@@ -459,14 +460,21 @@ class Store:
         marks = ",".join("?" * len(docs))
         return self._rows(f"WHERE kind = 'byline' AND doc IN ({marks}) ORDER BY id", docs)
 
-    def passage_ids_for(self, match: Callable[[DocumentRow], bool]) -> np.ndarray:
-        """Sorted ids of the passages of the articles ``match`` accepts."""
-        docs = [d.id for d in self.documents.values() if match(d)]
-        if not docs:
-            return np.zeros(0, dtype=np.int64)
-        marks = ",".join("?" * len(docs))
-        rows = self._query(f"SELECT id FROM passages WHERE doc IN ({marks})", docs)
-        return np.array(sorted(r[0] for r in rows), dtype=np.int64)
+    def passage_mask(self, match: Callable[[DocumentRow], bool]) -> np.ndarray:
+        """A boolean per passage id: whether its article is one ``match`` accepts."""
+        documents = self.documents
+        accepted = np.zeros(max(documents, default=-1) + 1, dtype=bool)
+        accepted[[d.id for d in documents.values() if match(d)]] = True
+        return accepted[self.passage_docs]
+
+    @property
+    def passage_docs(self) -> np.ndarray:
+        """The article id of every passage, by passage id (read once)."""
+        if self._passage_docs is None:
+            rows = self._query("SELECT doc FROM passages ORDER BY id")
+            self._passage_docs = np.fromiter((r[0] for r in rows), dtype=np.int32,
+                                             count=len(rows))
+        return self._passage_docs
 
     def _rows(self, where: str, args: Sequence[Any]) -> list[PassageRow]:
         rows = self._query(

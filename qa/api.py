@@ -1,13 +1,16 @@
 """The HTTP API: FastAPI over one warm ``Service``.
 
-``POST /ask`` returns the same JSON object as ``qa ask --json``; ``GET /health`` says what is
-loaded; OpenAPI docs are at ``/docs``.
+``POST /ask`` returns the same JSON object as ``qa ask --json``; ``POST /feedback`` records a
+verdict on an answer (``qa feedback export`` turns them into ``qa eval`` questions); ``GET
+/health`` says what is loaded; ``GET /`` is the search page (``qa.web``) and ``GET /show``
+an article's stored text with a cited span marked; OpenAPI docs are at ``/docs``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from index.errors import QAError, QuestionError
 
 from .app import Busy, Service, TimedOut
+from .feedback import Feedback, FeedbackError
 from .filters import Filters, make_filters, today
 from .results import Answer, Passage
 
@@ -91,6 +95,29 @@ class AnswerOut(BaseModel):
 
 class ErrorOut(BaseModel):
     error: str
+
+
+class FeedbackRequest(BaseModel):
+    """A reader's verdict on the answer to a question: on the whole answer, or with ``rank``
+    (and/or ``source``) on one finding. The answer judged is the one the served index gives
+    now, recorded with the verdict."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"question": "How many rockets landed at the Taji "
+                                                     "base?", "verdict": "up", "rank": 1}]},
+    )
+
+    question: str = Field(min_length=1, max_length=20_000)
+    verdict: Literal["up", "down"]
+    rank: int | None = Field(None, ge=1, le=100)
+    source: str | None = Field(None, min_length=1, max_length=2_000)
+    as_of: str | None = Field(None, description="The date the question was answered as of.")
+
+
+class FeedbackOut(BaseModel):
+    id: int
+    answer: int
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -173,14 +200,18 @@ class Limits:
 
 def create_api(
     service: Service, *, token: str | None = None, max_body: int = 64 * 1024,
-    show_paths: bool = False,
+    show_paths: bool = False, feedback: Feedback | None = None,
 ) -> Any:
     """The API app over ``service`` (loaded once, shared by all requests).
 
     ``token``: the bearer token requests must carry. ``max_body``: the largest request body
     accepted. ``show_paths``: include absolute server paths in citations and /health
-    (otherwise a citation's ``path`` is relative to the docs folder)."""
+    (otherwise a citation's ``path`` is relative to the docs folder). ``feedback``: where
+    verdicts go (default: the served index's feedback database, opened on first use)."""
+    from fastapi.responses import HTMLResponse
     from fastapi_offline import FastAPIOffline
+
+    from . import web
 
     api = FastAPIOffline(
         title="qa — cited answers from a news archive",
@@ -237,6 +268,81 @@ def create_api(
         if not show_paths:
             _relative_paths(data, service)
         return JSONResponse(data, headers=headers)
+
+    store: list[Feedback] = [feedback] if feedback is not None else []
+
+    def feedback_db() -> Feedback:
+        if not store:
+            store.append(Feedback.of_index(service.engine.index_dir))
+        return store[0]
+
+    @api.post(
+        "/feedback", status_code=201, response_model=FeedbackOut,
+        responses={400: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+        summary="Record a verdict (up or down) on an answer or one of its findings",
+    )
+    async def give_feedback(body: FeedbackRequest, request: Request) -> Any:
+        try:
+            filters = make_filters(as_of=body.as_of or today())
+            future = service.submit(body.question, k=max(5, body.rank or 0), filters=filters)
+            answer = await _wait(future, request, service.timeout)
+            if answer is None:
+                return Response(status_code=499)
+            db = feedback_db()
+            shown = db.shown(answer, as_of=filters.as_of, via="api",
+                             version=service.engine.store.version.name)
+            verdict = db.judge(shown, body.verdict, rank=body.rank, source=body.source)
+        except (QuestionError, FeedbackError) as error:
+            return _error(400, str(error))
+        except (Busy, TimedOut) as error:
+            return _error(503, str(error), {"Retry-After": "1"})
+        except QAError as error:
+            log.error("recording feedback failed: %s", error)
+            return _error(503, "feedback cannot be recorded right now; the server log says why")
+        return JSONResponse({"id": verdict, "answer": shown}, status_code=201)
+
+    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def search_page(request: Request) -> Any:
+        params = {k: request.query_params.get(k, "").strip() for k in web.FIELDS}
+        weak = request.query_params.get("weak") == "1"
+        if not params["q"]:
+            return HTMLResponse(web.page(params))
+        try:
+            k = int(params["k"] or 5)
+            filters = make_filters(params["source"] or None, params["since"] or None,
+                                   params["until"] or None, params["as_of"] or today())
+            future = service.submit(params["q"], k=max(1, min(k, 20)), filters=filters)
+            answer = await _wait(future, request, service.timeout)
+        except (QuestionError, ValueError) as error:
+            return HTMLResponse(web.page(params, error=str(error).replace("--", "")), 400)
+        except (Busy, TimedOut) as error:
+            return HTMLResponse(web.page(params, error=str(error)), 503,
+                                headers={"Retry-After": "1"})
+        except QAError as error:
+            log.error("answering failed: %s", error)
+            return HTMLResponse(web.page(params, error="The archive cannot answer right now."),
+                                503)
+        if answer is None:
+            return Response(status_code=499)
+        data = answer.to_dict(weak)
+        _relative_paths(data, service)
+        return HTMLResponse(web.page(params, data, weak=weak))
+
+    @api.get("/show", response_class=HTMLResponse, include_in_schema=False)
+    async def show_page(source: str, span: str = "") -> Any:
+        from .app import Paths, show
+
+        try:
+            article, _ = show(Paths(Path(), service.engine.index_dir, True), source,
+                              service.engine.given_embedder)
+        except QAError as error:
+            return HTMLResponse(web.page({}, error=str(error)), 404)
+        start = end = None
+        if ":" in span:
+            first, _, last = span.partition(":")
+            if first.isdigit() and last.isdigit():
+                start, end = int(first), int(last)
+        return HTMLResponse(web.article_page(article, start, end))
 
     @api.get("/health", summary="What is served, and whether it is the current version")
     async def health() -> dict[str, Any]:

@@ -114,6 +114,7 @@ class Engine:
         self.store = Store(self.index_dir, expect=expected_for(embedder))
         self.ranking = ranking or RankingConfig()
         self._embedder = embedder
+        self.given_embedder = embedder  # None: the real model (what manifests are checked for)
         self._vocabularies: OrderedDict[int, set[str]] = OrderedDict()
         self._metadata_terms: set[str] | None = None
         self._vocabulary_lock = threading.Lock()  # servers answer on several threads
@@ -173,7 +174,7 @@ class Engine:
         """The candidate pool for a cleaned question, ordered by the fused retrieval score."""
         allowed = None
         if filters is not None and filters.restricts(self.store.latest_date):
-            allowed = self.store.passage_ids_for(filters.matches)
+            allowed = self.store.passage_mask(filters.matches)
         n = max(self.ranking.pool, 4 * k)
         return retrieve(self.store, text, query, n, allowed, self.ranking)
 

@@ -26,14 +26,13 @@ def retrieve(
     allowed: np.ndarray | None,
     config: RankingConfig,
 ) -> list[Candidate]:
-    """The union of the top ``n`` dense and top ``n`` BM25 passages (of ``allowed`` ids, when
-    given), with both scores each, ordered by the fused score."""
+    """The union of the top ``n`` dense and top ``n`` BM25 passages (of the passages
+    ``allowed`` marks, a boolean per passage id, when given), with both scores each, ordered
+    by the fused score."""
     dense = _dense(store, query, n, allowed)
     bm25 = store.bm25.search(question)
     if allowed is not None:
-        mask = np.zeros(len(bm25), dtype=bool)
-        mask[allowed] = True
-        bm25 = np.where(mask, bm25, 0.0)
+        bm25 = np.where(allowed, bm25, 0.0)
     keyword = _top(bm25, n)
     ids = list(dict.fromkeys([*dense, *keyword]))
     missing = [i for i in ids if i not in dense]
@@ -57,12 +56,18 @@ def _dense(
     store: Store, query: np.ndarray, n: int, allowed: np.ndarray | None = None
 ) -> dict[int, float]:
     if allowed is not None:
-        if not len(allowed):
+        # Exact over the allowed passages: one pass over the mapped vectors (a gather of a
+        # large allowed subset would copy most of them first).
+        ids = np.flatnonzero(allowed)
+        if not len(ids):
             return {}
         vectors = store.load_vectors()
-        scores = np.asarray(vectors[allowed] @ query)
+        if len(ids) * 4 >= len(allowed):
+            scores = np.asarray(vectors @ query)[ids]
+        else:
+            scores = np.asarray(vectors[ids] @ query)
         top = np.argsort(-scores)[:n]
-        return {int(allowed[i]): float(scores[i]) for i in top}
+        return {int(ids[i]): float(scores[i]) for i in top}
     scores, ids = store.vectors.search(query.reshape(1, -1), n)
     return {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
 

@@ -123,7 +123,7 @@ class FakeCli:
     def __call__(self, args: list[str], **kwargs):
         import cli
 
-        split = 2 if args[0] == "index" else 1  # after the (sub)command's name
+        split = 2 if args[0] in ("index", "feedback") else 1  # after the (sub)command's name
         command, rest = list(args[:split]), list(args[split:])
         options = ["--docs", str(self.docs), "--index", str(self.index)]
         deps = {"embedder": FakeEmbedder(), "count_tokens": word_count}

@@ -155,7 +155,7 @@ READS = {
     "passages": lambda store: store.passages([0, 1]),
     "passages_of": lambda store: store.passages_of(0),
     "bylines_of": lambda store: store.bylines_of([0, 1]),
-    "passage_ids_for": lambda store: store.passage_ids_for(lambda doc: True),
+    "passage_mask": lambda store: store.passage_mask(lambda doc: True),
     "all_passages": lambda store: list(store.all_passages()),
 }
 
@@ -193,7 +193,7 @@ def test_no_sql_outside_the_store():
     root = Path(__file__).resolve().parent.parent
     offenders = []
     for path in [*root.glob("qa/**/*.py"), *root.glob("index/*.py"), root / "cli.py"]:
-        if path.name == "store.py":
+        if path.name in ("store.py", "feedback.py"):  # the index's and the feedback's stores
             continue
         text = path.read_text()
         if "sqlite3" in text or ".execute(" in text or "SELECT " in text:
