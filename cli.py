@@ -1086,8 +1086,16 @@ def slack(
     workers: WorkersOption = 2,
     queue: QueueOption = 16,
     timeout: TimeoutOption = 30.0,
+    scopes: Annotated[
+        Path | None,
+        typer.Option("--scopes", envvar="QA_SLACK_SCOPES", help="A TOML file of channel "
+                     "scopes: [channels.C0123ABCD] with source, since, until and k, used in "
+                     "that channel unless a question says otherwise."),
+    ] = None,
 ) -> None:
-    """Run the Slack bot: answers @mentions and DMs in their thread, /ask privately.
+    """Run the Slack bot: answers @mentions and DMs in their thread (and follow-ups in a
+    thread it answered in, with the thread's earlier questions as context), /ask privately;
+    every answer has 👍/👎 buttons (see `qa feedback`).
 
     Socket Mode (the default) needs SLACK_APP_TOKEN and SLACK_BOT_TOKEN.
     --http serves /slack/events (events, /ask, interactivity); it needs SLACK_SIGNING_SECRET.
@@ -1100,7 +1108,16 @@ def slack(
         if not http and (host, port) != ("127.0.0.1", 3000):
             warn("--host and --port only apply with --http; Socket Mode connects out to Slack")
         from qa.app import Service
-        from qa.slack import create_app, create_http_app, run_socket_mode, verify_token
+        from qa.feedback import Feedback
+        from qa.slack import (
+            create_app,
+            create_http_app,
+            load_scopes,
+            run_socket_mode,
+            verify_token,
+        )
+
+        channel_scopes = load_scopes(scopes) if scopes else None
 
         api_url = os.environ.get("SLACK_API_URL") or None
         identity = verify_token(settings["SLACK_BOT_TOKEN"], api_url)  # before any slow loading
@@ -1115,6 +1132,8 @@ def slack(
             signing_secret=settings.get("SLACK_SIGNING_SECRET"),
             api_url=api_url,
             top=top,
+            feedback=Feedback.of_index(engine.index_dir),
+            scopes=channel_scopes,
         )
         _stderr().print(
             f"signed in to Slack as @{identity.get('user')} in {identity.get('team')}",

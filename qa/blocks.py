@@ -22,6 +22,11 @@ MAX_FALLBACK = 3000
 CONTEXT_CHARS = 240  # passage text shown on each side of the highlighted sentence
 MAX_HIGHLIGHT = 1200
 SHARE_ACTION = "share_answer"
+# Feedback: 👍/👎 on the whole answer, the same on one finding (its overflow menu), and after
+# a 👎 "which finding would have been right?" (a finding's rank, or 0 for none of them).
+VOTE_ACTION = "vote_answer"
+VOTE_FINDING_ACTION = "vote_finding"
+RIGHT_ONE_ACTION = "right_finding"
 ELLIPSIS = "…"
 
 Block = dict[str, Any]
@@ -107,10 +112,47 @@ def finding_text(p: Passage) -> str:
     return f"*[{p.rank}]* " + " ".join(part for part in parts if part)
 
 
-def _section(text: str) -> Block:
+def _section(text: str, accessory: Any = None) -> Block:
     from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
 
-    return SectionBlock(text=MarkdownTextObject(text=fit(text))).to_dict()
+    return SectionBlock(text=MarkdownTextObject(text=fit(text)), accessory=accessory).to_dict()
+
+
+def _vote(answer: int, verdict: str, rank: int | None = None) -> str:
+    import json
+
+    return json.dumps({"a": answer, "v": verdict, **({"r": rank} if rank else {})})
+
+
+def _vote_menu(answer: int, rank: int) -> Any:
+    from slack_sdk.models.blocks import Option, OverflowMenuElement
+
+    return OverflowMenuElement(action_id=VOTE_FINDING_ACTION, options=[
+        Option(text=f"👍 [{rank}] is right", value=_vote(answer, "up", rank)),
+        Option(text=f"👎 [{rank}] is wrong", value=_vote(answer, "down", rank)),
+    ])
+
+
+def vote_actions(answer: int) -> Block:
+    """👍 / 👎 for the whole answer; ``value`` carries the recorded answer's id."""
+    from slack_sdk.models.blocks import ActionsBlock, ButtonElement
+
+    return ActionsBlock(block_id=f"votes-{answer}", elements=[
+        ButtonElement(text="👍 Helpful", action_id=VOTE_ACTION, value=_vote(answer, "up")),
+        ButtonElement(text="👎 Not right", action_id=VOTE_ACTION, value=_vote(answer, "down")),
+    ]).to_dict()
+
+
+def which_was_right(answer: int, ranks: list[int]) -> SlackMessage:
+    """After a 👎: which finding would have been right, or none of them."""
+    from slack_sdk.models.blocks import ActionsBlock, ButtonElement
+
+    buttons = [ButtonElement(text=f"[{rank}]", action_id=RIGHT_ONE_ACTION,
+                             value=_vote(answer, "up", rank)) for rank in ranks[:10]]
+    buttons.append(ButtonElement(text="None of them", action_id=RIGHT_ONE_ACTION,
+                                 value=_vote(answer, "none")))
+    text = "Thanks. Which finding would have been right?"
+    return SlackMessage(text, [_section(text), ActionsBlock(elements=buttons).to_dict()])
 
 
 def _context(text: str) -> Block:
@@ -126,18 +168,25 @@ def answer_message(
     *,
     share_value: str | None = None,
     shared_by: str | None = None,
+    notes: list[str] | None = None,
+    feedback: int | None = None,
 ) -> SlackMessage:
     """The top ``top`` findings of ``answer`` with their sources, or a plain "no confident
     answer" with the closest source. ``share_value`` adds a "Share in channel" button carrying
-    it; ``shared_by`` (a user id) notes who shared the answer."""
+    it; ``shared_by`` (a user id) notes who shared the answer; ``notes`` are shown under the
+    question (what was searched, the channel's scope); ``feedback`` (the recorded answer's
+    id) adds 👍/👎 buttons for the answer and a 👍/👎 menu on each finding."""
     head: list[Block] = [_context(f"*Question:* {escape(fold(question))}")]
     if shared_by:
         head.append(_context(f"Shared by <@{escape(shared_by)}>"))
+    head += [_context(escape(note)) for note in notes or []]
     tail: list[Block] = []
     for warning in answer.warnings:
         tail.append(_context(f"Note: {escape(warning)}"))
     if share_value is not None:
         tail.append(share_actions(share_value))
+    if feedback is not None and answer.passages:
+        tail.append(vote_actions(feedback))
 
     if answer.answered:
         shown = answer.passages[: max(1, top)]
@@ -157,7 +206,8 @@ def answer_message(
     if cut:
         room -= 1  # for the note saying more were found
         shown = shown[:room]
-    findings = [_section(finding_text(p)) for p in shown]
+    findings = [_section(finding_text(p), _vote_menu(feedback, p.rank) if feedback else None)
+                for p in shown]
     if cut:
         findings.append(_context(f"{ELLIPSIS} more findings not shown (Slack's block limit)"))
     sources = [_context("\n".join(_source_line(p) for p in shown))] if shown else []

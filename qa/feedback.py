@@ -116,12 +116,9 @@ class Feedback:
         if verdict not in VERDICTS:
             raise FeedbackError(f"verdict must be one of {', '.join(VERDICTS)}, not "
                                 f"{verdict!r}")
-        with self._lock:
-            row = self.db.execute("SELECT findings FROM answers WHERE id = ?",
-                                  (answer,)).fetchone()
-        if row is None:
+        findings = self.findings(answer)
+        if not findings and not self._exists(answer):
             raise FeedbackError(f"no answer {answer} to judge")
-        findings = json.loads(row[0])
         if rank is not None or source is not None:
             match = [f for f in findings
                      if (rank is None or f["rank"] == rank)
@@ -134,6 +131,13 @@ class Feedback:
                 "INSERT INTO verdicts (answer, time, verdict, rank, source, user)"
                 " VALUES (?,?,?,?,?,?)", (answer, _now(), verdict, rank, source, user))
         return int(cursor.lastrowid or 0)
+
+    def findings(self, answer: int) -> list[dict[str, Any]]:
+        """The findings shown with a recorded answer (empty for an unknown one)."""
+        with self._lock:
+            row = self.db.execute("SELECT findings FROM answers WHERE id = ?",
+                                  (answer,)).fetchone()
+        return json.loads(row[0]) if row else []
 
     def judged(self, since: str | None = None) -> Iterator[Judged]:
         """Every verdict with its answer, oldest first (``since``: on or after that date)."""
@@ -149,6 +153,11 @@ class Feedback:
         for r in rows:
             yield Judged(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8],
                          r[9], r[10], r[11])
+
+    def _exists(self, answer: int) -> bool:
+        with self._lock:
+            return self.db.execute("SELECT 1 FROM answers WHERE id = ?",
+                                   (answer,)).fetchone() is not None
 
     def close(self) -> None:
         self.db.close()

@@ -1,10 +1,14 @@
 """The Slack bot: slack-bolt handlers over one warm ``Service``.
 
-Mentions and direct messages are answered in the question's thread; ``/ask`` answers privately
-through the command's ``response_url`` with a "Share in channel" button. Every listener
-acknowledges at once and looks the answer up in a lazy listener (a worker thread), so Slack's
-3-second deadline never waits for retrieval. Request signatures are checked by bolt (401 for
-a missing, wrong or stale one); deliveries Slack repeats are answered once.
+Mentions and direct messages are answered in the question's thread; a reply in a thread the
+bot answered in is a follow-up (no mention needed) and is searched with the thread's earlier
+questions as context. ``/ask`` answers privately through the command's ``response_url`` with
+a "Share in channel" button. Answers carry 👍/👎 buttons whose verdicts go to the feedback
+database (``qa.feedback``); a channel's scope (``load_scopes``) sets its default filters.
+Every listener acknowledges at once and looks the answer up in a lazy listener (a worker
+thread), so Slack's 3-second deadline never waits for retrieval. Request signatures are
+checked by bolt (401 for a missing, wrong or stale one); deliveries Slack repeats are
+answered once.
 """
 
 from __future__ import annotations
@@ -17,12 +21,26 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from index.errors import QAError, QuestionError
 
 from .app import Busy, Service, TimedOut
-from .blocks import MAX_VALUE, SHARE_ACTION, SlackMessage, answer_message, notice
+from .blocks import (
+    MAX_VALUE,
+    RIGHT_ONE_ACTION,
+    SHARE_ACTION,
+    VOTE_ACTION,
+    VOTE_FINDING_ACTION,
+    SlackMessage,
+    answer_message,
+    fold,
+    notice,
+    which_was_right,
+)
+from .feedback import Feedback, FeedbackError
 
 if TYPE_CHECKING:
     from slack_bolt import App, BoltRequest, BoltResponse
@@ -102,6 +120,87 @@ def split_filters(question: str) -> tuple[str, dict[str, str]]:
     return " ".join(rest.split()), filters
 
 
+@dataclass(frozen=True)
+class Scope:
+    """A channel's default filters and number of findings (questions may override them)."""
+
+    source: str | None = None
+    since: str | None = None
+    until: str | None = None
+    k: int | None = None
+
+    def describe(self, overridden: set[str]) -> str:
+        parts = [f"{key} {value}" for key, value in
+                 (("source", self.source), ("since", self.since), ("until", self.until))
+                 if value and key not in overridden]
+        if self.k:
+            parts.append(f"{self.k} findings")
+        return "This channel's scope: " + ", ".join(parts) if parts else ""
+
+
+SCOPE_KEYS = {"source", "since", "until", "k"}
+
+
+def load_scopes(path: Path) -> dict[str, Scope]:
+    """Channel scopes from a TOML file: a ``[channels.ID]`` table per channel (its ID, as in
+    the channel's URL: C0123ABCD) with any of ``source``, ``since``, ``until`` (dates as
+    ``qa ask`` takes them) and ``k``. QAError, naming the file, for anything else."""
+    import tomllib
+
+    from .filters import make_filters
+
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise QAError(f"cannot read the channel scopes {path} ({error.strerror}): check "
+                      "--scopes or QA_SLACK_SCOPES") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise QAError(f"{path} is not valid TOML ({error}): fix the channel scopes") from None
+    channels = data.get("channels")
+    if set(data) - {"channels"} or not isinstance(channels, dict):
+        raise QAError(f"{path}: put each channel's scope in a [channels.ID] table")
+    scopes = {}
+    for channel, values in channels.items():
+        if not isinstance(values, dict) or set(values) - SCOPE_KEYS:
+            raise QAError(f"{path}: [channels.{channel}] takes only "
+                          f"{', '.join(sorted(SCOPE_KEYS))}")
+        k = values.get("k")
+        if k is not None and (not isinstance(k, int) or not 1 <= k <= 10):
+            raise QAError(f"{path}: [channels.{channel}] k must be a whole number from 1 to 10")
+        texts = {key: values.get(key) for key in ("source", "since", "until")}
+        if any(v is not None and not isinstance(v, str) for v in texts.values()):
+            raise QAError(f"{path}: [channels.{channel}] source, since and until are strings")
+        try:
+            make_filters(texts["source"], texts["since"], texts["until"])
+        except QuestionError as error:
+            raise QAError(f"{path}: [channels.{channel}] {error}") from None
+        scopes[str(channel)] = Scope(texts["source"], texts["since"], texts["until"], k)
+    return scopes
+
+
+_WORD = re.compile(r"[^\W_][\w'’-]*")
+
+
+def with_context(question: str, earlier: list[str], stopwords: frozenset[str]) -> str:
+    """A follow-up ("And Canada?") with the salient words of the thread's last two earlier
+    questions after it ("… retaliatory tariffs goods"): no stop or question words, none the
+    follow-up already has. Retrieval weighs them below the follow-up's own words, which
+    come first and (in ``Bot``) twice."""
+    from .ranking.profile import QUESTION_WORDS
+
+    skip = stopwords | {w.lower() for w in QUESTION_WORDS}
+    have = {w.lower() for w in _WORD.findall(question)}
+    keep: list[str] = []
+    for text in earlier[-2:]:
+        for word in _WORD.findall(text):
+            low = word.lower()
+            if len(low) < 3 or low in skip or low in have:
+                continue
+            have.add(low)
+            keep.append(word)
+    return f"{question} {' '.join(keep)}" if keep else question
+
+
 def api_base_url(url: str | None) -> str:
     """``SLACK_API_URL`` as slack_sdk wants it (ending in "/")."""
     url = (url or DEFAULT_API_URL).strip()
@@ -155,20 +254,49 @@ def redact_logs(secrets: Iterable[str | None]) -> None:
 class Bot:
     """The handlers; kept apart from bolt wiring so each reads as what it does."""
 
-    def __init__(self, service: Service, top: int = 3):
+    THREAD_TTL = 10.0  # seconds a thread's history is reused
+
+    def __init__(self, service: Service, top: int = 3, feedback: Feedback | None = None,
+                 scopes: dict[str, Scope] | None = None):
         self.service = service
         self.top = top
         self.seen = Seen()
+        self.feedback = feedback
+        self.scopes = scopes or {}
+        self._threads: OrderedDict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = \
+            OrderedDict()
+        self._threads_lock = threading.Lock()
 
-    def message_for(self, question: str, top: int | None = None, **extra: Any) -> SlackMessage:
-        """The answer as a Slack message; a user error as one sentence; a failure logged."""
-        top = top or self.top
+    def message_for(self, question: str, top: int | None = None, *, channel: str | None = None,
+                    user: str | None = None, earlier: list[str] | None = None,
+                    **extra: Any) -> SlackMessage:
+        """The answer as a Slack message; a user error as one sentence; a failure logged.
+        ``channel`` applies its scope; ``earlier`` (a thread's earlier questions) is the
+        context of a follow-up; ``user`` is recorded with the answer for feedback."""
         text, filters = split_filters(question)
         if not text:
             return notice(USAGE)
+        notes = []
+        scope = self.scopes.get(channel or "")
+        if scope is not None:
+            described = scope.describe(set(filters))
+            for key in ("source", "since", "until"):
+                if getattr(scope, key) and key not in filters:
+                    filters[key] = getattr(scope, key)
+            if described:
+                notes.append(described)
+        top = top or (scope.k if scope and scope.k else None) or self.top
+        search = text
+        if earlier:
+            search = with_context(text, earlier, self.service.engine.analyzer.stopwords)
+            if search != text:
+                notes.insert(0, f"Searched: “{fold(search)}” (a follow-up: words from this "
+                                "thread's earlier questions added)")
+                # The follow-up's own words count twice: context weighs less.
+                search = f"{text} {search}"
         try:
             answer = self.service.ask(
-                text, k=top, source=filters.get("source"), since=filters.get("since"),
+                search, k=top, source=filters.get("source"), since=filters.get("since"),
                 until=filters.get("until"), as_of=filters.get("as-of"),
             )
         except (QuestionError, Busy, TimedOut) as error:
@@ -179,7 +307,55 @@ class Bot:
         except Exception:
             log.exception("answering a Slack question failed")
             return notice(FAILED)
-        return answer_message(question, answer, top, **extra)
+        shown = None
+        if self.feedback is not None:
+            try:
+                shown = self.feedback.shown(
+                    replace(answer, question=question), as_of=filters.get("as-of"), user=user,
+                    channel=channel, via="slack",
+                    version=self.service.engine.store.version.name)
+            except Exception:  # an answer without buttons beats no answer
+                log.exception("recording a Slack answer for feedback failed")
+        return answer_message(question, answer, top, notes=notes, feedback=shown, **extra)
+
+    def thread_questions(self, client: WebClient, event: dict[str, Any],
+                         bot_user_id: str | None) -> list[str] | None:
+        """The questions asked before ``event`` in its thread, or None when it is not in a
+        thread or the bot never answered there (history from ``conversations.replies``,
+        reused for ``THREAD_TTL`` seconds)."""
+        import time
+
+        from slack_sdk.errors import SlackApiError
+
+        thread, channel = event.get("thread_ts"), event.get("channel")
+        if not thread or thread == event.get("ts") or not channel:
+            return None
+        key = (channel, thread)
+        with self._threads_lock:
+            cached = self._threads.get(key)
+        if cached is None or time.monotonic() - cached[0] > self.THREAD_TTL:
+            try:
+                reply = client.conversations_replies(channel=channel, ts=thread, limit=100)
+            except SlackApiError as error:
+                log.warning("cannot read the thread %s in %s (%s): answering without its "
+                            "context", thread, channel, error.response.get("error"))
+                return None
+            messages = list(reply.get("messages") or [])
+            with self._threads_lock:
+                self._threads[key] = (time.monotonic(), messages)
+                while len(self._threads) > 1000:
+                    self._threads.popitem(last=False)
+        else:
+            messages = cached[1]
+
+        def by_bot(message: dict[str, Any]) -> bool:
+            return bool(message.get("bot_id")) or message.get("user") == bot_user_id
+
+        if not any(by_bot(m) for m in messages):
+            return None
+        earlier = [question_text(m.get("text") or "", bot_user_id) for m in messages
+                   if not by_bot(m) and float(m.get("ts") or 0) < float(event.get("ts") or 0)]
+        return [text for text in earlier if text]
 
     # --- middleware -----------------------------------------------------------------------
 
@@ -215,18 +391,31 @@ class Bot:
 
     def on_mention(self, event: dict[str, Any], client: WebClient, context: Any) -> None:
         question = question_text(event.get("text") or "", context.bot_user_id)
-        self.reply_in_thread(client, event, question)
+        earlier = self.thread_questions(client, event, context.bot_user_id)
+        self.reply_in_thread(client, event, question, earlier)
 
     def on_message(self, event: dict[str, Any], client: WebClient, context: Any) -> None:
-        if event.get("channel_type") != "im" or event.get("subtype") not in ANSWERED_SUBTYPES:
+        if event.get("subtype") not in ANSWERED_SUBTYPES:
             return
         if event.get("user") in (None, context.bot_user_id):
             return
-        question = question_text(event.get("text") or "", context.bot_user_id)
-        self.reply_in_thread(client, event, question)
+        text = event.get("text") or ""
+        if event.get("channel_type") != "im":
+            # In a channel: only a reply in a thread the bot answered in, without a mention
+            # (a mention is answered as an app_mention).
+            if context.bot_user_id and f"<@{context.bot_user_id}" in text:
+                return
+            earlier = self.thread_questions(client, event, context.bot_user_id)
+            if earlier is None:
+                return
+        else:
+            earlier = self.thread_questions(client, event, context.bot_user_id)
+        self.reply_in_thread(client, event, question_text(text, context.bot_user_id), earlier)
 
-    def reply_in_thread(self, client: WebClient, event: dict[str, Any], question: str) -> None:
-        message = self.message_for(question)
+    def reply_in_thread(self, client: WebClient, event: dict[str, Any], question: str,
+                        earlier: list[str] | None = None) -> None:
+        message = self.message_for(question, channel=event.get("channel"),
+                                   user=event.get("user"), earlier=earlier)
         client.chat_postMessage(
             channel=event["channel"],
             thread_ts=event.get("thread_ts") or event["ts"],
@@ -245,7 +434,9 @@ class Bot:
         question = question_text(command.get("text") or "")
         if not question:
             return
-        message = self.message_for(question, share_value=share_value(question, self.top))
+        message = self.message_for(question, share_value=share_value(question, self.top),
+                                   channel=command.get("channel_id"),
+                                   user=command.get("user_id"))
         respond(response_type="ephemeral", **message.payload())
 
     def on_share(
@@ -264,7 +455,7 @@ class Bot:
         user = (body.get("user") or {}).get("id")
         channel = str((body.get("channel") or {}).get("id")
                       or (body.get("container") or {}).get("channel_id"))
-        message = self.message_for(question, top, shared_by=user)
+        message = self.message_for(question, top, shared_by=user, channel=channel, user=user)
         try:
             client.chat_postMessage(channel=channel, unfurl_links=False, **message.payload())
         except SlackApiError as error:
@@ -274,6 +465,36 @@ class Bot:
             # response_url can still post there.
             respond(response_type="in_channel", replace_original=False, **message.payload())
         respond(delete_original=True)
+
+
+    def on_vote(self, body: dict[str, Any], action: dict[str, Any],
+                respond: Callable[..., Any]) -> None:
+        """A 👍/👎 on an answer or a finding (or, after a 👎, the finding that would have
+        been right): recorded; a 👎 on the whole answer asks which finding was right."""
+        value = action.get("value") or (action.get("selected_option") or {}).get("value")
+        try:
+            vote = json.loads(value or "")
+            answer, verdict, rank = int(vote["a"]), str(vote["v"]), vote.get("r")
+        except (ValueError, KeyError, TypeError):
+            respond(response_type="ephemeral", replace_original=False,
+                    **notice("That button is broken; ask again.").payload())
+            return
+        if self.feedback is None:
+            return
+        user = (body.get("user") or {}).get("id")
+        try:
+            if verdict != "none":  # "none of them": the 👎 before it says it all
+                self.feedback.judge(answer, verdict, rank=rank, user=user)
+        except FeedbackError as error:
+            respond(response_type="ephemeral", replace_original=False,
+                    **notice(str(error)).payload())
+            return
+        if action.get("action_id") == VOTE_ACTION and verdict == "down":
+            ranks = [f["rank"] for f in self.feedback.findings(answer)]
+            message = which_was_right(answer, ranks)
+        else:
+            message = notice("Thanks, recorded: it helps us measure the answers.")
+        respond(response_type="ephemeral", replace_original=False, **message.payload())
 
 
 def share_value(question: str, top: int) -> str:
@@ -342,17 +563,20 @@ def create_app(
     api_url: str | None = None,
     top: int = 3,
     token_verification: bool = True,
+    feedback: Feedback | None = None,
+    scopes: dict[str, Scope] | None = None,
 ) -> App:
     """A bolt ``App`` answering from ``service`` (loaded once, shared by all requests).
 
     ``signing_secret`` is needed to serve HTTP; Socket Mode does without. ``api_url`` is the
-    Slack Web API base URL (default Slack's). Raises SlackSetupError when the token is
-    rejected or the API cannot be reached.
+    Slack Web API base URL (default Slack's). ``feedback`` records answers and verdicts (no
+    buttons without it); ``scopes`` maps channel IDs to their scope. Raises
+    SlackSetupError when the token is rejected or the API cannot be reached.
     """
     from slack_bolt import App
     from slack_bolt.error import BoltError
 
-    bot = Bot(service, top=top)
+    bot = Bot(service, top=top, feedback=feedback, scopes=scopes)
     client = web_client(bot_token, api_url)
     # Bolt also reads SLACK_BOT_TOKEN itself and warns that the client's token wins: it is
     # the same token, so the warning is noise.
@@ -378,6 +602,8 @@ def create_app(
     app.event("message")(ack=_ack, lazy=[_logged(bot.on_message)])
     app.command("/ask")(ack=bot.ack_command, lazy=[_logged(bot.on_command)])
     app.action(SHARE_ACTION)(ack=_ack, lazy=[_logged(bot.on_share)])
+    for vote in (VOTE_ACTION, VOTE_FINDING_ACTION, RIGHT_ONE_ACTION):
+        app.action(vote)(ack=_ack, lazy=[_logged(bot.on_vote)])
     # Other subscribed events get a 200 too: a 404 would make Slack retry them, and after
     # enough failures switch the app's event subscriptions off.
     app.event(re.compile(".*"))(_ack)

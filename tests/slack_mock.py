@@ -36,6 +36,9 @@ class SlackMock:
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
     socket_url: str | None = None  # what apps.connections.open hands out
+    # Threads as conversations.replies returns them: (channel, thread ts) → messages. The
+    # bot's threaded replies are added as they are posted; tests add what people said.
+    threads: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     _ts: Any = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -63,11 +66,34 @@ class SlackMock:
             return {"ok": False, "error": error}
         if call.method == "apps.connections.open":
             return {"ok": True, "url": self.socket_url}
+        if call.method == "conversations.replies":
+            with self.lock:
+                messages = list(self.threads.get((str(call.body.get("channel")),
+                                                  str(call.body.get("ts"))), []))
+            if not messages:
+                return {"ok": False, "error": "thread_not_found"}
+            return {"ok": True, "messages": sorted(messages, key=lambda m: float(m["ts"])),
+                    "has_more": False}
+        if call.method == "chat.postMessage" and call.body.get("thread_ts"):
+            with self.lock:
+                self.threads.setdefault((str(call.body["channel"]), str(call.body["thread_ts"])),
+                                        []).append({"type": "message", "bot_id": BOT_ID,
+                                                    "user": BOT_USER, "ts": f"1800000000.{n:06d}",
+                                                    "text": call.body.get("text") or ""})
         if call.method == "auth.test":
             return {"ok": True, "url": "https://qa-test.slack.com/", "team": "QA test",
                     "user": "qa", "team_id": "T0QA", "user_id": BOT_USER, "bot_id": BOT_ID}
         return {"ok": True, "channel": call.body.get("channel"), "ts": f"1800000000.{n:06d}",
                 "message": call.body}
+
+    def said(self, channel: str, ts: str, text: str, thread_ts: str | None = None,
+             user: str = "UASKER") -> dict[str, Any]:
+        """A person's message, added to its thread's history; returns it as an event."""
+        message = {"type": "message", "user": user, "text": text, "ts": ts, "channel": channel,
+                   "channel_type": "channel", **({"thread_ts": thread_ts} if thread_ts else {})}
+        with self.lock:
+            self.threads.setdefault((channel, thread_ts or ts), []).append(message)
+        return message
 
     def find(self, method: str | None = None, **match: Any) -> list[Call]:
         with self.lock:

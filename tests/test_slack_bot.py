@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ class Bot:
     mock: SlackMock
     process: subprocess.Popen
     log: Path
+    index: Path
 
     def post(self, body: str, headers: dict[str, str]) -> httpx.Response:
         return httpx.post(f"{self.url}/slack/events", content=body.encode(), headers=headers,
@@ -76,13 +78,17 @@ def bot(real_index, tmp_path_factory):
     mock = SlackMock().start()
     folder = tmp_path_factory.mktemp("slackbot")
     log = folder / "bot.log"
+    scopes = folder / "scopes.toml"
+    scopes.write_text('[channels.CSCOPED]\nsource = "voa"\nk = 2\n')
+    index = folder / "index"  # a copy: the feedback database goes beside it
+    shutil.copytree(real_index[1], index)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "QA_"))}
     env.update(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SECRET,
                SLACK_API_URL=mock.api_url, HF_HUB_OFFLINE="1", QA_HOME=str(folder))
     with open(log, "w") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "cli", "slack", "--http", "--port", "0",
-             "--index", str(real_index[1])],
+             "--index", str(index), "--scopes", str(scopes)],
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
         )
     try:
@@ -96,7 +102,7 @@ def bot(real_index, tmp_path_factory):
                 pytest.fail(f"the bot did not start:\n{log.read_text()}")
             else:
                 time.sleep(0.1)
-        yield Bot(url, mock, process, log)
+        yield Bot(url, mock, process, log, index)
     finally:
         process.terminate()
         try:
@@ -241,21 +247,31 @@ def command(bot, name: str, text: str, channel: str = "CCMD") -> httpx.Response:
     })
 
 
-def click(bot, name: str, value: str, channel: str) -> httpx.Response:
+def click(bot, name: str, value: str, channel: str, action_id: str = "share_answer",
+          overflow: bool = False) -> httpx.Response:
+    action = {"type": "button", "action_id": action_id, "block_id": "b", "value": value,
+              "action_ts": "1700000005.000500"}
+    if overflow:  # an overflow menu sends the option chosen, not a value
+        action = {"type": "overflow", "action_id": action_id, "block_id": "b",
+                  "selected_option": {"text": {"type": "plain_text", "text": "x"},
+                                      "value": value}, "action_ts": "1700000005.000500"}
     payload = {
         "type": "block_actions", "user": {"id": "UASKER"}, "team": {"id": "T0QA"},
         "api_app_id": "A0QA", "trigger_id": "trig",
         "container": {"type": "message", "channel_id": channel, "is_ephemeral": True},
         "channel": {"id": channel}, "response_url": bot.mock.response_url(name),
-        "actions": [{"type": "button", "action_id": "share_answer", "block_id": "b",
-                     "value": value, "action_ts": "1700000005.000500"}],
+        "actions": [action],
     }
     return bot.form({"payload": json.dumps(payload)})
 
 
+def buttons(call, action_id: str) -> list[dict]:
+    return [e for b in call.body["blocks"] if b["type"] == "actions" for e in b["elements"]
+            if e["action_id"] == action_id]
+
+
 def share_value(call) -> str:
-    (button,) = [e for b in call.body["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    assert button["action_id"] == "share_answer"
+    (button,) = buttons(call, "share_answer")
     return button["value"]
 
 
@@ -325,3 +341,80 @@ def test_filters_in_a_question_are_applied(bot):
     (reply,) = bot.mock.wait_for("chat.postMessage", channel="CFILTER")
     sources = re.findall(r"`(\d{3}_[0-9a-f]{16})`", blocks_text(reply))
     assert sources and set(sources) == {TAJI_SOURCE}
+
+
+def test_a_thread_reply_without_a_mention_is_a_follow_up_with_the_threads_context(bot):
+    first = bot.mock.said("CTHREAD", "1700000100.000100", f"<@{BOT_USER}> {TAJI}")
+    bot.event({**first, "type": "app_mention"})
+    bot.mock.wait_for("chat.postMessage", channel="CTHREAD", thread_ts=first["ts"])
+    follow = bot.mock.said("CTHREAD", "1700000100.000200", "And how many were wounded?",
+                           thread_ts=first["ts"])
+    assert bot.event(follow).status_code == 200
+    replies = bot.mock.wait_for("chat.postMessage", count=2, channel="CTHREAD",
+                                thread_ts=first["ts"])
+    answer = blocks_text(replies[1])
+    assert "And how many were wounded?" in answer
+    assert "Searched:" in answer and "rockets" in answer and "Taji" in answer
+    assert "14 other troops wounded" in answer  # found with the thread's context
+    bot.mock.wait_for("conversations.replies", channel="CTHREAD", ts=first["ts"])
+
+
+def test_a_reply_in_a_thread_the_bot_never_answered_is_left_alone(bot):
+    first = bot.mock.said("COTHER", "1700000200.000100", "Lunch at noon?")
+    reply = bot.mock.said("COTHER", "1700000200.000200", "How many rockets landed?",
+                          thread_ts=first["ts"])
+    assert bot.event(reply).status_code == 200
+    bot.control()
+    assert bot.mock.find("chat.postMessage", channel="COTHER") == []
+
+
+def test_votes_are_recorded_and_exported_for_qa_eval(bot):
+    import json as jsonlib
+
+    assert bot.event(mention("CVOTE", TAJI)).status_code == 200
+    (reply,) = bot.mock.wait_for("chat.postMessage", channel="CVOTE")
+    up, down = buttons(reply, "vote_answer")
+    menus = [b["accessory"] for b in reply.body["blocks"]
+             if b.get("accessory", {}).get("action_id") == "vote_finding"]
+    assert len(menus) >= 2  # a 👍/👎 menu on each finding
+    # 👎 on the whole answer asks which finding was right; the reader picks [2].
+    click(bot, "vote-1", down["value"], "CVOTE", action_id="vote_answer")
+    (which,) = bot.mock.wait_for("response_url", path="/response/vote-1")
+    picks = {b["text"]["text"]: b["value"] for b in buttons(which, "right_finding")}
+    assert "None of them" in picks and "[2]" in picks
+    click(bot, "vote-2", picks["[2]"], "CVOTE", action_id="right_finding")
+    bot.mock.wait_for("response_url", path="/response/vote-2")
+    # 👍 on finding [1] from its menu.
+    first_up = menus[0]["options"][0]["value"]
+    click(bot, "vote-3", first_up, "CVOTE", action_id="vote_finding", overflow=True)
+    bot.mock.wait_for("response_url", path="/response/vote-3")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    done = subprocess.run([sys.executable, "-m", "cli", "feedback", "export", "--index",
+                           str(bot.index)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    exported = [jsonlib.loads(line) for line in done.stdout.splitlines()]
+    mine = [e for e in exported if e["question"] == TAJI]
+    assert len(mine) == 1 and len(mine[0]["sources"]) == 2 and mine[0]["answers"]
+    listed = subprocess.run([sys.executable, "-m", "cli", "feedback", "list", "--json",
+                             "--index", str(bot.index)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    rows = [jsonlib.loads(line) for line in listed.stdout.splitlines()]
+    assert {(r["verdict"], r["rank"], r["channel"], r["via"]) for r in rows} >= {
+        ("down", None, "CVOTE", "slack"), ("up", 2, "CVOTE", "slack"),
+        ("up", 1, "CVOTE", "slack")}
+
+
+def test_a_scoped_channel_applies_its_filters_and_says_so(bot):
+    question = "What did Esper say about Iran?"
+    assert bot.event(mention("CSCOPED", question)).status_code == 200
+    (reply,) = bot.mock.wait_for("chat.postMessage", channel="CSCOPED")
+    text = blocks_text(reply)
+    assert "This channel's scope: source voa, 2 findings" in text
+    sources = re.findall(r"`(\d{3}_[0-9a-f]{16})`", text)
+    assert sources and set(sources) == {"001_ff616514b17d0e93"}
+    assert "[3]" not in text  # k = 2
+    # A question's own filter wins over the scope's.
+    bot.event(mention("CSCOPED", f"source:{TAJI_SOURCE} {TAJI}"))
+    replies = bot.mock.wait_for("chat.postMessage", count=2, channel="CSCOPED")
+    assert set(re.findall(r"`(\d{3}_[0-9a-f]{16})`", blocks_text(replies[1]))) == {TAJI_SOURCE}

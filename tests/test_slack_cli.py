@@ -200,3 +200,19 @@ def test_the_front_end_modules_do_not_import_typer():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_app_manifest_has_every_scope_and_event_the_bot_uses():
+    import yaml
+    from conftest import ROOT
+
+    manifest = yaml.safe_load((ROOT / "slack" / "manifest.yml").read_text())
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    # chat.postMessage, mentions, /ask, DMs and conversations.replies in every kind of thread
+    assert scopes >= {"chat:write", "app_mentions:read", "commands", "im:history",
+                      "channels:history", "groups:history"}
+    events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
+    assert events >= {"app_mention", "message.im", "message.channels", "message.groups"}
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True
+    assert [c["command"] for c in manifest["features"]["slash_commands"]] == ["/ask"]
+    assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
