@@ -154,9 +154,11 @@ def _answer(params: dict[str, str], answer: dict[str, Any], weak: bool) -> str:
             parts.append('<p class="cite">Closest passages (they may not answer the '
                          "question):</p>")
     else:
+        link = "/?" + urlencode({k: v for k, v in params.items() if v})
         parts.append(f'<p class="status" role="status">{len(passages)} finding'
                      f'{"s" if len(passages) != 1 else ""} for “{escape(answer["question"])}”'
-                     "</p>")
+                     f' · <a href="{escape(link, quote=True)}" class="permalink">Permalink'
+                     "</a></p>")
     if passages:
         items = "".join(_finding(answer["question"], p, as_of) for p in passages)
         parts.append(f'<ol class="findings">{items}</ol>')

@@ -396,6 +396,15 @@ def test_votes_are_recorded_and_exported_for_qa_eval(bot):
     exported = [jsonlib.loads(line) for line in done.stdout.splitlines()]
     mine = [e for e in exported if e["question"] == TAJI]
     assert len(mine) == 1 and len(mine[0]["sources"]) == 2 and mine[0]["answers"]
+    # ... and qa eval runs the exported file.
+    judged = bot.index.parent / "judged.jsonl"
+    judged.write_text(done.stdout)
+    evaluated = subprocess.run([sys.executable, "-m", "cli", "eval", str(judged), "--json",
+                                "--index", str(bot.index)], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert jsonlib.loads(evaluated.stdout)["answerable"] == len(
+        [e for e in exported if e["sources"]])
     listed = subprocess.run([sys.executable, "-m", "cli", "feedback", "list", "--json",
                              "--index", str(bot.index)], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)

@@ -97,6 +97,8 @@ def test_ask_read_a_cited_finding_and_follow_its_citation(site, browser):
     status = _ask(browser, base, TAJI)
     assert "finding" in status.text
     assert browser.current_url.startswith(base + "/?q=How+many+rockets")  # a permalink
+    permalink = browser.find_element(By.CSS_SELECTOR, "a.permalink").get_attribute("href")
+    assert permalink.startswith(base + "/?q=How+many+rockets")
     findings = browser.find_elements(By.CSS_SELECTOR, "ol.findings > li")
     assert findings
     taji = next(f for f in findings if "18 rockets" in f.text)
