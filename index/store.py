@@ -27,7 +27,9 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,6 +51,16 @@ Progress = Callable[[str, int, int], None]
 
 def _no_progress(stage: str, done: int, total: int) -> None:
     pass
+
+
+_DOCUMENT_COLUMNS = ("id, source, path, sha256, title, date, date_inferred, author, publisher,"
+                     " encoding, url, stored, language")
+DOCUMENT_CACHE = 8192  # articles kept in memory by an open store
+
+
+def _document_row(r: Sequence[Any]) -> DocumentRow:
+    return DocumentRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9], r[10],
+                       bool(r[11]), r[12])
 
 
 @dataclass(frozen=True)
@@ -148,6 +160,8 @@ class Build:
                               "JOIN documents d ON d.id = p.doc ORDER BY p.id")
 
     def close(self) -> None:
+        # Looking up an article's passages must not scan them all (a large archive).
+        self.db.execute("CREATE INDEX IF NOT EXISTS passages_doc ON passages(doc)")
         self.db.commit()
         self.db.close()
 
@@ -400,6 +414,12 @@ class Store:
         self._documents: dict[int, DocumentRow] | None = None
         self._latest: str | None = None
         self._passage_docs: np.ndarray | None = None
+        # Articles are read one at a time (a bounded cache), never all into memory.
+        self._document_cache: OrderedDict[int, DocumentRow] = OrderedDict()
+        self._masks: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.db.create_function("casefold", 1, lambda s: s.casefold() if s else s,
+                                deterministic=True)
         self._bm25: Any = None
 
     @property
@@ -408,30 +428,56 @@ class Store:
 
     @property
     def documents(self) -> dict[int, DocumentRow]:
+        """Every article, loaded whole: for tools and tests. Answering never calls this
+        (``document`` reads one article; filters select in SQL)."""
         if self._documents is None:
-            rows = self._query(
-                "SELECT id, source, path, sha256, title, date, date_inferred, author, publisher,"
-                " encoding, url, stored, language FROM documents"
-            )
-            self._documents = {
-                r[0]: DocumentRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9],
-                                  r[10], bool(r[11]), r[12])
-                for r in rows
-            }
+            rows = self._query(f"SELECT {_DOCUMENT_COLUMNS} FROM documents")
+            self._documents = {r[0]: _document_row(r) for r in rows}
         return self._documents
 
     def document(self, doc: int) -> DocumentRow:
-        return self.documents[doc]
+        """One article by id (KeyError for none), through a bounded cache."""
+        with self._cache_lock:
+            found = self._document_cache.get(doc)
+            if found is not None:
+                self._document_cache.move_to_end(doc)
+                return found
+        rows = self._query(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE id = ?", (doc,))
+        if not rows:
+            raise KeyError(doc)
+        found = _document_row(rows[0])
+        with self._cache_lock:
+            self._document_cache[doc] = found
+            while len(self._document_cache) > DOCUMENT_CACHE:
+                self._document_cache.popitem(last=False)
+        return found
 
     @property
     def latest_date(self) -> str | None:
         """The date of the newest dated article (None when none is dated)."""
         if self._latest is None:
-            self._latest = max((d.date for d in self.documents.values() if d.date), default="")
+            rows = self._query("SELECT max(date) FROM documents WHERE date IS NOT NULL")
+            self._latest = (rows[0][0] if rows else None) or ""
         return self._latest or None
 
     def document_named(self, source: str) -> DocumentRow | None:
-        return next((d for d in self.documents.values() if d.source == source), None)
+        rows = self._query(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE source = ?",
+                           (source,))
+        return _document_row(rows[0]) if rows else None
+
+    def sources_like(self, part: str, limit: int = 5) -> list[str]:
+        """Source names containing ``part`` (for "did you mean"), sorted."""
+        rows = self._query("SELECT source FROM documents WHERE instr(source, ?) > 0"
+                           " ORDER BY source LIMIT ?", (part, limit))
+        return [r[0] for r in rows]
+
+    def metadata_texts(self) -> Iterator[str]:
+        """Every article's title, author and outlet (streamed)."""
+        try:
+            for row in self.db.execute("SELECT title, author, publisher FROM documents"):
+                yield " ".join(v for v in row if v)
+        except sqlite3.DatabaseError as error:
+            raise self._damaged("passages.sqlite") from error
 
     def stored_text(self, doc: int) -> str | None:
         """The article text the index keeps for a non-text format (None for text files)."""
@@ -460,12 +506,36 @@ class Store:
         marks = ",".join("?" * len(docs))
         return self._rows(f"WHERE kind = 'byline' AND doc IN ({marks}) ORDER BY id", docs)
 
-    def passage_mask(self, match: Callable[[DocumentRow], bool]) -> np.ndarray:
-        """A boolean per passage id: whether its article is one ``match`` accepts."""
-        documents = self.documents
-        accepted = np.zeros(max(documents, default=-1) + 1, dtype=bool)
-        accepted[[d.id for d in documents.values() if match(d)]] = True
-        return accepted[self.passage_docs]
+    def passage_mask(self, *, as_of: str | None = None, since: str | None = None,
+                     until: str | None = None, source: str | None = None) -> np.ndarray:
+        """A boolean per passage id: whether its article passes the filters (selected in
+        SQL; the last few masks are kept). ``as_of`` leaves out articles dated after it;
+        ``since``/``until`` keep dated articles in that range; ``source`` keeps those whose
+        source name or outlet contains it (case-insensitive)."""
+        key = (as_of, since, until, source)
+        with self._cache_lock:
+            mask = self._masks.get(key)
+            if mask is not None:
+                self._masks.move_to_end(key)
+                return mask
+        needle = source.casefold() if source else None
+        rows = self._query(
+            "SELECT id FROM documents WHERE (?1 IS NULL OR date IS NULL OR date <= ?1)"
+            " AND (?2 IS NULL OR (date IS NOT NULL AND date >= ?2))"
+            " AND (?3 IS NULL OR (date IS NOT NULL AND date <= ?3))"
+            " AND (?4 IS NULL OR instr(casefold(source), ?4) > 0"
+            " OR instr(casefold(coalesce(publisher, '')), ?4) > 0)",
+            (as_of, since, until, needle))
+        docs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        size = int(self.manifest["counts"]["documents"])
+        accepted = np.zeros(max(size, int(docs.max()) + 1 if len(docs) else 0), dtype=bool)
+        accepted[docs] = True
+        mask = accepted[self.passage_docs]
+        with self._cache_lock:
+            self._masks[key] = mask
+            while len(self._masks) > 4:
+                self._masks.popitem(last=False)
+        return mask
 
     @property
     def passage_docs(self) -> np.ndarray:

@@ -217,7 +217,7 @@ def show(paths: Paths, source: str, embedder: Any = None) -> tuple[dict[str, Any
     try:
         doc = store.document_named(source)
         if doc is None:
-            near = sorted(d.source for d in store.documents.values() if source in d.source)[:5]
+            near = store.sources_like(source)
             hint = f" (did you mean {', '.join(near)}?)" if near else ""
             raise UnknownSource(f"no article {source!r} in the index at {paths.index}{hint}: "
                                 "use the source name a citation gives")

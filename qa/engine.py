@@ -174,7 +174,8 @@ class Engine:
         """The candidate pool for a cleaned question, ordered by the fused retrieval score."""
         allowed = None
         if filters is not None and filters.restricts(self.store.latest_date):
-            allowed = self.store.passage_mask(filters.matches)
+            allowed = self.store.passage_mask(as_of=filters.as_of, since=filters.since,
+                                              until=filters.until, source=filters.source)
         n = max(self.ranking.pool, 4 * k)
         return retrieve(self.store, text, query, n, allowed, self.ranking)
 
@@ -219,9 +220,8 @@ class Engine:
             return True
         if self._metadata_terms is None:
             terms: set[str] = set()
-            for meta in self.store.documents.values():
-                for field in (meta.title, meta.author, meta.publisher):
-                    terms.update(self.analyzer.analyze(field or ""))
+            for text in self.store.metadata_texts():
+                terms.update(self.analyzer.analyze(text))
             accented = [t for t in vocab if not t.isascii()]
             terms.update(fold_accents(t) for t in accented)
             terms.update(self.analyzer.stem([fold_accents(t) for t in accented]))

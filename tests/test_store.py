@@ -5,7 +5,7 @@ import pytest
 from conftest import ROOT, SEEDS, FakeEmbedder, fake_build, fold, word_count
 
 from index.errors import DocsError, IndexDamaged, IndexMissing, IndexStale
-from index.pipeline import docs_changes, update_index
+from index.pipeline import docs_changes, expected_for, update_index
 from index.store import Store, current_version
 from index.vectors import FaissIndex, NumpyIndex
 from qa.engine import Engine
@@ -155,7 +155,7 @@ READS = {
     "passages": lambda store: store.passages([0, 1]),
     "passages_of": lambda store: store.passages_of(0),
     "bylines_of": lambda store: store.bylines_of([0, 1]),
-    "passage_mask": lambda store: store.passage_mask(lambda doc: True),
+    "passage_mask": lambda store: store.passage_mask(source="x"),
     "all_passages": lambda store: list(store.all_passages()),
 }
 
@@ -199,3 +199,33 @@ def test_no_sql_outside_the_store():
         if "sqlite3" in text or ".execute(" in text or "SELECT " in text:
             offenders.append(path.name)
     assert offenders == []
+
+
+def test_filters_selected_in_sql_match_the_filters_rules(seeds):
+    """The store selects filtered articles in SQL; it must agree with ``Filters.matches`` (the
+    rules as written) on every article, for every kind of filter."""
+    import itertools
+
+    import numpy as np
+
+    from qa.filters import Filters
+
+    _, index = seeds
+    store = Store(index, expect=expected_for(FakeEmbedder()))
+    try:
+        docs = list(store.documents.values())
+        passages = list(store.all_passages())
+        dates = [None, "2019-12-31", "2020-01-02", "2020-01-03", "2030-01-01"]
+        sources = [None, "voa", "VOA", "001_", "epoch", "EPOCH TIMES", "zzz"]
+        checked = 0
+        for as_of, since, until, source in itertools.product(dates, dates[:3], dates[::2],
+                                                             sources):
+            rules = Filters(source=source, since=since, until=until, as_of=as_of)
+            accepted = {d.id for d in docs if rules.matches(d)}
+            expected = np.array([p.doc in accepted for p in passages])
+            got = store.passage_mask(as_of=as_of, since=since, until=until, source=source)
+            assert np.array_equal(got, expected), rules
+            checked += bool(accepted) and len(accepted) < len(docs)
+        assert checked > 20  # many combinations select some articles but not all
+    finally:
+        store.close()
