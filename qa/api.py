@@ -108,7 +108,7 @@ class FeedbackRequest(BaseModel):
                                                      "base?", "verdict": "up", "rank": 1}]},
     )
 
-    question: str = Field(min_length=1, max_length=20_000)
+    question: str = Field(min_length=1)
     verdict: Literal["up", "down"]
     rank: int | None = Field(None, ge=1, le=100)
     source: str | None = Field(None, min_length=1, max_length=2_000)
@@ -278,7 +278,10 @@ def create_api(
 
     @api.post(
         "/feedback", status_code=201, response_model=FeedbackOut,
-        responses={400: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+        responses={
+            400: {"model": ErrorOut}, 401: {"model": ErrorOut}, 413: {"model": ErrorOut},
+            415: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut},
+        },
         summary="Record a verdict (up or down) on an answer or one of its findings",
     )
     async def give_feedback(body: FeedbackRequest, request: Request) -> Any:
