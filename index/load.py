@@ -185,21 +185,29 @@ def read_document(
     except OSError as error:
         skip(error.strerror or str(error))
         return None
-    if b"\x00" in data[:8192]:
+    from .formats import sniff_encoding
+
+    encoding = "utf-8"
+    unicode_bom = data.startswith((b"\xff\xfe", b"\xfe\xff"))  # UTF-16/32 hold NUL bytes
+    if b"\x00" in data[:8192] and not unicode_bom:
         skip("binary file, not text")
         return None
-    encoding = "utf-8"
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        # Old archives are often Latin-1; every byte decodes, so check it still looks like text.
-        text = data.decode("latin-1")
-        encoding = "latin-1"
+        # Old archives are often Windows-1252 or Latin-1 (sniffed, as for exports); check the
+        # result still looks like text.
+        encoding = sniff_encoding(data[: 1 << 20])
+        try:
+            text = data.decode(encoding)
+        except (UnicodeDecodeError, LookupError):
+            encoding = "latin-1"  # every byte decodes
+            text = data.decode(encoding)
         controls = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\t\n\r\f")
         if controls > len(text[:8192]) * 0.01:
             skip("not UTF-8 and not readable text")
             return None
-        warn(f"{printable(str(path))} is not UTF-8: read it as Latin-1")
+        warn(f"{printable(str(path))} is not UTF-8: read it as {encoding}")
     if len(text) > MAX_CHARS:
         warn(
             f"{printable(str(path))} has {len(text):,} characters: indexing only the first "

@@ -56,7 +56,8 @@ def test_each_bad_file_warns_once_and_nothing_else_is_lost(messy, tmp_path):
     assert len(about("empty.txt")) == 1 and "empty file" in about("empty.txt")[0]
     assert len(about("spaces.txt")) == 1 and "empty file" in about("spaces.txt")[0]
     assert len(about("photo.txt")) == 1 and "binary" in about("photo.txt")[0]
-    assert len(about("latin1.txt")) == 1 and "Latin-1" in about("latin1.txt")[0]
+    assert len(about("latin1.txt")) == 1 and "not UTF-8: read it as cp1252" in \
+        about("latin1.txt")[0]
     assert len(about("nav.txt")) == 1 and "no article text" in about("nav.txt")[0]
     assert len(about("dangling.txt")) == 1 and "No such file" in about("dangling.txt")[0]
     assert len(about("pipe.txt")) == 1 and "not a regular file" in about("pipe.txt")[0]
@@ -70,9 +71,9 @@ def test_each_bad_file_warns_once_and_nothing_else_is_lost(messy, tmp_path):
     texts = [p.text for p in store.all_passages()]
     assert any("François Müller" in t for t in texts)
     latin = next(d for d in store.documents.values() if d.source == "latin1")
-    assert latin.encoding == "latin-1"
-    # The citation offsets index the decoded text of the Latin-1 file.
-    decoded = (messy / "latin1.txt").read_bytes().decode("latin-1")
+    assert latin.encoding == "cp1252"  # Latin-1's letters are the same in Windows-1252
+    # The citation offsets index the decoded text of the file.
+    decoded = (messy / "latin1.txt").read_bytes().decode(latin.encoding)
     for p in store.all_passages():
         if p.doc == latin.id:
             assert fold(decoded[p.start:p.end]) == fold(p.text)
@@ -289,3 +290,22 @@ def test_markup_in_questions_and_names_is_printed_as_written(fake_cli):
     result = fake_cli(["ask", "-"], input="[bold red]Taji[/] rockets [/]?\n")
     assert result.exit_code == 0, result.output
     assert "Q: [bold red]Taji[/] rockets [/]?" in result.stdout
+
+
+def test_legacy_and_utf16_text_files_are_read_in_their_encoding(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    smart = "Harbor Reopens\n\nThe mayor said the “new” harbor would open on Monday — early.\n"
+    (docs / "smart.txt").write_bytes(smart.encode("cp1252"))  # quotes Latin-1 lacks
+    wide = "Ferry Returns\n\nThe ferry to the island returned on Friday after two years.\n"
+    (docs / "wide.txt").write_bytes(wide.encode("utf-16"))  # a BOM, then NUL-filled text
+    warnings = []
+    _build(docs, tmp_path / "index", warnings)
+    store = Store(tmp_path / "index")
+    texts = " ".join(p.text for p in store.all_passages())
+    encodings = {d.source: d.encoding for d in store.documents.values()}
+    store.close()
+    assert "the “new” harbor would open on Monday — early." in texts
+    assert "The ferry to the island returned on Friday" in texts
+    assert encodings == {"smart": "cp1252", "wide": "utf-16"}
+    assert not [w for w in warnings if "binary" in w]
