@@ -136,7 +136,9 @@ def prepare(
                 text, chunk.sentences, content_hash(model_name, embedded),
             ))
         build.add(row, passages, document.text if document.stored else None)
-        build.files.setdefault(document.file or document.source, _file_entry(document))
+        key = document.file or document.source
+        if key not in build.files:  # once per file: an export's entry hashes the whole file
+            build.files[key] = _file_entry(document)
         done += len(document.text)
         progress("reading", done, total)
 

@@ -264,3 +264,20 @@ def test_a_name_only_in_an_articles_metadata_counts_as_mentioned(mixed):
     assert "never mentions" not in (answer.reason or "")
     assert engine.ask("Did Dana Foxglove report on the council budget vote?").reason == \
         "the archive never mentions Foxglove"
+
+
+def test_an_export_is_hashed_once_per_build_not_once_per_record(tmp_path, monkeypatch):
+    import index.pipeline as pipeline
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "export.jsonl").write_text("".join(
+        json.dumps({"id": f"story-{n}", "text": f"Story {n} says the ferry number {n} left the "
+                    "harbor at dawn with forty passengers on board."}) + "\n"
+        for n in range(30)))
+    hashed = []
+    real = pipeline._path_entry
+    monkeypatch.setattr(pipeline, "_path_entry",
+                        lambda path, **extra: hashed.append(path) or real(path, **extra))
+    fake_build(docs, tmp_path / "index")
+    assert [p.name for p in hashed] == ["export.jsonl"]
