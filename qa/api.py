@@ -97,6 +97,11 @@ class ErrorOut(BaseModel):
     error: str
 
 
+# The error bodies POST routes may answer with (all {"error"}).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 413, 415, 422, 503)}
+
+
 class FeedbackRequest(BaseModel):
     """A reader's verdict on the answer to a question: on the whole answer, or with ``rank``
     (and/or ``source``) on one finding. The answer judged is the one the served index gives
@@ -238,30 +243,13 @@ def create_api(
     @api.post(
         "/ask",
         response_model=AnswerOut,
-        responses={
-            400: {"model": ErrorOut}, 401: {"model": ErrorOut}, 413: {"model": ErrorOut},
-            415: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut},
-        },
+        responses=ERRORS,
         summary="Answer a question with cited passages",
     )
     async def ask(body: AskRequest, request: Request) -> Any:
-        try:
-            future = service.submit(body.question, k=body.k, filters=body.filters)
-        except QuestionError as error:
-            return _error(400, str(error))
-        except Busy as error:
-            return _error(503, str(error), {"Retry-After": "1"})
-        try:
-            answer = await _wait(future, request, service.timeout)
-        except QuestionError as error:
-            return _error(400, str(error))
-        except (Busy, TimedOut) as error:
-            return _error(503, str(error), {"Retry-After": "1"})
-        except QAError as error:
-            log.error("answering failed: %s", error)
-            return _error(503, "the archive cannot answer right now; the server log says why")
-        if answer is None:  # the client went away: nobody reads a response
-            return Response(status_code=499)
+        answer = await _answer(service, request, body.question, body.k, body.filters)
+        if not isinstance(answer, Answer):
+            return _error(*answer) if answer[0] != 499 else Response(status_code=499)
         warning = "; ".join(answer.warnings).encode("ascii", "replace").decode()
         headers = {"X-QA-Warning": warning} if warning else None
         data = answer.to_dict(body.show_weak)
@@ -278,27 +266,25 @@ def create_api(
 
     @api.post(
         "/feedback", status_code=201, response_model=FeedbackOut,
-        responses={
-            400: {"model": ErrorOut}, 401: {"model": ErrorOut}, 413: {"model": ErrorOut},
-            415: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut},
-        },
+        responses=ERRORS,
         summary="Record a verdict (up or down) on an answer or one of its findings",
     )
     async def give_feedback(body: FeedbackRequest, request: Request) -> Any:
         try:
             filters = make_filters(as_of=body.as_of or today())
-            future = service.submit(body.question, k=max(5, body.rank or 0), filters=filters)
-            answer = await _wait(future, request, service.timeout)
-            if answer is None:
-                return Response(status_code=499)
+        except QuestionError as error:
+            return _error(400, str(error))
+        answer = await _answer(service, request, body.question, max(5, body.rank or 0),
+                               filters)
+        if not isinstance(answer, Answer):
+            return _error(*answer) if answer[0] != 499 else Response(status_code=499)
+        try:
             db = feedback_db()
             shown = db.shown(answer, as_of=filters.as_of, via="api",
                              version=service.engine.store.version.name)
             verdict = db.judge(shown, body.verdict, rank=body.rank, source=body.source)
-        except (QuestionError, FeedbackError) as error:
+        except FeedbackError as error:
             return _error(400, str(error))
-        except (Busy, TimedOut) as error:
-            return _error(503, str(error), {"Retry-After": "1"})
         except QAError as error:
             log.error("recording feedback failed: %s", error)
             return _error(503, "feedback cannot be recorded right now; the server log says why")
@@ -311,22 +297,17 @@ def create_api(
         if not params["q"]:
             return HTMLResponse(web.page(params))
         try:
-            k = int(params["k"] or 5)
+            k = max(1, min(int(params["k"] or 5), 20))
             filters = make_filters(params["source"] or None, params["since"] or None,
                                    params["until"] or None, params["as_of"] or today())
-            future = service.submit(params["q"], k=max(1, min(k, 20)), filters=filters)
-            answer = await _wait(future, request, service.timeout)
         except (QuestionError, ValueError) as error:
             return HTMLResponse(web.page(params, error=str(error).replace("--", "")), 400)
-        except (Busy, TimedOut) as error:
-            return HTMLResponse(web.page(params, error=str(error)), 503,
-                                headers={"Retry-After": "1"})
-        except QAError as error:
-            log.error("answering failed: %s", error)
-            return HTMLResponse(web.page(params, error="The archive cannot answer right now."),
-                                503)
-        if answer is None:
-            return Response(status_code=499)
+        answer = await _answer(service, request, params["q"], k, filters)
+        if not isinstance(answer, Answer):
+            status, message, headers = answer
+            if status == 499:
+                return Response(status_code=499)
+            return HTMLResponse(web.page(params, error=message), status, headers=headers)
         data = answer.to_dict(weak)
         _relative_paths(data, service)
         return HTMLResponse(web.page(params, data, weak=weak))
@@ -353,6 +334,25 @@ def create_api(
         return service.health(paths=show_paths)
 
     return Limits(api, max_body=max_body, token=token)
+
+
+async def _answer(
+    service: Service, request: Request, question: str, k: int, filters: Filters
+) -> Answer | tuple[int, str, dict[str, str] | None]:
+    """The answer, or (status, message, headers) of the error to send instead: 400 for a
+    bad question, 503 when busy, late or failing (details in the log), 499 when the client
+    went away (nobody reads a response)."""
+    try:
+        future = service.submit(question, k=k, filters=filters)
+        answer = await _wait(future, request, service.timeout)
+    except QuestionError as error:
+        return 400, str(error), None
+    except (Busy, TimedOut) as error:
+        return 503, str(error), {"Retry-After": "1"}
+    except QAError as error:
+        log.error("answering failed: %s", error)
+        return 503, "the archive cannot answer right now; the server log says why", None
+    return answer if answer is not None else (499, "", None)
 
 
 async def _wait(future: Any, request: Request, timeout: float) -> Answer | None:

@@ -132,3 +132,39 @@ class FakeCli:
 
 def fold(text: str) -> str:
     return " ".join(text.split())
+
+
+def start_cli(args: list[str], folder: Path, ready: str, env: dict[str, str] | None = None,
+              log_name: str = "cli.log"):
+    """``python -m cli ARGS`` as a real process with its own QA_HOME in ``folder``; waits
+    until its stderr matches ``ready`` (a regex whose first group is returned, e.g. the URL
+    it serves). Returns (process, that group, log path); stop it with ``stop``."""
+    import subprocess
+    import sys
+    import time
+
+    log = folder / log_name
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "QA_"))}
+    environment.update(HF_HUB_OFFLINE="1", QA_HOME=str(folder), **(env or {}))
+    with open(log, "w") as err:
+        process = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=ROOT,
+                                   env=environment, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.monotonic() + 120
+    while not (found := re.search(ready, log.read_text())):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(process)
+            pytest.fail(f"`qa {' '.join(args[:1])}` did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+    return process, found.group(1), log
+
+
+def stop(process) -> None:
+    """Terminate a process started for a test (killed if it does not go within 10 s)."""
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()

@@ -1,16 +1,12 @@
 """`qa serve` as a real process (uvicorn on loopback), called over HTTP with httpx."""
 
 import os
-import re
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 import schemathesis
-from conftest import ROOT
+from conftest import start_cli, stop
 from hypothesis import HealthCheck, settings
 
 pytestmark = pytest.mark.slow
@@ -34,28 +30,13 @@ QUESTIONS = [
 @pytest.fixture(scope="module")
 def server(real_index, tmp_path_factory):
     folder = tmp_path_factory.mktemp("serve")
-    log = folder / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
-    env.update(HF_HUB_OFFLINE="1", QA_HOME=str(folder))
-    with open(log, "w") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--port", "0", "--index", str(real_index[1])],
-            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-        )
+    process, url, _ = start_cli(["serve", "--port", "0", "--index", str(real_index[1])],
+                                folder, r"API at (http://\S+) ")
     try:
-        deadline = time.monotonic() + 120
-        while not (found := re.search(r"API at (http://\S+) ", log.read_text())):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"qa serve did not start:\n{log.read_text()}")
-            time.sleep(0.1)
-        with httpx.Client(base_url=found.group(1), timeout=30) as client:
+        with httpx.Client(base_url=url, timeout=30) as client:
             yield client
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def test_ask_returns_the_contract_object(server, real_index):

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from conftest import ROOT
+from conftest import ROOT, stop
 from slack_mock import BOT_ID, BOT_USER, SlackMock, event_body, sign
 
 pytestmark = pytest.mark.slow
@@ -104,11 +104,7 @@ def bot(real_index, tmp_path_factory):
                 time.sleep(0.1)
         yield Bot(url, mock, process, log, index)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
         mock.stop()
 
 

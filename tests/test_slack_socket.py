@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, stop
 from slack_mock import SlackMock, SocketModeServer, event_body
 
 pytestmark = pytest.mark.slow
@@ -51,11 +51,7 @@ def test_socket_mode_answers_a_mention_in_its_thread(real_index, tmp_path):
         text = log.read_text()
         assert APP_TOKEN not in text and BOT_TOKEN not in text
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
         sockets.stop()
         mock.stop()
 

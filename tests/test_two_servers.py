@@ -2,7 +2,6 @@
 while `qa index update` publishes a new version; both switch to it, no request fails."""
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import time
 
 import httpx
 import pytest
-from conftest import NEW_ARTICLE_TEXT, ROOT
+from conftest import NEW_ARTICLE_TEXT, ROOT, start_cli, stop
 
 pytestmark = pytest.mark.slow
 
@@ -19,21 +18,9 @@ TAJI = "How many rockets landed at the Taji base?"
 
 
 def _start(index, docs, folder, name):
-    log = folder / f"{name}.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
-    env.update(HF_HUB_OFFLINE="1", QA_HOME=str(folder))
-    with open(log, "w") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--port", "0", "--index", str(index),
-             "--docs", str(docs)],
-            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-    deadline = time.monotonic() + 120
-    while not (found := re.search(r"API at (http://\S+) ", log.read_text())):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"qa serve did not start:\n{log.read_text()}")
-        time.sleep(0.1)
-    return process, found.group(1).rstrip("/")
+    process, url, _ = start_cli(["serve", "--port", "0", "--index", str(index), "--docs",
+                                 str(docs)], folder, r"API at (http://\S+) ", log_name=name)
+    return process, url.rstrip("/")
 
 
 def test_two_servers_answer_through_an_update_and_both_switch(real_index, tmp_path):
@@ -46,11 +33,11 @@ def test_two_servers_answer_through_an_update_and_both_switch(real_index, tmp_pa
         first = {url: httpx.get(f"{url}/health", timeout=10).json()["version"] for url in urls}
         assert len(set(first.values())) == 1
         results: list[tuple[str, int]] = []
-        stop = threading.Event()
+        halt = threading.Event()
 
         def ask_forever(url):
             with httpx.Client(timeout=60) as client:
-                while not stop.is_set():
+                while not halt.is_set():
                     try:
                         status = client.post(f"{url}/ask", json={"question": TAJI}).status_code
                     except httpx.HTTPError as error:
@@ -78,7 +65,7 @@ def test_two_servers_answer_through_an_update_and_both_switch(real_index, tmp_pa
             assert time.monotonic() < deadline, health
             time.sleep(0.2)
         time.sleep(1)  # keep asking a little on the new version
-        stop.set()
+        halt.set()
         for asker in askers:
             asker.join(60)
         failed = [r for r in results if r[1] != 200]
@@ -92,8 +79,4 @@ def test_two_servers_answer_through_an_update_and_both_switch(real_index, tmp_pa
             assert "zanzibar" in [p["citation"]["source"] for p in answer["passages"]]
     finally:
         for process, _ in servers:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process)

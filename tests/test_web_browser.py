@@ -3,15 +3,10 @@ Selenium; no browser download) against a real `qa serve` on loopback: ask, read 
 finding, follow the citation, filter, get refused and look anyway, give feedback and find
 it recorded. Screenshots at desktop and phone width are written to docs/screenshots/."""
 
-import os
-import re
 import shutil
-import subprocess
-import sys
-import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, start_cli, stop
 
 pytestmark = pytest.mark.slow
 
@@ -32,28 +27,13 @@ def site(real_index, tmp_path_factory):
     folder = tmp_path_factory.mktemp("web")
     index = folder / "index"
     shutil.copytree(real_index[1], index)
-    log = folder / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
-    env.update(HF_HUB_OFFLINE="1", QA_HOME=str(folder))
-    with open(log, "w") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--port", "0", "--index", str(index),
-             "--docs", str(real_index[0])],
-            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-        )
+    process, url, _ = start_cli(
+        ["serve", "--port", "0", "--index", str(index), "--docs", str(real_index[0])], folder,
+        r"API at (http://\S+) ")
     try:
-        deadline = time.monotonic() + 120
-        while not (found := re.search(r"API at (http://\S+) ", log.read_text())):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"qa serve did not start:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield found.group(1).rstrip("/"), index
+        yield url.rstrip("/"), index
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 @pytest.fixture(scope="module")
