@@ -299,8 +299,9 @@ def index_status(
         table.add_row("duplicates", Text(f"dropped as already indexed: {counts}"))
     if state["bad_records"]:
         first = state["bad_record_examples"][0]
-        table.add_row("bad records", Text(safe(f"{state['bad_records']} skipped inside files, "
-                                               f"e.g. {first}")))
+        table.add_row("bad input", Text(safe(f"{state['bad_records']} problems inside files "
+                                             "(records skipped, breaks, guessed charsets), "
+                                             f"e.g. {first}")))
     if state["skipped"]:
         table.add_row("skipped", Text(safe(f"{len(state['skipped'])} unusable file(s) not "
                                            "indexed: " + ", ".join(state["skipped"][:10]))))
