@@ -997,7 +997,8 @@ def serve(
         bool, typer.Option("--show-paths", help="Put absolute server paths in responses.")
     ] = False,
 ) -> None:
-    """Serve the HTTP API: POST /ask (the `ask --json` object), GET /health, docs at /docs.
+    """Serve the search page at / and the HTTP API: POST /ask (the `ask --json` object),
+    POST /feedback, GET /health, docs at /docs.
 
     The index and model are loaded once; requests share them, --workers at a time with at
     most --queue waiting (503 with Retry-After beyond). Index updates are picked up while it
