@@ -216,3 +216,46 @@ def test_the_app_manifest_has_every_scope_and_event_the_bot_uses():
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert [c["command"] for c in manifest["features"]["slash_commands"]] == ["/ask"]
     assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
+
+
+@pytest.mark.parametrize("content, message", [
+    ('[channels.C1]\nsorce = "voa"\n', "takes only k, since, source, until"),
+    ('[channels.C1]\nk = 0\n', "k must be a whole number from 1 to 10"),
+    ('[channels.C1]\nsince = "last week"\n', "is not a date"),
+    ('[channels.C1]\nsince = 2020\n', "are strings"),
+    ('[C1]\nsource = "voa"\n', "[channels.ID] table"),
+    ("not toml = = =\n", "is not valid TOML"),
+])
+def test_bad_channel_scopes_are_one_clear_error(tmp_path, content, message):
+    from index.errors import QAError
+    from qa.slack import load_scopes
+
+    path = tmp_path / "scopes.toml"
+    path.write_text(content)
+    with pytest.raises(QAError) as error:
+        load_scopes(path)
+    assert message in str(error.value) and str(path) in str(error.value)
+
+
+def test_channel_scopes_load_and_describe_what_applies(tmp_path):
+    from qa.slack import Scope, load_scopes
+
+    path = tmp_path / "scopes.toml"
+    path.write_text('[channels.C1]\nsource = "voa"\nsince = "2020-01"\nk = 2\n')
+    scopes = load_scopes(path)
+    assert scopes == {"C1": Scope("voa", "2020-01", None, 2)}
+    assert scopes["C1"].describe(set()) == \
+        "This channel's scope: source voa, since 2020-01, 2 findings"
+    assert scopes["C1"].describe({"source"}) == "This channel's scope: since 2020-01, 2 findings"
+
+
+def test_a_follow_up_gets_the_threads_salient_words_after_its_own():
+    from qa.slack import with_context
+
+    stop = frozenset({"the", "of", "on", "a"})
+    earlier = ["Which country slapped retaliatory tariffs on US goods?"]
+    assert with_context("And Canada?", earlier, stop) == \
+        "And Canada? country slapped retaliatory tariffs goods"
+    # Nothing to add: the follow-up as asked.
+    assert with_context("Which country slapped tariffs?", ["Which country slapped tariffs?"],
+                        stop) == "Which country slapped tariffs?"
