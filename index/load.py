@@ -339,7 +339,10 @@ def _read_any(
 
     _, reader = found
     try:
-        digest = file_sha256(path)
+        # A reader would block forever on a FIFO; the file's hash is taken once, for the
+        # manifest (pipeline), not here.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
         options: dict[str, Any] = {"mapping": fields} if reader in TABULAR else {}
         if reader is read_warc:
             options["note"] = warn
@@ -354,7 +357,6 @@ def _read_any(
             )
         if not count:
             skip("no articles in it")
-        del digest
     except NoArticle as reason:
         skip(str(reason))
     except OSError as error:

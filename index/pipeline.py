@@ -50,10 +50,11 @@ def _readable(path: Path) -> bool:
     return _readable_name(path.name)
 
 
-def embed_prefix(title: str | None, date: str | None) -> str:
-    """Context put in front of each passage when it is embedded (never into the cited text)."""
-    parts = [p for p in (title, date) if p]
-    return " — ".join(parts)
+def embedded_text(title: str | None, date: str | None, text: str) -> str:
+    """What is embedded for a passage (and content-hashed): its article's title and date as
+    context, then the passage (the context never goes into the cited text)."""
+    prefix = " — ".join(p for p in (title, date) if p)
+    return f"{prefix}\n{text}" if prefix else text
 
 
 def expected_manifest(model_name: str, dimension: int) -> dict[str, Any]:
@@ -126,14 +127,12 @@ def prepare(
             (stated and stated.publisher) or meta.publisher, document.encoding,
             document.url, document.stored, stated.language if stated else None,
         )
-        prefix = embed_prefix(title, date)
         passages: list[PassageRow] = []
         for chunk in chunks:
             text = document.text[chunk.start : chunk.end]
-            embedded = f"{prefix}\n{text}" if prefix else text
             passages.append(PassageRow(
                 build.passages + len(passages), doc_id, chunk.start, chunk.end, chunk.kind,
-                text, chunk.sentences, content_hash(model_name, embedded),
+                text, chunk.sentences, content_hash(model_name, embedded_text(title, date, text)),
             ))
         build.add(row, passages, document.text if document.stored else None)
         key = document.file or document.source
@@ -147,8 +146,7 @@ def embed_texts(build: Build) -> Iterator[list[tuple[int, str, str]]]:
     """(passage id, content hash, text to embed) of ``build``'s passages in id order, a
     block at a time: the passage text after its article's title and date."""
     for rows in build.passages_to_embed():
-        yield [(i, h, f"{prefix}\n{text}" if (prefix := embed_prefix(title, date)) else text)
-               for i, h, text, title, date in rows]
+        yield [(i, h, embedded_text(title, date, text)) for i, h, text, title, date in rows]
 
 
 def _file_entry(document: Document) -> dict[str, Any]:
