@@ -27,13 +27,12 @@ import json
 import os
 import shutil
 import sqlite3
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -414,10 +413,10 @@ class Store:
         self._documents: dict[int, DocumentRow] | None = None
         self._latest: str | None = None
         self._passage_docs: np.ndarray | None = None
-        # Articles are read one at a time (a bounded cache), never all into memory.
-        self._document_cache: OrderedDict[int, DocumentRow] = OrderedDict()
-        self._masks: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        # Articles are read one at a time through a bounded cache, never all into memory;
+        # the last few filter masks are kept.
+        self.document = lru_cache(maxsize=DOCUMENT_CACHE)(self._read_document)
+        self.passage_mask = lru_cache(maxsize=4)(self._passage_mask)
         self.db.create_function("casefold", 1, lambda s: s.casefold() if s else s,
                                 deterministic=True)
         self._bm25: Any = None
@@ -435,22 +434,12 @@ class Store:
             self._documents = {r[0]: _document_row(r) for r in rows}
         return self._documents
 
-    def document(self, doc: int) -> DocumentRow:
-        """One article by id (KeyError for none), through a bounded cache."""
-        with self._cache_lock:
-            found = self._document_cache.get(doc)
-            if found is not None:
-                self._document_cache.move_to_end(doc)
-                return found
+    def _read_document(self, doc: int) -> DocumentRow:
+        """One article by id (KeyError for none); ``document`` is this, cached."""
         rows = self._query(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE id = ?", (doc,))
         if not rows:
             raise KeyError(doc)
-        found = _document_row(rows[0])
-        with self._cache_lock:
-            self._document_cache[doc] = found
-            while len(self._document_cache) > DOCUMENT_CACHE:
-                self._document_cache.popitem(last=False)
-        return found
+        return _document_row(rows[0])
 
     @property
     def latest_date(self) -> str | None:
@@ -506,18 +495,12 @@ class Store:
         marks = ",".join("?" * len(docs))
         return self._rows(f"WHERE kind = 'byline' AND doc IN ({marks}) ORDER BY id", docs)
 
-    def passage_mask(self, *, as_of: str | None = None, since: str | None = None,
-                     until: str | None = None, source: str | None = None) -> np.ndarray:
+    def _passage_mask(self, *, as_of: str | None = None, since: str | None = None,
+                      until: str | None = None, source: str | None = None) -> np.ndarray:
         """A boolean per passage id: whether its article passes the filters (selected in
-        SQL; the last few masks are kept). ``as_of`` leaves out articles dated after it;
+        SQL; ``passage_mask`` is this, cached). ``as_of`` leaves out articles dated after it;
         ``since``/``until`` keep dated articles in that range; ``source`` keeps those whose
         source name or outlet contains it (case-insensitive)."""
-        key = (as_of, since, until, source)
-        with self._cache_lock:
-            mask = self._masks.get(key)
-            if mask is not None:
-                self._masks.move_to_end(key)
-                return mask
         needle = source.casefold() if source else None
         rows = self._query(
             "SELECT id FROM documents WHERE (?1 IS NULL OR date IS NULL OR date <= ?1)"
@@ -530,12 +513,7 @@ class Store:
         size = int(self.manifest["counts"]["documents"])
         accepted = np.zeros(max(size, int(docs.max()) + 1 if len(docs) else 0), dtype=bool)
         accepted[docs] = True
-        mask = accepted[self.passage_docs]
-        with self._cache_lock:
-            self._masks[key] = mask
-            while len(self._masks) > 4:
-                self._masks.popitem(last=False)
-        return mask
+        return accepted[self.passage_docs]
 
     @property
     def passage_docs(self) -> np.ndarray:
