@@ -530,7 +530,8 @@ def show(
     from qa.app import show as find
 
     with user_errors():
-        article, warnings = find(_paths(docs, index), source, embedder=_builder(ctx).embedder)
+        article, warnings = find(_paths(docs, index).index, source,
+                                 embedder=_builder(ctx).embedder)
         for message in warnings:
             warn(message)
         text = article["text"]

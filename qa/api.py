@@ -9,7 +9,6 @@ an article's stored text with a cited span marked; OpenAPI docs are at ``/docs``
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import Request
@@ -314,11 +313,10 @@ def create_api(
 
     @api.get("/show", response_class=HTMLResponse, include_in_schema=False)
     async def show_page(source: str, span: str = "") -> Any:
-        from .app import Paths, show
+        from .app import show
 
         try:
-            article, _ = show(Paths(Path(), service.engine.index_dir, True), source,
-                              service.engine.given_embedder)
+            article, _ = show(service.engine.index_dir, source, service.engine.given_embedder)
         except QAError as error:
             return HTMLResponse(web.page({}, error=str(error)), 404)
         start = end = None

@@ -204,33 +204,36 @@ class UnknownSource(QAError):
     """No article of the index has that source name."""
 
 
-def show(paths: Paths, source: str, embedder: Any = None) -> tuple[dict[str, Any], list[str]]:
-    """The article ``source`` names, as citations refer to it: its metadata and the text its
-    offsets index (the stored article text for non-text formats, the file's text for
-    .txt/.md). Returns it with warnings (a text file changed since it was indexed)."""
-    from index.load import file_sha256
+def show(index: Path, source: str, embedder: Any = None) -> tuple[dict[str, Any], list[str]]:
+    """The article ``source`` names in the index at ``index``, as citations refer to it: its
+    metadata and the text its offsets index (the stored article text for non-text formats,
+    the file's text for .txt/.md). Returns it with warnings (a text file changed since it was
+    indexed)."""
+    import hashlib
+
+    from index.load import _read_regular
     from index.pipeline import expected_for
     from index.store import Store
 
-    store = Store(paths.index, expect=expected_for(embedder))
+    store = Store(index, expect=expected_for(embedder))
     warnings = []
     try:
         doc = store.document_named(source)
         if doc is None:
             near = store.sources_like(source)
             hint = f" (did you mean {', '.join(near)}?)" if near else ""
-            raise UnknownSource(f"no article {source!r} in the index at {paths.index}{hint}: "
+            raise UnknownSource(f"no article {source!r} in the index at {index}{hint}: "
                                 "use the source name a citation gives")
         text = store.stored_text(doc.id) if doc.stored else None
     finally:
         store.close()
     if text is None:
         try:
-            path = Path(doc.path)
-            if file_sha256(path) != doc.sha256:
+            data = _read_regular(Path(doc.path))
+            if hashlib.sha256(data).hexdigest() != doc.sha256:
                 warnings.append(f"{doc.path} changed since it was indexed: offsets may not match;"
                                 " run `qa index update`")
-            text = path.read_bytes().decode(doc.encoding, "replace")
+            text = data.decode(doc.encoding, "replace")
         except OSError as error:
             raise QAError(f"cannot read {doc.path} ({error.strerror or error}): it may have "
                           "moved; run `qa index update`") from None

@@ -116,8 +116,8 @@ class Feedback:
         if verdict not in VERDICTS:
             raise FeedbackError(f"verdict must be one of {', '.join(VERDICTS)}, not "
                                 f"{verdict!r}")
-        findings = self.findings(answer)
-        if not findings and not self._exists(answer):
+        findings = self._findings(answer)
+        if findings is None:
             raise FeedbackError(f"no answer {answer} to judge")
         if rank is not None or source is not None:
             match = [f for f in findings
@@ -134,10 +134,13 @@ class Feedback:
 
     def findings(self, answer: int) -> list[dict[str, Any]]:
         """The findings shown with a recorded answer (empty for an unknown one)."""
+        return self._findings(answer) or []
+
+    def _findings(self, answer: int) -> list[dict[str, Any]] | None:
         with self._lock:
             row = self.db.execute("SELECT findings FROM answers WHERE id = ?",
                                   (answer,)).fetchone()
-        return json.loads(row[0]) if row else []
+        return json.loads(row[0]) if row else None
 
     def judged(self, since: str | None = None) -> Iterator[Judged]:
         """Every verdict with its answer, oldest first (``since``: on or after that date)."""
@@ -153,11 +156,6 @@ class Feedback:
         for r in rows:
             yield Judged(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8],
                          r[9], r[10], r[11])
-
-    def _exists(self, answer: int) -> bool:
-        with self._lock:
-            return self.db.execute("SELECT 1 FROM answers WHERE id = ?",
-                                   (answer,)).fetchone() is not None
 
     def close(self) -> None:
         self.db.close()
