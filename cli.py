@@ -116,6 +116,14 @@ def _paths(docs: Path | None, index: Path | None) -> Paths:
     return Paths.resolve(docs, index)
 
 
+RayOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray", metavar="ADDRESS",
+        help="Embed on a Ray cluster: its address (HEAD:6379), or 'auto' for the one `ray "
+        "start` made here. Needs pip install 'newsqa[ray]' on every node.",
+    ),
+]
 FieldOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -194,7 +202,7 @@ def progress_bars() -> Iterator[Any]:
 @index_app.command("build")
 def index_build(
     ctx: typer.Context, docs: DocsOption = None, index: IndexOption = None,
-    field: FieldOption = None,
+    field: FieldOption = None, ray: RayOption = None,
 ) -> None:
     """Build the index from scratch over every article in DOCS (a folder, or one file).
 
@@ -206,13 +214,15 @@ def index_build(
 
     Unusable files are skipped with a warning. Fails if another qa is writing the same index.
 
-    Example: qa index build --docs seeds/
+    Example: qa index build --docs seeds/   (on a Ray cluster: --ray HEAD:6379)
     """
     with user_errors(), progress_bars() as progress:
         paths = _paths(docs, index)
         builder = _builder(ctx, progress)
         builder.fields = _fields(field)
+        builder.ray = ray
         report = builder.run(paths.docs, paths.index)
+    _report_nodes(report)
     _stderr().print(
         f"indexed {report.documents} documents, {report.passages} passages "
         f"({report.embedded} embedded) into {paths.index}"
@@ -221,10 +231,18 @@ def index_build(
     )
 
 
+def _report_nodes(report: Any) -> None:
+    """Which Ray nodes embedded how many passages."""
+    if report.nodes:
+        counts = ", ".join(f"node {node[:8]}: {n}" for node, n in sorted(report.nodes.items()))
+        _stderr().print(f"embedded on {len(report.nodes)} Ray node(s): {counts}",
+                        soft_wrap=True, markup=False)
+
+
 @index_app.command("update")
 def index_update(
     ctx: typer.Context, docs: DocsOption = None, index: IndexOption = None,
-    field: FieldOption = None,
+    field: FieldOption = None, ray: RayOption = None,
 ) -> None:
     """Bring the index in line with DOCS, embedding only new or changed passages.
 
@@ -236,7 +254,9 @@ def index_update(
         paths = _paths(docs, index)
         builder = _builder(ctx, progress)
         builder.fields = _fields(field)
+        builder.ray = ray
         report = builder.run(paths.indexed_docs(), paths.index, update=True)
+    _report_nodes(report)
     out = _stderr()
     for label, names in (("added", report.added), ("changed", report.changed),
                          ("removed", report.removed), ("skipped", report.skipped)):

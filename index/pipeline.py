@@ -26,7 +26,7 @@ from .load import (
     printable,
 )
 from .meta import extract_metadata
-from .model import ONNX_FILE
+from .model import INT8_FILE, ONNX_FILE
 from .store import Build, DocumentRow, PassageRow, Progress, content_hash
 from .vectors import create_npy
 
@@ -78,6 +78,7 @@ class Report:
     removed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     version: Path | None = None
+    nodes: dict[str, int] = field(default_factory=dict)  # passages embedded per Ray node
 
 
 def prepare(
@@ -225,11 +226,13 @@ def _default_counter() -> Counter:
 
 def _embed(
     embedder: Any, build: Build, progress: Progress, reuse: dict[str, int],
-    old_vectors: np.ndarray | None, out: Path,
-) -> int:
+    old_vectors: np.ndarray | None, out: Path, ray: tuple[str, Path] | None = None,
+) -> tuple[int, dict[str, int]]:
     """Write the vectors of ``build``'s passages into the ``.npy`` file ``out``, a block at a
     time: rows whose content hash is in ``reuse`` are copied from ``old_vectors`` (row
-    ``reuse[hash]``), the rest are embedded. Returns how many were embedded."""
+    ``reuse[hash]``), the rest are embedded — here, or with ``ray`` (cluster address, int8
+    model file) on a Ray cluster (``distributed.embed``). Returns how many were embedded,
+    and by which Ray node."""
     vectors = create_npy(out, (build.passages, embedder.dimension))
     todo = sum(1 for h in build.hashes() if h not in reuse)
     done = 0
@@ -240,27 +243,35 @@ def _embed(
         done += n
         progress("embedding", done, todo)
 
-    waiting: list[tuple[int, str]] = []  # bounded memory: embed and copy out in slices
-    for block in embed_texts(build):
-        for i, h, text in block:
-            if h in reuse and old_vectors is not None:
-                vectors[i] = old_vectors[reuse[h]]
-            else:
-                waiting.append((i, text))
-        if len(waiting) >= 512:
-            _embed_waiting(embedder, waiting, vectors, advance)
-    _embed_waiting(embedder, waiting, vectors, advance)
-    vectors.flush()
-    del vectors
-    return todo
+    def pending() -> Iterator[list[tuple[int, str]]]:
+        """The passages to embed, a bounded block at a time; reused vectors copied over."""
+        waiting: list[tuple[int, str]] = []
+        for block in embed_texts(build):
+            for i, h, text in block:
+                if h in reuse and old_vectors is not None:
+                    vectors[i] = old_vectors[reuse[h]]
+                else:
+                    waiting.append((i, text))
+            if len(waiting) >= 512:
+                yield waiting
+                waiting = []
+        if waiting:
+            yield waiting
 
+    nodes: dict[str, int] = {}
+    if ray is None:
+        for waiting in pending():
+            vectors[[i for i, _ in waiting]] = embedder.embed([t for _, t in waiting],
+                                                              progress=advance)
+    else:
+        from . import distributed
 
-def _embed_waiting(embedder: Any, waiting: list[tuple[int, str]], vectors: np.ndarray,
-                   advance: Callable[[int], None]) -> None:
-    for s in range(0, len(waiting), 512):
-        part = waiting[s : s + 512]
-        vectors[[i for i, _ in part]] = embedder.embed([t for _, t in part], progress=advance)
-    waiting.clear()
+        def write(ids: np.ndarray, block: np.ndarray) -> None:
+            vectors[ids] = block
+
+        nodes = distributed.embed(*ray, pending(), write, advance)
+    vectors.flush()  # the mapping itself closes when this returns
+    return todo, nodes
 
 
 def check_docs(docs_dir: Path) -> list[Path]:
@@ -291,15 +302,23 @@ def build_index(
     reuse_vectors: bool = False,
     model_cache: Path | None = None,
     fields: dict[str, str] | None = None,
+    ray: str | None = None,
 ) -> Report:
     """Index every article under ``docs_dir`` into a new version at ``index_dir``. With
     ``reuse_vectors`` (an update) nothing is written when the docs did not change since the
-    live version (versions no reader uses are still pruned).
+    live version (versions no reader uses are still pruned). With ``ray`` (a cluster
+    address, or "auto") the passages are embedded on that Ray cluster (``distributed``).
 
     Raises IndexLocked when another process is writing the same index.
     """
     check_docs(docs_dir)
     index_dir = Path(index_dir)
+    if ray is not None:
+        if embedder is not None:
+            raise QAError("--ray embeds with the real model only: build without --ray")
+        from . import distributed
+
+        distributed.connect(ray)  # an unreachable cluster fails before any work
     with store.writer_lock(index_dir):
         store.remove_leftovers(index_dir)
         same = _unchanged(docs_dir, index_dir, embedder, model_cache) if reuse_vectors else None
@@ -329,7 +348,7 @@ def build_index(
             with documents:
                 return _write(
                     documents, skipped, docs_dir, index_dir, embedder, count_tokens, progress,
-                    warn, reuse_vectors, model_cache, duplicates=duplicates,
+                    warn, reuse_vectors, model_cache, duplicates=duplicates, ray=ray,
                     extra={"fields": fields or {}, "duplicates": _dropped(duplicates),
                            "reader_version": READER_VERSION,
                            "problems": {"count": len(problems), "examples": problems[:50]}})
@@ -343,6 +362,7 @@ def _write(
     embedder: Any, count_tokens: Counter | None, progress: Progress, warn: Warn,
     reuse_vectors: bool, model_cache: Path | None = None,
     extra: dict[str, Any] | None = None, duplicates: list[Duplicate] | None = None,
+    ray: str | None = None,
 ) -> Report:
     old: dict[str, Any] | None = None
     reuse: dict[str, int] = {}
@@ -351,11 +371,10 @@ def _write(
         # Before loading the model: a stale or damaged index fails fast.
         old, reuse, old_vectors = _previous(index_dir, *_model_identity(embedder))
     # The query model's export, checked once (from the shared cache if any); with the real
-    # model's default document encoder, the int8 one is made in the same export.
-    from .embed import cpu_has_amx
-
+    # model, the int8 one (documents on most CPUs, re-ranked sentences on all) in the same
+    # export.
     ensure_query_model(index_dir, _model_identity(embedder)[0], verify=True, cache=model_cache,
-                       int8=embedder is None and not cpu_has_amx())
+                       int8=embedder is None)
     embedder = embedder or _default_embedder(index_dir)
     count_tokens = count_tokens or _default_counter()
     # Rows, vectors and keyword index go straight into the new version's folder (one
@@ -374,10 +393,14 @@ def _write(
             if copy.path is not None:
                 build.files.setdefault(copy.file, _path_entry(copy.path, duplicate_of=copy.of))
         vector_file = build.folder / "vectors.npy"
-        embedded = _embed(embedder, build, progress, reuse, old_vectors, vector_file)
+        cluster = (ray, index_dir / INT8_FILE) if ray is not None else None
+        embedded, nodes = _embed(embedder, build, progress, reuse, old_vectors, vector_file,
+                                 cluster)
         del old_vectors, reuse
         manifest = _manifest(build, embedder, docs_dir, old.get("created") if old else None)
         manifest.update(extra or {})
+        if ray is not None:
+            manifest["ingest"] = {"ray": ray, "nodes": nodes}
         onnx = index_dir / ONNX_FILE
         if onnx.exists():
             from .model import onnx_digest
@@ -389,7 +412,7 @@ def _write(
     finally:
         build.db.close()
         shutil.rmtree(build.folder, ignore_errors=True)  # gone already once published
-    report = Report(build.documents, build.passages, embedded, version=version)
+    report = Report(build.documents, build.passages, embedded, version=version, nodes=nodes)
     report.skipped = sorted(s for s, entry in build.files.items() if entry.get("skipped"))
     if old is not None:
         before, after = old.get("files", {}), build.files

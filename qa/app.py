@@ -90,6 +90,8 @@ class Builder:
     model_cache: Path | None = field(default_factory=lambda: cache_root() / "models")
     # Export columns by article field ("text" → "story_body"); None: as the index was built.
     fields: dict[str, str] | None = None
+    # A Ray cluster's address ("auto": the local one) to embed on; None: this machine.
+    ray: str | None = None
 
     def run(self, docs: Path, index: Path, update: bool = False) -> Any:
         from index.pipeline import build_index, update_index
@@ -97,7 +99,7 @@ class Builder:
         run = update_index if update else build_index
         return run(docs, index, embedder=self.embedder, count_tokens=self.count_tokens,
                    progress=self.progress, warn=self.warn, model_cache=self.model_cache,
-                   fields=self.fields)
+                   fields=self.fields, ray=self.ray)
 
     def run_or_wait(self, docs: Path, index: Path, update: bool) -> None:
         """Build or update; if another qa is writing the index, wait for it and then update

@@ -1,0 +1,95 @@
+"""Ray ingest throughput: `qa index build --ray` on a local cluster of 1 and 2 one-CPU nodes.
+
+    python -m benchmarks.ray_ingest [--docs 150]
+
+Builds the first N news-a articles (real news passages, up to 256 word pieces) three ways: on
+this machine without Ray (the default int8 encoder, one process per core), and through Ray
+with one, then two, local nodes of one CPU each (`ray start`). Prints the embedding stage's
+passages/s and the whole build's time for each, and the two-node/one-node ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+NEWS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "news-a" / "docs"
+
+
+def _ray(*args: str) -> None:
+    subprocess.run([str(Path(sys.executable).with_name("ray")), *args], check=True,
+                   capture_output=True)
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build(docs: Path, index: Path, ray: str | None) -> dict[str, Any]:
+    from index.pipeline import build_index
+
+    marks: dict[str, float] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "embedding":
+            marks.setdefault("embed_start", time.perf_counter())
+            if done >= total:
+                marks["embed_end"] = time.perf_counter()
+
+    start = time.perf_counter()
+    report = build_index(docs, index, progress=progress, ray=ray)
+    total = time.perf_counter() - start
+    embed = marks["embed_end"] - marks["embed_start"]
+    return {"passages": report.passages, "embed_s": round(embed, 1),
+            "passages_per_s": round(report.embedded / embed, 1), "build_s": round(total, 1),
+            "nodes": report.nodes}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=150, help="news-a articles to build")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="qa-ray-bench-"))
+    docs = work / "docs"
+    docs.mkdir()
+    for path in sorted(NEWS.iterdir())[: args.docs]:
+        shutil.copy(path, docs / path.name)
+    results: dict[str, Any] = {}
+    try:
+        results["local"] = build(docs, work / "local", None)
+        print("local (no Ray):", json.dumps(results["local"]), flush=True)
+        for nodes in (1, 2):
+            import ray
+
+            port = _port()
+            _ray("start", "--head", "--port", str(port), "--num-cpus", "1",
+                 "--include-dashboard=false", "--disable-usage-stats")
+            for _ in range(nodes - 1):
+                _ray("start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1",
+                     "--disable-usage-stats")
+            try:
+                results[f"ray{nodes}"] = build(docs, work / f"ray{nodes}", f"127.0.0.1:{port}")
+            finally:
+                ray.shutdown()
+                _ray("stop", "--force")
+            print(f"ray, {nodes} node(s):", json.dumps(results[f"ray{nodes}"]), flush=True)
+        one, two = results["ray1"], results["ray2"]
+        ratio = two["passages_per_s"] / one["passages_per_s"]
+        print(f"two nodes / one node: embedding {ratio:.2f}x, "
+              f"whole build {one['build_s'] / two['build_s']:.2f}x")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

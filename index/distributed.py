@@ -1,0 +1,169 @@
+"""Embedding on a Ray cluster (``qa index build --ray ADDRESS``): a Ray Data pipeline.
+
+The head (the process running ``qa``) reads, cleans and chunks the articles into the new
+version's ``passages.sqlite`` as a local build does. The passages to embed then go to the
+cluster as Arrow blocks in Ray's object store (no shared file system needed), are embedded by a
+pool of actors — one per CPU of the cluster, each holding the int8 model it was sent — with
+``map_batches``, and stream back to the head, which writes each block's vectors into the
+version's ``vectors.npy`` by passage id and records which node embedded it. The version is then
+published as any other: same format, same atomic switch, so a failed or interrupted cluster
+leaves the live version as it was.
+
+Ray Data restarts an actor that dies and retries its blocks (its defaults for actor pools:
+unlimited ``max_restarts`` and ``max_task_retries``); a block is written by passage id, so one
+embedded twice is written twice with the same vector.
+Ray is an optional extra: ``pip install '.[ray]'`` on every node, the same version of qa.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import QAError
+
+# Passages per block sent to an actor: large enough that Ray's per-task cost (~ms) is small
+# next to embedding it (~10 s on one core), small enough that two nodes share a small archive.
+BLOCK = 128
+
+
+class RayError(QAError):
+    """Ray is missing, the cluster cannot be reached, or it failed the work."""
+
+
+def connect(address: str) -> Any:
+    """``ray`` connected to the cluster at ``address`` ("auto": the one ``ray start`` made on
+    this machine, or ``RAY_ADDRESS``); RayError saying what to do otherwise."""
+    try:
+        import ray
+    except ImportError:
+        raise RayError("Ray is not installed: pip install 'newsqa[ray]' (on every node), or "
+                       "build without --ray") from None
+    if ray.is_initialized():
+        return ray
+    _reachable(address)
+    package = Path(__file__).resolve().parent
+    # Ray's notes (plans, execution summaries) are not the user's business; its errors still
+    # reach them through the exceptions below.
+    try:
+        ray.init(
+            address=address, logging_level=logging.ERROR, log_to_driver=False,
+            # This package goes with the job, so every node runs the head's code.
+            runtime_env={"py_modules": [str(package)]},
+        )
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RayError(
+            f"cannot reach a Ray cluster at {address} ({reason}): start one with `ray start "
+            "--head` (and `ray start --address HEAD:6379` on the others), or pass its address"
+        ) from None
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return ray
+
+
+def _reachable(address: str) -> None:
+    """RayError unless HOST:PORT accepts connections (``ray.init`` would wait for minutes)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return  # "auto", or a scheme ray.init understands: let it say
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as error:
+        raise RayError(
+            f"cannot reach a Ray cluster at {address} ({error.strerror or error}): start one "
+            "with `ray start --head` (and `ray start --address HEAD:6379` on the others), or "
+            "pass its address"
+        ) from None
+
+
+class Encoder:
+    """A Ray actor: the int8 model, loaded once on its node, embedding blocks of passages."""
+
+    def __init__(self, model: Any) -> None:
+        import tempfile
+
+        import ray
+
+        from .embed import OnnxEmbedder
+
+        if isinstance(model, ray.ObjectRef):
+            model = ray.get(model)
+        folder = Path(tempfile.mkdtemp(prefix="qa-encoder-"))
+        path = folder / "model.int8.onnx"
+        path.write_bytes(model)
+        self.embedder = OnnxEmbedder(path, optimized=False)
+        self.node = ray.get_runtime_context().get_node_id()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from .embed import INT8_BATCH
+
+        texts = [str(t) for t in batch["text"]]
+        vectors = self.embedder.embed(texts, batch_size=INT8_BATCH)
+        return {
+            "row": np.asarray(batch["row"], dtype=np.int64),
+            "vector": vectors,
+            "node": np.array([self.node] * len(texts)),
+        }
+
+
+def embed(
+    address: str, model: Path, blocks: Iterable[list[tuple[int, str]]],
+    write: Callable[[np.ndarray, np.ndarray], None], advance: Callable[[int], None],
+) -> dict[str, int]:
+    """Embed ``blocks`` of (passage id, text) on the cluster at ``address`` with the int8
+    model file ``model``; ``write(ids, vectors)`` for each block that comes back. Returns the
+    passages embedded per node id."""
+    ray = connect(address)
+    import pyarrow as pa
+
+    refs = []
+    for block in blocks:
+        for s in range(0, len(block), BLOCK):
+            part = block[s : s + BLOCK]
+            refs.append(ray.put(pa.table({"row": [i for i, _ in part],
+                                          "text": [t for _, t in part]})))
+    if not refs:
+        return {}
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    weights = Path(model).read_bytes()
+    dataset = ray.data.from_arrow_refs(refs).map_batches(
+        Encoder, fn_constructor_args=(weights,), batch_size=BLOCK, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(cpus, len(refs))),
+        num_cpus=1,
+    )
+    nodes: dict[str, int] = {}
+    try:
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            ids = np.asarray(batch["row"], dtype=np.int64)
+            write(ids, np.asarray(batch["vector"], dtype=np.float32))
+            for node in batch["node"]:
+                nodes[str(node)] = nodes.get(str(node), 0) + 1
+            advance(len(ids))
+    except Exception as error:  # Ray's own task and actor errors: one line, not its trace
+        if isinstance(error, QAError | KeyboardInterrupt):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise RayError(f"the Ray cluster at {address} failed the embedding "
+                       f"({type(error).__name__}: {first[:200]}): the live index is unchanged; "
+                       "check `ray status` and build again") from None
+    return nodes
+
+
+def node_addresses() -> dict[str, str]:
+    """Node id → IP of the connected cluster (for reports)."""
+    import ray
+
+    return {n["NodeID"]: n.get("NodeManagerAddress", "?") for n in ray.nodes()}
+
+
+def default_address() -> str:
+    return os.environ.get("RAY_ADDRESS") or "auto"

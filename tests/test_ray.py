@@ -1,0 +1,171 @@
+"""`qa index build --ray` on a real local Ray cluster: two one-CPU nodes on this machine."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from index.store import Store
+
+pytestmark = pytest.mark.slow
+ray = pytest.importorskip("ray")
+runner = CliRunner()
+SQUAD = Path(__file__).resolve().parents[2] / "shared" / "bench" / "squad-a" / "docs"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray_cli() -> str:
+    return str(Path(sys.executable).with_name("ray"))
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A head and a worker node, one CPU each, on loopback; stopped afterwards."""
+    port = _free_port()
+    temp = tmp_path_factory.mktemp("ray")
+    common = ["--num-cpus", "1", "--disable-usage-stats"]
+    subprocess.run([_ray_cli(), "start", "--head", "--port", str(port), "--temp-dir", str(temp),
+                    "--include-dashboard=false", *common], check=True, capture_output=True)
+    subprocess.run([_ray_cli(), "start", "--address", f"127.0.0.1:{port}", *common],
+                   check=True, capture_output=True)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        subprocess.run([_ray_cli(), "stop", "--force"], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory):
+    """Enough real articles (~600 passages) for both nodes to get work."""
+    if not SQUAD.is_dir():
+        pytest.skip("the shared squad-a articles are not here")
+    folder = tmp_path_factory.mktemp("docs")
+    for path in sorted(SQUAD.iterdir())[:12]:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local(docs, tmp_path_factory):
+    index = tmp_path_factory.mktemp("local") / "index"
+    result = runner.invoke(app, ["index", "build", "--docs", str(docs), "--index", str(index)])
+    assert result.exit_code == 0, result.stderr
+    return index
+
+
+def _passages(index: Path) -> tuple[list[tuple], np.ndarray]:
+    store = Store(index)
+    try:
+        rows = store.db.execute(
+            "SELECT d.source, p.start, p.end, p.text FROM passages p JOIN documents d "
+            "ON d.id = p.doc ORDER BY p.id").fetchall()
+        return [tuple(r) for r in rows], np.array(store.vectors.vectors)
+    finally:
+        store.close()
+
+
+def _same_index(ray_index: Path, local_index: Path) -> None:
+    rows, vectors = _passages(ray_index)
+    expected, expected_vectors = _passages(local_index)
+    assert rows == expected
+    cosines = (vectors * expected_vectors).sum(axis=1)
+    assert cosines.min() >= 0.99, cosines.min()
+
+
+def test_a_ray_build_holds_the_local_build_and_ran_on_both_nodes(cluster, docs, local,
+                                                                  tmp_path):
+    index = tmp_path / "index"
+    result = runner.invoke(app, ["index", "build", "--docs", str(docs), "--index", str(index),
+                                 "--ray", cluster])
+    assert result.exit_code == 0, result.stderr
+    assert "embedded on 2 Ray node(s)" in result.stderr
+    _same_index(index, local)
+    nodes = Store(index).manifest["ingest"]["nodes"]
+    assert len(nodes) == 2 and all(n > 0 for n in nodes.values())
+    assert sum(nodes.values()) == len(_passages(index)[0])
+
+    # An update embeds only the new article's passages on the cluster.
+    extra = sorted(SQUAD.iterdir())[12]
+    shutil.copy(extra, docs / extra.name)
+    try:
+        result = runner.invoke(app, ["index", "update", "--docs", str(docs), "--index",
+                                     str(index), "--ray", cluster])
+        assert result.exit_code == 0, result.stderr
+        manifest = Store(index).manifest
+        new = sum(manifest["ingest"]["nodes"].values())
+        assert 0 < new < manifest["counts"]["passages"] / 5
+        assert f"embedded {new} new passage(s)" in result.stderr
+    finally:
+        (docs / extra.name).unlink()
+
+
+def _encoder_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"MapBatches(Encoder)" in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def test_a_worker_killed_mid_build_is_retried_and_the_index_is_whole(cluster, docs, local,
+                                                                     tmp_path):
+    index = tmp_path / "index"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    earlier = set(_encoder_pids())  # actors of the other tests' builds
+    build = subprocess.Popen(
+        [sys.executable, "-m", "cli", "index", "build", "--docs", str(docs), "--index",
+         str(index), "--ray", cluster],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and build.poll() is None and time.monotonic() < deadline:
+        pids = [pid for pid in _encoder_pids() if pid not in earlier]
+        if pids:
+            time.sleep(2)  # mid-block: the actor is embedding
+            try:
+                os.kill(pids[0], signal.SIGKILL)
+                killed = pids[0]
+            except ProcessLookupError:
+                earlier.add(pids[0])
+        time.sleep(0.2)
+    out, err = build.communicate(timeout=300)
+    assert killed is not None, "no encoder actor ever ran"
+    # Ray restarts the actor and retries its block: the build completes and is whole.
+    assert build.returncode == 0, err
+    assert "Traceback" not in err
+    _same_index(index, local)
+
+
+def test_no_cluster_is_a_one_line_error(docs, tmp_path):
+    if ray.is_initialized():
+        ray.shutdown()
+    index = tmp_path / "index"
+    result = runner.invoke(app, ["index", "build", "--docs", str(docs), "--index", str(index),
+                                 "--ray", f"127.0.0.1:{_free_port()}"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "cannot reach a Ray cluster" in result.stderr and "ray start" in result.stderr
+    assert not (index / "CURRENT").exists()
