@@ -147,7 +147,7 @@ def w_scale(squad_index: str, out: str, n: int, seed: int = 0) -> dict[str, Any]
     base = Store(Path(squad_index))
     passages = list(base.all_passages())
     documents = base.documents
-    real = np.asarray(base.load_vectors())
+    real = base.load_vectors()[:]
     rng = np.random.default_rng(seed)
     Path(out).mkdir(parents=True, exist_ok=True)
     build = Build(new_version(Path(out)))
@@ -225,7 +225,7 @@ def w_query(index: str, questions: str, qvectors: str, n: int) -> dict[str, Any]
 
     # Peak RSS while serving (before the exact search used for recall maps every vector).
     serving = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    exact = NumpyIndex.load(engine.store.version / "vectors.npy")
+    exact = NumpyIndex.load(engine.store.version)
     _, truth = exact.search(qv, 10)
     _, got = engine.store.vectors.search(qv, 10)
     return {"open_and_first_ask_s": first, "ask_ms": _pcts(ask_ms),
@@ -247,7 +247,7 @@ def w_million(squad_index: str, out: str, n: int, queries: str, seed: int = 0,
     from index.store import Store
     from index.vectors import build_faiss
 
-    real = np.asarray(Store(Path(squad_index)).load_vectors(), dtype=np.float64)
+    real = np.asarray(Store(Path(squad_index)).load_vectors()[:], dtype=np.float64)
     mean, cov = real.mean(axis=0), np.cov(real, rowvar=False)
     rng = np.random.default_rng(seed)
     out_dir = Path(out)
@@ -378,7 +378,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the built indexes here (default: a temporary folder)")
     parser.add_argument("--sections", default="cold,ingest,queries",
-                        help="comma-separated subset of cold,ingest,queries")
+                        help="comma-separated subset of cold,ingest,queries,scale (scale: the "
+                        "queries section end to end at --sizes, default 1000000, no synthetic "
+                        "FAISS-only point)")
     parser.add_argument("--shared", type=Path, default=SHARED,
                         help="the shared data folder holding bench/squad-a (default ../shared)")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
@@ -420,9 +422,18 @@ def main(argv: list[str] | None = None) -> None:
     if "queries" in sections:
         report_queries(work, squad_index, squad / "questions.jsonl", sizes, million,
                        args.million_kind)
+    if "scale" in sections:
+        report_queries(work, squad_index, squad / "questions.jsonl",
+                       [int(s) for s in (args.sizes or "1000000").split(",") if s], 0)
     print(f"\ntotal benchmark time {time.perf_counter() - started:.0f} s")
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _disk(index: Path) -> int:
+    """Bytes of the live version's files (the shared query model not counted)."""
+    version = index / (index / "CURRENT").read_text().strip()
+    return sum(p.stat().st_size for p in version.rglob("*") if p.is_file())
 
 
 def report_cold(seed_index: Path, runs: int) -> None:
@@ -517,6 +528,15 @@ def report_queries(work: Path, squad_index: Path, questions: Path, sizes: list[i
               f"full ask (k=5, highlights) p50 {q['ask_ms']['p50']:.0f} ms p95 "
               f"{q['ask_ms']['p95']:.0f} ms; peak RSS serving {q['serving_rss_mib']:.0f} MiB "
               f"({q['rss_mib']:.0f} MiB with the exact search for recall)   [{load()}]",
+              flush=True)
+        ask = [sys.executable, "-m", "cli", "ask", QUESTION, "--json", "-k", "5",
+               "--index", str(target)]
+        measured(ask)  # the page cache warm-up, not counted
+        colds = [measured(ask) for _ in range(3)]
+        print(f"{n:>9,} passages: cold `qa ask` (new process, page cache warm) median "
+              f"{statistics.median(c['wall'] for c in colds):.2f} s, peak RSS "
+              f"{max(c['rss_mib'] for c in colds):.0f} MiB; on disk "
+              f"{_disk(target) / n:.0f} bytes a passage ({_disk(target) / 2**30:.2f} GiB)",
               flush=True)
     if million:
         out = work / (f"synthetic-{million}" if kind == "gaussian" else f"{kind}-{million}")

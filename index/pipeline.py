@@ -28,7 +28,7 @@ from .load import (
 from .meta import extract_metadata
 from .model import INT8_FILE, ONNX_FILE
 from .store import Build, DocumentRow, PassageRow, Progress, content_hash
-from .vectors import create_npy
+from .vectors import VectorWriter
 
 Warn = Callable[[str], None]
 
@@ -226,14 +226,14 @@ def _default_counter() -> Counter:
 
 def _embed(
     embedder: Any, build: Build, progress: Progress, reuse: dict[str, int],
-    old_vectors: np.ndarray | None, out: Path, ray: tuple[str, Path] | None = None,
+    old_vectors: Any, out: Path, ray: tuple[str, Path] | None = None,
 ) -> tuple[int, dict[str, int]]:
     """Write the vectors of ``build``'s passages into the ``.npy`` file ``out``, a block at a
     time: rows whose content hash is in ``reuse`` are copied from ``old_vectors`` (row
     ``reuse[hash]``), the rest are embedded — here, or with ``ray`` (cluster address, int8
     model file) on a Ray cluster (``distributed.embed``). Returns how many were embedded,
     and by which Ray node."""
-    vectors = create_npy(out, (build.passages, embedder.dimension))
+    vectors = VectorWriter(out.parent, build.passages, embedder.dimension)
     todo = sum(1 for h in build.hashes() if h not in reuse)
     done = 0
     progress("embedding", 0, todo)
@@ -247,11 +247,15 @@ def _embed(
         """The passages to embed, a bounded block at a time; reused vectors copied over."""
         waiting: list[tuple[int, str]] = []
         for block in embed_texts(build):
+            kept: list[int] = []
+            kept_from: list[int] = []
             for i, h, text in block:
                 if h in reuse and old_vectors is not None:
-                    vectors[i] = old_vectors[reuse[h]]
+                    kept.append(i)
+                    kept_from.append(reuse[h])
                 else:
                     waiting.append((i, text))
+            vectors.copy(kept, old_vectors, kept_from)
             if len(waiting) >= 512:
                 yield waiting
                 waiting = []
@@ -270,7 +274,7 @@ def _embed(
             vectors[ids] = block
 
         nodes = distributed.embed(*ray, pending(), write, advance)
-    vectors.flush()  # the mapping itself closes when this returns
+    vectors.flush()  # the mappings themselves close when this returns
     return todo, nodes
 
 
@@ -366,7 +370,7 @@ def _write(
 ) -> Report:
     old: dict[str, Any] | None = None
     reuse: dict[str, int] = {}
-    old_vectors: np.ndarray | None = None
+    old_vectors: Any = None
     if reuse_vectors:
         # Before loading the model: a stale or damaged index fails fast.
         old, reuse, old_vectors = _previous(index_dir, *_model_identity(embedder))
@@ -493,7 +497,7 @@ def expected_for(embedder: Any = None) -> dict[str, Any]:
 
 def _previous(
     index_dir: Path, model_name: str, dimension: int
-) -> tuple[dict[str, Any] | None, dict[str, int], np.ndarray | None]:
+) -> tuple[dict[str, Any] | None, dict[str, int], Any]:
     """The old manifest, its passage rows by content hash and its vectors (memory-mapped, so
     only reused rows are read); None, {}, None when there is no index yet (update then builds
     one). IndexStale or IndexDamaged when it cannot be reused: an update never silently mixes

@@ -10,7 +10,8 @@ Layout of an index directory::
     v-<stamp>/           one immutable version
         manifest.json    model, dimension, chunking, per-file hashes, sizes of the files below
         passages.sqlite  documents and passages (text, offsets, sentence spans, hashes)
-        vectors.npy      float32 [n, dim], normalised, row i = passage id i
+        vectors.npy      int8 [n, dim], row i = passage id i (float32 before format 4)
+        scales.npy       float32 [n]: row i's vector is vectors[i]·scales[i], normalised
         faiss.index      inner-product index over vectors.npy (flat, or IVF with 4-bit PQ
                          codes when large, re-scored from vectors.npy; flat ones are
                          searched from vectors.npy without loading faiss)
@@ -41,9 +42,10 @@ import numpy as np
 from .disk import fsync_dir, fsync_tree, write_atomic
 from .errors import IndexDamaged, IndexLocked, IndexMissing, IndexOutdated, IndexStale, QAError
 from .model import ONNX_FILE
-from .vectors import load_npy
 
-FORMAT_VERSION = 3  # 2: documents.url, stored article texts of non-text formats; 3: language
+# 2: documents.url, stored article texts of non-text formats; 3: language; 4: int8 vectors
+# with a scale per row
+FORMAT_VERSION = 4
 CURRENT = "CURRENT"
 Progress = Callable[[str, int, int], None]
 
@@ -316,7 +318,7 @@ def read_manifest(index_dir: Path, version: Path | None = None) -> dict[str, Any
     return manifest
 
 
-READABLE_FORMATS = (1, 2, 3)  # formats an update can take passages and vectors from
+READABLE_FORMATS = (1, 2, 3, 4)  # formats an update can take passages and vectors from
 
 
 def check_manifest(
@@ -378,7 +380,7 @@ class Store:
             raise
 
     def _open(self, expect: dict[str, Any] | None, mmap: bool, older: bool) -> None:
-        from .vectors import FaissIndex, NumpyIndex, VectorIndex
+        from .vectors import FaissIndex, NumpyIndex, VectorIndex, open_vectors
 
         # The same version for everything: CURRENT may switch while this loads.
         self.manifest = read_manifest(self.index_dir, self.version)
@@ -397,12 +399,12 @@ class Store:
         try:
             self.vectors: VectorIndex
             if self.manifest.get("vector_index", {}).get("kind") == "faiss-flat":
-                self.vectors = NumpyIndex.load(self.version / "vectors.npy", mmap=mmap)
+                self.vectors = NumpyIndex.load(self.version, mmap=mmap)
             else:
                 # A quantised IVF index re-scores its candidates against the float vectors.
                 self.vectors = FaissIndex.load(
                     self.version / "faiss.index", mmap=mmap,
-                    vectors=load_npy(self.version / "vectors.npy"),
+                    vectors=open_vectors(self.version),
                 )
             self.db = _open_db(self.version / "passages.sqlite")
             (count,) = self.db.execute("SELECT count(*) FROM passages").fetchone()
@@ -573,9 +575,12 @@ class Store:
     def _damaged(self, what: str) -> IndexDamaged:
         return IndexDamaged(f"index at {self.index_dir} is damaged ({what}): run `qa index build`")
 
-    def load_vectors(self) -> np.ndarray:
+    def load_vectors(self) -> Any:
+        """The stored vectors, memory-mapped (``vectors.open_vectors``): rows read as float32."""
+        from .vectors import open_vectors
+
         try:
-            vectors = load_npy(self.version / "vectors.npy")
+            vectors = open_vectors(self.version)
         except (OSError, ValueError) as error:
             raise self._damaged("vectors.npy") from error
         if vectors.ndim != 2 or vectors.shape[0] != self.passage_count:
@@ -655,10 +660,10 @@ def write_version(
     """Complete the version ``build`` is writing and switch CURRENT to it. Call under
     writer_lock.
 
-    ``vectors`` is the float32 matrix, or the path of an ``.npy`` file holding it on the same
-    file system (moved into the version, not copied: the vectors never need to fit in RAM)."""
+    ``vectors`` is the float32 matrix, or the ``vectors.npy`` a ``VectorWriter`` wrote into
+    the version's folder (the vectors never need to fit in RAM)."""
     from . import lexical
-    from .vectors import build_faiss, create_npy
+    from .vectors import VectorWriter, build_faiss, open_vectors
 
     index_dir = Path(index_dir)
     tmp = build.folder
@@ -668,16 +673,16 @@ def write_version(
         lexical.build(build.passage_texts(), tmp / "bm25",
                       progress=lambda done: progress("keyword index", done, build.passages))
         build.close()
-        vector_file = tmp / "vectors.npy"
         if isinstance(vectors, Path):
-            if vectors != vector_file:
-                os.replace(vectors, vector_file)
+            if vectors != tmp / "vectors.npy":
+                raise ValueError(f"the vectors must be written in {tmp}, not at {vectors}")
         else:
-            out = create_npy(vector_file, vectors.shape)
-            out[:] = vectors
+            out = VectorWriter(tmp, *vectors.shape)
+            for start in range(0, len(vectors), 65_536):
+                out[start : start + 65_536] = vectors[start : start + 65_536]
             out.flush()
             del out
-        mapped = load_npy(vector_file)
+        mapped = open_vectors(tmp)
         progress("vector index", 0, len(mapped))
         faiss_index = build_faiss(
             mapped, progress=lambda done, total: progress("vector index", done, total)

@@ -37,6 +37,118 @@ def create_npy(path: Path, shape: tuple[int, ...], dtype: Any = np.float32) -> n
     return out
 
 
+SCALES = "scales.npy"  # beside vectors.npy: one float32 scale per int8 row
+_BLOCK = 1024  # rows widened to float32 at a time (1.5 MB: the block stays in cache)
+
+
+class Quantized:
+    """Stored vectors: int8 codes with one float32 scale per row (row i ≈ codes[i]·scales[i]),
+    both memory-mapped. A passage takes 388 bytes instead of 1,536 (3.9 GB instead of 15 GB at
+    10M passages) and cosines stay within ~2e-3 of float32's; numpy widens int8 to float32
+    fast, so a scan is faster than over float32 (float16's widening is ~10x slower here,
+    docs/BENCHMARKS.md). Indexing returns float32 rows; ``dot`` scores in float32."""
+
+    ndim = 2
+
+    def __init__(self, codes: np.ndarray, scales: np.ndarray):
+        if codes.ndim != 2 or codes.dtype != np.int8 or scales.shape != (len(codes),):
+            raise ValueError("int8 codes and one scale per row expected")
+        self.codes, self.scales = codes, scales
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.codes.shape  # type: ignore[return-value]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        codes = np.asarray(self.codes[key])
+        scales = np.asarray(self.scales[key], dtype=np.float32)
+        return codes.astype(np.float32) * scales[..., None]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self[:]
+        return whole if dtype is None else whole.astype(dtype)
+
+    def dot(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        query = np.asarray(query, dtype=np.float32)
+        n = len(self) if rows is None else len(rows)
+        out = np.empty(n, dtype=np.float32)
+        for start in range(0, n, _BLOCK):
+            end = min(start + _BLOCK, n)
+            pick = slice(start, end) if rows is None else rows[start:end]
+            out[start:end] = (self.codes[pick].astype(np.float32) @ query) * self.scales[pick]
+        return out
+
+
+def quantize(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 codes, float32 scales) of float rows: each row's largest component maps to ±127."""
+    block = np.atleast_2d(np.asarray(block, dtype=np.float32))
+    scales = np.abs(block).max(axis=1) / 127.0
+    scales[scales == 0] = 1.0
+    codes = np.clip(np.rint(block / scales[:, None]), -127, 127).astype(np.int8)
+    return codes, scales.astype(np.float32)
+
+
+class VectorWriter:
+    """A new version's ``vectors.npy`` (int8) and ``scales.npy``, written a block at a time:
+    ``writer[ids] = float rows`` quantises them."""
+
+    def __init__(self, folder: Path, count: int, dimension: int):
+        self.codes = create_npy(Path(folder) / "vectors.npy", (count, dimension), np.int8)
+        self.scales = create_npy(Path(folder) / SCALES, (count,), np.float32)
+
+    def __setitem__(self, ids: Any, block: np.ndarray) -> None:
+        codes, scales = quantize(block)
+        if isinstance(ids, int | np.integer):  # one row
+            codes, scales = codes[0], scales[0]
+        self.codes[ids] = codes
+        self.scales[ids] = scales
+
+    def copy(self, ids: list[int], old: np.ndarray | Quantized, old_ids: list[int]) -> None:
+        """Rows ``ids`` become rows ``old_ids`` of an earlier version's vectors (codes copied
+        as they are; float32 ones quantised)."""
+        if not ids:
+            return
+        if isinstance(old, Quantized):
+            self.codes[ids] = old.codes[old_ids]
+            self.scales[ids] = old.scales[old_ids]
+        else:
+            self[ids] = old[old_ids]
+
+    def flush(self) -> None:
+        self.codes.flush()
+        self.scales.flush()
+
+
+def open_vectors(folder: Path, mmap: bool = True) -> np.ndarray | Quantized:
+    """A version's stored vectors (memory-mapped unless not ``mmap``): int8 with scales, or
+    the float32 matrix of an index written before format 4."""
+    folder = Path(folder)
+    codes = load_npy(folder / "vectors.npy", mmap=mmap)
+    if (folder / SCALES).exists():
+        return Quantized(codes, load_npy(folder / SCALES, mmap=mmap))
+    if codes.ndim != 2 or codes.dtype != np.float32:
+        raise ValueError(f"{folder / 'vectors.npy'} is not a float32 matrix")
+    return codes
+
+
+def dot(vectors: np.ndarray | Quantized, query: np.ndarray,
+        rows: np.ndarray | None = None) -> np.ndarray:
+    """``vectors[rows] @ query`` (all rows when None) in float32, a block at a time."""
+    if isinstance(vectors, Quantized):
+        return vectors.dot(query, rows)
+    query = np.asarray(query, dtype=np.float32)
+    if rows is None:
+        return np.einsum("ij,j->i", vectors, query)
+    return np.asarray(vectors[rows], dtype=np.float32) @ query
+
+
 def load_npy(path: Path, mmap: bool = True) -> np.ndarray:
     """``np.load`` of a .npy file (memory-mapped read-only by default), one thread at a time."""
     with _NPY_HEADER:
@@ -83,11 +195,11 @@ class NumpyIndex(VectorIndex):
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        if len(queries) <= 4:
+        if len(queries) <= 4 or isinstance(self.vectors, Quantized):
             # A few queries are matrix-vector products, bound by memory bandwidth: numpy's
             # single-threaded einsum loop beats a multi-threaded BLAS call, whose thread
             # hand-offs cost more than the product (docs/BENCHMARKS.md).
-            scores = np.stack([np.einsum("ij,j->i", self.vectors, q) for q in queries])
+            scores = np.stack([dot(self.vectors, q) for q in queries])
         else:
             scores = queries @ self.vectors.T
         k = min(k, self.count)
@@ -103,11 +215,10 @@ class NumpyIndex(VectorIndex):
         np.save(path, self.vectors)
 
     @classmethod
-    def load(cls, path: Path, mmap: bool = True) -> NumpyIndex:
-        vectors = load_npy(path, mmap=mmap)
-        if vectors.ndim != 2 or vectors.dtype != np.float32:
-            raise ValueError(f"{path} is not a float32 matrix")
-        return cls(vectors.shape[1], vectors)
+    def load(cls, folder: Path, mmap: bool = True) -> NumpyIndex:
+        """Over a version's stored vectors (``open_vectors``)."""
+        vectors = open_vectors(folder, mmap=mmap)
+        return cls(vectors.shape[1], vectors)  # type: ignore[arg-type]
 
     @property
     def count(self) -> int:
@@ -144,7 +255,7 @@ class FaissIndex(VectorIndex):
 
     def __init__(
         self, dimension: int, index: Any = None, expected: int = 0,
-        vectors: np.ndarray | None = None,
+        vectors: np.ndarray | Quantized | None = None,
     ):
         import faiss
 
@@ -229,7 +340,8 @@ class FaissIndex(VectorIndex):
         faiss.write_index(self.index, str(path))
 
     @classmethod
-    def load(cls, path: Path, mmap: bool = False, vectors: np.ndarray | None = None) -> FaissIndex:
+    def load(cls, path: Path, mmap: bool = False,
+             vectors: np.ndarray | Quantized | None = None) -> FaissIndex:
         """Read an index; with ``mmap`` an IVF-Flat index's lists stay on disk (page cache)
         instead of being copied into memory. A quantised index re-scores against ``vectors``
         (the memory-mapped ``vectors.npy``). Flat indexes are served by ``NumpyIndex`` over
@@ -259,7 +371,7 @@ class FaissIndex(VectorIndex):
 
 
 def build_faiss(
-    vectors: np.ndarray, step: int = 20_000, progress: Any = None, seed: int = 0
+    vectors: np.ndarray | Quantized, step: int = 20_000, progress: Any = None, seed: int = 0
 ) -> FaissIndex:
     """A ``FaissIndex`` over ``vectors`` (may be a read-only memmap), added in slices so memory
     stays bounded; IVF centroids are trained on a random sample first."""

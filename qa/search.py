@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from index.store import Store
+from index.vectors import dot
 
 from .ranking import Candidate, RankingConfig
 
@@ -37,8 +38,7 @@ def retrieve(
     ids = list(dict.fromkeys([*dense, *keyword]))
     missing = [i for i in ids if i not in dense]
     if missing:
-        vectors = store.load_vectors()
-        scores = np.asarray(vectors[np.array(missing)] @ query)
+        scores = dot(store.load_vectors(), query, np.array(missing))
         dense.update(zip(missing, scores.tolist(), strict=True))
     best = float(bm25.max()) if len(bm25) else 0.0
     best = best or 1.0
@@ -63,9 +63,9 @@ def _dense(
             return {}
         vectors = store.load_vectors()
         if len(ids) * 4 >= len(allowed):
-            scores = np.asarray(vectors @ query)[ids]
+            scores = dot(vectors, query)[ids]
         else:
-            scores = np.asarray(vectors[ids] @ query)
+            scores = dot(vectors, query, ids)
         top = np.argsort(-scores)[:n]
         return {int(ids[i]): float(scores[i]) for i in top}
     scores, ids = store.vectors.search(query.reshape(1, -1), n)

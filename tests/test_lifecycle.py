@@ -586,3 +586,32 @@ def test_an_index_of_the_older_format_is_updated_on_first_ask_without_reembeddin
     assert "older format: updating it" in result.stderr
     assert getattr(embedder, "calls", 0) == 0  # every vector reused
     assert current_version(index) != version
+
+
+def test_float32_vectors_of_format_3_are_quantised_without_reembedding(seeds):
+    import numpy as np
+
+    from index.vectors import open_vectors
+
+    docs, index = seeds
+    version = current_version(index)
+    mapped = open_vectors(version)
+    codes, scales, floats = np.array(mapped.codes), np.array(mapped.scales), mapped[:]
+    del mapped
+    np.save(version / "vectors.npy", floats)  # float32, as format 3 wrote them
+    (version / "scales.npy").unlink()
+    manifest = json.loads((version / "manifest.json").read_text())
+    manifest["format_version"] = 3
+    manifest["sizes"]["vectors.npy"] = (version / "vectors.npy").stat().st_size
+    del manifest["sizes"]["scales.npy"]
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    embedder = FakeEmbedder()
+    result = runner.invoke(app, ["ask", "How many rockets landed at the Taji base?", "--docs",
+                                 str(docs), "--index", str(index), "--json"],
+                           obj={"embedder": embedder, "count_tokens": word_count})
+    assert result.exit_code == 0, result.output
+    assert getattr(embedder, "calls", 0) == 0
+    migrated = open_vectors(current_version(index))
+    assert (migrated.codes == codes).all()
+    np.testing.assert_allclose(migrated.scales, scales, rtol=1e-6)
+    assert json.loads(result.stdout)["passages"][0]["citation"]["source"].startswith("003")

@@ -76,7 +76,7 @@ def _passages(index: Path) -> tuple[list[tuple], np.ndarray]:
         rows = store.db.execute(
             "SELECT d.source, p.start, p.end, p.text FROM passages p JOIN documents d "
             "ON d.id = p.doc ORDER BY p.id").fetchall()
-        return [tuple(r) for r in rows], np.array(store.vectors.vectors)
+        return [tuple(r) for r in rows], store.load_vectors()[:]
     finally:
         store.close()
 

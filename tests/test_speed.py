@@ -170,5 +170,45 @@ def test_a_store_above_the_threshold_searches_its_quantised_index(tmp_path):
     assert store.manifest["vector_index"]["kind"] == "faiss-ivf-pq-refine"
     scores, ids = store.vectors.search(vectors[[7, 20_400]], 3)
     assert ids[:, 0].tolist() == [7, 20_400]
-    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    assert store.load_vectors().codes.dtype == np.int8  # re-scored from int8, in float32
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=5e-3)  # int8 codes, 32 dimensions
     store.close()
+
+
+def test_int8_vectors_with_scales_score_like_float32(tmp_path):
+    from index import vectors as vec
+
+    rng = np.random.default_rng(5)
+    full = rng.standard_normal((vec._BLOCK * 2 + 100, 384)).astype(np.float32)
+    full /= np.linalg.norm(full, axis=1, keepdims=True)
+    writer = vec.VectorWriter(tmp_path, *full.shape)
+    writer[:] = full[::-1]
+    writer[: len(full) // 2] = full[: len(full) // 2]  # slices, index lists and single rows
+    writer[list(range(len(full) // 2, len(full)))] = full[len(full) // 2 :]
+    writer[7] = full[7]
+    writer.flush()
+    del writer
+    stored = vec.open_vectors(tmp_path)
+    assert isinstance(stored, vec.Quantized) and stored.codes.dtype == np.int8
+    assert (tmp_path / "vectors.npy").stat().st_size < full.nbytes / 3.9
+    q = full[3]
+    np.testing.assert_allclose(vec.dot(stored, q), full @ q, atol=3e-3)
+    rows = np.array([len(full) - 1, 3, 0, vec._BLOCK])
+    np.testing.assert_allclose(vec.dot(stored, q, rows), full[rows] @ q, atol=3e-3)
+    np.testing.assert_allclose(stored[rows], full[rows], atol=3e-3)
+    _, ids = NumpyIndex(384, stored).search(q, 3)
+    assert ids[0, 0] == 3
+    # Copying rows of an earlier version keeps their codes exactly.
+    (tmp_path / "next").mkdir()
+    again = vec.VectorWriter(tmp_path / "next", 3, 384)
+    again.copy([0, 2], stored, [5, 9])
+    again[1] = full[1]
+    again.flush()
+    copied = vec.open_vectors(tmp_path / "next")
+    assert (copied.codes[[0, 2]] == stored.codes[[5, 9]]).all()
+    assert (copied.scales[[0, 2]] == stored.scales[[5, 9]]).all()
+    # An index of format 3 (float32) reads as it is.
+    old = tmp_path / "old"
+    old.mkdir()
+    np.save(old / "vectors.npy", full)
+    np.testing.assert_allclose(vec.dot(vec.open_vectors(old), q), full @ q, atol=1e-6)
