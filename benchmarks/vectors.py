@@ -13,18 +13,20 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from index.vectors import VectorWriter, dot, open_vectors
 
 
-def _ms(f: object, runs: int = 20) -> float:
-    f()  # type: ignore[operator]
+def _ms(f: Callable[[], object], runs: int = 20) -> float:
+    f()
     start = time.perf_counter()
     for _ in range(runs):
-        f()  # type: ignore[operator]
+        f()
     return (time.perf_counter() - start) / runs * 1000
 
 
@@ -39,10 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     else:
         rng = np.random.default_rng(0)
         full = rng.standard_normal((args.rows, 384)).astype(np.float32)
-        full /= np.linalg.norm(full, axis=1, keepdims=True)
-    queries = full[np.random.default_rng(1).choice(len(full), 50, replace=False)]
-    queries = queries + 0.05 * np.random.default_rng(2).standard_normal(queries.shape)
-    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+        full = np.asarray(full / np.linalg.norm(full, axis=1, keepdims=True), np.float32)
+    picked = full[np.random.default_rng(1).choice(len(full), 50, replace=False)]
+    noisy = picked + 0.05 * np.random.default_rng(2).standard_normal(picked.shape)
+    queries = np.asarray(noisy / np.linalg.norm(noisy, axis=1, keepdims=True), np.float32)
     rows = np.sort(np.random.default_rng(3).choice(len(full), 2_000, replace=False))
     truth = queries @ full.T
     folder = Path(tempfile.mkdtemp(prefix="qa-vectors-"))
@@ -50,29 +52,27 @@ def main(argv: list[str] | None = None) -> None:
     writer[:] = full
     writer.flush()
     del writer
-    stored = {"float32": full, "float16": full.astype(np.float16),
-              "int8 + scale": open_vectors(folder)}
+    stored: dict[str, Any] = {"float32": full, "float16": full.astype(np.float16),
+                              "int8 + scale": open_vectors(folder)}
     print(f"{len(full):,} vectors of {full.shape[1]} dimensions")
     print("storage       bytes/passage  scan ms  re-score 2,000 ms  max |error|  mean |error|")
     for name, vectors in stored.items():
-        size = 4 * full.shape[1] if name == "float32" else (
-            2 * full.shape[1] if name == "float16" else full.shape[1] + 4)
-        if name == "float16":
-            def scan(v: np.ndarray = vectors, q: np.ndarray = queries[0]) -> np.ndarray:
-                return v.astype(np.float32) @ q
+        size = {"float32": 4 * full.shape[1], "float16": 2 * full.shape[1]}.get(
+            name, full.shape[1] + 4)
 
-            def rescore(v: np.ndarray = vectors, q: np.ndarray = queries[0]) -> np.ndarray:
-                return v[rows].astype(np.float32) @ q
+        def scores_of(q: np.ndarray, subset: np.ndarray | None = None,
+                      v: Any = vectors, half: bool = name == "float16") -> np.ndarray:
+            if half:  # numpy's own widening of float16
+                return (v if subset is None else v[subset]).astype(np.float32) @ q
+            return dot(v, q, subset)
 
-            scores = np.stack([vectors.astype(np.float32) @ q for q in queries])
-        else:
-            def scan(v: object = vectors, q: np.ndarray = queries[0]) -> np.ndarray:
-                return dot(v, q)  # type: ignore[arg-type]
+        def scan() -> np.ndarray:
+            return scores_of(queries[0])
 
-            def rescore(v: object = vectors, q: np.ndarray = queries[0]) -> np.ndarray:
-                return dot(v, q, rows)  # type: ignore[arg-type]
+        def rescore() -> np.ndarray:
+            return scores_of(queries[0], rows)
 
-            scores = np.stack([dot(vectors, q) for q in queries])  # type: ignore[arg-type]
+        scores = np.stack([scores_of(q) for q in queries])
         error = np.abs(scores - truth)
         print(f"{name:13} {size:>13,}  {_ms(scan):7.2f}  {_ms(rescore):17.2f}  "
               f"{error.max():11.5f}  {error.mean():12.6f}")
