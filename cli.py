@@ -124,6 +124,14 @@ RayOption = Annotated[
         "start` made here. Needs pip install 'newsqa[ray]' on every node.",
     ),
 ]
+RetrainOption = Annotated[
+    bool,
+    typer.Option(
+        "--retrain",
+        help="Train the vector index afresh (when `qa index status` says its training is "
+        "stale); the vectors of unchanged passages are kept, nothing is re-embedded.",
+    ),
+]
 FieldOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -202,7 +210,7 @@ def progress_bars() -> Iterator[Any]:
 @index_app.command("build")
 def index_build(
     ctx: typer.Context, docs: DocsOption = None, index: IndexOption = None,
-    field: FieldOption = None, ray: RayOption = None,
+    field: FieldOption = None, ray: RayOption = None, retrain: RetrainOption = False,
 ) -> None:
     """Build the index from scratch over every article in DOCS (a folder, or one file).
 
@@ -214,6 +222,9 @@ def index_build(
 
     Unusable files are skipped with a warning. Fails if another qa is writing the same index.
 
+    With --retrain only the vector index's training is redone (when `qa index status` says it
+    is stale): the vectors of unchanged passages are kept.
+
     Example: qa index build --docs seeds/   (on a Ray cluster: --ray HEAD:6379)
     """
     with user_errors(), progress_bars() as progress:
@@ -221,6 +232,7 @@ def index_build(
         builder = _builder(ctx, progress)
         builder.fields = _fields(field)
         builder.ray = ray
+        builder.retrain = retrain
         report = builder.run(paths.docs, paths.index)
     _report_nodes(report)
     _stderr().print(
@@ -242,7 +254,7 @@ def _report_nodes(report: Any) -> None:
 @index_app.command("update")
 def index_update(
     ctx: typer.Context, docs: DocsOption = None, index: IndexOption = None,
-    field: FieldOption = None, ray: RayOption = None,
+    field: FieldOption = None, ray: RayOption = None, retrain: RetrainOption = False,
 ) -> None:
     """Bring the index in line with DOCS, embedding only new or changed passages.
 
@@ -255,6 +267,7 @@ def index_update(
         builder = _builder(ctx, progress)
         builder.fields = _fields(field)
         builder.ray = ray
+        builder.retrain = retrain
         report = builder.run(paths.indexed_docs(), paths.index, update=True)
     _report_nodes(report)
     out = _stderr()
@@ -312,6 +325,10 @@ def index_status(
             f"{len(state['changed'])} changed, {len(state['removed'])} removed: "
             "run `qa index update`",
         )
+    training = state["vector_training"]
+    if training and training["stale"]:
+        table.add_row("vector index", f"stale: trained on {training['trained_on']:,} passages, "
+                      f"the archive has {state['passages']:,}: run `qa index build --retrain`")
     if state["being_written"]:
         table.add_row("writer", "another qa process is building or updating this index now")
     if state["duplicates"]:

@@ -307,11 +307,15 @@ def build_index(
     model_cache: Path | None = None,
     fields: dict[str, str] | None = None,
     ray: str | None = None,
+    retrain: bool = False,
 ) -> Report:
     """Index every article under ``docs_dir`` into a new version at ``index_dir``. With
     ``reuse_vectors`` (an update) nothing is written when the docs did not change since the
     live version (versions no reader uses are still pruned). With ``ray`` (a cluster
     address, or "auto") the passages are embedded on that Ray cluster (``distributed``).
+    An update adds its vectors to the live version's trained IVF index while that training
+    is not stale; ``retrain`` trains it afresh, keeping the vectors of unchanged passages (a
+    new version even when no article changed).
 
     Raises IndexLocked when another process is writing the same index.
     """
@@ -325,7 +329,9 @@ def build_index(
         distributed.connect(ray)  # an unreachable cluster fails before any work
     with store.writer_lock(index_dir):
         store.remove_leftovers(index_dir)
-        same = _unchanged(docs_dir, index_dir, embedder, model_cache) if reuse_vectors else None
+        reuse_vectors = reuse_vectors or retrain
+        same = (_unchanged(docs_dir, index_dir, embedder, model_cache)
+                if reuse_vectors and not retrain else None)
         if same is not None:
             store.prune_versions(index_dir)
             return same
@@ -353,6 +359,7 @@ def build_index(
                 return _write(
                     documents, skipped, docs_dir, index_dir, embedder, count_tokens, progress,
                     warn, reuse_vectors, model_cache, duplicates=duplicates, ray=ray,
+                    retrain=retrain,
                     extra={"fields": fields or {}, "duplicates": _dropped(duplicates),
                            "reader_version": READER_VERSION,
                            "problems": {"count": len(problems), "examples": problems[:50]}})
@@ -366,14 +373,18 @@ def _write(
     embedder: Any, count_tokens: Counter | None, progress: Progress, warn: Warn,
     reuse_vectors: bool, model_cache: Path | None = None,
     extra: dict[str, Any] | None = None, duplicates: list[Duplicate] | None = None,
-    ray: str | None = None,
+    ray: str | None = None, retrain: bool = False,
 ) -> Report:
     old: dict[str, Any] | None = None
     reuse: dict[str, int] = {}
     old_vectors: Any = None
+    trained: tuple[Path, int] | None = None
     if reuse_vectors:
         # Before loading the model: a stale or damaged index fails fast.
-        old, reuse, old_vectors = _previous(index_dir, *_model_identity(embedder))
+        old, reuse, old_vectors, folder = _previous(index_dir, *_model_identity(embedder))
+        trained_on = int((old or {}).get("vector_index", {}).get("trained_on") or 0)
+        if folder is not None and trained_on and not retrain:
+            trained = (folder / "faiss.index", trained_on)
     # The query model's export, checked once (from the shared cache if any); with the real
     # model, the int8 one (documents on most CPUs, re-ranked sentences on all) in the same
     # export.
@@ -412,7 +423,8 @@ def _write(
             manifest["model"]["onnx"] = {
                 "file": ONNX_FILE, "size": onnx.stat().st_size, "sha256": onnx_digest(onnx)
             }
-        version = store.write_version(index_dir, build, vector_file, manifest, progress)
+        version = store.write_version(index_dir, build, vector_file, manifest, progress,
+                                      trained=trained)
     finally:
         build.db.close()
         shutil.rmtree(build.folder, ignore_errors=True)  # gone already once published
@@ -497,22 +509,22 @@ def expected_for(embedder: Any = None) -> dict[str, Any]:
 
 def _previous(
     index_dir: Path, model_name: str, dimension: int
-) -> tuple[dict[str, Any] | None, dict[str, int], Any]:
-    """The old manifest, its passage rows by content hash and its vectors (memory-mapped, so
-    only reused rows are read); None, {}, None when there is no index yet (update then builds
-    one). IndexStale or IndexDamaged when it cannot be reused: an update never silently mixes
-    vectors of another model or chunker. The old version stays on disk until the new one is
-    live, so the map stays valid while the update runs."""
+) -> tuple[dict[str, Any] | None, dict[str, int], Any, Path | None]:
+    """The old manifest, its passage rows by content hash, its vectors (memory-mapped, so
+    only reused rows are read) and its version folder; None, {}, None, None when there is no
+    index yet (update then builds one). IndexStale or IndexDamaged when it cannot be reused:
+    an update never silently mixes vectors of another model or chunker. The old version
+    stays on disk until the new one is live, so the map stays valid while the update runs."""
     try:
         old = store.Store(index_dir, expect=expected_manifest(model_name, dimension), older=True)
     except IndexMissing:
-        return None, {}, None
+        return None, {}, None, None
     try:
         vectors = old.load_vectors()
         rows = dict(old.passage_hashes())
     finally:
         old.close()
-    return old.manifest, rows, vectors
+    return old.manifest, rows, vectors, old.version
 
 
 def ensure_query_model(

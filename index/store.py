@@ -367,7 +367,15 @@ class Store:
         version is leased until ``close``: no writer removes it while this store uses it."""
         self.index_dir = Path(index_dir)
         for _ in range(100):  # a writer switching versions meanwhile: resolve again
-            self.version = current_version(self.index_dir)
+            named = _live_name(self.index_dir)
+            try:
+                self.version = current_version(self.index_dir)
+            except IndexDamaged:
+                # The version CURRENT named was switched away from and pruned before this
+                # looked at it (a busy machine, two quick updates): CURRENT names another now.
+                if _live_name(self.index_dir) != named:
+                    continue
+                raise
             self._lease = open_lease(self.version)
             if self._lease is not None:
                 break
@@ -656,9 +664,11 @@ def write_version(
     vectors: np.ndarray | Path,
     manifest: dict[str, Any],
     progress: Progress = _no_progress,
+    trained: tuple[Path, int] | None = None,
 ) -> Path:
     """Complete the version ``build`` is writing and switch CURRENT to it. Call under
-    writer_lock.
+    writer_lock. ``trained``: an earlier version's vector index file and how many vectors its
+    training saw, to reuse that training while it is not stale (``vectors.build_faiss``).
 
     ``vectors`` is the float32 matrix, or the ``vectors.npy`` a ``VectorWriter`` wrote into
     the version's folder (the vectors never need to fit in RAM)."""
@@ -685,12 +695,15 @@ def write_version(
         mapped = open_vectors(tmp)
         progress("vector index", 0, len(mapped))
         faiss_index = build_faiss(
-            mapped, progress=lambda done, total: progress("vector index", done, total)
+            mapped, progress=lambda done, total: progress("vector index", done, total),
+            trained=trained[0] if trained else None, trained_on=trained[1] if trained else 0,
         )
         del mapped
         faiss_index.save(tmp / "faiss.index")
         manifest = dict(manifest)
         manifest["vector_index"] = faiss_index.params()
+        if faiss_index.trained_on:  # IVF: how many vectors its training saw
+            manifest["vector_index"]["trained_on"] = faiss_index.trained_on
         manifest["sizes"] = _file_sizes(tmp)
         manifest["sha256"] = {
             file: _sha256(tmp / file) for file in manifest["sizes"] if file != LEASE

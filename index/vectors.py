@@ -272,6 +272,7 @@ class FaissIndex(VectorIndex):
         self.index = index
         # The float vectors the candidates of a quantised index are re-scored against.
         self.vectors = vectors
+        self.trained_on = 0  # vectors the IVF training saw (build_faiss sets it)
         if hasattr(index, "nprobe"):
             fraction = self.NPROBE_FRACTION if self.quantised else self.FLAT_NPROBE_FRACTION
             index.nprobe = self.nprobe_for(index.nlist, fraction)
@@ -370,18 +371,40 @@ class FaissIndex(VectorIndex):
         return params
 
 
+# An IVF index trained on n vectors is stale once the archive has grown to STALE_AFTER·n: its
+# lists are then long and uneven, and each probe scans more than it should.
+STALE_AFTER = 2.0
+
+
 def build_faiss(
-    vectors: np.ndarray | Quantized, step: int = 20_000, progress: Any = None, seed: int = 0
+    vectors: np.ndarray | Quantized, step: int = 20_000, progress: Any = None, seed: int = 0,
+    trained: Path | None = None, trained_on: int = 0,
 ) -> FaissIndex:
-    """A ``FaissIndex`` over ``vectors`` (may be a read-only memmap), added in slices so memory
-    stays bounded; IVF centroids are trained on a random sample first."""
+    """A ``FaissIndex`` over ``vectors`` (may be memory-mapped), added in slices so memory
+    stays bounded. IVF centroids and codebooks are trained on a random sample first, or taken
+    from the index file ``trained`` (an earlier version's, trained on ``trained_on`` vectors):
+    an update then only adds its vectors, even once the training is stale (``STALE_AFTER``;
+    `qa index status` says so and `qa index build --retrain` trains afresh).
+    ``trained_on`` says how many vectors the training saw (the manifest records it)."""
+    import faiss
+
     n = len(vectors)
     index = FaissIndex(vectors.shape[1], expected=n, vectors=vectors)
-    if index.needs_training:
+    reused = None
+    if index.needs_training and trained is not None and Path(trained).exists() and trained_on:
+        old = faiss.read_index(str(trained))
+        if type(old) is type(index.index) and old.d == index.dimension and old.is_trained:
+            old.reset()  # the training stays, the vectors go
+            reused = FaissIndex(index.dimension, old, vectors=vectors)
+    if reused is not None:
+        index = reused
+        index.trained_on = trained_on
+    elif index.needs_training:
         rng = np.random.default_rng(seed)
         size = min(n, index.training_size())
         rows = np.sort(rng.choice(n, size, replace=False))
         index.train(np.asarray(vectors[rows], dtype=np.float32))
+        index.trained_on = n
     for i in range(0, n, step):
         index.add(vectors[i : i + step])
         if progress is not None:

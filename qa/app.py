@@ -92,6 +92,8 @@ class Builder:
     fields: dict[str, str] | None = None
     # A Ray cluster's address ("auto": the local one) to embed on; None: this machine.
     ray: str | None = None
+    # Train the vector index afresh (keeping the vectors of unchanged passages).
+    retrain: bool = False
 
     def run(self, docs: Path, index: Path, update: bool = False) -> Any:
         from index.pipeline import build_index, update_index
@@ -99,7 +101,7 @@ class Builder:
         run = update_index if update else build_index
         return run(docs, index, embedder=self.embedder, count_tokens=self.count_tokens,
                    progress=self.progress, warn=self.warn, model_cache=self.model_cache,
-                   fields=self.fields, ray=self.ray)
+                   fields=self.fields, ray=self.ray, retrain=self.retrain)
 
     def run_or_wait(self, docs: Path, index: Path, update: bool) -> None:
         """Build or update; if another qa is writing the index, wait for it and then update
@@ -184,6 +186,7 @@ def status(paths: Paths, embedder: Any = None, verify: bool = True) -> dict[str,
         "passages": manifest["counts"]["passages"],
         "model": manifest["model"]["name"],
         "vector_index": manifest.get("vector_index", {}).get("kind"),
+        "vector_training": _training(manifest),
         "built": manifest.get("created"),
         "updated": manifest.get("updated"),
         "up_to_date": not changes,
@@ -200,6 +203,18 @@ def status(paths: Paths, embedder: Any = None, verify: bool = True) -> dict[str,
         "bad_records": (manifest.get("problems") or {}).get("count", 0),
         "bad_record_examples": (manifest.get("problems") or {}).get("examples", []),
     }
+
+
+def _training(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """How many passages the IVF index was trained on, and whether that is stale (the
+    archive has grown to ``STALE_AFTER`` times that); None for exact (flat) indexes."""
+    from index.vectors import STALE_AFTER
+
+    trained_on = manifest.get("vector_index", {}).get("trained_on")
+    if not trained_on:
+        return None
+    passages = manifest["counts"]["passages"]
+    return {"trained_on": trained_on, "stale": passages >= STALE_AFTER * trained_on}
 
 
 class UnknownSource(QAError):

@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import SEEDS, FakeCli, FakeEmbedder, fake_build, fold, word_count
+from conftest import SEEDS, FakeCli, FakeEmbedder, fake_build, fake_index, fold, word_count
 from typer.testing import CliRunner
 
 from cli import app
@@ -615,3 +615,63 @@ def test_float32_vectors_of_format_3_are_quantised_without_reembedding(seeds):
     assert (migrated.codes == codes).all()
     np.testing.assert_allclose(migrated.scales, scales, rtol=1e-6)
     assert json.loads(result.stdout)["passages"][0]["citation"]["source"].startswith("003")
+
+
+def test_an_update_reuses_the_ivf_training_until_it_is_stale_and_retrain_refreshes_it(
+    tmp_path, monkeypatch
+):
+    import faiss
+    import numpy as np
+
+    from index.vectors import FaissIndex
+
+    monkeypatch.setattr(FaissIndex, "IVF_THRESHOLD", 20)  # the seeds' passages get an IVF
+    docs, index = fake_index(tmp_path)
+    run = FakeCli(docs, index)
+
+    def state():
+        result = run(["index", "status", "--json"])
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def centroids():
+        whole = faiss.read_index(str(current_version(index) / "faiss.index"))
+        quantizer = faiss.downcast_index(faiss.extract_index_ivf(whole).quantizer)
+        return quantizer.reconstruct_n(0, quantizer.ntotal)  # (``whole`` must outlive it)
+
+    first = state()
+    assert first["vector_index"] == "faiss-ivf-pq-refine"
+    n = first["passages"]
+    assert first["vector_training"] == {"trained_on": n, "stale": False}
+    before = centroids()
+    # A few new articles: added to the trained index, not trained again.
+    def article(n: int) -> str:  # distinct, so not dropped as a near-duplicate
+        words = [f"w{n}x{i}" for i in range(400)]
+        sentences = [" ".join(words[i : i + 12]).capitalize() + "." for i in range(0, 400, 12)]
+        return f"Report {n}\n\n" + "\n\n".join(" ".join(sentences[i : i + 4])
+                                                for i in range(0, len(sentences), 4))
+
+    (docs / "new1.txt").write_text(article(1))
+    assert run(["index", "update"]).exit_code == 0
+    grown = state()
+    assert grown["passages"] > n and grown["vector_training"] == {"trained_on": n,
+                                                                 "stale": False}
+    assert np.array_equal(centroids(), before)
+    # The archive doubles: the training is stale, and status says what to do.
+    for k in range(2, 40):
+        (docs / f"new{k}.txt").write_text(article(k))
+    assert run(["index", "update"]).exit_code == 0
+    assert state()["vector_training"]["stale"] is True
+    table = " ".join(run(["index", "status"], terminal_width=200).stdout.split())
+    assert f"stale: trained on {n} passages" in table
+    assert "qa index build --retrain" in table
+    # --retrain trains afresh on every passage, re-embedding nothing.
+    embedder = FakeEmbedder()
+    result = runner.invoke(app, ["index", "build", "--retrain", "--docs", str(docs),
+                                 "--index", str(index)],
+                           obj={"embedder": embedder, "count_tokens": word_count})
+    assert result.exit_code == 0, result.stderr
+    assert getattr(embedder, "calls", 0) == 0
+    after = state()
+    assert after["vector_training"] == {"trained_on": after["passages"], "stale": False}
+    assert not np.array_equal(centroids(), before)
