@@ -375,6 +375,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="size of the synthetic point (default 1000000; 0 to skip)")
     parser.add_argument("--million-kind", choices=("gaussian", "perturbed"),
                         default="gaussian", help="vectors of the synthetic point (see docs)")
+    parser.add_argument("--ingest-index", type=Path, default=None,
+                        help="take the ingest sample from this index's passages (e.g. a news-a "
+                        "index: real news, up to 256 word pieces) instead of squad-a's")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the built indexes here (default: a temporary folder)")
     parser.add_argument("--sections", default="cold,ingest,queries",
@@ -418,7 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     if "cold" in sections:
         report_cold(seed_index, runs)
     if "ingest" in sections:
-        report_ingest(work, squad_index, sample, build)
+        report_ingest(work, args.ingest_index or squad_index, sample, build)
     if "queries" in sections:
         report_queries(work, squad_index, squad / "questions.jsonl", sizes, million,
                        args.million_kind)
@@ -458,6 +461,7 @@ def report_ingest(work: Path, squad_index: Path, sample: int, build: Any) -> Non
     from index.store import Store
 
     texts = [p.text for p in Store(squad_index).all_passages()]
+    what = "squad-a" if squad_index.name == "squad-index" else squad_index.name
     prefixes = json.dumps(texts[:: max(1, len(texts) // sample)][:sample])
     texts_file = work / "ingest-sample.json"
     texts_file.write_text(prefixes)
@@ -473,7 +477,7 @@ def report_ingest(work: Path, squad_index: Path, sample: int, build: Any) -> Non
     import numpy as np
 
     reference = np.load(st["vectors"])
-    print(f"## Ingest ({st['chunks']} squad-a passages, {st['tokens']} tokens)")
+    print(f"## Ingest ({st['chunks']} {what} passages, {st['tokens']} tokens)")
     labels = {"st": "sentence-transformers fp32", "ours": f"qa default ({ours['precision']})",
               "st-small": "sentence-transformers fp32", "bf16": "sentence-transformers bf16"}
     for name in ("st", "ours", "st-small", "bf16"):

@@ -114,7 +114,7 @@ class FeedbackRequest(BaseModel):
 
     question: str = Field(min_length=1)
     verdict: Literal["up", "down"]
-    rank: int | None = Field(None, ge=1, le=100)
+    rank: int | None = Field(None, ge=1, le=100, strict=True)  # `true` is not rank 1
     source: str | None = Field(None, min_length=1, max_length=2_000)
     as_of: str | None = Field(None, description="The date the question was answered as of.")
 

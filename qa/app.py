@@ -417,7 +417,8 @@ class Service:
         old = self.engine
         try:
             new = Engine(old.index_dir, embedder=old.embedder, ranking=old.ranking,
-                         model_cache=getattr(old, "model_cache", None))
+                         model_cache=getattr(old, "model_cache", None),
+                         sentence_embedder=old.sentence_embedder)
             self.warm(new)
         except QAError as error:
             if self.reload_error != str(error):

@@ -105,16 +105,17 @@ class Engine:
 
     def __init__(
         self, index_dir: Path, embedder: Any = None, ranking: RankingConfig | None = None,
-        model_cache: Path | None = None,
+        model_cache: Path | None = None, sentence_embedder: Any = None,
     ):
         """``model_cache``: where the query model is exported once for every index (see
-        ``index.pipeline.ensure_query_model``), if it has to be exported."""
+        ``index.pipeline.ensure_query_model``), if it has to be exported. A server that
+        reopens a new version passes the encoders it already loaded."""
         self.index_dir = Path(index_dir)
         self.model_cache = model_cache
         self.store = Store(self.index_dir, expect=expected_for(embedder))
         self.ranking = ranking or RankingConfig()
         self._embedder = embedder
-        self._sentence_embedder: Any = None
+        self._sentence_embedder: Any = sentence_embedder
         self.given_embedder = embedder  # None: the real model (what manifests are checked for)
         self._vocabularies: OrderedDict[int, set[str]] = OrderedDict()
         self._metadata_terms: set[str] | None = None
@@ -135,7 +136,7 @@ class Engine:
         ONNX copy that embedded the passages (~2.5x faster than fp32 on the handful of
         sentences a question embeds, vectors within cosine ~0.99; docs/EVALUATION.md), or
         the embedder given."""
-        if self.given_embedder is not None:
+        if self._sentence_embedder is None and self.given_embedder is not None:
             return self.given_embedder
         if self._sentence_embedder is None:
             from index.model import INT8_FILE

@@ -87,7 +87,7 @@ def test_updates_reach_a_running_server_without_restart(live):
             time.sleep(0.2)
     health = client.get("/health").json()
     assert health["reloads"] == 2 and health["current"] is True
-    assert health["version"] != first["version"] and health["model_loads"] == 1
+    assert health["version"] != first["version"] and health["model_loads"] == 2  # both encoders
     taji = client.post("/ask", json={"question": "How many rockets landed at the Taji base?"})
     assert taji.status_code == 200 and taji.json()["answered"]
 

@@ -114,7 +114,7 @@ def test_token_is_verified_against_the_configured_api(bot):
     assert all(c.authorization == f"Bearer {BOT_TOKEN}" for c in calls)
     assert "WARNING" not in bot.log.read_text()  # a clean start
     health = httpx.get(f"{bot.url}/health", timeout=10).json()
-    assert health["model_loads"] == 1 and health["passages"] > 0
+    assert health["model_loads"] == 2 and health["passages"] > 0  # both encoders, once
 
 
 def test_url_verification_challenge(bot):
