@@ -304,19 +304,28 @@ INT8_BATCH = 2
 
 
 def document_embedder(index_dir: Path) -> Embedder:
-    """The fastest faithful document embedder this CPU allows.
+    """The fastest faithful document embedder this CPU allows, chosen by measurement.
 
-    CPUs with AMX bf16 tiles: sentence-transformers under bf16 autocast. Others, AVX512-BF16
-    included (there bf16 autocast did 53–60 passages/s against ~120 for int8, BENCHMARKS.md):
-    the int8 ONNX copy of the model (``model.int8.onnx`` in ``index_dir``, made with the query
-    model on first use), one single-threaded session per core (``PoolEmbedder``) fed small
-    batches.
+    Without AMX the int8 ONNX copy of the model wins wherever it was measured (bf16 autocast
+    did 53–60 passages/s against ~120 for int8 on AVX512-BF16, and 59 against 129 on news
+    passages on an AVX-512 VNNI CPU, BENCHMARKS.md): ``model.int8.onnx`` in ``index_dir``,
+    one single-threaded session per core (``PoolEmbedder``) fed small batches. With AMX both
+    are fast and which is faster has varied (1.26x to 3.1x for bf16, 1.9x for int8, in probes
+    on loaded machines), so the first build there times both on the same sample
+    (``calibrate``) and keeps the faster, recorded beside the index with the CPU it was
+    measured on.
     """
-    if cpu_has_amx():
-        return TorchEmbedder()
+    index_dir = Path(index_dir)
+    if not cpu_has_amx():
+        return _int8_embedder(index_dir)
+    choice = calibrate(index_dir, {"int8": lambda: _int8_embedder(index_dir),
+                                   "bf16": lambda: TorchEmbedder(bf16=True)})
+    return TorchEmbedder(bf16=True) if choice == "bf16" else _int8_embedder(index_dir)
+
+
+def _int8_embedder(index_dir: Path) -> Embedder:
     from .model import export_onnx
 
-    index_dir = Path(index_dir)
     int8 = index_dir / INT8_FILE
     if not int8.exists():
         index_dir.mkdir(parents=True, exist_ok=True)
@@ -331,6 +340,59 @@ def document_embedder(index_dir: Path) -> Embedder:
     embedder.precision = "int8"
     embedder.batch_size = INT8_BATCH
     return embedder
+
+
+CALIBRATION_FILE = "precision.json"  # beside the index: which document embedder, and why
+_WORDS = ("the minister said on tuesday that officials would announce new rules for schools "
+          "after the storm closed roads across the state while prices rose and voters waited "
+          "for results from the election in three counties where police reported").split()
+
+
+def calibration_sample(count: int = 48, words: int = 160) -> list[str]:
+    """``count`` news-like passages of ``words`` words (about 200 word pieces), fixed."""
+    out = []
+    for i in range(count):
+        chosen = [_WORDS[(i * 7 + j * 13 + j * j) % len(_WORDS)] for j in range(words)]
+        out.append(". ".join(" ".join(chosen[k : k + 16]).capitalize()
+                             for k in range(0, words, 16)) + ".")
+    return out
+
+
+def calibrate(index_dir: Path, candidates: dict[str, Callable[[], Embedder]],
+              sample: list[str] | None = None) -> str:
+    """The name of the fastest of ``candidates`` (makers of document embedders) on this CPU:
+    read from ``CALIBRATION_FILE`` in ``index_dir`` when it was measured on this CPU model,
+    else measured now (each embeds ``sample`` once after a warm-up) and recorded."""
+    import json
+    import time
+
+    from .disk import write_atomic
+    from .model import cpu_model
+
+    record = Path(index_dir) / CALIBRATION_FILE
+    cpu = cpu_model()
+    try:
+        known = json.loads(record.read_text(encoding="utf-8"))
+        if known.get("cpu") == cpu and known.get("choice") in candidates:
+            return str(known["choice"])
+    except (OSError, ValueError, AttributeError):
+        pass
+    sample = sample or calibration_sample()
+    rates: dict[str, float] = {}
+    for name, make in candidates.items():
+        embedder = make()
+        embedder.embed(sample[:4])  # loading and first-call costs are not the rate
+        start = time.perf_counter()
+        embedder.embed(sample)
+        rates[name] = round(len(sample) / (time.perf_counter() - start), 1)
+        close = getattr(embedder, "close", None)
+        if close is not None:
+            close()
+    choice = max(rates, key=rates.__getitem__)
+    Path(index_dir).mkdir(parents=True, exist_ok=True)
+    write_atomic(record, json.dumps({"cpu": cpu, "choice": choice,
+                                     "passages_per_s": rates}).encode())
+    return choice
 
 
 def cpu_has_bf16() -> bool:

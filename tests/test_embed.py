@@ -210,13 +210,19 @@ def test_int8_document_model_stays_close_to_fp32(onnx_path, onnx_embedder):
     assert cosine.min() >= 0.97 and cosine.mean() >= 0.985, cosine
 
 
-def test_document_embedder_prefers_bf16_torch_only_with_amx(monkeypatch, tmp_path):
+def test_document_embedder_calibrates_only_with_amx(monkeypatch, tmp_path):
+    import json
+
     from index import embed
 
     made = []
     monkeypatch.setattr(embed, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))
-    monkeypatch.setattr(embed, "TorchEmbedder", lambda: made.append("torch") or "torch")
+    monkeypatch.setattr(embed, "TorchEmbedder", lambda bf16=None: made.append("torch") or "torch")
+    # With AMX the calibration decides; here it was recorded as bf16 on this CPU.
+    (tmp_path / embed.CALIBRATION_FILE).write_text(json.dumps(
+        {"cpu": model.cpu_model(), "choice": "bf16"}))
     assert embed.document_embedder(tmp_path) == "torch" and made == ["torch"]
+    (tmp_path / embed.CALIBRATION_FILE).unlink()
     # AVX512-BF16 without AMX: int8 was faster there, so the int8 path is taken.
     monkeypatch.setattr(embed, "cpu_flags", lambda: frozenset({"avx512_bf16", "avx512_vnni"}))
     exported = []
@@ -247,3 +253,44 @@ def test_pool_embedder_matches_one_session_and_keeps_order(onnx_path):
     assert sum(done) == len(texts) and len(done) == -(-len(texts) // 8)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert pool.embed_batch(texts[:2]).shape == (2, model.DIMENSION)
+
+
+def test_calibration_keeps_the_faster_embedder_and_remembers_it_per_cpu(tmp_path, monkeypatch):
+    import json
+    import time
+
+    from index import embed, model
+
+    class Timed(embed.Embedder):
+        dimension = 4
+
+        def __init__(self, seconds_per_text: float):
+            self.seconds = seconds_per_text
+
+        def embed_batch(self, texts):
+            time.sleep(self.seconds * len(texts))
+            return np.ones((len(texts), 4), dtype=np.float32) / 2
+
+    made = []
+
+    def maker(name, seconds):
+        def make():
+            made.append(name)
+            return Timed(seconds)
+        return make
+
+    sample = embed.calibration_sample(count=12)
+    assert len(sample) == 12 and len(set(sample)) == 12
+    monkeypatch.setattr(model, "cpu_model", lambda: "CPU A")
+    candidates = {"int8": maker("int8", 0.004), "bf16": maker("bf16", 0.0005)}
+    assert embed.calibrate(tmp_path, candidates, sample) == "bf16"
+    record = json.loads((tmp_path / embed.CALIBRATION_FILE).read_text())
+    assert record["cpu"] == "CPU A" and record["choice"] == "bf16"
+    assert record["passages_per_s"]["bf16"] > record["passages_per_s"]["int8"]
+    # Remembered on the same CPU: nothing is measured again.
+    made.clear()
+    assert embed.calibrate(tmp_path, candidates, sample) == "bf16" and made == []
+    # Another CPU model measures again, and here int8 is faster.
+    monkeypatch.setattr(model, "cpu_model", lambda: "CPU B")
+    slower = {"int8": maker("int8", 0.0005), "bf16": maker("bf16", 0.004)}
+    assert embed.calibrate(tmp_path, slower, sample) == "int8" and made == ["int8", "bf16"]
