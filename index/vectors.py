@@ -313,18 +313,34 @@ class FaissIndex(VectorIndex):
     def add(self, vectors: np.ndarray) -> None:
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` per query; with ``allowed`` (a boolean per row) only among those
+        rows: the inverted lists skip the others as they are scanned (a faiss ID selector),
+        so a filtered question costs what an unfiltered one does."""
+        import faiss
+
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = min(k, self.count)
         if k == 0:
             empty = np.zeros((len(queries), 0))
             return empty.astype(np.float32), empty.astype(np.int64)
+        params = None
+        if allowed is not None:
+            # ``bits`` and ``selector`` are locals so that they outlive the searches below
+            # (faiss keeps only raw pointers to them).
+            bits = np.packbits(np.asarray(allowed, dtype=bool), bitorder="little")
+            selector = faiss.IDSelectorBitmap(self.count, faiss.swig_ptr(bits))
+            params = faiss.SearchParametersIVF()
+            params.sel = selector
+            params.nprobe = int(getattr(self.index, "nprobe", 1))
         if not self.quantised:
-            return self.index.search(queries, k)
+            return self.index.search(queries, k, params=params)
         if self.vectors is None:
             raise RuntimeError("a quantised index needs its float vectors to re-score")
         depth = min(self.count, max(self.REFINE_MIN, self.REFINE_PER_RESULT * k))
-        _, candidates = self.index.search(queries, depth)
+        _, candidates = self.index.search(queries, depth, params=params)
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         for row, (query, found) in enumerate(zip(queries, candidates, strict=True)):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from index.store import Store
-from index.vectors import dot
+from index.vectors import FaissIndex, dot
 
 from .ranking import Candidate, RankingConfig
 
@@ -56,11 +56,18 @@ def _dense(
     store: Store, query: np.ndarray, n: int, allowed: np.ndarray | None = None
 ) -> dict[int, float]:
     if allowed is not None:
-        # Exact over the allowed passages: one pass over the mapped vectors (a gather of a
-        # large allowed subset would copy most of them first).
         ids = np.flatnonzero(allowed)
         if not len(ids):
             return {}
+        index = store.vectors
+        if isinstance(index, FaissIndex) and index.quantised and \
+                len(ids) > FaissIndex.IVF_THRESHOLD:
+            # Many allowed passages of a large archive: the IVF index skips the others.
+            scores, found = index.search(query.reshape(1, -1), n, allowed=allowed)
+            return {int(i): float(s) for i, s in zip(found[0], scores[0], strict=True)
+                    if i >= 0}
+        # Exact over the allowed passages: few of them (a gather), or a small archive (one
+        # pass over its mapped vectors; a gather of most of them would copy them first).
         vectors = store.load_vectors()
         if len(ids) * 4 >= len(allowed):
             scores = dot(vectors, query)[ids]

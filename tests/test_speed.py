@@ -212,3 +212,23 @@ def test_int8_vectors_with_scales_score_like_float32(tmp_path):
     old.mkdir()
     np.save(old / "vectors.npy", full)
     np.testing.assert_allclose(vec.dot(vec.open_vectors(old), q), full @ q, atol=1e-6)
+
+
+def test_a_filtered_search_of_a_quantised_index_returns_only_allowed_rows():
+    n, d = FaissIndex.IVF_THRESHOLD + 5_000, 32
+    vectors = _clustered(n, d, seed=11)
+    index = build_faiss(vectors)
+    assert index.quantised
+    allowed = np.zeros(n, dtype=bool)
+    allowed[::3] = True
+    queries = vectors[[3, 4, 5, 6000]]
+    scores, ids = index.search(queries, 10, allowed=allowed)
+    assert (ids >= 0).all() and allowed[ids].all()
+    assert ids[0, 0] == 3 and ids[3, 0] == 6000  # allowed rows find themselves
+    assert ids[1, 0] != 4 and ids[2, 0] != 5  # rows not allowed never come back
+    # Against exact search over the allowed rows only.
+    exact = NumpyIndex(d, vectors[allowed])
+    _, truth = exact.search(queries, 10)
+    truth = np.flatnonzero(allowed)[truth]
+    assert _recall(ids, truth) >= 0.8
+    np.testing.assert_allclose(scores, (queries[:, None, :] * vectors[ids]).sum(-1), atol=5e-3)
