@@ -1,13 +1,19 @@
-"""Embedding on a Ray cluster (``qa index build --ray ADDRESS``): a Ray Data pipeline.
+"""Chunking and embedding on a Ray cluster (``qa index build --ray ADDRESS``): Ray Data.
 
-The head (the process running ``qa``) reads, cleans and chunks the articles into the new
-version's ``passages.sqlite`` as a local build does. The passages to embed then go to the
-cluster as Arrow blocks in Ray's object store (no shared file system needed), are embedded by a
-pool of actors — one per CPU of the cluster, each holding the int8 model it was sent — with
-``map_batches``, and stream back to the head, which writes each block's vectors into the
-version's ``vectors.npy`` by passage id and records which node embedded it. The version is then
-published as any other: same format, same atomic switch, so a failed or interrupted cluster
-leaves the live version as it was.
+The head (the process running ``qa``) reads the files and cleans their pages (the readers,
+duplicates across the archive) as a local build does. Two Ray Data stages then run on the
+cluster, their blocks travelling through Ray's object store (no shared file system needed):
+
+1. ``describe``: the articles, in blocks, are described (metadata read off the text,
+   sentence-aware passages with token counts) by ``map_batches`` tasks; the head takes the
+   results in order and writes each article into the new version's ``passages.sqlite``.
+2. ``embed``: the passages to embed are embedded by a pool of actors — one per CPU of the
+   cluster, each holding the int8 model it was sent — and stream back to the head, which
+   writes each block's vectors into the version's ``vectors.npy`` by passage id and records
+   which node embedded it.
+
+The version is then published as any other: same format, same atomic switch, so a failed or
+interrupted cluster leaves the live version as it was.
 
 Ray Data restarts an actor that dies and retries its blocks (its defaults for actor pools:
 unlimited ``max_restarts`` and ``max_task_retries``); a block is written by passage id, so one
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +119,67 @@ class Encoder:
             "vector": vectors,
             "node": np.array([self.node] * len(texts)),
         }
+
+
+ARTICLES = 16  # articles per describing task
+
+
+def _describe_block(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A Ray Data task: describe a block of pickled articles (``pipeline.describe``)."""
+    import pickle
+
+    from .embed import count_tokens
+    from .pipeline import describe
+
+    out = [pickle.dumps(describe(pickle.loads(blob), count_tokens)) for blob in batch["doc"]]
+    return {"i": np.asarray(batch["i"], dtype=np.int64), "out": np.array(out, dtype=object)}
+
+
+def describe(address: str, documents: Iterable[Any]) -> Iterator[tuple[Any, list[Any]]]:
+    """``pipeline.describe`` of each of ``documents`` on the cluster at ``address``, yielded
+    in the documents' order."""
+    import pickle
+
+    ray = connect(address)
+    import pyarrow as pa
+
+    refs, block, count = [], [], 0
+    for document in documents:
+        block.append(pickle.dumps(document))
+        if len(block) >= ARTICLES:
+            refs.append(ray.put(pa.table({"i": list(range(count, count + len(block))),
+                                          "doc": block})))
+            count += len(block)
+            block = []
+    if block:
+        refs.append(ray.put(pa.table({"i": list(range(count, count + len(block))),
+                                      "doc": block})))
+        count += len(block)
+    if not refs:
+        return
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    dataset = ray.data.from_arrow_refs(refs).map_batches(
+        _describe_block, batch_size=ARTICLES, batch_format="numpy", num_cpus=1,
+    )
+    expected = 0
+    try:
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for i, blob in zip(batch["i"], batch["out"], strict=True):
+                if int(i) != expected:
+                    raise RayError(f"the Ray cluster at {address} returned article {int(i)} "
+                                   f"where {expected} was due: build again")
+                expected += 1
+                yield pickle.loads(blob)
+    except QAError:
+        raise
+    except Exception as error:  # Ray's own task errors: one line, not its trace
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise RayError(f"the Ray cluster at {address} failed reading the articles "
+                       f"({type(error).__name__}: {first[:200]}): the live index is "
+                       "unchanged; check `ray status` and build again") from None
+    finally:
+        context.execution_options.preserve_order = False
 
 
 def embed(

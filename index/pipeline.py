@@ -81,11 +81,19 @@ class Report:
     nodes: dict[str, int] = field(default_factory=dict)  # passages embedded per Ray node
 
 
+def describe(document: Document, count_tokens: Counter) -> tuple[Any, list[Any]]:
+    """An article's metadata read off its text and its passages (the costly part of
+    reading: sentence splitting and token counts). Pure, so it can run anywhere."""
+    meta = extract_metadata(document.text, infer=True)
+    return meta, chunk_segments(document.text, meta.body, count_tokens)
+
+
 def prepare(
     documents: Documents, count_tokens: Counter, model_name: str, progress: Progress,
-    build: Build, warn: Warn = _ignore,
+    build: Build, warn: Warn = _ignore, ray: str | None = None,
 ) -> None:
-    """Clean, describe and chunk documents into ``build``, one document at a time.
+    """Clean, describe and chunk documents into ``build``, one document at a time; with
+    ``ray`` (a cluster's address) the describing runs on that Ray cluster, in order.
 
     Progress ("reading") is reported in characters, advanced as sentences are tokenized, so a
     single huge file shows progress too.
@@ -93,6 +101,15 @@ def prepare(
     total = documents.chars
     done = 0
     progress("reading", 0, total)
+    if ray is not None:
+        from . import distributed
+
+        for document, (meta, chunks) in zip(documents, distributed.describe(ray, documents),
+                                            strict=True):
+            _add(build, document, meta, chunks, model_name, warn)
+            done += len(document.text)
+            progress("reading", done, total)
+        return
     for document in documents:
         counted = reported = 0
 
@@ -110,37 +127,42 @@ def prepare(
                     reported = counted
             return counts
 
-        meta = extract_metadata(document.text, infer=True)
-        chunks = chunk_segments(document.text, meta.body, counting)
-        if not chunks:
-            name = document.path if not document.stored else f"{document.path} ({document.source})"
-            warn(f"{printable(str(name))} has no article text (only headings, links or "
-                 "furniture): nothing indexed from it")
-        # What the format states is trusted over what is read off the text.
-        stated = document.article
-        title = (stated and stated.title) or meta.title
-        date, inferred = (stated.date, False) if stated and stated.date else (
-            meta.date, meta.date_inferred)
-        doc_id = build.documents
-        row = DocumentRow(
-            doc_id, document.source, printable(str(document.path)), document.sha256,
-            title, date, inferred, (stated and stated.author) or meta.author,
-            (stated and stated.publisher) or meta.publisher, document.encoding,
-            document.url, document.stored, stated.language if stated else None,
-        )
-        passages: list[PassageRow] = []
-        for chunk in chunks:
-            text = document.text[chunk.start : chunk.end]
-            passages.append(PassageRow(
-                build.passages + len(passages), doc_id, chunk.start, chunk.end, chunk.kind,
-                text, chunk.sentences, content_hash(model_name, embedded_text(title, date, text)),
-            ))
-        build.add(row, passages, document.text if document.stored else None)
-        key = document.file or document.source
-        if key not in build.files:  # once per file: an export's entry hashes the whole file
-            build.files[key] = _file_entry(document)
+        meta, chunks = describe(document, counting)
+        _add(build, document, meta, chunks, model_name, warn)
         done += len(document.text)
         progress("reading", done, total)
+
+
+def _add(build: Build, document: Document, meta: Any, chunks: list[Any], model_name: str,
+         warn: Warn) -> None:
+    """One described article into ``build``: its row, its passages, its file's entry."""
+    if not chunks:
+        name = document.path if not document.stored else f"{document.path} ({document.source})"
+        warn(f"{printable(str(name))} has no article text (only headings, links or "
+             "furniture): nothing indexed from it")
+    # What the format states is trusted over what is read off the text.
+    stated = document.article
+    title = (stated and stated.title) or meta.title
+    date, inferred = (stated.date, False) if stated and stated.date else (
+        meta.date, meta.date_inferred)
+    doc_id = build.documents
+    row = DocumentRow(
+        doc_id, document.source, printable(str(document.path)), document.sha256,
+        title, date, inferred, (stated and stated.author) or meta.author,
+        (stated and stated.publisher) or meta.publisher, document.encoding,
+        document.url, document.stored, stated.language if stated else None,
+    )
+    passages: list[PassageRow] = []
+    for chunk in chunks:
+        text = document.text[chunk.start : chunk.end]
+        passages.append(PassageRow(
+            build.passages + len(passages), doc_id, chunk.start, chunk.end, chunk.kind,
+            text, chunk.sentences, content_hash(model_name, embedded_text(title, date, text)),
+        ))
+    build.add(row, passages, document.text if document.stored else None)
+    key = document.file or document.source
+    if key not in build.files:  # once per file: an export's entry hashes the whole file
+        build.files[key] = _file_entry(document)
 
 
 def embed_texts(build: Build) -> Iterator[list[tuple[int, str, str]]]:
@@ -396,7 +418,7 @@ def _write(
     # leftover if this dies), never all into memory.
     build = Build(store.new_version(index_dir))
     try:
-        prepare(documents, count_tokens, embedder.name, progress, build, warn)
+        prepare(documents, count_tokens, embedder.name, progress, build, warn, ray=ray)
         if not build.passages:
             raise DocsError(f"no article text found in {docs_dir}: nothing to index")
         # Files not indexed are recorded too, so `status` and `ask` don't report them as new
