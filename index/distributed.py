@@ -194,6 +194,10 @@ def embed(
 
     refs = []
     for block in blocks:
+        # Longest first, as a local build orders them, so each model call pairs the same
+        # passages (int8 activations are quantised per call: the same pairs, the same
+        # vectors) while the slices spread over the nodes.
+        block = sorted(block, key=lambda item: -len(item[1]))
         for s in range(0, len(block), BLOCK):
             part = block[s : s + BLOCK]
             refs.append(ray.put(pa.table({"row": [i for i, _ in part],

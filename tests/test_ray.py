@@ -19,8 +19,8 @@ from index.store import Store
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
 runner = CliRunner()
-SQUAD = Path(__file__).resolve().parents[2] / "shared" / "bench" / "squad-a" / "docs"
 REPO = Path(__file__).resolve().parents[1]
+SEEDS = REPO / "seeds"
 
 
 def _free_port() -> int:
@@ -53,12 +53,22 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def docs(tmp_path_factory):
-    """Enough real articles (~600 passages) for both nodes to get work."""
-    if not SQUAD.is_dir():
-        pytest.skip("the shared squad-a articles are not here")
+    """Enough real sentences (~300 passages) for both nodes to get work: the seed articles'
+    sentences recombined into 100 distinct articles."""
+    import random
+    import re
+
+    sentences = []
+    for path in sorted(SEEDS.glob("*.txt")):
+        text = path.read_text(encoding="utf-8")
+        sentences += [s for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 6]
+    rng = random.Random(7)
     folder = tmp_path_factory.mktemp("docs")
-    for path in sorted(SQUAD.iterdir())[:12]:
-        shutil.copy(path, folder / path.name)
+    for n in range(100):
+        chosen = rng.sample(sentences, 14)
+        body = "\n\n".join(" ".join(chosen[i : i + 2]) for i in range(0, 14, 2))
+        (folder / f"article-{n:03d}.txt").write_text(f"Dispatch {n}\n\n{body}\n",
+                                                    encoding="utf-8")
     return folder
 
 
@@ -102,7 +112,7 @@ def test_a_ray_build_holds_the_local_build_and_ran_on_both_nodes(cluster, docs, 
     assert sum(nodes.values()) == len(_passages(index)[0])
 
     # An update embeds only the new article's passages on the cluster.
-    extra = sorted(SQUAD.iterdir())[12]
+    extra = SEEDS / "003_a6f98cea0e1f5c95.txt"
     shutil.copy(extra, docs / extra.name)
     try:
         result = runner.invoke(app, ["index", "update", "--docs", str(docs), "--index",
