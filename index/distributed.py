@@ -27,11 +27,14 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import QAError
+
+if TYPE_CHECKING:
+    from .load import Documents
 
 # Passages per block sent to an actor: large enough that Ray's per-task cost (~ms) is small
 # next to embedding it (~10 s on one core), small enough that two nodes share a small archive.
@@ -135,7 +138,7 @@ def _describe_block(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"i": np.asarray(batch["i"], dtype=np.int64), "out": np.array(out, dtype=object)}
 
 
-def describe(address: str, documents: Iterable[Any]) -> Iterator[tuple[Any, list[Any]]]:
+def describe(address: str, documents: Documents) -> Iterator[tuple[Any, list[Any]]]:
     """``pipeline.describe`` of each of ``documents`` on the cluster at ``address``, yielded
     in the documents' order."""
     import pickle
@@ -143,18 +146,13 @@ def describe(address: str, documents: Iterable[Any]) -> Iterator[tuple[Any, list
     ray = connect(address)
     import pyarrow as pa
 
-    refs, block, count = [], [], 0
-    for document in documents:
+    refs: list[Any] = []
+    block: list[bytes] = []
+    for n, document in enumerate(documents, start=1):
         block.append(pickle.dumps(document))
-        if len(block) >= ARTICLES:
-            refs.append(ray.put(pa.table({"i": list(range(count, count + len(block))),
-                                          "doc": block})))
-            count += len(block)
+        if len(block) >= ARTICLES or n == len(documents):
+            refs.append(ray.put(pa.table({"i": list(range(n - len(block), n)), "doc": block})))
             block = []
-    if block:
-        refs.append(ray.put(pa.table({"i": list(range(count, count + len(block))),
-                                      "doc": block})))
-        count += len(block)
     if not refs:
         return
     context = ray.data.DataContext.get_current()
@@ -208,7 +206,10 @@ def embed(
     weights = Path(model).read_bytes()
     dataset = ray.data.from_arrow_refs(refs).map_batches(
         Encoder, fn_constructor_args=(weights,), batch_size=BLOCK, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(cpus, len(refs))),
+        # Every CPU's actor from the start, one block at a time each: blocks go to whichever
+        # actor is free, so a small archive still spreads over the nodes.
+        compute=ray.data.ActorPoolStrategy(size=min(cpus, len(refs)),
+                                           max_tasks_in_flight_per_actor=1),
         num_cpus=1,
     )
     nodes: dict[str, int] = {}

@@ -53,8 +53,8 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def docs(tmp_path_factory):
-    """Enough real sentences (~300 passages) for both nodes to get work: the seed articles'
-    sentences recombined into 100 distinct articles."""
+    """Enough real sentences (~600 passages, five blocks) for both nodes to get work: the
+    seed articles' sentences recombined into 200 distinct articles."""
     import random
     import re
 
@@ -64,7 +64,7 @@ def docs(tmp_path_factory):
         sentences += [s for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 6]
     rng = random.Random(7)
     folder = tmp_path_factory.mktemp("docs")
-    for n in range(100):
+    for n in range(200):
         chosen = rng.sample(sentences, 14)
         body = "\n\n".join(" ".join(chosen[i : i + 2]) for i in range(0, 14, 2))
         (folder / f"article-{n:03d}.txt").write_text(f"Dispatch {n}\n\n{body}\n",
