@@ -120,8 +120,8 @@ RayOption = Annotated[
     str | None,
     typer.Option(
         "--ray", metavar="ADDRESS",
-        help="Embed on a Ray cluster: its address (HEAD:6379), or 'auto' for the one `ray "
-        "start` made here. Needs pip install 'newsqa[ray]' on every node.",
+        help="Chunk and embed on a Ray cluster: its address (HEAD:6379), or 'auto' for the one "
+        "`ray start` made here. Needs pip install 'newsqa[ray]' on every node.",
     ),
 ]
 RetrainOption = Annotated[
