@@ -66,15 +66,28 @@ def connect(address: str) -> Any:
             runtime_env={"py_modules": [str(package)]},
         )
     except (ConnectionError, RuntimeError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise RayError(
-            f"cannot reach a Ray cluster at {address} ({reason}): start one with `ray start "
-            "--head` (and `ray start --address HEAD:6379` on the others), or pass its address"
-        ) from None
+        raise RayError(f"cannot reach a Ray cluster at {address} ({_first_line(error)}): "
+                       + _START) from None
     ray.data.DataContext.get_current().enable_progress_bars = False
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
     return ray
+
+
+_START = ("start one with `ray start --head` (and `ray start --address HEAD:6379` on the "
+          "others), or pass its address")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _failed(address: str, what: str, error: BaseException) -> RayError:
+    """The one-line error for a cluster that failed a stage."""
+    return RayError(f"the Ray cluster at {address} failed {what} ({type(error).__name__}: "
+                    f"{_first_line(error)}): the live index is unchanged; check `ray status` "
+                    "and build again")
 
 
 def _reachable(address: str) -> None:
@@ -87,11 +100,8 @@ def _reachable(address: str) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
     except OSError as error:
-        raise RayError(
-            f"cannot reach a Ray cluster at {address} ({error.strerror or error}): start one "
-            "with `ray start --head` (and `ray start --address HEAD:6379` on the others), or "
-            "pass its address"
-        ) from None
+        raise RayError(f"cannot reach a Ray cluster at {address} ({error.strerror or error}): "
+                       + _START) from None
 
 
 class Encoder:
@@ -131,9 +141,9 @@ def _describe_block(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """A Ray Data task: describe a block of pickled articles (``pipeline.describe``)."""
     import pickle
 
-    from .embed import count_tokens
-    from .pipeline import describe
+    from .pipeline import _default_counter, describe
 
+    count_tokens = _default_counter()  # as a local build counts: a slice at a time
     out = [pickle.dumps(describe(pickle.loads(blob), count_tokens)) for blob in batch["doc"]]
     return {"i": np.asarray(batch["i"], dtype=np.int64), "out": np.array(out, dtype=object)}
 
@@ -172,10 +182,7 @@ def describe(address: str, documents: Documents) -> Iterator[tuple[Any, list[Any
     except QAError:
         raise
     except Exception as error:  # Ray's own task errors: one line, not its trace
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise RayError(f"the Ray cluster at {address} failed reading the articles "
-                       f"({type(error).__name__}: {first[:200]}): the live index is "
-                       "unchanged; check `ray status` and build again") from None
+        raise _failed(address, "reading the articles", error) from None
     finally:
         context.execution_options.preserve_order = False
 
@@ -220,13 +227,10 @@ def embed(
             for node in batch["node"]:
                 nodes[str(node)] = nodes.get(str(node), 0) + 1
             advance(len(ids))
+    except QAError:
+        raise
     except Exception as error:  # Ray's own task and actor errors: one line, not its trace
-        if isinstance(error, QAError | KeyboardInterrupt):
-            raise
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise RayError(f"the Ray cluster at {address} failed the embedding "
-                       f"({type(error).__name__}: {first[:200]}): the live index is unchanged; "
-                       "check `ray status` and build again") from None
+        raise _failed(address, "the embedding", error) from None
     return nodes
 
 

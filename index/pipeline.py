@@ -248,14 +248,14 @@ def _default_counter() -> Counter:
 
 def _embed(
     embedder: Any, build: Build, progress: Progress, reuse: dict[str, int],
-    old_vectors: Any, out: Path, ray: tuple[str, Path] | None = None,
+    old_vectors: Any, ray: tuple[str, Path] | None = None,
 ) -> tuple[int, dict[str, int]]:
-    """Write the vectors of ``build``'s passages into the ``.npy`` file ``out``, a block at a
-    time: rows whose content hash is in ``reuse`` are copied from ``old_vectors`` (row
+    """Write the vectors of ``build``'s passages into its folder (``VectorWriter``), a block
+    at a time: rows whose content hash is in ``reuse`` are copied from ``old_vectors`` (row
     ``reuse[hash]``), the rest are embedded — here, or with ``ray`` (cluster address, int8
     model file) on a Ray cluster (``distributed.embed``). Returns how many were embedded,
     and by which Ray node."""
-    vectors = VectorWriter(out.parent, build.passages, embedder.dimension)
+    vectors = VectorWriter(build.folder, build.passages, embedder.dimension)
     todo = sum(1 for h in build.hashes() if h not in reuse)
     done = 0
     progress("embedding", 0, todo)
@@ -429,10 +429,8 @@ def _write(
         for copy in duplicates or []:
             if copy.path is not None:
                 build.files.setdefault(copy.file, _path_entry(copy.path, duplicate_of=copy.of))
-        vector_file = build.folder / "vectors.npy"
         cluster = (ray, index_dir / INT8_FILE) if ray is not None else None
-        embedded, nodes = _embed(embedder, build, progress, reuse, old_vectors, vector_file,
-                                 cluster)
+        embedded, nodes = _embed(embedder, build, progress, reuse, old_vectors, cluster)
         del old_vectors, reuse
         manifest = _manifest(build, embedder, docs_dir, old.get("created") if old else None)
         manifest.update(extra or {})
@@ -445,7 +443,7 @@ def _write(
             manifest["model"]["onnx"] = {
                 "file": ONNX_FILE, "size": onnx.stat().st_size, "sha256": onnx_digest(onnx)
             }
-        version = store.write_version(index_dir, build, vector_file, manifest, progress,
+        version = store.write_version(index_dir, build, None, manifest, progress,
                                       trained=trained)
     finally:
         build.db.close()

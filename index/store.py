@@ -661,7 +661,7 @@ def new_version(index_dir: Path) -> Path:
 def write_version(
     index_dir: Path,
     build: Build,
-    vectors: np.ndarray | Path,
+    vectors: np.ndarray | None,
     manifest: dict[str, Any],
     progress: Progress = _no_progress,
     trained: tuple[Path, int] | None = None,
@@ -670,7 +670,7 @@ def write_version(
     writer_lock. ``trained``: an earlier version's vector index file and how many vectors its
     training saw, to reuse that training while it is not stale (``vectors.build_faiss``).
 
-    ``vectors`` is the float32 matrix, or the ``vectors.npy`` a ``VectorWriter`` wrote into
+    ``vectors`` is the float32 matrix, or None when a ``VectorWriter`` already wrote them into
     the version's folder (the vectors never need to fit in RAM)."""
     from . import lexical
     from .vectors import VectorWriter, build_faiss, open_vectors
@@ -683,10 +683,7 @@ def write_version(
         lexical.build(build.passage_texts(), tmp / "bm25",
                       progress=lambda done: progress("keyword index", done, build.passages))
         build.close()
-        if isinstance(vectors, Path):
-            if vectors != tmp / "vectors.npy":
-                raise ValueError(f"the vectors must be written in {tmp}, not at {vectors}")
-        else:
+        if vectors is not None:
             out = VectorWriter(tmp, *vectors.shape)
             for start in range(0, len(vectors), 65_536):
                 out[start : start + 65_536] = vectors[start : start + 65_536]

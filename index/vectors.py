@@ -71,10 +71,6 @@ class Quantized:
         scales = np.asarray(self.scales[key], dtype=np.float32)
         return codes.astype(np.float32) * scales[..., None]
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        whole = self[:]
-        return whole if dtype is None else whole.astype(dtype)
-
     def dot(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         query = np.asarray(query, dtype=np.float32)
         n = len(self) if rows is None else len(rows)
