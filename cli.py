@@ -329,6 +329,12 @@ def index_status(
     if training and training["stale"]:
         table.add_row("vector index", f"stale: trained on {training['trained_on']:,} passages, "
                       f"the archive has {state['passages']:,}: run `qa index build --retrain`")
+    delta = state["delta"]
+    if delta:
+        table.add_row("since the last build", (
+            f"updates added {delta['articles']:,} article(s) ({delta['passages']:,} passages) "
+            f"and removed {delta['removed_articles']:,}, kept beside the last build; the update "
+            f"that takes these past {delta['bound']:,} passages rebuilds whole"))
     if state["being_written"]:
         table.add_row("writer", "another qa process is building or updating this index now")
     if state["duplicates"]:

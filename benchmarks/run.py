@@ -224,6 +224,46 @@ def w_scale(squad_index: str, out: str, n: int, seed: int = 0) -> dict[str, Any]
             "stages": {k: v for k, v in stages.items() if not k.endswith(":t0")}}
 
 
+def w_add(index: str, source_index: str, docs: str, count: int = 1000,
+          seed: int = 1) -> dict[str, Any]:
+    """``qa index update`` adding ``count`` new articles to ``index``: text files of
+    ``source_index``'s articles, each with a new first line (so every passage is new and
+    embedded). Wall time by stage; what happened outside the stages (opening the live
+    version, linking its base, hashing and publishing the delta) is the rest."""
+    import random
+
+    from index.pipeline import update_index
+    from index.store import Store
+
+    source = Store(Path(source_index))
+    folder = Path(docs)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    documents = list(source.documents.values())
+    random.Random(seed).shuffle(documents)
+    for number, d in enumerate(documents[:count]):
+        text = source.stored_text(d.id) or Path(d.path).read_text(encoding="utf-8")
+        (folder / f"added-{stamp}-{number:04d}.txt").write_text(
+            f"Update {stamp} number {number}\n\n{text}", encoding="utf-8")
+    source.close()
+    stages: dict[str, float] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        stages.setdefault(stage + ":t0", time.perf_counter())
+        stages[stage] = time.perf_counter() - stages[stage + ":t0"]
+
+    start = time.perf_counter()
+    report = update_index(folder, Path(index), progress=progress)
+    total = time.perf_counter() - start
+    live = Store(Path(index))
+    delta = live.manifest.get("delta")
+    live.close()
+    timed = {k: v for k, v in stages.items() if not k.endswith(":t0")}
+    return {"total_s": total, "stages": timed, "other_s": total - sum(timed.values()),
+            "embedded": report.embedded, "added": len(report.added), "delta": delta}
+
+
 def w_query(index: str, questions: str, qvectors: str, n: int) -> dict[str, Any]:
     """Warm latency: full `Engine.ask` (k=5) and the vector search alone, recall@10 of the
     vector index against exact search over the same vectors."""
@@ -375,6 +415,7 @@ def _recall(got: Any, truth: Any) -> float:
 
 
 WORKERS: dict[str, Any] = {"embed": w_embed, "build": w_build, "scale": w_scale, "query": w_query,
+           "add": w_add,
            "million": w_million, "million_query": w_million_query}
 
 
@@ -438,6 +479,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale-questions", type=Path, default=None,
                         help="scale section: the questions asked (default: squad-a's, or "
                         "news-a's with a --scale-from index)")
+    parser.add_argument("--add", type=int, default=1000,
+                        help="scale section: articles added by `qa index update` after the "
+                        "queries (default 1000; 0 to skip)")
+    parser.add_argument("--skip-queries", action="store_true",
+                        help="scale section: only build (if needed) and add")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     squad = args.shared / "bench" / "squad-a"
@@ -483,7 +529,8 @@ def main(argv: list[str] | None = None) -> None:
                                              squad / "questions.jsonl")
         report_queries(work, args.scale_from or squad_index, questions,
                        [int(s) for s in (args.sizes or "1000000").split(",") if s], 0,
-                       prefix="news-" if args.scale_from else "")
+                       prefix="news-" if args.scale_from else "", add=args.add,
+                       queries=not args.skip_queries)
     print(f"\ntotal benchmark time {time.perf_counter() - started:.0f} s")
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
@@ -557,8 +604,32 @@ def report_ingest(work: Path, squad_index: Path, sample: int, build: Any) -> Non
 
 
 
+def _report_warm(n: int, target: Path, qfile: Path, qvec: Path) -> None:
+    q = worker("query", index=str(target), questions=str(qfile), qvectors=str(qvec),
+               n=60 if n <= 100_000 else 30)
+    print(f"{n:>9,} passages [{q['kind']['kind']}]: vector search p50 "
+          f"{q['search_ms']['p50']:.2f} ms p95 {q['search_ms']['p95']:.2f} ms, recall@10 "
+          f"{q['recall10']:.3f}; query embedding p50 {q['embed_query_ms']['p50']:.1f} ms; "
+          f"full ask (k=5, highlights) p50 {q['ask_ms']['p50']:.0f} ms p95 "
+          f"{q['ask_ms']['p95']:.0f} ms; peak RSS serving {q['serving_rss_mib']:.0f} MiB "
+          f"(then {q['serving_anon_mib']:.0f} MiB own memory + "
+          f"{q['serving_file_mib']:.0f} MiB mapped index files) "
+          f"({q['rss_mib']:.0f} MiB with the exact search for recall)   [{load()}]",
+          flush=True)
+    ask = [sys.executable, "-m", "cli", "ask", QUESTION, "--json", "-k", "5",
+           "--index", str(target)]
+    measured(ask)  # the page cache warm-up, not counted
+    colds = [measured(ask) for _ in range(3)]
+    print(f"{n:>9,} passages: cold `qa ask` (new process, page cache warm) median "
+          f"{statistics.median(c['wall'] for c in colds):.2f} s, peak RSS "
+          f"{max(c['rss_mib'] for c in colds):.0f} MiB; on disk "
+          f"{_disk(target) / n:.0f} bytes a passage ({_disk(target) / 2**30:.2f} GiB)",
+          flush=True)
+
+
 def report_queries(work: Path, squad_index: Path, questions: Path, sizes: list[int],
-                   million: int, kind: str = "gaussian", prefix: str = "") -> None:
+                   million: int, kind: str = "gaussian", prefix: str = "",
+                   add: int = 0, queries: bool = True) -> None:
     import numpy as np
 
     qfile = work / f"{prefix}questions.jsonl"
@@ -583,26 +654,16 @@ def report_queries(work: Path, squad_index: Path, questions: Path, sizes: list[i
                   f"{made['write_s']:.1f} s, peak RSS {made['rss_mib']:.0f} MiB (" + ", ".join(
                       f"{k} {stages[k]:.1f} s, peak RSS by its end {stages[k + ':rss']:.0f} MiB"
                       for k in stages if not k.endswith(":rss")) + ")", flush=True)
-        q = worker("query", index=str(target), questions=str(qfile), qvectors=str(qvec),
-                   n=60 if n <= 100_000 else 30)
-        print(f"{n:>9,} passages [{q['kind']['kind']}]: vector search p50 "
-              f"{q['search_ms']['p50']:.2f} ms p95 {q['search_ms']['p95']:.2f} ms, recall@10 "
-              f"{q['recall10']:.3f}; query embedding p50 {q['embed_query_ms']['p50']:.1f} ms; "
-              f"full ask (k=5, highlights) p50 {q['ask_ms']['p50']:.0f} ms p95 "
-              f"{q['ask_ms']['p95']:.0f} ms; peak RSS serving {q['serving_rss_mib']:.0f} MiB "
-              f"(then {q['serving_anon_mib']:.0f} MiB own memory + "
-              f"{q['serving_file_mib']:.0f} MiB mapped index files) "
-              f"({q['rss_mib']:.0f} MiB with the exact search for recall)   [{load()}]",
-              flush=True)
-        ask = [sys.executable, "-m", "cli", "ask", QUESTION, "--json", "-k", "5",
-               "--index", str(target)]
-        measured(ask)  # the page cache warm-up, not counted
-        colds = [measured(ask) for _ in range(3)]
-        print(f"{n:>9,} passages: cold `qa ask` (new process, page cache warm) median "
-              f"{statistics.median(c['wall'] for c in colds):.2f} s, peak RSS "
-              f"{max(c['rss_mib'] for c in colds):.0f} MiB; on disk "
-              f"{_disk(target) / n:.0f} bytes a passage ({_disk(target) / 2**30:.2f} GiB)",
-              flush=True)
+        if queries:
+            _report_warm(n, target, qfile, qvec)
+        if add:
+            a = worker("add", index=str(target), source_index=str(squad_index),
+                       docs=str(work / f"{prefix}added-{n}"), count=add)
+            print(f"{n:>9,} passages: `qa index update` adding {a['added']:,} articles "
+                  f"({a['embedded']:,} passages embedded) took {a['total_s']:.1f} s: " +
+                  ", ".join(f"{k} {v:.1f} s" for k, v in a["stages"].items()) +
+                  f", the rest {a['other_s']:.1f} s; peak RSS {a['rss_mib']:.0f} MiB; "
+                  f"delta {json.dumps(a['delta'])}   [{load()}]", flush=True)
     if million:
         out = work / (f"synthetic-{million}" if kind == "gaussian" else f"{kind}-{million}")
         what = ("Gaussian with squad-a's mean and covariance" if kind == "gaussian" else

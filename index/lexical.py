@@ -15,7 +15,7 @@ import math
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -223,16 +223,37 @@ class Bm25Index:
 
     def get_scores(self, tokens: list[str]) -> np.ndarray:
         """Summed BM25 score of ``tokens`` (repeats count again, as in bm25s) per passage."""
-        data, indices, indptr = (self.scores[n] for n in ("data", "indices", "indptr"))
         out = np.zeros(self.num_docs, dtype=np.float32)
+        self.add_scores(out, tokens)
+        return out
+
+    def add_scores(self, out: np.ndarray, tokens: list[str],
+                   weight: Callable[[str], float] | None = None) -> None:
+        """Add each token's stored scores (times ``weight(token)`` when given) into ``out``."""
+        data, indices, indptr = (self.scores[n] for n in ("data", "indices", "indptr"))
         for token in tokens:
             column = self.vocab_dict.get(token)
             if column is None or not token:
                 continue
             start, end = int(indptr[column]), int(indptr[column + 1])
             # One passage appears at most once per column, so plain fancy-index adds are exact.
-            out[indices[start:end]] += data[start:end]
-        return out
+            if weight is None:
+                out[indices[start:end]] += data[start:end]
+            else:
+                out[indices[start:end]] += data[start:end] * np.float32(weight(token))
+
+    def df(self, term: str) -> int:
+        """Passages holding a stemmed term (its column's length)."""
+        column = self.vocab_dict.get(term)
+        if column is None or not term:
+            return 0
+        indptr = self.scores["indptr"]
+        return int(indptr[column + 1]) - int(indptr[column])
+
+    def stored_idf(self, term: str) -> float:
+        """The idf its stored scores were computed with (bm25s: float32 of the double log)."""
+        df = self.df(term)
+        return float(np.float32(math.log(1 + (self.num_docs - df + 0.5) / (df + 0.5))))
 
     def search(self, query: str) -> np.ndarray:
         """BM25 score of every passage for ``query`` (zeros where no term matches)."""
@@ -248,6 +269,73 @@ class Bm25Index:
                 data, indices, indptr = (self.scores[n] for n in ("data", "indices", "indptr"))
                 start, end = int(indptr[column]), int(indptr[column + 1])
                 df = int((data[start:end] > 0).sum())
+            value = math.log(1 + (self.num_docs - df + 0.5) / (df + 0.5))
+            self._idf[term] = value
+        return value
+
+
+class Vocabulary:
+    """The terms of two keyword indexes, as one read-only mapping of membership."""
+
+    def __init__(self, *parts: dict[str, int]):
+        self.parts = parts
+
+    def __contains__(self, term: object) -> bool:
+        return any(term in part for part in self.parts)
+
+    def get(self, term: str, default: Any = None) -> Any:
+        for part in self.parts:
+            if term in part:
+                return part[term]
+        return default
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[str] = set()
+        for part in self.parts:
+            for term in part:
+                if term not in seen:
+                    seen.add(term)
+                    yield term
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class StackedBm25:
+    """The keyword index of a version with a delta: the base's passages, then the delta's
+    (ids ``base.num_docs`` on). Each part stores its scores with its own idf; at query time a
+    term's scores in each part are rescaled to the idf of the whole archive (the two parts'
+    passage and document-frequency counts summed), so idf is exactly what one index over all
+    passages would use. What differs from a full rebuild: each part keeps its own average
+    passage length in the length normalisation (both are averages over the same kind of
+    articles), and passages of removed articles still count in the statistics until the
+    next full build, as in Lucene until segments merge."""
+
+    def __init__(self, base: Bm25Index, delta: Bm25Index):
+        self.base, self.delta = base, delta
+        self.analyzer = base.analyzer
+        self.num_docs = base.num_docs + delta.num_docs
+        self.vocab_dict = Vocabulary(base.vocab_dict, delta.vocab_dict)
+        self._idf: dict[str, float] = {}
+
+    def get_scores(self, tokens: list[str]) -> np.ndarray:
+        out = np.zeros(self.num_docs, dtype=np.float32)
+        for part, view in ((self.base, out[: self.base.num_docs]),
+                           (self.delta, out[self.base.num_docs :])):
+            part.add_scores(view, tokens, self._rescale(part))
+        return out
+
+    def _rescale(self, part: Bm25Index) -> Callable[[str], float]:
+        """The factor taking ``part``'s stored scores of a term to the whole archive's idf."""
+        return lambda term: self.idf(term) / (part.stored_idf(term) or 1.0)
+
+    def search(self, query: str) -> np.ndarray:
+        return self.get_scores(list(self.analyzer.terms(query)))
+
+    def idf(self, term: str) -> float:
+        value = self._idf.get(term)
+        if value is None:
+            df = self.base.df(term) + self.delta.df(term)
             value = math.log(1 + (self.num_docs - df + 0.5) / (df + 0.5))
             self._idf[term] = value
         return value

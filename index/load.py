@@ -263,6 +263,7 @@ def load_documents(
     duplicate: Callable[[Duplicate], None] = lambda _: None,
     bad: Callable[[str], None] | None = None,
     scratch: Path | None = None,
+    only: set[str] | None = None,
 ) -> Documents:
     """Every readable article under ``docs_dir`` (or the one file ``docs_dir`` names);
     unusable files produce a warning and are passed to ``skipped``; an article already seen
@@ -270,7 +271,8 @@ def load_documents(
     inside a file (a malformed record, a break, a guessed charset) is told to ``bad``
     (default: ``warn``). ``fields`` maps article fields to an export's own column names
     (``text=story_body``). The texts wait in a temporary file in ``scratch`` (default: the
-    system's temporary folder)."""
+    system's temporary folder). ``only``: read just the files of these source names (an
+    update's new and changed files)."""
     import tempfile
 
     docs_dir = Path(docs_dir)
@@ -279,6 +281,8 @@ def load_documents(
     found: list[tuple[Document, int, int]] = []
     lengths: list[int] = []
     for path, source in source_names(paths, root).items():
+        if only is not None and source not in only:
+            continue
         for document in _read_any(path, root, source, warn, skipped, fields or {}, bad or warn):
             data = document.text.encode("utf-8", "surrogatepass")
             found.append((_without_text(document), spool.tell(), len(data)))

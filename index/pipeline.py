@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +145,7 @@ def _add(build: Build, document: Document, meta: Any, chunks: list[Any], model_n
     title = (stated and stated.title) or meta.title
     date, inferred = (stated.date, False) if stated and stated.date else (
         meta.date, meta.date_inferred)
-    doc_id = build.documents
+    doc_id = build.next_document
     row = DocumentRow(
         doc_id, document.source, printable(str(document.path)), document.sha256,
         title, date, inferred, (stated and stated.author) or meta.author,
@@ -156,7 +156,7 @@ def _add(build: Build, document: Document, meta: Any, chunks: list[Any], model_n
     for chunk in chunks:
         text = document.text[chunk.start : chunk.end]
         passages.append(PassageRow(
-            build.passages + len(passages), doc_id, chunk.start, chunk.end, chunk.kind,
+            build.next_passage + len(passages), doc_id, chunk.start, chunk.end, chunk.kind,
             text, chunk.sentences, content_hash(model_name, embedded_text(title, date, text)),
         ))
     build.add(row, passages, document.text if document.stored else None)
@@ -255,7 +255,8 @@ def _embed(
     ``reuse[hash]``), the rest are embedded — here, or with ``ray`` (cluster address, int8
     model file) on a Ray cluster (``distributed.embed``). Returns how many were embedded,
     and by which Ray node."""
-    vectors = VectorWriter(build.folder, build.passages, embedder.dimension)
+    vectors = VectorWriter(build.folder, build.passages, embedder.dimension,
+                           first=build.first_passage)
     todo = sum(1 for h in build.hashes() if h not in reuse)
     done = 0
     progress("embedding", 0, todo)
@@ -367,6 +368,15 @@ def build_index(
 
         if fields is None:  # an update reads the export as the build did
             fields = _previous_fields(index_dir)
+        if reuse_vectors and not retrain:
+            try:
+                delta = _delta_update(docs_dir, index_dir, embedder, count_tokens, progress,
+                                      warn, model_cache, fields, ray)
+            except store.WRITE_ERRORS as error:
+                store.remove_leftovers(index_dir)
+                raise store.cannot_write(index_dir, error) from None
+            if delta is not None:
+                return delta
         try:
             # The texts wait beside the index: a full disk fails here, as a write.
             documents = load_documents(Path(docs_dir), warn, skipped.append, fields,
@@ -461,6 +471,171 @@ def _write(
         )
     else:
         report.added = sorted(build.files)
+    return report
+
+
+# An update of an index of DELTA_FROM passages or more writes a delta beside the live base
+# (store.write_delta_version) instead of a whole new version, until the delta would hold more
+# than max(DELTA_MIN, DELTA_SHARE of the base) passages, or remove more than DELTA_SHARE of
+# the base's: that update rebuilds whole (and the next starts a new delta).
+DELTA_FROM = 20_000
+DELTA_MIN = 50_000
+DELTA_SHARE = 0.1
+
+
+def _delta_update(
+    docs_dir: Path, index_dir: Path, embedder: Any, count_tokens: Counter | None,
+    progress: Progress, warn: Warn, model_cache: Path | None, fields: dict[str, str],
+    ray: str | None,
+) -> Report | None:
+    """Update a large index by a delta: read only the new and changed files, embed their
+    passages, and publish a version of the live base (hard-linked) plus a delta holding the
+    previous delta's articles still there, the new ones, and the list of base articles gone.
+    None when the update must rebuild whole instead: a small index, no usable live one, a
+    file whose articles cannot be told apart, or a delta grown past its bound."""
+    from .load import READER_VERSION, _root_and_paths, source_name
+
+    try:
+        old = store.Store(index_dir, expect=expected_for(embedder))
+    except QAError:
+        return None
+    try:
+        manifest = old.manifest
+        base = old.delta["base"] if old.delta else {
+            "documents": old.document_count, "passages": old.passage_count}
+        if base["passages"] < DELTA_FROM or manifest.get("reader_version") != READER_VERSION:
+            return None
+        changes = docs_changes(docs_dir, manifest)
+        if not changes:
+            return None
+        gone = set(changes.changed) | set(changes.removed)
+        try:
+            root, _ = _root_and_paths(Path(docs_dir), _ignore)
+            leaving: dict[str, list[int]] = {}
+            removed_sources: set[str] = set()
+            # Only new files (the daily case): no article leaves, nothing to look up.
+            for doc, source, path, stored in (old.document_origins() if gone else []):
+                files = {source}
+                if stored:
+                    relative = Path(path).relative_to(root)
+                    files = {source_name(Path(path), root), printable(relative.as_posix())}
+                for file in files & gone:
+                    leaving.setdefault(file, []).append(doc)
+                    removed_sources.add(source)
+        except ValueError:  # paths recorded in another form than this docs folder's
+            return None
+        entries = manifest.get("files", {})
+        for file in gone:
+            entry = entries.get(file, {})
+            if file not in leaving and not entry.get("skipped") and \
+                    not entry.get("duplicate_of"):
+                return None  # its articles are not found: rebuild rather than keep stale ones
+        if any(e.get("duplicate_of") in removed_sources for e in entries.values()):
+            return None  # a copy set aside as a duplicate of a leaving article comes back
+        leaving_docs = {doc for docs in leaving.values() for doc in docs}
+        report = _write_delta(old, base, changes, leaving_docs, docs_dir, index_dir, embedder,
+                              count_tokens, progress, warn, model_cache, fields, ray)
+    finally:
+        old.close()
+    if report is not None:  # the version this update read is no longer leased by it
+        store.prune_versions(index_dir)
+    return report
+
+
+def _write_delta(
+    old: store.Store, base: dict[str, int], changes: Changes, leaving: set[int],
+    docs_dir: Path, index_dir: Path, embedder: Any, count_tokens: Counter | None,
+    progress: Progress, warn: Warn, model_cache: Path | None, fields: dict[str, str],
+    ray: str | None,
+) -> Report | None:
+    base_docs, base_passages = int(base["documents"]), int(base["passages"])
+    removed = old.removed_documents()
+    removed |= {doc for doc in leaving if doc < base_docs}
+    removed_passages = 0
+    if removed:
+        gone = np.zeros(base_docs, dtype=bool)
+        gone[list(removed)] = True
+        removed_passages = int(gone[old.passage_docs[:base_passages]].sum())
+    bound = max(DELTA_MIN, DELTA_SHARE * base_passages)
+    if removed_passages > DELTA_SHARE * base_passages:
+        return None
+    ensure_query_model(index_dir, _model_identity(embedder)[0], verify=True, cache=model_cache,
+                       int8=embedder is None)
+    embedder = embedder or _default_embedder(index_dir)
+    count_tokens = count_tokens or _default_counter()
+    tmp = store.new_version(index_dir)
+    build = Build(tmp / store.DELTA, first=(base_docs, base_passages), delta=True)
+    try:
+        build.remove(sorted(removed))
+        # Vectors kept by content hash: of the previous delta's passages, and of the leaving
+        # articles' (a changed article keeps its unchanged passages' vectors).
+        reuse: dict[str, int] = {}
+        keep = old.delta_documents()
+        for doc in sorted(leaving):
+            for row in old.passages_of(doc):
+                reuse[row.hash] = row.id
+        files = dict(old.manifest.get("files", {}))
+        for file in [*changes.changed, *changes.removed]:
+            files.pop(file, None)
+        for doc in keep:  # the previous delta's articles still there, renumbered
+            if doc in leaving:
+                continue
+            meta = old.document(doc)
+            rows = old.passages_of(doc)
+            first = build.next_passage
+            copied = [PassageRow(first + n, build.next_document, p.start, p.end, p.kind, p.text,
+                                 p.sentences, p.hash) for n, p in enumerate(rows)]
+            for p in rows:
+                reuse[p.hash] = p.id
+            build.add(replace(meta, id=build.next_document), copied,
+                      old.stored_text(doc) if meta.stored else None)
+        kept = build.passages
+        skipped: list[Skipped] = []
+        duplicates: list[Duplicate] = []
+        documents = load_documents(Path(docs_dir), warn, skipped.append, fields,
+                                   duplicates.append, warn, scratch=index_dir,
+                                   only=set(changes.added) | set(changes.changed))
+        with documents:
+            prepare(documents, count_tokens, embedder.name, progress, build, warn, ray=ray)
+        if build.passages > bound:
+            build.db.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+            return None
+        for item in skipped:
+            build.files.setdefault(item.source, _path_entry(item.path, skipped=item.reason))
+        for copy in duplicates:
+            if copy.path is not None:
+                build.files.setdefault(copy.file, _path_entry(copy.path, duplicate_of=copy.of))
+        files.update(build.files)
+        cluster = (ray, index_dir / INT8_FILE) if ray is not None else None
+        embedded, nodes = _embed(embedder, build, progress, reuse, old.load_vectors(), cluster)
+        manifest = _manifest(build, embedder, docs_dir, old.manifest.get("created"))
+        for key in ("fields", "duplicates", "reader_version", "problems", "ingest"):
+            if key in old.manifest:
+                manifest[key] = old.manifest[key]
+        manifest["fields"] = fields or {}
+        manifest["files"] = files
+        live = {"documents": base_docs - len(removed) + build.documents,
+                "passages": base_passages - removed_passages + build.passages}
+        manifest["counts"] = live
+        manifest["delta"] = {
+            "documents": build.documents, "passages": build.passages,
+            "base": {"documents": base_docs, "passages": base_passages},
+            "removed": {"documents": len(removed), "passages": removed_passages},
+            "carried": {"documents": len(keep) - len(leaving & set(keep)), "passages": kept},
+            "bound": int(bound),
+        }
+        onnx = index_dir / ONNX_FILE
+        if onnx.exists() and old.manifest.get("model", {}).get("onnx"):
+            manifest["model"]["onnx"] = old.manifest["model"]["onnx"]
+        version = store.write_delta_version(index_dir, build, old.version, manifest, progress)
+    finally:
+        build.db.close()
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already once published
+    report = Report(live["documents"], live["passages"], embedded, version=version, nodes=nodes)
+    report.added, report.changed = sorted(changes.added), sorted(changes.changed)
+    report.removed = sorted(changes.removed)
+    report.skipped = sorted(s for s, entry in files.items() if entry.get("skipped"))
     return report
 
 

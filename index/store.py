@@ -16,6 +16,10 @@ Layout of an index directory::
                          codes when large, re-scored from vectors.npy; flat ones are
                          searched from vectors.npy without loading faiss)
         bm25/            bm25s index over the same passages
+        delta/           (after updates of a large index) the articles added since the files
+                         above were written: the same files over passage ids after theirs,
+                         plus the list of the base's articles removed; the base's files are
+                         hard links to the previous version's
 
 Writers build a new version directory, fsync it, then replace CURRENT; readers resolve
 CURRENT once and only ever see complete versions.
@@ -47,6 +51,7 @@ from .model import ONNX_FILE
 # with a scale per row
 FORMAT_VERSION = 4
 CURRENT = "CURRENT"
+DELTA = "delta"  # a version's folder of the articles updates added since its base was built
 Progress = Callable[[str, int, int], None]
 
 
@@ -109,16 +114,36 @@ class Build:
     vectors and keyword index are then made from it by streaming its rows.
 
     ``files`` is what the manifest records per file; ``documents`` and ``passages`` count
-    the rows added (ids are given in that order, from 0)."""
+    the rows added (ids are given in that order, from ``first`` — a delta's from its base's
+    counts — ``next_document`` and ``next_passage`` are the next ones). A delta's database
+    also lists the base's articles it removes (``remove``)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, first: tuple[int, int] = (0, 0), delta: bool = False):
         self.folder = Path(folder)
+        self.folder.mkdir(exist_ok=True)
         self.files: dict[str, dict[str, Any]] = {}
+        self.first_document, self.first_passage = first
         self.documents = 0
         self.passages = 0
+        self.removed = 0
         self.db = sqlite3.connect(self.folder / "passages.sqlite")
         # A scratch file until the version is fsynced whole and published: no journal.
-        self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
+        self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA + (
+            "CREATE TABLE removed (doc INTEGER PRIMARY KEY);" if delta else ""))
+
+    @property
+    def next_document(self) -> int:
+        return self.first_document + self.documents
+
+    @property
+    def next_passage(self) -> int:
+        return self.first_passage + self.passages
+
+    def remove(self, docs: Iterable[int]) -> None:
+        """Record base articles this delta removes (or replaces by a new copy)."""
+        rows = [(int(d),) for d in docs]
+        self.db.executemany("INSERT OR IGNORE INTO removed VALUES (?)", rows)
+        self.removed += len(rows)
 
     def add(self, document: DocumentRow, passages: Sequence[PassageRow],
             text: str | None = None) -> None:
@@ -349,8 +374,21 @@ def _dig(data: dict[str, Any], dotted: str) -> Any:
     return data
 
 
-def _open_db(path: Path) -> sqlite3.Connection:
+def _open_db(path: Path, delta: Path | None = None) -> sqlite3.Connection:
+    """A read-only connection; with ``delta`` (a delta's passages.sqlite) its rows are
+    attached and the names ``documents``, ``passages`` and ``texts`` are views over both
+    parts, without the base's articles the delta removed (``main.`` and ``delta.`` name the
+    parts themselves)."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    if delta is not None:
+        db.execute("ATTACH DATABASE ? AS delta", (f"file:{delta}?mode=ro",))
+        db.executescript(
+            "CREATE TEMP VIEW documents AS SELECT * FROM main.documents WHERE id NOT IN"
+            " (SELECT doc FROM delta.removed) UNION ALL SELECT * FROM delta.documents;"
+            "CREATE TEMP VIEW passages AS SELECT * FROM main.passages WHERE doc NOT IN"
+            " (SELECT doc FROM delta.removed) UNION ALL SELECT * FROM delta.passages;"
+            "CREATE TEMP VIEW texts AS SELECT * FROM main.texts UNION ALL"
+            " SELECT * FROM delta.texts;")
     db.execute("PRAGMA query_only = 1")
     return db
 
@@ -388,7 +426,7 @@ class Store:
             raise
 
     def _open(self, expect: dict[str, Any] | None, mmap: bool, older: bool) -> None:
-        from .vectors import FaissIndex, NumpyIndex, VectorIndex, open_vectors
+        from .vectors import FaissIndex, NumpyIndex, StackedIndex, VectorIndex, open_vectors
 
         # The same version for everything: CURRENT may switch while this loads.
         self.manifest = read_manifest(self.index_dir, self.version)
@@ -404,22 +442,41 @@ class Store:
                 f"index at {self.index_dir} is damaged (the query model {ONNX_FILE} is missing or"
                 " truncated): run `qa index build`"
             )
+        delta = self.manifest.get("delta")
+        self.delta: dict[str, Any] | None = delta if isinstance(delta, dict) else None
+
+        def vector_index(folder: Path, params: dict[str, Any]) -> VectorIndex:
+            if params.get("kind") == "faiss-flat":
+                return NumpyIndex.load(folder, mmap=mmap)
+            # A quantised IVF index re-scores its candidates against the float vectors.
+            return FaissIndex.load(folder / "faiss.index", mmap=mmap,
+                                   vectors=open_vectors(folder))
+
         try:
-            self.vectors: VectorIndex
-            if self.manifest.get("vector_index", {}).get("kind") == "faiss-flat":
-                self.vectors = NumpyIndex.load(self.version, mmap=mmap)
-            else:
-                # A quantised IVF index re-scores its candidates against the float vectors.
-                self.vectors = FaissIndex.load(
-                    self.version / "faiss.index", mmap=mmap,
-                    vectors=open_vectors(self.version),
-                )
-            self.db = _open_db(self.version / "passages.sqlite")
-            (count,) = self.db.execute("SELECT count(*) FROM passages").fetchone()
+            self.vectors: VectorIndex = vector_index(
+                self.version, self.manifest.get("vector_index", {}))
+            base = self.vectors.count
+            if self.delta is not None:
+                self.vectors = StackedIndex(self.vectors, vector_index(
+                    self.version / DELTA, self.delta.get("vector_index", {})))
+            self.db = _open_db(self.version / "passages.sqlite",
+                               self.version / DELTA / "passages.sqlite" if self.delta else None)
+            # Ids run from 0 without gaps, so the largest id counts the rows; count(*) would
+            # read all of them (a second at 10M passages, on every cold `qa ask`).
+            (last,) = self.db.execute("SELECT max(id) FROM main.passages").fetchone()
+            count = 0 if last is None else last + 1
+            if self.delta is not None:
+                # (One aggregate a query: sqlite reads min and max together by a full scan.)
+                (first,) = self.db.execute("SELECT min(id) FROM delta.passages").fetchone()
+                (last,) = self.db.execute("SELECT max(id) FROM delta.passages").fetchone()
+                if first not in (None, base):
+                    raise damaged
+                count += 0 if last is None else last + 1 - base
         except Exception as error:  # faiss raises RuntimeError, sqlite DatabaseError
             raise damaged from error
-        if count != self.vectors.count or count != self.manifest["counts"]["passages"]:
+        if count != self.vectors.count or count != self.passage_count:
             raise damaged
+        self._live: np.ndarray | None | bool = False  # not read yet
         self._documents: dict[int, DocumentRow] | None = None
         self._latest: str | None = None
         self._passage_docs: np.ndarray | None = None
@@ -433,7 +490,31 @@ class Store:
 
     @property
     def passage_count(self) -> int:
+        """Passage ids in use (with a delta, the base's and the delta's, removed or not)."""
+        if self.delta is not None:
+            return int(self.delta["base"]["passages"]) + int(self.delta["passages"])
         return int(self.manifest["counts"]["passages"])
+
+    @property
+    def document_count(self) -> int:
+        """Document ids in use (as ``passage_count``)."""
+        if self.delta is not None:
+            return int(self.delta["base"]["documents"]) + int(self.delta["documents"])
+        return int(self.manifest["counts"]["documents"])
+
+    @property
+    def live(self) -> np.ndarray | None:
+        """A boolean per passage id, False for the passages of base articles a later update
+        removed or replaced; None when there are none (read once)."""
+        if self._live is False:
+            removed = self.removed_documents()
+            if not removed:
+                self._live = None
+            else:
+                gone = np.zeros(self.document_count, dtype=bool)
+                gone[np.fromiter(removed, dtype=np.int64, count=len(removed))] = True
+                self._live = ~gone[self.passage_docs]
+        return self._live  # type: ignore[return-value]
 
     @property
     def documents(self) -> dict[int, DocumentRow]:
@@ -478,6 +559,28 @@ class Store:
         except sqlite3.DatabaseError as error:
             raise self._damaged("passages.sqlite") from error
 
+    def document_origins(self) -> Iterator[tuple[int, str, str, bool]]:
+        """(id, source, path, stored) of every live article, streamed: which file each came
+        from (an update's delta finds the articles of changed and removed files)."""
+        try:
+            for doc, source, path, stored in self.db.execute(
+                    "SELECT id, source, path, stored FROM documents"):
+                yield doc, source, path, bool(stored)
+        except sqlite3.DatabaseError as error:
+            raise self._damaged("passages.sqlite") from error
+
+    def removed_documents(self) -> set[int]:
+        """The base's articles the delta removed (none without a delta)."""
+        if self.delta is None:
+            return set()
+        return {doc for (doc,) in self._query("SELECT doc FROM delta.removed")}
+
+    def delta_documents(self) -> list[int]:
+        """The ids of the delta's articles, in order (none without a delta)."""
+        if self.delta is None:
+            return []
+        return [doc for (doc,) in self._query("SELECT id FROM delta.documents ORDER BY id")]
+
     def stored_text(self, doc: int) -> str | None:
         """The article text the index keeps for a non-text format (None for text files)."""
         rows = self._query("SELECT text FROM texts WHERE doc = ?", (doc,))
@@ -520,7 +623,7 @@ class Store:
             " OR instr(casefold(coalesce(publisher, '')), ?4) > 0)",
             (as_of, since, until, needle))
         docs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        size = int(self.manifest["counts"]["documents"])
+        size = self.document_count
         accepted = np.zeros(max(size, int(docs.max()) + 1 if len(docs) else 0), dtype=bool)
         accepted[docs] = True
         return accepted[self.passage_docs]
@@ -529,9 +632,13 @@ class Store:
     def passage_docs(self) -> np.ndarray:
         """The article id of every passage, by passage id (read once)."""
         if self._passage_docs is None:
-            rows = self._query("SELECT doc FROM passages ORDER BY id")
-            self._passage_docs = np.fromiter((r[0] for r in rows), dtype=np.int32,
-                                             count=len(rows))
+            # Every id, also those of removed articles: the tables, not the views.
+            parts = ["main", "delta"] if self.delta else ["main"]
+            docs = []
+            for part in parts:
+                rows = self._query(f"SELECT doc FROM {part}.passages ORDER BY id")
+                docs.append(np.fromiter((r[0] for r in rows), dtype=np.int32, count=len(rows)))
+            self._passage_docs = np.concatenate(docs)
         return self._passage_docs
 
     def _rows(self, where: str, args: Sequence[Any]) -> list[PassageRow]:
@@ -585,10 +692,15 @@ class Store:
 
     def load_vectors(self) -> Any:
         """The stored vectors, memory-mapped (``vectors.open_vectors``): rows read as float32."""
-        from .vectors import open_vectors
+        from .vectors import Quantized, Stacked, open_vectors
 
         try:
-            vectors = open_vectors(self.version)
+            vectors: Any = open_vectors(self.version)
+            if self.delta is not None:
+                delta = open_vectors(self.version / DELTA)
+                if not isinstance(delta, Quantized):
+                    raise ValueError("a delta's vectors are int8")
+                vectors = Stacked(vectors, delta)
         except (OSError, ValueError) as error:
             raise self._damaged("vectors.npy") from error
         if vectors.ndim != 2 or vectors.shape[0] != self.passage_count:
@@ -603,6 +715,9 @@ class Store:
 
             try:
                 self._bm25 = lexical.load(self.version / "bm25")
+                if self.delta is not None:
+                    self._bm25 = lexical.StackedBm25(self._bm25,
+                                                     lexical.load(self.version / DELTA / "bm25"))
             except Exception as error:
                 raise IndexDamaged(
                     f"index at {self.index_dir} is damaged (BM25): run `qa index build`"
@@ -678,7 +793,6 @@ def write_version(
     index_dir = Path(index_dir)
     tmp = build.folder
     try:
-        name = tmp.name.removeprefix(".tmp-")
         progress("keyword index", 0, build.passages)
         lexical.build(build.passage_texts(), tmp / "bm25",
                       progress=lambda done: progress("keyword index", done, build.passages))
@@ -701,28 +815,101 @@ def write_version(
         manifest["vector_index"] = faiss_index.params()
         if faiss_index.trained_on:  # IVF: how many vectors its training saw
             manifest["vector_index"]["trained_on"] = faiss_index.trained_on
-        manifest["sizes"] = _file_sizes(tmp)
-        manifest["sha256"] = {
-            file: _sha256(tmp / file) for file in manifest["sizes"] if file != LEASE
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        fsync_tree(tmp)
-        # Kept without a lease check only if it has no lease file (written by an older qa).
-        previous = _live_name(index_dir)
-        if previous and (index_dir / previous / LEASE).exists():
-            previous = ""
-        os.rename(tmp, index_dir / name)
-        fsync_dir(index_dir)
-        write_atomic(index_dir / CURRENT, name.encode())
+        return _publish(index_dir, tmp, manifest, {})
     except BaseException as error:
-        build.db.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        # Disk full, quota, permissions: as OSError, or from sqlite and faiss in their words.
-        if isinstance(error, OSError | sqlite3.OperationalError | RuntimeError):
-            raise cannot_write(index_dir, error) from error
-        raise
+        failure = _failed(index_dir, build, tmp, error)
+        if failure is error:
+            raise
+        raise failure from error
+
+
+def write_delta_version(
+    index_dir: Path, build: Build, base: Path, manifest: dict[str, Any],
+    progress: Progress = _no_progress,
+) -> Path:
+    """Complete a version made of the base of version ``base`` (its files hard-linked, not
+    copied: versions never change) and the delta ``build`` is writing in the new version's
+    ``delta/`` folder (the articles added since that base, renumbered after its ids, and the
+    list of its articles removed), then switch CURRENT to it. Call under writer_lock.
+
+    What the delta costs is its own size, not the archive's: its keyword index, and its
+    vector index (flat, or IVF reusing the base's training). The base's digests are carried
+    over from ``base``'s manifest; only the delta's files are hashed."""
+    from . import lexical
+    from .vectors import build_faiss, open_vectors
+
+    index_dir = Path(index_dir)
+    tmp = build.folder.parent
+    try:
+        before = read_manifest(index_dir, base)
+        shared = [name for name in before.get("sizes", {})
+                  if not name.startswith(f"{DELTA}/") and name != LEASE]
+        for name in shared:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(base / name, tmp / name)
+            except OSError:
+                shutil.copy2(base / name, tmp / name)
+        progress("keyword index", 0, build.passages)
+        lexical.build(build.passage_texts(), build.folder / "bm25",
+                      progress=lambda done: progress("keyword index", done, build.passages))
+        build.close()
+        mapped = open_vectors(build.folder)
+        progress("vector index", 0, len(mapped))
+        base_index = before.get("vector_index", {})
+        trained = base / "faiss.index" if base_index.get("trained_on") else None
+        faiss_index = build_faiss(
+            mapped, progress=lambda done, total: progress("vector index", done, total),
+            trained=trained, trained_on=int(base_index.get("trained_on") or 0),
+        )
+        del mapped
+        faiss_index.save(build.folder / "faiss.index")
+        manifest = dict(manifest)
+        manifest["delta"] = {
+            **manifest["delta"], "vector_index": faiss_index.params(),
+        }
+        manifest["vector_index"] = base_index
+        digests = {name: digest for name, digest in (before.get("sha256") or {}).items()
+                   if name in shared}
+        return _publish(index_dir, tmp, manifest, digests)
+    except BaseException as error:
+        failure = _failed(index_dir, build, tmp, error)
+        if failure is error:
+            raise
+        raise failure from error
+
+
+def _publish(index_dir: Path, tmp: Path, manifest: dict[str, Any],
+             digests: dict[str, str]) -> Path:
+    """Record the sizes and digests of the complete version ``tmp`` (``digests``: those
+    already known), fsync it, rename it into place and switch CURRENT to it."""
+    name = tmp.name.removeprefix(".tmp-")
+    manifest["sizes"] = _file_sizes(tmp)
+    manifest["sha256"] = {
+        file: digests.get(file) or _sha256(tmp / file)
+        for file in manifest["sizes"] if file != LEASE
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    fsync_tree(tmp)
+    # Kept without a lease check only if it has no lease file (written by an older qa).
+    previous = _live_name(index_dir)
+    if previous and (index_dir / previous / LEASE).exists():
+        previous = ""
+    os.rename(tmp, index_dir / name)
+    fsync_dir(index_dir)
+    write_atomic(index_dir / CURRENT, name.encode())
     prune_versions(index_dir, keep={name, previous})
     return index_dir / name
+
+
+def _failed(index_dir: Path, build: Build, tmp: Path, error: BaseException) -> BaseException:
+    """Clean up a version that failed before its switch; the error to raise."""
+    build.db.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+    # Disk full, quota, permissions: as OSError, or from sqlite and faiss in their words.
+    if isinstance(error, OSError | sqlite3.OperationalError | RuntimeError):
+        return cannot_write(index_dir, error)
+    return error
 
 
 # What a write that fails for want of space, quota or permission raises.

@@ -71,6 +71,10 @@ class Quantized:
         scales = np.asarray(self.scales[key], dtype=np.float32)
         return codes.astype(np.float32) * scales[..., None]
 
+    def take(self, rows: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, scales) of ``rows``, as stored."""
+        return np.asarray(self.codes[rows]), np.asarray(self.scales[rows])
+
     def dot(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         query = np.asarray(query, dtype=np.float32)
         n = len(self) if rows is None else len(rows)
@@ -91,29 +95,102 @@ def quantize(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, scales.astype(np.float32)
 
 
+class Stacked:
+    """The stored vectors of a version with a delta: its base's rows, then the delta's (passage
+    ids ``len(base)`` on), read as one matrix; ``dot`` and ``take`` split the rows."""
+
+    ndim = 2
+
+    def __init__(self, base: np.ndarray | Quantized, delta: Quantized):
+        self.base, self.delta = base, delta
+        self.offset = len(base)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.offset + len(self.delta), self.delta.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _split(self, rows: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows)
+        rows = np.atleast_1d(rows)
+        low = rows < self.offset
+        return rows, low, ~low
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, int | np.integer):
+            return self[np.array([key])][0]
+        rows, low, high = self._split(key)
+        out = np.empty((len(rows), self.shape[1]), dtype=np.float32)
+        if low.any():
+            out[low] = np.asarray(self.base[rows[low]], dtype=np.float32)
+        if high.any():
+            out[high] = self.delta[rows[high] - self.offset]
+        return out
+
+    def take(self, rows: Any) -> tuple[np.ndarray, np.ndarray]:
+        rows, low, high = self._split(rows)
+        codes = np.empty((len(rows), self.shape[1]), dtype=np.int8)
+        scales = np.empty(len(rows), dtype=np.float32)
+        if low.any():
+            if isinstance(self.base, Quantized):
+                codes[low], scales[low] = self.base.take(rows[low])
+            else:  # float32 rows of an older base
+                codes[low], scales[low] = quantize(self.base[rows[low]])
+        if high.any():
+            codes[high], scales[high] = self.delta.take(rows[high] - self.offset)
+        return codes, scales
+
+    def dot(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        if rows is None:
+            return np.concatenate([dot(self.base, query), self.delta.dot(query)])
+        rows, low, high = self._split(rows)
+        out = np.empty(len(rows), dtype=np.float32)
+        if low.any():
+            out[low] = dot(self.base, query, rows[low])
+        if high.any():
+            out[high] = self.delta.dot(query, rows[high] - self.offset)
+        return out
+
+
 class VectorWriter:
     """A new version's ``vectors.npy`` (int8) and ``scales.npy``, written a block at a time:
-    ``writer[ids] = float rows`` quantises them."""
+    ``writer[ids] = float rows`` quantises them. ``first``: the id of row 0 (a delta's rows
+    follow its base's ids)."""
 
-    def __init__(self, folder: Path, count: int, dimension: int):
+    def __init__(self, folder: Path, count: int, dimension: int, first: int = 0):
         self.codes = create_npy(Path(folder) / "vectors.npy", (count, dimension), np.int8)
         self.scales = create_npy(Path(folder) / SCALES, (count,), np.float32)
+        self.first = first
+
+    def _rows(self, ids: Any) -> Any:
+        if not self.first:
+            return ids
+        return ids - self.first if isinstance(ids, int | np.integer) else \
+            np.asarray(ids) - self.first
 
     def __setitem__(self, ids: Any, block: np.ndarray) -> None:
         codes, scales = quantize(block)
         if isinstance(ids, int | np.integer):  # one row
             codes, scales = codes[0], scales[0]
-        self.codes[ids] = codes
-        self.scales[ids] = scales
+        rows = self._rows(ids)
+        self.codes[rows] = codes
+        self.scales[rows] = scales
 
-    def copy(self, ids: list[int], old: np.ndarray | Quantized, old_ids: list[int]) -> None:
+    def copy(self, ids: list[int], old: np.ndarray | Quantized | Stacked,
+             old_ids: list[int]) -> None:
         """Rows ``ids`` become rows ``old_ids`` of an earlier version's vectors (codes copied
         as they are; float32 ones quantised)."""
         if not ids:
             return
-        if isinstance(old, Quantized):
-            self.codes[ids] = old.codes[old_ids]
-            self.scales[ids] = old.scales[old_ids]
+        if isinstance(old, Quantized | Stacked):
+            rows = self._rows(ids)
+            self.codes[rows], self.scales[rows] = old.take(old_ids)
         else:
             self[ids] = old[old_ids]
 
@@ -134,10 +211,10 @@ def open_vectors(folder: Path, mmap: bool = True) -> np.ndarray | Quantized:
     return codes
 
 
-def dot(vectors: np.ndarray | Quantized, query: np.ndarray,
+def dot(vectors: np.ndarray | Quantized | Stacked, query: np.ndarray,
         rows: np.ndarray | None = None) -> np.ndarray:
     """``vectors[rows] @ query`` (all rows when None) in float32, a block at a time."""
-    if isinstance(vectors, Quantized):
+    if isinstance(vectors, Quantized | Stacked):
         return vectors.dot(query, rows)
     query = np.asarray(query, dtype=np.float32)
     if rows is None:
@@ -381,6 +458,41 @@ class FaissIndex(VectorIndex):
             params.update(kind="faiss-ivf-pq-refine", codes=int(self.index.pq.M),
                           refine_min=self.REFINE_MIN, refine_per_result=self.REFINE_PER_RESULT)
         return params
+
+
+class StackedIndex(VectorIndex):
+    """A version with a delta: its base's index over ids ``0..offset-1``, the delta's (flat,
+    or IVF on the base's training once large) over the ids after; ``search`` merges the two
+    best lists."""
+
+    kind = "stacked"
+
+    def __init__(self, base: VectorIndex, delta: VectorIndex):
+        self.base, self.delta = base, delta
+        self.offset = base.count
+
+    def parts(self) -> list[tuple[VectorIndex, int]]:
+        """Each part with the id of its row 0."""
+        return [(self.base, 0), (self.delta, self.offset)]
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.atleast_2d(queries)
+        scores, ids = [], []
+        for part, first in self.parts():
+            s, i = part.search(queries, k)
+            scores.append(s)
+            ids.append(np.where(i >= 0, i + first, -1))
+        score, found = np.concatenate(scores, axis=1), np.concatenate(ids, axis=1)
+        score = np.where(found >= 0, score, -np.inf)
+        order = np.argsort(-score, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(score, order, axis=1), np.take_along_axis(found, order, axis=1)
+
+    @property
+    def count(self) -> int:
+        return self.base.count + self.delta.count
+
+    def params(self) -> dict[str, Any]:
+        return self.base.params()
 
 
 # An IVF index trained on n vectors is stale once the archive has grown to STALE_AFTER·n: its

@@ -187,6 +187,7 @@ def status(paths: Paths, embedder: Any = None, verify: bool = True) -> dict[str,
         "model": manifest["model"]["name"],
         "vector_index": manifest.get("vector_index", {}).get("kind"),
         "vector_training": _training(manifest),
+        "delta": _delta(manifest),
         "built": manifest.get("created"),
         "updated": manifest.get("updated"),
         "up_to_date": not changes,
@@ -215,6 +216,16 @@ def _training(manifest: dict[str, Any]) -> dict[str, Any] | None:
         return None
     passages = manifest["counts"]["passages"]
     return {"trained_on": trained_on, "stale": passages >= STALE_AFTER * trained_on}
+
+
+def _delta(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """What updates added beside the last whole build (None when there is no delta)."""
+    delta = manifest.get("delta")
+    if not isinstance(delta, dict):
+        return None
+    return {"articles": delta["documents"], "passages": delta["passages"],
+            "removed_articles": delta["removed"]["documents"],
+            "removed_passages": delta["removed"]["passages"], "bound": delta["bound"]}
 
 
 class UnknownSource(QAError):

@@ -7,12 +7,14 @@ Each ordering is a stage of its own so ``qa eval --stage`` can measure what it a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
 
 import numpy as np
 
 from index.store import Store
-from index.vectors import FaissIndex, dot
+from index.vectors import FaissIndex, StackedIndex, VectorIndex, dot
 
 from .ranking import Candidate, RankingConfig
 
@@ -30,6 +32,8 @@ def retrieve(
     """The union of the top ``n`` dense and top ``n`` BM25 passages (of the passages
     ``allowed`` marks, a boolean per passage id, when given), with both scores each, ordered
     by the fused score."""
+    if allowed is None:
+        allowed = store.live  # None unless an update removed articles of the base
     dense = _dense(store, query, n, allowed)
     bm25 = store.bm25.search(question)
     if allowed is not None:
@@ -55,11 +59,34 @@ def retrieve(
 def _dense(
     store: Store, query: np.ndarray, n: int, allowed: np.ndarray | None = None
 ) -> dict[int, float]:
+    index = store.vectors
+    if not isinstance(index, StackedIndex):
+        return _dense_in(index, store.load_vectors, query, n, allowed)
+    # A version with a delta: each part searched on its own, the best n of both kept.
+    stacked = store.load_vectors()
+    found: dict[int, float] = {}
+    for part, first, vectors in ((index.base, 0, stacked.base),
+                                 (index.delta, index.offset, stacked.delta)):
+        mask = None if allowed is None else allowed[first : first + part.count]
+        got = _dense_in(part, partial(_same, vectors), query, n, mask)
+        found.update((i + first, s) for i, s in got.items())
+    best = sorted(found.items(), key=lambda item: -item[1])[:n]
+    return dict(best)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _dense_in(
+    index: VectorIndex, vectors_of: Callable[[], Any], query: np.ndarray, n: int,
+    allowed: np.ndarray | None,
+) -> dict[int, float]:
+    """The best ``n`` rows of one vector index (of those ``allowed`` marks, when given)."""
     if allowed is not None:
         ids = np.flatnonzero(allowed)
         if not len(ids):
             return {}
-        index = store.vectors
         if isinstance(index, FaissIndex) and index.quantised and \
                 len(ids) > FaissIndex.IVF_THRESHOLD:
             # Many allowed passages of a large archive: the IVF index skips the others.
@@ -68,14 +95,14 @@ def _dense(
                     if i >= 0}
         # Exact over the allowed passages: few of them (a gather), or a small archive (one
         # pass over its mapped vectors; a gather of most of them would copy them first).
-        vectors = store.load_vectors()
+        vectors = vectors_of()
         if len(ids) * 4 >= len(allowed):
             scores = dot(vectors, query)[ids]
         else:
             scores = dot(vectors, query, ids)
         top = np.argsort(-scores)[:n]
         return {int(ids[i]): float(scores[i]) for i in top}
-    scores, ids = store.vectors.search(query.reshape(1, -1), n)
+    scores, ids = index.search(query.reshape(1, -1), n)
     return {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
 
 

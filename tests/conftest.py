@@ -81,6 +81,20 @@ def real_index(tmp_path_factory):
     return docs, root / "index"
 
 
+@pytest.fixture(params=["whole", "delta"])
+def update_path(request, monkeypatch):
+    """Run a test twice: updates rebuilding the version whole (the small indexes' way), and
+    updates writing a delta beside the base (large indexes'; forced here). A writer started
+    as a child process reads QA_TEST_UPDATE_PATH."""
+    from index import pipeline
+
+    monkeypatch.setenv("QA_TEST_UPDATE_PATH", request.param)
+    if request.param == "delta":
+        monkeypatch.setattr(pipeline, "DELTA_FROM", 0)
+        monkeypatch.setattr(pipeline, "DELTA_SHARE", 1.0)
+    return request.param
+
+
 @pytest.fixture
 def fake_embedder():
     return FakeEmbedder()

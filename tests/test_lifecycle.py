@@ -23,6 +23,9 @@ from qa.engine import Engine
 
 runner = CliRunner()
 
+# Every test here runs with both kinds of update (conftest.update_path).
+pytestmark = pytest.mark.usefixtures("update_path")
+
 NEW_ARTICLE = """Zanzibar Harbour Reopens After Cyclone
 
 By Amina Juma

@@ -26,6 +26,8 @@ from conftest import FakeEmbedder, word_count
 from index import pipeline, store
 
 docs, index, point = sys.argv[2], sys.argv[3], sys.argv[4]
+if os.environ.get("QA_TEST_UPDATE_PATH") == "delta":
+    pipeline.DELTA_FROM, pipeline.DELTA_SHARE = 0, 1.0
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
@@ -51,6 +53,9 @@ class Slow(FakeEmbedder):
 print("ready", flush=True)
 pipeline.update_index(docs, index, embedder=Slow(), count_tokens=word_count, progress=progress)
 """
+
+# Every test here runs with both kinds of update (conftest.update_path).
+pytestmark = pytest.mark.usefixtures("update_path")
 
 # (kill point, whether the new version is live afterwards)
 POINTS = [("embedding", False), ("keyword", False), ("rename", False), ("current", False),
