@@ -242,6 +242,20 @@ class Bm25Index:
             else:
                 out[indices[start:end]] += data[start:end] * np.float32(weight(token))
 
+    def probe(self, query: str, n: int) -> np.ndarray:
+        """Some passages likely to score high for ``query``: those of its rarest terms,
+        rarest first, until there are ``n`` or more (``qa.search._top`` takes the n-th best
+        score among them as a floor, so that it selects from a few passages, not all)."""
+        return _probe(self, self.analyzer.terms(query), n, [(self, 0)])
+
+    def column(self, term: str) -> np.ndarray:
+        """The passages holding a stemmed term (memory-mapped; empty for none)."""
+        column = self.vocab_dict.get(term)
+        if column is None or not term:
+            return np.empty(0, dtype=np.int32)
+        indptr = self.scores["indptr"]
+        return self.scores["indices"][int(indptr[column]) : int(indptr[column + 1])]
+
     def df(self, term: str) -> int:
         """Passages holding a stemmed term (its column's length)."""
         column = self.vocab_dict.get(term)
@@ -272,6 +286,20 @@ class Bm25Index:
             value = math.log(1 + (self.num_docs - df + 0.5) / (df + 0.5))
             self._idf[term] = value
         return value
+
+
+def _probe(index: Any, terms: Iterable[str], n: int, parts: list[tuple[Bm25Index, int]]
+           ) -> np.ndarray:
+    found: list[np.ndarray] = []
+    total = 0
+    for term in sorted({t for t in terms if index.df(t)}, key=index.df):
+        for part, first in parts:
+            column = part.column(term)
+            found.append(np.asarray(column, dtype=np.int64) + first)
+            total += len(column)
+        if total >= n:
+            break
+    return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
 
 
 class Vocabulary:
@@ -332,10 +360,17 @@ class StackedBm25:
     def search(self, query: str) -> np.ndarray:
         return self.get_scores(list(self.analyzer.terms(query)))
 
+    def probe(self, query: str, n: int) -> np.ndarray:
+        return _probe(self, self.analyzer.terms(query), n,
+                      [(self.base, 0), (self.delta, self.base.num_docs)])
+
+    def df(self, term: str) -> int:
+        return self.base.df(term) + self.delta.df(term)
+
     def idf(self, term: str) -> float:
         value = self._idf.get(term)
         if value is None:
-            df = self.base.df(term) + self.delta.df(term)
+            df = self.df(term)
             value = math.log(1 + (self.num_docs - df + 0.5) / (df + 0.5))
             self._idf[term] = value
         return value

@@ -37,15 +37,14 @@ def retrieve(
     dense = _dense(store, query, n, allowed)
     bm25 = store.bm25.search(question)
     if allowed is not None:
-        bm25 = np.where(allowed, bm25, 0.0)
-    keyword = _top(bm25, n)
+        bm25 *= allowed
+    keyword = _top(bm25, n, store.bm25.probe(question, n))
     ids = list(dict.fromkeys([*dense, *keyword]))
     missing = [i for i in ids if i not in dense]
     if missing:
         scores = dot(store.load_vectors(), query, np.array(missing))
         dense.update(zip(missing, scores.tolist(), strict=True))
-    best = float(bm25.max()) if len(bm25) else 0.0
-    best = best or 1.0
+    best = max(keyword.values(), default=0.0) or 1.0  # the best keyword score of all
     candidates = [
         Candidate(row, store.document(row.doc), dense[row.id], float(bm25[row.id]) / best)
         for row in store.passages(ids)
@@ -106,12 +105,23 @@ def _dense_in(
     return {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
 
 
-def _top(scores: np.ndarray, n: int) -> dict[int, float]:
-    if not scores.any():
-        return {}
-    n = min(n, len(scores))
-    top = np.argpartition(-scores, n - 1)[:n]
-    return {int(i): float(scores[i]) for i in top if scores[i] > 0}
+def _top(scores: np.ndarray, n: int, probe: np.ndarray | None = None) -> dict[int, float]:
+    """The ``n`` best positive scores by id. ``probe``: some ids, the n-th best score among
+    which is a floor for the n-th best of all; only the scores at or above it are then
+    selected from (a comparison pass instead of a partition of the whole array, which at
+    10M passages is most of a question's keyword time). Exactly the same result either way."""
+    if probe is not None and len(probe) >= n:
+        sample = scores[probe]
+        floor = float(np.partition(sample, len(sample) - n)[len(sample) - n])
+        if floor > 0:
+            above = np.flatnonzero(scores >= floor)
+            if len(above) >= n:
+                chosen = above[np.argpartition(-scores[above], n - 1)[:n]]
+                return {int(i): float(scores[i]) for i in chosen}
+    positive = np.flatnonzero(scores > 0)
+    if len(positive) > n:
+        positive = positive[np.argpartition(-scores[positive], n - 1)[:n]]
+    return {int(i): float(scores[i]) for i in positive}
 
 
 def order(candidates: Sequence[Candidate], key: str, config: RankingConfig) -> list[Candidate]:

@@ -126,3 +126,29 @@ def test_streamed_build_is_bm25s_index_bit_for_bit(saved, tmp_path):
             assert np.array_equal(theirs.scores[name][a:b], ours.scores[name][c:d]), term
     for query in QUERIES + texts[:20]:
         assert np.array_equal(ours.search(query), theirs.search(query))
+
+
+def test_top_scores_are_exact_whatever_the_probe():
+    from qa.search import _top
+
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        size = int(rng.integers(1, 400))
+        scores = (rng.random(size) * rng.choice([0, 0, 1, 2], size)).astype(np.float32)
+        scores[rng.random(size) < 0.1] = 1.0  # ties
+        n = int(rng.integers(1, 40))
+        probe = rng.choice(size, int(rng.integers(0, 2 * n + 1)))
+        expected = sorted(scores[scores > 0].tolist())[-n:]
+        for given in (None, probe):
+            found = _top(scores, n, given)
+            assert sorted(found.values()) == expected
+            assert all(scores[i] == v for i, v in found.items())
+
+
+def test_a_probe_holds_the_rarest_terms_passages(tmp_path):
+    texts = ["harbour ferry", "ferry port", "ferry island", "cyclone harbour ferry", "port"]
+    lexical.build(texts, tmp_path)
+    index = lexical.load(tmp_path)
+    assert sorted(index.probe("cyclone ferry", 1).tolist()) == [3]
+    assert sorted(set(index.probe("cyclone ferry", 2).tolist())) == [0, 1, 2, 3]
+    assert len(index.probe("nothing here", 5)) == 0
