@@ -186,8 +186,11 @@ class Build:
                               "JOIN documents d ON d.id = p.doc ORDER BY p.id")
 
     def close(self) -> None:
-        # Looking up an article's passages must not scan them all (a large archive).
-        self.db.execute("CREATE INDEX IF NOT EXISTS passages_doc ON passages(doc)")
+        # Looking up an article's passages, or the newest date (every `qa ask` as of a date),
+        # must not scan them all (a large archive). Sources are unique: indexed already.
+        self.db.executescript(
+            "CREATE INDEX IF NOT EXISTS passages_doc ON passages(doc);"
+            "CREATE INDEX IF NOT EXISTS documents_date ON documents(date);")
         self.db.commit()
         self.db.close()
 
@@ -536,8 +539,14 @@ class Store:
     def latest_date(self) -> str | None:
         """The date of the newest dated article (None when none is dated)."""
         if self._latest is None:
-            rows = self._query("SELECT max(date) FROM documents WHERE date IS NOT NULL")
-            self._latest = (rows[0][0] if rows else None) or ""
+            # Newest first down the date index (built since it existed), per part.
+            dates = self._query(
+                "SELECT date FROM main.documents WHERE date IS NOT NULL"
+                + (" AND id NOT IN (SELECT doc FROM delta.removed)" if self.delta else "")
+                + " ORDER BY date DESC LIMIT 1")
+            if self.delta is not None:
+                dates += self._query("SELECT max(date) FROM delta.documents")
+            self._latest = max((d for (d,) in dates if d), default="")
         return self._latest or None
 
     def document_named(self, source: str) -> DocumentRow | None:
