@@ -26,6 +26,10 @@ from .vectors import load_npy
 
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 QUERY_FILE = "query_tokenizer.json"
+# Terms of the articles' titles, authors and outlets that no passage holds (refusals ask
+# whether the archive knows a name at all), saved at build time so no question reads every
+# article's metadata.
+METADATA_FILE = "metadata_terms.json"
 # bm25s methods whose scores are all in the matrix (the others add a non-occurrence term).
 _SPARSE_METHODS = {"robertson", "lucene", "atire"}
 
@@ -80,7 +84,8 @@ PARAMS = {"k1": K1, "b": B, "delta": 0.5, "method": "lucene", "idf_method": "luc
 
 
 def build(texts: Iterable[str], directory: Path,
-          progress: Callable[[int], None] = lambda _: None) -> None:
+          progress: Callable[[int], None] = lambda _: None,
+          metadata: Iterable[str] = ()) -> None:
     """Index ``texts`` and save it in bm25s's format: the very scores ``bm25s.BM25().index``
     computes from ``bm25s.tokenize(texts, stopwords="en", stemmer=...)`` (Lucene BM25, k1 1.5,
     b 0.75; tests compare the two bit for bit), plus the query analyzer's settings.
@@ -89,7 +94,10 @@ def build(texts: Iterable[str], directory: Path,
     export), so this streams instead: one pass writes each passage's (term, count) pairs to
     a scratch file while counting document frequencies; a second pass scores them and
     places each straight into its column of the memory-mapped CSC arrays. Memory holds the
-    vocabulary and one count per term and per passage, never the corpus."""
+    vocabulary and one count per term and per passage, never the corpus.
+
+    ``metadata``: the articles' titles, authors and outlets; their terms that are in no
+    passage are saved (``METADATA_FILE``)."""
     from .vectors import create_npy
 
     directory = Path(directory)
@@ -131,6 +139,11 @@ def build(texts: Iterable[str], directory: Path,
     (directory / "params.index.json").write_text(
         json.dumps({**PARAMS, "num_docs": len(lengths)}, indent=4))
     (directory / QUERY_FILE).write_text(json.dumps(analyzer.settings()))
+    extra: set[str] = set()
+    for text in metadata:
+        extra.update(t for t in analyzer.analyze(text) if t not in vocab)
+    (directory / METADATA_FILE).write_text(json.dumps(sorted(extra), ensure_ascii=False),
+                                           encoding="utf-8")
 
 
 def _spill(out: Any, terms: list[int], counts: list[int]) -> None:
@@ -220,6 +233,16 @@ class Bm25Index:
             stopwords = frozenset(settings["stopwords"])
         self.analyzer = Analyzer(stopwords)
         self._idf: dict[str, float] = {}
+        self.directory = directory
+
+    @property
+    def metadata_terms(self) -> set[str] | None:
+        """Terms of titles, authors and outlets in no passage (None for an index saved before
+        they were recorded: the caller reads the articles instead)."""
+        path = self.directory / METADATA_FILE
+        if not path.exists():
+            return None
+        return set(json.loads(path.read_text(encoding="utf-8")))
 
     def get_scores(self, tokens: list[str]) -> np.ndarray:
         """Summed BM25 score of ``tokens`` (repeats count again, as in bm25s) per passage."""
@@ -363,6 +386,13 @@ class StackedBm25:
     def probe(self, query: str, n: int) -> np.ndarray:
         return _probe(self, self.analyzer.terms(query), n,
                       [(self.base, 0), (self.delta, self.base.num_docs)])
+
+    @property
+    def metadata_terms(self) -> set[str] | None:
+        base, delta = self.base.metadata_terms, self.delta.metadata_terms
+        if base is None or delta is None:
+            return None
+        return base | delta
 
     def df(self, term: str) -> int:
         return self.base.df(term) + self.delta.df(term)

@@ -173,6 +173,12 @@ class Build:
             for (text,) in rows:
                 yield text
 
+    def metadata_texts(self) -> Iterator[str]:
+        """Each article's title, author and outlet, streamed."""
+        for rows in self._rows("SELECT title, author, publisher FROM documents"):
+            for row in rows:
+                yield " ".join(v for v in row if v)
+
     def hashes(self) -> Iterator[str]:
         """The content hash of every passage added."""
         for rows in self._rows("SELECT hash FROM passages"):
@@ -804,7 +810,8 @@ def write_version(
     try:
         progress("keyword index", 0, build.passages)
         lexical.build(build.passage_texts(), tmp / "bm25",
-                      progress=lambda done: progress("keyword index", done, build.passages))
+                      progress=lambda done: progress("keyword index", done, build.passages),
+                      metadata=build.metadata_texts())
         build.close()
         if vectors is not None:
             out = VectorWriter(tmp, *vectors.shape)
@@ -861,7 +868,8 @@ def write_delta_version(
                 shutil.copy2(base / name, tmp / name)
         progress("keyword index", 0, build.passages)
         lexical.build(build.passage_texts(), build.folder / "bm25",
-                      progress=lambda done: progress("keyword index", done, build.passages))
+                      progress=lambda done: progress("keyword index", done, build.passages),
+                      metadata=build.metadata_texts())
         build.close()
         mapped = open_vectors(build.folder)
         progress("vector index", 0, len(mapped))

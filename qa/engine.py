@@ -242,9 +242,12 @@ class Engine:
         if term in vocab or len(term) <= 3 or any(ch.isdigit() for ch in term):
             return True
         if self._metadata_terms is None:
-            terms: set[str] = set()
-            for text in self.store.metadata_texts():
-                terms.update(self.analyzer.analyze(text))
+            # Saved at build time; an index from before that reads every article's once.
+            saved = self.store.bm25.metadata_terms
+            terms: set[str] = set(saved or ())
+            if saved is None:
+                for text in self.store.metadata_texts():
+                    terms.update(self.analyzer.analyze(text))
             accented = [t for t in vocab if not t.isascii()]
             terms.update(fold_accents(t) for t in accented)
             terms.update(self.analyzer.stem([fold_accents(t) for t in accented]))

@@ -282,3 +282,22 @@ def test_stacked_keyword_index_scores_as_one_index_with_the_archives_idf(tmp_pat
     for term in ("ferri", "harbour", "absent"):
         assert stacked.idf(term) == pytest.approx(whole.idf(term), rel=1e-9)
     assert sorted(stacked.vocab_dict) == sorted(t for t in whole.vocab_dict)
+
+
+def test_names_only_in_titles_are_known_without_reading_every_article(tmp_path, deltas):
+    docs, index = fake_index(tmp_path)
+    (docs / "festival.txt").write_text(
+        "Quetzalcoatl Festival Draws Crowds\n\nMarch 3, 2021\n\nThousands came to the old "
+        "town square on Sunday for music, dancing and food, the organisers said.\n")
+    _update(docs, index)  # a delta: the base's terms and the delta's, both saved
+    engine = Engine(index, embedder=FakeEmbedder())
+
+    def unread():
+        raise AssertionError("read every article's metadata at query time")
+
+    engine.store.metadata_texts = unread
+    stem = engine.analyzer.analyze("Quetzalcoatl")[0]
+    assert stem not in engine.store.bm25.vocab_dict  # only in the title
+    assert engine._known(stem) and not engine._known("xylophonist")
+    assert stem in engine.store.bm25.metadata_terms
+    engine.close()
