@@ -35,18 +35,20 @@ def retrieve(
     if allowed is None:
         allowed = store.live  # None unless an update removed articles of the base
     dense = _dense(store, query, n, allowed)
-    bm25 = store.bm25.search(question)
-    if allowed is not None:
-        bm25 *= allowed
-    keyword = _top(bm25, n, store.bm25.probe(question, n))
+    keyword = store.bm25.top(question, n, allowed)
     ids = list(dict.fromkeys([*dense, *keyword]))
     missing = [i for i in ids if i not in dense]
     if missing:
         scores = dot(store.load_vectors(), query, np.array(missing))
         dense.update(zip(missing, scores.tolist(), strict=True))
+    unscored = np.array([i for i in ids if i not in keyword], dtype=np.int64)
+    if len(unscored):  # the dense candidates' keyword scores, looked up
+        keyword = {**keyword, **dict(zip(unscored.tolist(),
+                                         store.bm25.scores_of(question, unscored).tolist(),
+                                         strict=True))}
     best = max(keyword.values(), default=0.0) or 1.0  # the best keyword score of all
     candidates = [
-        Candidate(row, store.document(row.doc), dense[row.id], float(bm25[row.id]) / best)
+        Candidate(row, store.document(row.doc), dense[row.id], keyword[row.id] / best)
         for row in store.passages(ids)
     ]
     ordered = order(candidates, config.fusion, config)
@@ -103,25 +105,6 @@ def _dense_in(
         return {int(ids[i]): float(scores[i]) for i in top}
     scores, ids = index.search(query.reshape(1, -1), n)
     return {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
-
-
-def _top(scores: np.ndarray, n: int, probe: np.ndarray | None = None) -> dict[int, float]:
-    """The ``n`` best positive scores by id. ``probe``: some ids, the n-th best score among
-    which is a floor for the n-th best of all; only the scores at or above it are then
-    selected from (a comparison pass instead of a partition of the whole array, which at
-    10M passages is most of a question's keyword time). Exactly the same result either way."""
-    if probe is not None and len(probe) >= n:
-        sample = scores[probe]
-        floor = float(np.partition(sample, len(sample) - n)[len(sample) - n])
-        if floor > 0:
-            above = np.flatnonzero(scores >= floor)
-            if len(above) >= n:
-                chosen = above[np.argpartition(-scores[above], n - 1)[:n]]
-                return {int(i): float(scores[i]) for i in chosen}
-    positive = np.flatnonzero(scores > 0)
-    if len(positive) > n:
-        positive = positive[np.argpartition(-scores[positive], n - 1)[:n]]
-    return {int(i): float(scores[i]) for i in positive}
 
 
 def order(candidates: Sequence[Candidate], key: str, config: RankingConfig) -> list[Candidate]:

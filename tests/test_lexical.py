@@ -128,27 +128,53 @@ def test_streamed_build_is_bm25s_index_bit_for_bit(saved, tmp_path):
         assert np.array_equal(ours.search(query), theirs.search(query))
 
 
-def test_top_scores_are_exact_whatever_the_probe():
-    from qa.search import _top
-
+def test_the_pruned_top_n_is_exactly_the_full_scorings(tmp_path, monkeypatch):
+    """``top`` skips postings that cannot reach the top; the passages and scores it returns
+    must be those of scoring every posting, for any question, filter and n, on one index
+    and on a base + delta."""
     rng = np.random.default_rng(3)
-    for _ in range(300):
-        size = int(rng.integers(1, 400))
-        scores = (rng.random(size) * rng.choice([0, 0, 1, 2], size)).astype(np.float32)
-        scores[rng.random(size) < 0.1] = 1.0  # ties
-        n = int(rng.integers(1, 40))
-        probe = rng.choice(size, int(rng.integers(0, 2 * n + 1)))
-        expected = sorted(scores[scores > 0].tolist())[-n:]
-        for given in (None, probe):
-            found = _top(scores, n, given)
-            assert sorted(found.values()) == expected
-            assert all(scores[i] == v for i, v in found.items())
+    # Zipf-like words: a few in most passages (the pruned ones), many rare.
+    words = [f"w{i}x" for i in range(300)]
+    weights = 1.0 / np.arange(1, 301)
+    weights /= weights.sum()
+    texts = [" ".join(rng.choice(words, int(rng.integers(3, 30)), p=weights))
+             for _ in range(3000)]
+    lexical.build(texts, tmp_path / "all")
+    lexical.build(texts[:2500], tmp_path / "base")
+    lexical.build(texts[2500:], tmp_path / "delta")
+    whole = lexical.load(tmp_path / "all")
+    stacked = lexical.StackedBm25(lexical.load(tmp_path / "base"),
+                                  lexical.load(tmp_path / "delta"))
+    assert (tmp_path / "all" / lexical.COLMAX_FILE).exists()
+    plain = []
+    all_scored = lexical._all_scored
+    monkeypatch.setattr(lexical, "_all_scored", lambda *a: plain.append(1) or all_scored(*a))
+    for index in (whole, stacked):
+        for trial in range(150):
+            query = " ".join(rng.choice(words, int(rng.integers(1, 7)), p=weights))
+            if trial % 5 == 0:
+                query += " " + words[int(rng.integers(150, 300))]  # a rare one
+            n = int(rng.integers(1, 60))
+            allowed = None if trial % 3 else rng.random(3000) < rng.choice([0.9, 0.3, 0.02])
+            scores = index.search(query)
+            if allowed is not None:
+                scores = scores * allowed
+            expected = sorted(scores[scores > 0].tolist())[-n:]
+            found = index.top(query, n, allowed)
+            np.testing.assert_allclose(sorted(found.values()), expected, rtol=2e-6)
+            ids = np.array(sorted(found), dtype=np.int64)
+            np.testing.assert_allclose([found[i] for i in ids], scores[ids], rtol=2e-6)
+            picked = rng.choice(3000, 20, replace=False)
+            np.testing.assert_allclose(index.scores_of(query, picked),
+                                       index.search(query)[picked], rtol=2e-6)
+    assert len(plain) < 100  # most questions took the pruned way
 
 
-def test_a_probe_holds_the_rarest_terms_passages(tmp_path):
+def test_an_index_without_saved_column_maxima_still_prunes(tmp_path):
     texts = ["harbour ferry", "ferry port", "ferry island", "cyclone harbour ferry", "port"]
     lexical.build(texts, tmp_path)
+    (tmp_path / lexical.COLMAX_FILE).unlink()  # written before they were saved
     index = lexical.load(tmp_path)
-    assert sorted(index.probe("cyclone ferry", 1).tolist()) == [3]
-    assert sorted(set(index.probe("cyclone ferry", 2).tolist())) == [0, 1, 2, 3]
-    assert len(index.probe("nothing here", 5)) == 0
+    full = index.search("cyclone ferry")
+    assert index.top("cyclone ferry", 1) == {3: pytest.approx(float(full[3]))}
+    assert index.top("nothing here", 5) == {}
