@@ -339,6 +339,9 @@ class Bm25Index:
 # Passages the floor of ``top_scores`` is taken from: more give a higher floor (fewer postings
 # read after) but cost a lookup each.
 SAMPLE = 2_000
+# Postings (all the question's terms together) from which pruning pays: below, one pass over
+# them all costs less than the lookups pruning makes (a 1M-passage news archive sits there).
+PRUNE_FROM = 1_000_000
 
 
 @dataclass
@@ -378,8 +381,10 @@ def top_scores(index: Any, terms: Iterable[str], n: int,
     lists = {t: parts for t, parts in lists.items() if any(len(p.ids) for p in parts)}
     if not lists or n <= 0:
         return {}
-    best = {t: counts[t] * max(p.best for p in parts) for t, parts in lists.items()}
     size = {t: sum(len(p.ids) for p in parts) for t, parts in lists.items()}
+    if sum(size.values()) < PRUNE_FROM:  # scoring them all is cheaper than pruning
+        return _all_scored(index, counts, n, allowed)
+    best = {t: counts[t] * max(p.best for p in parts) for t, parts in lists.items()}
     order = sorted(lists, key=lambda t: (size[t], t))  # rarest first
     # 1. the floor: the passages of the rarest terms (until there are n; at most the
     #    SAMPLE best by those terms' scores), scored exactly

@@ -146,6 +146,7 @@ def test_the_pruned_top_n_is_exactly_the_full_scorings(tmp_path, monkeypatch):
     stacked = lexical.StackedBm25(lexical.load(tmp_path / "base"),
                                   lexical.load(tmp_path / "delta"))
     assert (tmp_path / "all" / lexical.COLMAX_FILE).exists()
+    monkeypatch.setattr(lexical, "PRUNE_FROM", 0)  # prune however few the postings
     plain = []
     all_scored = lexical._all_scored
     monkeypatch.setattr(lexical, "_all_scored", lambda *a: plain.append(1) or all_scored(*a))
@@ -170,7 +171,8 @@ def test_the_pruned_top_n_is_exactly_the_full_scorings(tmp_path, monkeypatch):
     assert len(plain) < 100  # most questions took the pruned way
 
 
-def test_an_index_without_saved_column_maxima_still_prunes(tmp_path):
+def test_an_index_without_saved_column_maxima_still_prunes(tmp_path, monkeypatch):
+    monkeypatch.setattr(lexical, "PRUNE_FROM", 0)
     texts = ["harbour ferry", "ferry port", "ferry island", "cyclone harbour ferry", "port"]
     lexical.build(texts, tmp_path)
     (tmp_path / lexical.COLMAX_FILE).unlink()  # written before they were saved
