@@ -13,7 +13,7 @@ import numpy as np
 
 from . import store
 from .chunk import CHUNK_VERSION, MAX_TOKENS, OVERLAP_SENTENCES, Counter, chunk_segments
-from .disk import write_atomic
+from .disk import link_atomic, write_atomic
 from .errors import DocsError, IndexMissing, QAError
 from .load import (
     READER_VERSION,
@@ -761,22 +761,11 @@ def ensure_query_model(
             ensure_query_model(shared, model_name, verify=True, int8=int8)
         weights = [data_name(target)] if (shared / data_name(target)).exists() else []
         for name in [*weights, *names]:  # the stamp last: it vouches for the others
-            _link(shared / name, index_dir / name)
+            link_atomic(shared / name, index_dir / name)
         return
     # export_onnx replaces the files atomically: readers never see them missing.
     digest = export_onnx(target, int8=index_dir / INT8_FILE if int8 else None)
     write_atomic(stamp, digest.encode())
-
-
-def _link(source: Path, dest: Path) -> None:
-    """``dest`` becomes ``source`` (a hard link, or a copy across file systems), atomically."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copy2(source, tmp)
-    os.replace(tmp, dest)
 
 
 def check_query_model(index_dir: Path, model_name: str, full: bool = False) -> None:

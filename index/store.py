@@ -43,7 +43,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .disk import fsync_dir, fsync_tree, write_atomic
+from .disk import fsync_dir, fsync_tree, link_atomic, write_atomic
 from .errors import IndexDamaged, IndexLocked, IndexMissing, IndexOutdated, IndexStale, QAError
 from .model import ONNX_FILE
 
@@ -802,31 +802,10 @@ def write_version(
 
     ``vectors`` is the float32 matrix, or None when a ``VectorWriter`` already wrote them into
     the version's folder (the vectors never need to fit in RAM)."""
-    from . import lexical
-    from .vectors import VectorWriter, build_faiss, open_vectors
-
     index_dir = Path(index_dir)
     tmp = build.folder
     try:
-        progress("keyword index", 0, build.passages)
-        lexical.build(build.passage_texts(), tmp / "bm25",
-                      progress=lambda done: progress("keyword index", done, build.passages),
-                      metadata=build.metadata_texts())
-        build.close()
-        if vectors is not None:
-            out = VectorWriter(tmp, *vectors.shape)
-            for start in range(0, len(vectors), 65_536):
-                out[start : start + 65_536] = vectors[start : start + 65_536]
-            out.flush()
-            del out
-        mapped = open_vectors(tmp)
-        progress("vector index", 0, len(mapped))
-        faiss_index = build_faiss(
-            mapped, progress=lambda done, total: progress("vector index", done, total),
-            trained=trained[0] if trained else None, trained_on=trained[1] if trained else 0,
-        )
-        del mapped
-        faiss_index.save(tmp / "faiss.index")
+        faiss_index = _write_indexes(build, vectors, progress, *(trained or (None, 0)))
         manifest = dict(manifest)
         manifest["vector_index"] = faiss_index.params()
         if faiss_index.trained_on:  # IVF: how many vectors its training saw
@@ -851,9 +830,6 @@ def write_delta_version(
     What the delta costs is its own size, not the archive's: its keyword index, and its
     vector index (flat, or IVF reusing the base's training). The base's digests are carried
     over from ``base``'s manifest; only the delta's files are hashed."""
-    from . import lexical
-    from .vectors import build_faiss, open_vectors
-
     index_dir = Path(index_dir)
     tmp = build.folder.parent
     try:
@@ -862,29 +838,13 @@ def write_delta_version(
                   if not name.startswith(f"{DELTA}/") and name != LEASE]
         for name in shared:
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(base / name, tmp / name)
-            except OSError:
-                shutil.copy2(base / name, tmp / name)
-        progress("keyword index", 0, build.passages)
-        lexical.build(build.passage_texts(), build.folder / "bm25",
-                      progress=lambda done: progress("keyword index", done, build.passages),
-                      metadata=build.metadata_texts())
-        build.close()
-        mapped = open_vectors(build.folder)
-        progress("vector index", 0, len(mapped))
+            link_atomic(base / name, tmp / name)
         base_index = before.get("vector_index", {})
-        trained = base / "faiss.index" if base_index.get("trained_on") else None
-        faiss_index = build_faiss(
-            mapped, progress=lambda done, total: progress("vector index", done, total),
-            trained=trained, trained_on=int(base_index.get("trained_on") or 0),
-        )
-        del mapped
-        faiss_index.save(build.folder / "faiss.index")
+        trained_on = int(base_index.get("trained_on") or 0)
+        faiss_index = _write_indexes(build, None, progress,
+                                     base / "faiss.index" if trained_on else None, trained_on)
         manifest = dict(manifest)
-        manifest["delta"] = {
-            **manifest["delta"], "vector_index": faiss_index.params(),
-        }
+        manifest["delta"] = {**manifest["delta"], "vector_index": faiss_index.params()}
         manifest["vector_index"] = base_index
         digests = {name: digest for name, digest in (before.get("sha256") or {}).items()
                    if name in shared}
@@ -894,6 +854,38 @@ def write_delta_version(
         if failure is error:
             raise
         raise failure from error
+
+
+def _write_indexes(build: Build, vectors: np.ndarray | None, progress: Progress,
+                   trained: Path | None, trained_on: int) -> Any:
+    """The keyword and vector indexes of ``build``'s passages, in its folder (``vectors``: the
+    float32 matrix to store first, or None when a ``VectorWriter`` wrote them there), the
+    IVF training taken from the index file ``trained`` while it is usable
+    (``vectors.build_faiss``). Returns the vector index, saved."""
+    from . import lexical
+    from .vectors import VectorWriter, build_faiss, open_vectors
+
+    folder = build.folder
+    progress("keyword index", 0, build.passages)
+    lexical.build(build.passage_texts(), folder / "bm25",
+                  progress=lambda done: progress("keyword index", done, build.passages),
+                  metadata=build.metadata_texts())
+    build.close()
+    if vectors is not None:
+        out = VectorWriter(folder, *vectors.shape)
+        for start in range(0, len(vectors), 65_536):
+            out[start : start + 65_536] = vectors[start : start + 65_536]
+        out.flush()
+        del out
+    mapped = open_vectors(folder)
+    progress("vector index", 0, len(mapped))
+    faiss_index = build_faiss(
+        mapped, progress=lambda done, total: progress("vector index", done, total),
+        trained=trained, trained_on=trained_on,
+    )
+    del mapped
+    faiss_index.save(folder / "faiss.index")
+    return faiss_index
 
 
 def _publish(index_dir: Path, tmp: Path, manifest: dict[str, Any],
