@@ -165,6 +165,17 @@ def _add(build: Build, document: Document, meta: Any, chunks: list[Any], model_n
         build.files[key] = _file_entry(document)
 
 
+def _record_unindexed(build: Build, skipped: list[Skipped],
+                      duplicates: list[Duplicate]) -> None:
+    """Files not indexed are recorded too, so `status` and `ask` don't report them as new
+    forever; when one changes (fixed, or replaced) it counts as changed and is read again."""
+    for item in skipped:
+        build.files.setdefault(item.source, _path_entry(item.path, skipped=item.reason))
+    for copy in duplicates:
+        if copy.path is not None:
+            build.files.setdefault(copy.file, _path_entry(copy.path, duplicate_of=copy.of))
+
+
 def embed_texts(build: Build) -> Iterator[list[tuple[int, str, str]]]:
     """(passage id, content hash, text to embed) of ``build``'s passages in id order, a
     block at a time: the passage text after its article's title and date."""
@@ -353,11 +364,25 @@ def build_index(
     with store.writer_lock(index_dir):
         store.remove_leftovers(index_dir)
         reuse_vectors = reuse_vectors or retrain
-        same = (_unchanged(docs_dir, index_dir, embedder, model_cache)
-                if reuse_vectors and not retrain else None)
-        if same is not None:
+        if fields is None:  # an update reads the export as the build did
+            fields = _previous_fields(index_dir)
+        # An update first looks at the live version once: nothing to do, or a delta will do.
+        live = _open_live(index_dir, embedder) if reuse_vectors and not retrain else None
+        done = None
+        if live is not None:
+            try:
+                changes = docs_changes(docs_dir, live.manifest)
+                done = _unchanged(docs_dir, index_dir, live, changes, embedder, model_cache) \
+                    or _delta_update(live, changes, docs_dir, index_dir, embedder, count_tokens,
+                                     progress, warn, model_cache, fields, ray)
+            except store.WRITE_ERRORS as error:
+                store.remove_leftovers(index_dir)
+                raise store.cannot_write(index_dir, error) from None
+            finally:
+                live.close()
+        if done is not None:  # (the version read is no longer leased by this update)
             store.prune_versions(index_dir)
-            return same
+            return done
         skipped: list[Skipped] = []
         duplicates: list[Duplicate] = []
         problems: list[str] = []  # bad input inside files: kept for `qa index status`
@@ -366,17 +391,6 @@ def build_index(
             problems.append(message)
             warn(message)
 
-        if fields is None:  # an update reads the export as the build did
-            fields = _previous_fields(index_dir)
-        if reuse_vectors and not retrain:
-            try:
-                delta = _delta_update(docs_dir, index_dir, embedder, count_tokens, progress,
-                                      warn, model_cache, fields, ray)
-            except store.WRITE_ERRORS as error:
-                store.remove_leftovers(index_dir)
-                raise store.cannot_write(index_dir, error) from None
-            if delta is not None:
-                return delta
         try:
             # The texts wait beside the index: a full disk fails here, as a write.
             documents = load_documents(Path(docs_dir), warn, skipped.append, fields,
@@ -431,14 +445,7 @@ def _write(
         prepare(documents, count_tokens, embedder.name, progress, build, warn, ray=ray)
         if not build.passages:
             raise DocsError(f"no article text found in {docs_dir}: nothing to index")
-        # Files not indexed are recorded too, so `status` and `ask` don't report them as new
-        # forever; when one changes (fixed, or replaced) it counts as changed and is read
-        # again.
-        for item in skipped:
-            build.files.setdefault(item.source, _path_entry(item.path, skipped=item.reason))
-        for copy in duplicates or []:
-            if copy.path is not None:
-                build.files.setdefault(copy.file, _path_entry(copy.path, duplicate_of=copy.of))
+        _record_unindexed(build, skipped, duplicates or [])
         cluster = (ray, index_dir / INT8_FILE) if ray is not None else None
         embedded, nodes = _embed(embedder, build, progress, reuse, old_vectors, cluster)
         del old_vectors, reuse
@@ -484,62 +491,51 @@ DELTA_SHARE = 0.1
 
 
 def _delta_update(
-    docs_dir: Path, index_dir: Path, embedder: Any, count_tokens: Counter | None,
-    progress: Progress, warn: Warn, model_cache: Path | None, fields: dict[str, str],
-    ray: str | None,
+    old: store.Store, changes: Changes, docs_dir: Path, index_dir: Path, embedder: Any,
+    count_tokens: Counter | None, progress: Progress, warn: Warn, model_cache: Path | None,
+    fields: dict[str, str], ray: str | None,
 ) -> Report | None:
-    """Update a large index by a delta: read only the new and changed files, embed their
-    passages, and publish a version of the live base (hard-linked) plus a delta holding the
-    previous delta's articles still there, the new ones, and the list of base articles gone.
-    None when the update must rebuild whole instead: a small index, no usable live one, a
-    file whose articles cannot be told apart, or a delta grown past its bound."""
+    """Update a large index (``old``, the live version; ``changes``, its docs' changes) by a
+    delta: read only the new and changed files, embed their passages, and publish a version
+    of the live base (hard-linked) plus a delta holding the previous delta's articles still
+    there, the new ones, and the list of base articles gone. None when the update must
+    rebuild whole instead: a small index, a file whose articles cannot be told apart, or a
+    delta grown past its bound."""
     from .load import READER_VERSION, _root_and_paths, source_name
 
-    try:
-        old = store.Store(index_dir, expect=expected_for(embedder))
-    except QAError:
+    manifest = old.manifest
+    base = old.delta["base"] if old.delta else {
+        "documents": old.document_count, "passages": old.passage_count}
+    if base["passages"] < DELTA_FROM or manifest.get("reader_version") != READER_VERSION:
         return None
+    if not changes:
+        return None
+    gone = set(changes.changed) | set(changes.removed)
     try:
-        manifest = old.manifest
-        base = old.delta["base"] if old.delta else {
-            "documents": old.document_count, "passages": old.passage_count}
-        if base["passages"] < DELTA_FROM or manifest.get("reader_version") != READER_VERSION:
-            return None
-        changes = docs_changes(docs_dir, manifest)
-        if not changes:
-            return None
-        gone = set(changes.changed) | set(changes.removed)
-        try:
-            root, _ = _root_and_paths(Path(docs_dir), _ignore)
-            leaving: dict[str, list[int]] = {}
-            removed_sources: set[str] = set()
-            # Only new files (the daily case): no article leaves, nothing to look up.
-            for doc, source, path, stored in (old.document_origins() if gone else []):
-                files = {source}
-                if stored:
-                    relative = Path(path).relative_to(root)
-                    files = {source_name(Path(path), root), printable(relative.as_posix())}
-                for file in files & gone:
-                    leaving.setdefault(file, []).append(doc)
-                    removed_sources.add(source)
-        except ValueError:  # paths recorded in another form than this docs folder's
-            return None
-        entries = manifest.get("files", {})
-        for file in gone:
-            entry = entries.get(file, {})
-            if file not in leaving and not entry.get("skipped") and \
-                    not entry.get("duplicate_of"):
-                return None  # its articles are not found: rebuild rather than keep stale ones
-        if any(e.get("duplicate_of") in removed_sources for e in entries.values()):
-            return None  # a copy set aside as a duplicate of a leaving article comes back
-        leaving_docs = {doc for docs in leaving.values() for doc in docs}
-        report = _write_delta(old, base, changes, leaving_docs, docs_dir, index_dir, embedder,
-                              count_tokens, progress, warn, model_cache, fields, ray)
-    finally:
-        old.close()
-    if report is not None:  # the version this update read is no longer leased by it
-        store.prune_versions(index_dir)
-    return report
+        root, _ = _root_and_paths(Path(docs_dir), _ignore)
+        leaving: dict[str, list[int]] = {}
+        removed_sources: set[str] = set()
+        # Only new files (the daily case): no article leaves, nothing to look up.
+        for doc, source, path, stored in (old.document_origins() if gone else []):
+            files = {source}
+            if stored:
+                relative = Path(path).relative_to(root)
+                files = {source_name(Path(path), root), printable(relative.as_posix())}
+            for file in files & gone:
+                leaving.setdefault(file, []).append(doc)
+                removed_sources.add(source)
+    except ValueError:  # paths recorded in another form than this docs folder's
+        return None
+    entries = manifest.get("files", {})
+    for file in gone:
+        entry = entries.get(file, {})
+        if file not in leaving and not entry.get("skipped") and not entry.get("duplicate_of"):
+            return None  # its articles are not found: rebuild rather than keep stale ones
+    if any(e.get("duplicate_of") in removed_sources for e in entries.values()):
+        return None  # a copy set aside as a duplicate of a leaving article comes back
+    leaving_docs = {doc for docs in leaving.values() for doc in docs}
+    return _write_delta(old, base, changes, leaving_docs, docs_dir, index_dir, embedder,
+                        count_tokens, progress, warn, model_cache, fields, ray)
 
 
 def _write_delta(
@@ -601,19 +597,17 @@ def _write_delta(
             build.db.close()
             shutil.rmtree(tmp, ignore_errors=True)
             return None
-        for item in skipped:
-            build.files.setdefault(item.source, _path_entry(item.path, skipped=item.reason))
-        for copy in duplicates:
-            if copy.path is not None:
-                build.files.setdefault(copy.file, _path_entry(copy.path, duplicate_of=copy.of))
+        _record_unindexed(build, skipped, duplicates)
         files.update(build.files)
         cluster = (ray, index_dir / INT8_FILE) if ray is not None else None
         embedded, nodes = _embed(embedder, build, progress, reuse, old.load_vectors(), cluster)
         manifest = _manifest(build, embedder, docs_dir, old.manifest.get("created"))
-        for key in ("fields", "duplicates", "reader_version", "problems", "ingest"):
+        for key in ("duplicates", "reader_version", "problems"):
             if key in old.manifest:
                 manifest[key] = old.manifest[key]
         manifest["fields"] = fields or {}
+        if ray is not None:
+            manifest["ingest"] = {"ray": ray, "nodes": nodes}
         manifest["files"] = files
         live = {"documents": base_docs - len(removed) + build.documents,
                 "passages": base_passages - removed_passages + build.passages}
@@ -656,37 +650,38 @@ def _dropped(duplicates: list[Duplicate]) -> dict[str, Any]:
             "examples": [[d.source, d.of, d.why] for d in duplicates[:20]]}
 
 
-def _unchanged(
-    docs_dir: Path, index_dir: Path, embedder: Any, model_cache: Path | None = None
-) -> Report | None:
-    """The report of an update with nothing to do, or None when there is work (or no usable
-    index: the update then builds, or says why it cannot)."""
-
-    name = _model_identity(embedder)[0]
+def _open_live(index_dir: Path, embedder: Any) -> store.Store | None:
+    """The live version, if it is usable by this model and code (None: the update builds,
+    or says why it cannot)."""
     try:
-        live = store.Store(index_dir, expect=expected_for(embedder))
+        return store.Store(index_dir, expect=expected_for(embedder))
     except QAError:
         return None
-    try:
-        from .load import READER_VERSION
 
-        manifest = live.manifest
-        if manifest.get("docs_dir") != str(Path(docs_dir).resolve()):
-            return None
-        if manifest.get("reader_version") != READER_VERSION:
-            return None
-        if docs_changes(docs_dir, manifest):
-            return None
-        # A damaged export is still redone.
-        ensure_query_model(index_dir, name, verify=True, cache=model_cache)
-        counts = manifest["counts"]
-        report = Report(counts["documents"], counts["passages"], 0, version=live.version)
-        report.skipped = sorted(
-            s for s, entry in manifest.get("files", {}).items() if entry.get("skipped")
-        )
-        return report
-    finally:
-        live.close()
+
+def _unchanged(
+    docs_dir: Path, index_dir: Path, live: store.Store, changes: Changes, embedder: Any,
+    model_cache: Path | None = None,
+) -> Report | None:
+    """The report of an update with nothing to do (the live version ``live``, its docs'
+    ``changes``), or None when there is work."""
+    from .load import READER_VERSION
+
+    manifest = live.manifest
+    if manifest.get("docs_dir") != str(Path(docs_dir).resolve()):
+        return None
+    if manifest.get("reader_version") != READER_VERSION:
+        return None
+    if changes:
+        return None
+    # A damaged export is still redone.
+    ensure_query_model(index_dir, _model_identity(embedder)[0], verify=True, cache=model_cache)
+    counts = manifest["counts"]
+    report = Report(counts["documents"], counts["passages"], 0, version=live.version)
+    report.skipped = sorted(
+        s for s, entry in manifest.get("files", {}).items() if entry.get("skipped")
+    )
+    return report
 
 
 def _model_identity(embedder: Any) -> tuple[str, int]:
