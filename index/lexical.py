@@ -207,7 +207,31 @@ def _score(scratch: Path, directory: Path, df: np.ndarray, lengths: np.ndarray,
     del data, indices, pairs
 
 
-class Bm25Index:
+class _Questions:
+    """What a keyword index answers for a question, given its ``analyzer``, ``get_scores``
+    (every passage) and ``postings`` (one term's)."""
+
+    analyzer: Analyzer
+
+    def get_scores(self, tokens: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def search(self, query: str) -> np.ndarray:
+        """BM25 score of every passage for ``query`` (zeros where no term matches)."""
+        return self.get_scores(list(self.analyzer.terms(query)))
+
+    def top(self, query: str, n: int, allowed: np.ndarray | None = None) -> dict[int, float]:
+        """The ``n`` best-scoring passages for ``query`` (of those ``allowed`` marks) with
+        their scores: exactly those of ``search``, without scoring every posting
+        (``top_scores``)."""
+        return top_scores(self, self.analyzer.terms(query), n, allowed)
+
+    def scores_of(self, query: str, ids: np.ndarray) -> np.ndarray:
+        """``search(query)[ids]`` without scoring every passage."""
+        return _lookup(self, list(self.analyzer.terms(query)), np.asarray(ids, dtype=np.int64))
+
+
+class Bm25Index(_Questions):
     """A saved bm25s index, memory-mapped; scores queries with numpy alone.
 
     ``analyzer`` is the index's own (the stop words it was built with); ``vocab_dict`` and
@@ -256,15 +280,23 @@ class Bm25Index:
         self.add_scores(out, tokens)
         return out
 
+    def _span(self, term: str) -> tuple[int, int, int] | None:
+        """(column, start, end) of a stemmed term's postings; None for a term not indexed."""
+        column = self.vocab_dict.get(term)
+        if column is None or not term:
+            return None
+        indptr = self.scores["indptr"]
+        return column, int(indptr[column]), int(indptr[column + 1])
+
     def add_scores(self, out: np.ndarray, tokens: list[str],
                    weight: Callable[[str], float] | None = None) -> None:
         """Add each token's stored scores (times ``weight(token)`` when given) into ``out``."""
-        data, indices, indptr = (self.scores[n] for n in ("data", "indices", "indptr"))
+        data, indices = self.scores["data"], self.scores["indices"]
         for token in tokens:
-            column = self.vocab_dict.get(token)
-            if column is None or not token:
+            span = self._span(token)
+            if span is None:
                 continue
-            start, end = int(indptr[column]), int(indptr[column + 1])
+            _, start, end = span
             # One passage appears at most once per column, so plain fancy-index adds are exact.
             if weight is None:
                 out[indices[start:end]] += data[start:end]
@@ -273,11 +305,10 @@ class Bm25Index:
 
     def postings(self, term: str) -> list[Postings]:
         """The passages holding a stemmed term with their stored scores (memory-mapped)."""
-        column = self.vocab_dict.get(term)
-        if column is None or not term:
+        span = self._span(term)
+        if span is None:
             return []
-        indptr, start = self.scores["indptr"], int(self.scores["indptr"][column])
-        end = int(indptr[column + 1])
+        column, start, end = span
         return [Postings(self.scores["indices"][start:end], self.scores["data"][start:end],
                          0, 1.0, self._column_max(column, start, end))]
 
@@ -294,32 +325,15 @@ class Bm25Index:
             return self._colmax[column]
         return float(self._colmax[column])
 
-    def top(self, query: str, n: int, allowed: np.ndarray | None = None) -> dict[int, float]:
-        """The ``n`` best-scoring passages for ``query`` (of those ``allowed`` marks) with
-        their scores: exactly those of ``search``, without scoring every posting
-        (``top_scores``)."""
-        return top_scores(self, self.analyzer.terms(query), n, allowed)
-
-    def scores_of(self, query: str, ids: np.ndarray) -> np.ndarray:
-        """``search(query)[ids]`` without scoring every passage."""
-        return _lookup(self, list(self.analyzer.terms(query)), np.asarray(ids, dtype=np.int64))
-
     def df(self, term: str) -> int:
         """Passages holding a stemmed term (its column's length)."""
-        column = self.vocab_dict.get(term)
-        if column is None or not term:
-            return 0
-        indptr = self.scores["indptr"]
-        return int(indptr[column + 1]) - int(indptr[column])
+        span = self._span(term)
+        return 0 if span is None else span[2] - span[1]
 
     def stored_idf(self, term: str) -> float:
         """The idf its stored scores were computed with (bm25s: float32 of the double log)."""
         df = self.df(term)
         return float(np.float32(math.log(1 + (self.num_docs - df + 0.5) / (df + 0.5))))
-
-    def search(self, query: str) -> np.ndarray:
-        """BM25 score of every passage for ``query`` (zeros where no term matches)."""
-        return self.get_scores(list(self.analyzer.terms(query)))
 
     def idf(self, term: str) -> float:
         """Inverse document frequency of a stemmed term (BM25's, smoothed; cached)."""
@@ -518,7 +532,7 @@ class Vocabulary:
         return sum(1 for _ in self)
 
 
-class StackedBm25:
+class StackedBm25(_Questions):
     """The keyword index of a version with a delta: the base's passages, then the delta's
     (ids ``base.num_docs`` on). Each part stores its scores with its own idf; at query time a
     term's scores in each part are rescaled to the idf of the whole archive (the two parts'
@@ -546,9 +560,6 @@ class StackedBm25:
         """The factor taking ``part``'s stored scores of a term to the whole archive's idf."""
         return lambda term: self.idf(term) / (part.stored_idf(term) or 1.0)
 
-    def search(self, query: str) -> np.ndarray:
-        return self.get_scores(list(self.analyzer.terms(query)))
-
     def postings(self, term: str) -> list[Postings]:
         found = []
         for part, first in ((self.base, 0), (self.delta, self.base.num_docs)):
@@ -556,12 +567,6 @@ class StackedBm25:
                 factor = self._rescale(part)(term)
                 found.append(Postings(p.ids, p.scores, first, factor, p.best * factor))
         return found
-
-    def top(self, query: str, n: int, allowed: np.ndarray | None = None) -> dict[int, float]:
-        return top_scores(self, self.analyzer.terms(query), n, allowed)
-
-    def scores_of(self, query: str, ids: np.ndarray) -> np.ndarray:
-        return _lookup(self, list(self.analyzer.terms(query)), np.asarray(ids, dtype=np.int64))
 
     @property
     def metadata_terms(self) -> set[str] | None:
