@@ -486,6 +486,7 @@ class Store:
         if count != self.vectors.count or count != self.passage_count:
             raise damaged
         self._live: np.ndarray | None | bool = False  # not read yet
+        self._vectors: Any = None
         self._documents: dict[int, DocumentRow] | None = None
         self._latest: str | None = None
         self._passage_docs: np.ndarray | None = None
@@ -706,7 +707,13 @@ class Store:
         return IndexDamaged(f"index at {self.index_dir} is damaged ({what}): run `qa index build`")
 
     def load_vectors(self) -> Any:
-        """The stored vectors, memory-mapped (``vectors.open_vectors``): rows read as float32."""
+        """The stored vectors, memory-mapped (``vectors.open_vectors``): rows read as float32.
+        Mapped once per store (a question asks for them more than once)."""
+        if self._vectors is None:
+            self._vectors = self._map_vectors()
+        return self._vectors
+
+    def _map_vectors(self) -> Any:
         from .vectors import Quantized, Stacked, open_vectors
 
         try:

@@ -7,8 +7,7 @@ Each ordering is a stage of its own so ``qa eval --stage`` can measure what it a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from functools import partial
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -61,29 +60,25 @@ def _dense(
     store: Store, query: np.ndarray, n: int, allowed: np.ndarray | None = None
 ) -> dict[int, float]:
     index = store.vectors
+    # The stored vectors serve filtered questions only (an exact pass over the allowed ones).
+    vectors = store.load_vectors() if allowed is not None else None
     if not isinstance(index, StackedIndex):
-        return _dense_in(index, store.load_vectors, query, n, allowed)
+        return _dense_in(index, vectors, query, n, allowed)
     # A version with a delta: each part searched on its own, the best n of both kept.
-    stacked = store.load_vectors()
     found: dict[int, float] = {}
-    for part, first, vectors in ((index.base, 0, stacked.base),
-                                 (index.delta, index.offset, stacked.delta)):
+    parts = (vectors.base, vectors.delta) if vectors is not None else (None, None)
+    for (part, first), part_vectors in zip(index.parts(), parts, strict=True):
         mask = None if allowed is None else allowed[first : first + part.count]
-        got = _dense_in(part, partial(_same, vectors), query, n, mask)
+        got = _dense_in(part, part_vectors, query, n, mask)
         found.update((i + first, s) for i, s in got.items())
-    best = sorted(found.items(), key=lambda item: -item[1])[:n]
-    return dict(best)
-
-
-def _same(value: Any) -> Any:
-    return value
+    return dict(sorted(found.items(), key=lambda item: -item[1])[:n])
 
 
 def _dense_in(
-    index: VectorIndex, vectors_of: Callable[[], Any], query: np.ndarray, n: int,
-    allowed: np.ndarray | None,
+    index: VectorIndex, vectors: Any, query: np.ndarray, n: int, allowed: np.ndarray | None,
 ) -> dict[int, float]:
-    """The best ``n`` rows of one vector index (of those ``allowed`` marks, when given)."""
+    """The best ``n`` rows of one vector index (of those ``allowed`` marks, when given; then
+    ``vectors`` are its stored vectors)."""
     if allowed is not None:
         ids = np.flatnonzero(allowed)
         if not len(ids):
@@ -96,7 +91,6 @@ def _dense_in(
                     if i >= 0}
         # Exact over the allowed passages: few of them (a gather), or a small archive (one
         # pass over its mapped vectors; a gather of most of them would copy them first).
-        vectors = vectors_of()
         if len(ids) * 4 >= len(allowed):
             scores = dot(vectors, query)[ids]
         else:
