@@ -106,34 +106,41 @@ def w_embed(backend: str, texts: str, index: str, batch: int | None = None) -> d
             "batch": batch}
 
 
+class StageClock:
+    """A ``progress`` callback that times each stage from its first report to its last, and
+    notes the peak RSS so far at each stage's last report."""
+
+    def __init__(self) -> None:
+        self.start: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+        self.rss: dict[str, float] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        import resource
+
+        now = time.perf_counter()
+        self.start.setdefault(stage, now)
+        self.seconds[stage] = now - self.start[stage]
+        self.rss[stage] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def w_build(docs: str, index: str) -> dict[str, Any]:
     """The production build (clean, chunk, embed with the default document embedder, store),
     with the time of each stage."""
     from index.embed import count_tokens
     from index.pipeline import build_index
 
-    stamps: dict[str, float] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        now = time.perf_counter()
-        stamps.setdefault(f"{stage}:start", now)
-        stamps[f"{stage}:end"] = now
-
+    clock = StageClock()
     start = time.perf_counter()
-    report = build_index(Path(docs), Path(index), progress=progress)
+    report = build_index(Path(docs), Path(index), progress=clock)
     total = time.perf_counter() - start
     from index.store import Store
 
     store = Store(Path(index))
     texts = [p.text for p in store.all_passages()]
     tokens = sum(min(n, 256) for n in count_tokens(texts))
-    stages = {}
-    for key in stamps:
-        if key.endswith(":start"):
-            stage = key[:-6]
-            stages[stage] = stamps[f"{stage}:end"] - stamps[key]
     return {"seconds": total, "documents": report.documents, "passages": report.passages,
-            "tokens": tokens, "stages": stages}
+            "tokens": tokens, "stages": clock.seconds}
 
 
 def w_scale(squad_index: str, out: str, n: int, seed: int = 0) -> dict[str, Any]:
@@ -205,23 +212,17 @@ def w_scale(squad_index: str, out: str, n: int, seed: int = 0) -> dict[str, Any]
     manifest["files"] = {}
     made = time.perf_counter() - start
     prepared_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    stages: dict[str, float] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        stages.setdefault(stage + ":t0", time.perf_counter())
-        stages[stage] = time.perf_counter() - stages[stage + ":t0"]
-        stages[stage + ":rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
+    clock = StageClock()
     start = time.perf_counter()
     for name in ("model.onnx", "model.onnx.data", "model.int8.onnx", "model.onnx.sha256"):
         target = Path(out) / name
         if not target.exists() and (Path(squad_index) / name).exists():
             os.link(Path(squad_index) / name, target)
     base.close()
-    write_version(Path(out), build, None, manifest, progress)
+    write_version(Path(out), build, None, manifest, clock)
     return {"prepare_s": made, "prepare_rss_mib": prepared_rss,
-            "write_s": time.perf_counter() - start,
-            "stages": {k: v for k, v in stages.items() if not k.endswith(":t0")}}
+            "write_s": time.perf_counter() - start, "stages": clock.seconds,
+            "stage_rss_mib": clock.rss}
 
 
 def w_add(index: str, source_index: str, docs: str, count: int = 1000,
@@ -247,20 +248,15 @@ def w_add(index: str, source_index: str, docs: str, count: int = 1000,
         (folder / f"added-{stamp}-{number:04d}.txt").write_text(
             f"Update {stamp} number {number}\n\n{text}", encoding="utf-8")
     source.close()
-    stages: dict[str, float] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        stages.setdefault(stage + ":t0", time.perf_counter())
-        stages[stage] = time.perf_counter() - stages[stage + ":t0"]
-
+    clock = StageClock()
     start = time.perf_counter()
-    report = update_index(folder, Path(index), progress=progress)
+    report = update_index(folder, Path(index), progress=clock)
     total = time.perf_counter() - start
     live = Store(Path(index))
     delta = live.manifest.get("delta")
     live.close()
-    timed = {k: v for k, v in stages.items() if not k.endswith(":t0")}
-    return {"total_s": total, "stages": timed, "other_s": total - sum(timed.values()),
+    return {"total_s": total, "stages": clock.seconds,
+            "other_s": total - sum(clock.seconds.values()),
             "embedded": report.embedded, "added": len(report.added), "delta": delta}
 
 
@@ -300,7 +296,8 @@ def w_query(index: str, questions: str, qvectors: str, n: int) -> dict[str, Any]
     own = _rss_parts()
     # Exact top-10 one question at a time (10M scores a question), over the first 50.
     qv = qv[:50]
-    exact = NumpyIndex.load(engine.store.version)
+    # Over all the stored vectors: a version with a delta holds the base's and the delta's.
+    exact = NumpyIndex(qv.shape[1], engine.store.load_vectors())
     truth = np.concatenate([exact.search(q[None], 10)[1] for q in qv])
     _, got = engine.store.vectors.search(qv, 10)
     return {"open_and_first_ask_s": first, "ask_ms": _pcts(ask_ms),
@@ -648,12 +645,12 @@ def report_queries(work: Path, squad_index: Path, questions: Path, sizes: list[i
         target = work / f"{prefix}scale-{n}"
         if not (target / "CURRENT").exists():
             made = worker("scale", squad_index=str(squad_index), out=str(target), n=n)
-            stages = made["stages"]
+            stages, rss = made["stages"], made["stage_rss_mib"]
             print(f"{n:>9,} passages: rows and vectors prepared in {made['prepare_s']:.1f} s "
                   f"(peak RSS {made['prepare_rss_mib']:.0f} MiB), index written in "
                   f"{made['write_s']:.1f} s, peak RSS {made['rss_mib']:.0f} MiB (" + ", ".join(
-                      f"{k} {stages[k]:.1f} s, peak RSS by its end {stages[k + ':rss']:.0f} MiB"
-                      for k in stages if not k.endswith(":rss")) + ")", flush=True)
+                      f"{k} {v:.1f} s, peak RSS by its end {rss[k]:.0f} MiB"
+                      for k, v in stages.items()) + ")", flush=True)
         if queries:
             _report_warm(n, target, qfile, qvec)
         if add:
