@@ -31,8 +31,6 @@ QUERY_FILE = "query_tokenizer.json"
 # whether the archive knows a name at all), saved at build time so no question reads every
 # article's metadata.
 METADATA_FILE = "metadata_terms.json"
-# Each term's best stored score (its column's maximum), for pruning (``top_scores``).
-COLMAX_FILE = "colmax.index.npy"
 # bm25s methods whose scores are all in the matrix (the others add a non-occurrence term).
 _SPARSE_METHODS = {"robertson", "lucene", "atire"}
 
@@ -202,8 +200,6 @@ def _score(scratch: Path, directory: Path, df: np.ndarray, lengths: np.ndarray,
         first = last
     data.flush()
     indices.flush()
-    # Every column holds at least one passage (a term is in the vocabulary once seen).
-    np.save(directory / COLMAX_FILE, np.maximum.reduceat(data, indptr[:-1]))
     del data, indices, pairs
 
 
@@ -222,9 +218,11 @@ class _Questions:
 
     def top(self, query: str, n: int, allowed: np.ndarray | None = None) -> dict[int, float]:
         """The ``n`` best-scoring passages for ``query`` (of those ``allowed`` marks) with
-        their scores: exactly those of ``search``, without scoring every posting
-        (``top_scores``)."""
-        return top_scores(self, self.analyzer.terms(query), n, allowed)
+        their scores: exactly those of ``search``."""
+        scores = self.search(query)
+        if allowed is not None:
+            scores *= allowed
+        return {int(i): float(scores[i]) for i in best_positive(scores, n)}
 
     def scores_of(self, query: str, ids: np.ndarray) -> np.ndarray:
         """``search(query)[ids]`` without scoring every passage."""
@@ -263,7 +261,6 @@ class Bm25Index(_Questions):
         self.analyzer = Analyzer(stopwords)
         self._idf: dict[str, float] = {}
         self.directory = directory
-        self._colmax: np.ndarray | dict[int, float] | None = None
 
     @property
     def metadata_terms(self) -> set[str] | None:
@@ -308,22 +305,9 @@ class Bm25Index(_Questions):
         span = self._span(term)
         if span is None:
             return []
-        column, start, end = span
+        _, start, end = span
         return [Postings(self.scores["indices"][start:end], self.scores["data"][start:end],
-                         0, 1.0, self._column_max(column, start, end))]
-
-    def _column_max(self, column: int, start: int, end: int) -> float:
-        """A column's best stored score: from ``colmax`` saved at build time, else read once
-        (an index written before it was saved) and kept."""
-        if self._colmax is None:
-            path = self.directory / COLMAX_FILE
-            self._colmax = load_npy(path) if path.exists() else {}
-        if isinstance(self._colmax, dict):
-            if column not in self._colmax:
-                self._colmax[column] = float(self.scores["data"][start:end].max()) \
-                    if end > start else 0.0
-            return self._colmax[column]
-        return float(self._colmax[column])
+                         0, 1.0)]
 
     def df(self, term: str) -> int:
         """Passages holding a stemmed term (its column's length)."""
@@ -350,151 +334,54 @@ class Bm25Index(_Questions):
         return value
 
 
-# Passages the floor of ``top_scores`` is taken from: more give a higher floor (fewer postings
-# read after) but cost a lookup each.
-SAMPLE = 2_000
-# Postings (all the question's terms together) from which pruning pays: below, one pass over
-# them all costs less than the lookups pruning makes (a 1M-passage news archive sits there).
-PRUNE_FROM = 1_000_000
-
-
 @dataclass
 class Postings:
     """One part's postings of a term: passage ids (ascending; add ``first`` for the archive's
-    ids), stored scores (times ``factor``) and the best of them (``best``, factor included)."""
+    ids) and stored scores (times ``factor``)."""
 
     ids: np.ndarray
     scores: np.ndarray
     first: int
     factor: float
-    best: float
 
 
-def top_scores(index: Any, terms: Iterable[str], n: int,
-               allowed: np.ndarray | None = None) -> dict[int, float]:
-    """The ``n`` best summed BM25 scores (of the passages ``allowed`` marks), exactly as a
-    full scoring would give them, without reading every posting (MaxScore, Turtle & Flood
-    1995; the pruning Lucene and tantivy do by blocks). A news question's common words
-    ("president", "new") are held by millions of passages at 10M, and scoring all of them was
-    most of a question's time. Here:
-
-    1. a floor: the exact scores of the passages holding the rarest terms (a few thousand)
-       give an n-th best that the true n-th best is at least;
-    2. the common terms whose best possible scores add up to less than that floor cannot
-       lift a passage into the top by themselves: only passages holding one of the other
-       (rare) terms are candidates;
-    3. the candidates whose partial score plus the common terms' best cannot reach the floor
-       are dropped; the rest get the common terms' scores looked up (binary search in their
-       sorted postings) and the best n are kept.
-    """
-    counts: dict[str, int] = {}
-    for term in terms:
-        if term:
-            counts[term] = counts.get(term, 0) + 1
-    lists = {term: index.postings(term) for term in counts}
-    lists = {t: parts for t, parts in lists.items() if any(len(p.ids) for p in parts)}
-    if not lists or n <= 0:
-        return {}
-    size = {t: sum(len(p.ids) for p in parts) for t, parts in lists.items()}
-    if sum(size.values()) < PRUNE_FROM:  # scoring them all is cheaper than pruning
-        return _all_scored(index, counts, n, allowed)
-    best = {t: counts[t] * max(p.best for p in parts) for t, parts in lists.items()}
-    order = sorted(lists, key=lambda t: (size[t], t))  # rarest first
-    # 1. the floor: the passages of the rarest terms (until there are n; at most the
-    #    SAMPLE best by those terms' scores), scored exactly
-    probe: list[str] = []
-    taken = 0
-    for term in order:
-        probe.append(term)
-        taken += size[term]
-        if taken >= n:
-            break
-    floor = 0.0
-    sample, partial = _gather(lists, probe, counts, allowed)
-    limit = max(SAMPLE, 4 * n)
-    if len(sample) > limit:
-        sample = np.sort(sample[np.argpartition(-partial, limit - 1)[:limit]])
-    if len(sample) >= n:
-        scores = _lookup(index, [t for t in order for _ in range(counts[t])], sample, lists)
-        floor = float(np.partition(scores, len(scores) - n)[len(scores) - n])
-    if floor <= 0:  # nothing to prune with (few passages, or few of them allowed)
-        return _all_scored(index, counts, n, allowed)
-    # 2. terms that cannot matter alone: the weakest, while their best add up under the floor
-    # (The floor lowered by a hair: float32 sums may round a passage's score under it.)
-    floor *= 1 - 1e-5
-    weak: list[str] = []
-    total = 0.0
-    for term in sorted(lists, key=lambda t: best[t]):
-        if total + best[term] >= floor:
-            break
-        weak.append(term)
-        total += best[term]
-    strong = [t for t in lists if t not in weak]
-    if not strong:
-        return _all_scored(index, counts, n, allowed)
-    # 3. the candidates: partial scores of the strong terms; those that cannot reach the
-    #    floor with the weak terms' best are dropped, the rest completed
-    candidates, partial = _gather(lists, strong, counts, allowed, index.num_docs,
-                                  floor - total)
-    keep = partial + total >= floor
-    candidates, partial = candidates[keep], partial[keep]
-    if weak and len(candidates):
-        partial += _lookup(index, [t for t in weak for _ in range(counts[t])], candidates,
-                           lists)
-    positive = np.flatnonzero(partial > 0)
-    if len(positive) > n:
-        positive = positive[np.argpartition(-partial[positive], n - 1)[:n]]
-    return {int(candidates[i]): float(partial[i]) for i in positive}
+SAMPLED_FROM = 1 << 17  # arrays this long find their top n through a sampled threshold
 
 
-def _gather(lists: dict[str, list[Postings]], terms: list[str], counts: dict[str, int],
-            allowed: np.ndarray | None, size: int = 0, at_least: float = 0.0
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """(passage ids ascending, summed scores of ``terms``) of the passages holding any of
-    ``terms`` (those ``allowed``). Few postings are merged by sorting; many (more than
-    ``size`` / 64, ``size`` the number of passages) are added into one array, of which
-    only scores ≥ ``at_least`` are kept."""
-    parts = [(p, np.float32(p.factor * counts[t])) for t in terms for p in lists[t]]
-    total = sum(len(p.ids) for p, _ in parts)
-    if size and total > size // 64:
-        scores = np.zeros(size, dtype=np.float32)
-        for p, weight in parts:
-            view = scores[p.first :]
-            view[p.ids] += np.asarray(p.scores, dtype=np.float32) * weight
-        if allowed is not None:
-            scores *= allowed
-        ids = np.flatnonzero(scores >= max(float(at_least), 1e-30))
-        return ids, scores[ids]
-    ids = np.concatenate([p.ids.astype(np.int64) + p.first for p, _ in parts])
-    values = np.concatenate([np.asarray(p.scores, dtype=np.float32) * w for p, w in parts])
-    unique, where = np.unique(ids, return_inverse=True)
-    summed = np.bincount(where, weights=values).astype(np.float32)
-    if allowed is not None:
-        keep = allowed[unique]
-        unique, summed = unique[keep], summed[keep]
-    return unique, summed
-
-
-def _all_scored(index: Any, counts: dict[str, int], n: int,
-                allowed: np.ndarray | None) -> dict[int, float]:
-    """``top_scores`` the plain way: every posting scored into one array."""
-    scores = index.get_scores([t for t, c in counts.items() for _ in range(c)])
-    if allowed is not None:
-        scores *= allowed
+def best_positive(scores: np.ndarray, n: int) -> np.ndarray:
+    """The positions of the ``n`` largest positive ``scores`` (fewer when fewer are
+    positive), in no order. A question's words are held by millions of passages at 10M, and
+    partitioning all their scores cost more than adding them up; so on a long array a
+    threshold is read off a strided sample (a value about 8·n of the scores pass), and only
+    the scores at or above it are partitioned. When fewer than ``n`` pass, the plain way:
+    exact either way, since every score of the top ``n`` is at least the n-th best."""
+    if n <= 0:
+        return np.empty(0, dtype=np.int64)
+    if len(scores) >= SAMPLED_FROM and len(scores) > 64 * n:
+        step = len(scores) // (SAMPLED_FROM // 2)
+        sample = scores[::step]
+        rank = min(len(sample) - 1, 8 * n // step)
+        threshold = float(np.partition(sample, len(sample) - 1 - rank)[len(sample) - 1 - rank])
+        if threshold > 0:
+            passed = np.flatnonzero(scores >= threshold)
+            if len(passed) >= n:
+                return _partitioned(passed, scores[passed], n)
     positive = np.flatnonzero(scores > 0)
-    if len(positive) > n:
-        positive = positive[np.argpartition(-scores[positive], n - 1)[:n]]
-    return {int(i): float(scores[i]) for i in positive}
+    return _partitioned(positive, scores[positive], n)
 
 
-def _lookup(index: Any, terms: list[str], ids: np.ndarray,
-            lists: dict[str, list[Postings]] | None = None) -> np.ndarray:
+def _partitioned(ids: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    if len(ids) <= n:
+        return ids
+    return ids[np.argpartition(-values, n - 1)[:n]]
+
+
+def _lookup(index: Any, terms: list[str], ids: np.ndarray) -> np.ndarray:
     """The summed scores of ``terms`` (repeats count again) for ``ids`` (ascending),
     found by binary search in each term's sorted postings."""
     out = np.zeros(len(ids), dtype=np.float32)
     for term in terms:
-        parts = lists.get(term, []) if lists is not None else index.postings(term)
-        for part in parts:
+        for part in index.postings(term):
             local = ids - part.first
             found = np.searchsorted(part.ids, local)
             inside = found < len(part.ids)
@@ -565,7 +452,7 @@ class StackedBm25(_Questions):
         for part, first in ((self.base, 0), (self.delta, self.base.num_docs)):
             for p in part.postings(term):
                 factor = self._rescale(part)(term)
-                found.append(Postings(p.ids, p.scores, first, factor, p.best * factor))
+                found.append(Postings(p.ids, p.scores, first, factor))
         return found
 
     @property

@@ -128,12 +128,12 @@ def test_streamed_build_is_bm25s_index_bit_for_bit(saved, tmp_path):
         assert np.array_equal(ours.search(query), theirs.search(query))
 
 
-def test_the_pruned_top_n_is_exactly_the_full_scorings(tmp_path, monkeypatch):
-    """``top`` skips postings that cannot reach the top; the passages and scores it returns
-    must be those of scoring every posting, for any question, filter and n, on one index
-    and on a base + delta."""
+def test_the_top_n_is_exactly_the_full_scorings(tmp_path, monkeypatch):
+    """``top`` finds the best n through a sampled threshold on long score arrays; the
+    passages and scores it returns must be those of scoring every passage, for any question,
+    filter and n, on one index and on a base + delta."""
     rng = np.random.default_rng(3)
-    # Zipf-like words: a few in most passages (the pruned ones), many rare.
+    # Zipf-like words: a few in most passages, many rare.
     words = [f"w{i}x" for i in range(300)]
     weights = 1.0 / np.arange(1, 301)
     weights /= weights.sum()
@@ -145,11 +145,7 @@ def test_the_pruned_top_n_is_exactly_the_full_scorings(tmp_path, monkeypatch):
     whole = lexical.load(tmp_path / "all")
     stacked = lexical.StackedBm25(lexical.load(tmp_path / "base"),
                                   lexical.load(tmp_path / "delta"))
-    assert (tmp_path / "all" / lexical.COLMAX_FILE).exists()
-    monkeypatch.setattr(lexical, "PRUNE_FROM", 0)  # prune however few the postings
-    plain = []
-    all_scored = lexical._all_scored
-    monkeypatch.setattr(lexical, "_all_scored", lambda *a: plain.append(1) or all_scored(*a))
+    monkeypatch.setattr(lexical, "SAMPLED_FROM", 256)  # the sampled way on 3,000 passages
     for index in (whole, stacked):
         for trial in range(150):
             query = " ".join(rng.choice(words, int(rng.integers(1, 7)), p=weights))
@@ -168,15 +164,16 @@ def test_the_pruned_top_n_is_exactly_the_full_scorings(tmp_path, monkeypatch):
             picked = rng.choice(3000, 20, replace=False)
             np.testing.assert_allclose(index.scores_of(query, picked),
                                        index.search(query)[picked], rtol=2e-6)
-    assert len(plain) < 100  # most questions took the pruned way
 
 
-def test_an_index_without_saved_column_maxima_still_prunes(tmp_path, monkeypatch):
-    monkeypatch.setattr(lexical, "PRUNE_FROM", 0)
-    texts = ["harbour ferry", "ferry port", "ferry island", "cyclone harbour ferry", "port"]
-    lexical.build(texts, tmp_path)
-    (tmp_path / lexical.COLMAX_FILE).unlink()  # written before they were saved
-    index = lexical.load(tmp_path)
-    full = index.search("cyclone ferry")
-    assert index.top("cyclone ferry", 1) == {3: pytest.approx(float(full[3]))}
-    assert index.top("nothing here", 5) == {}
+@pytest.mark.parametrize("positive", [0, 3, 40, 5_000, 150_000])
+def test_best_positive_takes_the_n_largest_positive_scores(positive):
+    rng = np.random.default_rng(positive)
+    scores = np.zeros(300_000, dtype=np.float32)
+    where = rng.choice(len(scores), positive, replace=False)
+    scores[where] = rng.integers(1, 50, positive).astype(np.float32)  # many ties
+    got = lexical.best_positive(scores, 40)
+    assert len(got) == min(40, positive) == len(set(got.tolist()))
+    assert (scores[got] > 0).all()
+    assert sorted(scores[got].tolist()) == sorted(scores[where].tolist())[-40:]
+    assert lexical.best_positive(scores, 0).size == 0
