@@ -1,6 +1,7 @@
 """Serving past one process: two `qa serve` processes over one index folder keep answering
 while `qa index update` publishes a new version; both switch to it, no request fails."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,7 +24,21 @@ def _start(index, docs, folder, name):
     return process, url.rstrip("/")
 
 
-def test_two_servers_answer_through_an_update_and_both_switch(real_index, tmp_path):
+# `qa index update` in a child process; a delta update is forced as the update_path fixture
+# forces it in this process (the seeds are far below the size that writes a delta).
+UPDATE = """
+import os, sys
+from index import pipeline
+if os.environ.get("QA_TEST_UPDATE_PATH") == "delta":
+    pipeline.DELTA_FROM, pipeline.DELTA_SHARE = 0, 1.0
+sys.argv = ["qa", "index", "update", "--docs", sys.argv[1], "--index", sys.argv[2]]
+import cli
+cli.main()
+"""
+
+
+def test_two_servers_answer_through_an_update_and_both_switch(real_index, tmp_path,
+                                                              update_path):
     docs, index = tmp_path / "docs", tmp_path / "index"
     shutil.copytree(real_index[0], docs)
     shutil.copytree(real_index[1], index)
@@ -51,11 +66,14 @@ def test_two_servers_answer_through_an_update_and_both_switch(real_index, tmp_pa
             asker.start()
         (docs / "zanzibar.txt").write_text(NEW_ARTICLE_TEXT)
         env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
-        env.update(HF_HUB_OFFLINE="1", QA_HOME=str(tmp_path))
+        env.update(HF_HUB_OFFLINE="1", QA_HOME=str(tmp_path), QA_TEST_UPDATE_PATH=update_path)
         update = subprocess.run(
-            [sys.executable, "-m", "cli", "index", "update", "--docs", str(docs), "--index",
-             str(index)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+            [sys.executable, "-c", UPDATE, str(docs), str(index)], cwd=ROOT, env=env,
+            capture_output=True, text=True, timeout=300)
         assert update.returncode == 0, update.stderr
+        published = json.loads((index / (index / "CURRENT").read_text().strip()
+                                / "manifest.json").read_text())
+        assert (published.get("delta") is not None) == (update_path == "delta")
         deadline = time.monotonic() + 60
         while True:
             health = [httpx.get(f"{url}/health", timeout=10).json() for url in urls]
