@@ -457,9 +457,10 @@ class Store:
         def vector_index(folder: Path, params: dict[str, Any]) -> VectorIndex:
             if params.get("kind") == "faiss-flat":
                 return NumpyIndex.load(folder, mmap=mmap)
-            # A quantised IVF index re-scores its candidates against the float vectors.
+            # A quantised IVF index re-scores its candidates against the stored vectors:
+            # a few thousand rows at random places a question.
             return FaissIndex.load(folder / "faiss.index", mmap=mmap,
-                                   vectors=open_vectors(folder))
+                                   vectors=open_vectors(folder, scattered=True))
 
         try:
             self.vectors: VectorIndex = vector_index(

@@ -4,6 +4,7 @@ numpy index as the reference the FAISS backends are tested against."""
 from __future__ import annotations
 
 import errno
+import mmap as _mmap
 import os
 import threading
 from pathlib import Path
@@ -199,13 +200,15 @@ class VectorWriter:
         self.scales.flush()
 
 
-def open_vectors(folder: Path, mmap: bool = True) -> np.ndarray | Quantized:
-    """A version's stored vectors (memory-mapped unless not ``mmap``): int8 with scales, or
-    the float32 matrix of an index written before format 4."""
+def open_vectors(folder: Path, mmap: bool = True, scattered: bool = False
+                 ) -> np.ndarray | Quantized:
+    """A version's stored vectors (memory-mapped unless not ``mmap``; ``scattered``: see
+    ``load_npy``): int8 with scales, or the float32 matrix of an index written before
+    format 4."""
     folder = Path(folder)
-    codes = load_npy(folder / "vectors.npy", mmap=mmap)
+    codes = load_npy(folder / "vectors.npy", mmap=mmap, scattered=scattered)
     if (folder / SCALES).exists():
-        return Quantized(codes, load_npy(folder / SCALES, mmap=mmap))
+        return Quantized(codes, load_npy(folder / SCALES, mmap=mmap, scattered=scattered))
     if codes.ndim != 2 or codes.dtype != np.float32:
         raise ValueError(f"{folder / 'vectors.npy'} is not a float32 matrix")
     return codes
@@ -222,10 +225,17 @@ def dot(vectors: np.ndarray | Quantized | Stacked, query: np.ndarray,
     return np.asarray(vectors[rows], dtype=np.float32) @ query
 
 
-def load_npy(path: Path, mmap: bool = True) -> np.ndarray:
-    """``np.load`` of a .npy file (memory-mapped read-only by default), one thread at a time."""
+def load_npy(path: Path, mmap: bool = True, scattered: bool = False) -> np.ndarray:
+    """``np.load`` of a .npy file (memory-mapped read-only by default), one thread at a time.
+    ``scattered``: its rows will be read a few at a time at random places (a question
+    re-scoring its candidates), so the kernel reads no pages ahead: on a cold page cache each
+    fault would otherwise read ~128 KB around a 384-byte row."""
     with _NPY_HEADER:
-        return np.load(path, mmap_mode="r" if mmap else None)
+        array = np.load(path, mmap_mode="r" if mmap else None)
+    mapping = getattr(array, "_mmap", None)
+    if scattered and mapping is not None and hasattr(_mmap, "MADV_RANDOM"):
+        mapping.madvise(_mmap.MADV_RANDOM)
+    return array
 
 
 class VectorIndex:

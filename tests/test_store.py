@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -229,3 +230,30 @@ def test_filters_selected_in_sql_match_the_filters_rules(seeds):
         assert checked > 20  # many combinations select some articles but not all
     finally:
         store.close()
+
+
+def _advice(path):
+    """The VmFlags of this process's mapping of ``path`` (Linux's /proc/self/smaps)."""
+    lines = open("/proc/self/smaps").read().splitlines()
+    for n, line in enumerate(lines):
+        if line.endswith(str(path)):
+            for after in lines[n + 1:]:
+                if after.startswith("VmFlags:"):
+                    return after.split()[1:]
+    raise AssertionError(f"{path} is not mapped")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux only")
+def test_rescoring_vectors_are_mapped_without_read_ahead(tmp_path):
+    """Re-scoring reads a few thousand scattered rows: their mapping is advised random
+    (VmFlags "rr"), so a cold fault reads one page, not ~128 KB around it; other mappings
+    keep the kernel's read-ahead."""
+    from index.vectors import load_npy
+
+    for name in ("scattered", "plain"):
+        np.save(tmp_path / f"{name}.npy", np.ones((4096, 384), dtype=np.int8))
+    scattered = load_npy(tmp_path / "scattered.npy", scattered=True)
+    plain = load_npy(tmp_path / "plain.npy")
+    assert "rr" in _advice(tmp_path / "scattered.npy")
+    assert "rr" not in _advice(tmp_path / "plain.npy")
+    assert int(scattered[7].sum()) == int(plain[7].sum()) == 384
