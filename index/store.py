@@ -617,6 +617,34 @@ class Store:
         """Every passage of one article, in text order."""
         return self._rows("WHERE doc = ? ORDER BY id", (doc,))
 
+    def leads(self, rows: Sequence[PassageRow], depth: int = 3) -> set[int]:
+        """The ids of those ``rows`` that are their article's first story passage (kind
+        "text"): no text passage of the article comes before it. Read off the ``depth``
+        passages before each (an article's byline and captions come first; ids follow the
+        text), so this costs a lookup of neighbouring rows, not a read of whole articles.
+        A row with more than ``depth`` other passages of its article before it is no lead."""
+        wanted = sorted({r.id - k for r in rows if r.kind == "text"
+                         for k in range(1, depth + 1) if r.id - k >= 0})
+        before: dict[int, tuple[int, str]] = {}
+        for start in range(0, len(wanted), 900):  # under SQLite's limit of variables
+            part = wanted[start : start + 900]
+            marks = ",".join("?" * len(part))
+            for i, doc, kind in self._query(
+                    f"SELECT id, doc, kind FROM passages WHERE id IN ({marks})", part):
+                before[i] = (doc, kind)
+        found = set()
+        for row in rows:
+            if row.kind != "text":
+                continue
+            for k in range(1, depth + 1):
+                previous = before.get(row.id - k)
+                if previous is None or previous[0] != row.doc:  # the article starts here
+                    found.add(row.id)
+                    break
+                if previous[1] == "text":
+                    break
+        return found
+
     def bylines_of(self, docs: Sequence[int]) -> list[PassageRow]:
         """The byline passages of these articles."""
         docs = [int(d) for d in docs]

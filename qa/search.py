@@ -46,9 +46,15 @@ def retrieve(
                                          store.bm25.scores_of(question, unscored).tolist(),
                                          strict=True))}
     best = max(keyword.values(), default=0.0) or 1.0  # the best keyword score of all
+    rows = store.passages(ids)
+    documents = {doc: store.document(doc) for doc in {row.doc for row in rows}}
+    news = [row for row in rows
+            if documents[row.doc].date is not None and not documents[row.doc].date_inferred]
+    leads = store.leads(news)
     candidates = [
-        Candidate(row, store.document(row.doc), dense[row.id], keyword[row.id] / best)
-        for row in store.passages(ids)
+        Candidate(row, documents[row.doc], dense[row.id], keyword[row.id] / best,
+                  lead=row.id in leads)
+        for row in rows
     ]
     ordered = order(candidates, config.fusion, config)
     for c in ordered:

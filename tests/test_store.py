@@ -257,3 +257,34 @@ def test_rescoring_vectors_are_mapped_without_read_ahead(tmp_path):
     assert "rr" in _advice(tmp_path / "scattered.npy")
     assert "rr" not in _advice(tmp_path / "plain.npy")
     assert int(scattered[7].sum()) == int(plain[7].sum()) == 384
+
+
+def test_leads_are_each_articles_first_story_passage(seeds):
+    _, index = seeds
+    store = Store(index)
+    rows = list(store.all_passages())
+    first = {}
+    for row in rows:
+        if row.kind == "text":
+            first.setdefault(row.doc, row.id)
+    kinds = {row.kind for row in rows}
+    assert "byline" in kinds and len(first) == len(store.documents) > 1  # bylines come first
+    assert store.leads(rows) == set(first.values())
+    later = [row for row in rows if row.kind == "text" and row.id not in first.values()]
+    assert later and store.leads(later) == set()
+
+
+def test_only_articles_with_a_stated_date_have_leads(seeds):
+    """The lead prior is for news stories: an article whose date was guessed from its text
+    (or that has none) gets no lead."""
+    _, index = seeds
+    engine = Engine(index, embedder=FakeEmbedder())
+    text = "Iran missile attack on US troops in Iraq"
+    pool = engine.retrieve(text, engine.embed_question(text), 20)
+    stated = {d.id for d in engine.store.documents.values()
+              if d.date is not None and not d.date_inferred}
+    assert stated and len(stated) < len(engine.store.documents)  # both kinds in the seeds
+    leads = engine.store.leads([c.row for c in pool])
+    assert any(c.lead for c in pool)
+    for c in pool:
+        assert c.lead == (c.id in leads and c.document.id in stated)

@@ -14,6 +14,8 @@ class Candidate:
     dense: float  # cosine similarity of question and passage
     keyword: float  # BM25 score over the question's best BM25 score (0..1)
     fused: float = 0.0  # the fused retrieval score (``qa.search``)
+    # The first story passage of an article with a stated date (a news story's lead).
+    lead: bool = False
     # Sentence evidence (``features.sentence_evidence``): the best share of the question's
     # IDF mass one sentence holds, the share of its term pairs found there in order, which
     # sentence that is, every sentence's share, and the sentences stating the wanted answer.

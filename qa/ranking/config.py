@@ -48,6 +48,10 @@ class RankingConfig:
     recency: float = 0.1
     recency_cue: float = 0.2
     half_life: float = 30.0
+    # The lead (first story passage) of an article with a stated date: news stories put
+    # their who/what/where first. Swept on news-a (docs/EVALUATION.md); 0 where no article
+    # states a date, as in squad-a's Wikipedia pages.
+    lead: float = 0.2
     # A photo caption restates the story and a byline says nothing about it.
     caption: float = -0.1
     byline: float = -0.5

@@ -158,6 +158,12 @@ def is_caption(c: Candidate, profile: Profile) -> float:
     return float(c.kind == "caption")
 
 
+def is_lead(c: Candidate, profile: Profile) -> float:
+    """1 for the first story passage of a dated news article: news is written as an inverted
+    pyramid, its lead paragraph stating who, what, where and when."""
+    return float(c.lead)
+
+
 def is_byline(c: Candidate, profile: Profile) -> float:
     return float(c.kind == "byline")
 

@@ -24,6 +24,7 @@ LEXICAL: tuple[tuple[str, Feature], ...] = (
     ("count", features.states_wanted_count),
     ("time", features.states_wanted_time),
     ("caption", features.is_caption),
+    ("lead", features.is_lead),
     ("byline", features.is_byline),
     ("outlet", features.names_outlet),
     ("recency", features.recency),
