@@ -379,3 +379,22 @@ def test_answering_as_of_today_restricts_nothing():
     assert make_filters(as_of="2024-01-01").restricts("2024-05-01")
     assert not make_filters(as_of="2024-01-01").restricts(None)  # nothing is dated
     assert make_filters(source="voa", as_of="2030-01-01").restricts("2024-05-01")
+
+
+def test_a_lead_counts_only_when_it_holds_some_of_the_question():
+    """The lead prior lifts a news story's first passage among passages with evidence; a lead
+    holding none of the question's words stays below one that holds some."""
+    profile = analyse("Which city was rocked by a bridge collapse?", ANALYZER)
+    lead = dataclasses.replace(candidate("The bridge collapsed overnight.", id=1), lead=True)
+    lead = features.sentence_evidence(profile, lambda term: 1.0, ANALYZER, lead, CONFIG)
+    empty = dataclasses.replace(candidate("Markets rose on Monday.", id=2), lead=True)
+    empty = features.sentence_evidence(profile, lambda term: 1.0, ANALYZER, empty, CONFIG)
+    later = features.sentence_evidence(
+        profile, lambda term: 1.0, ANALYZER, candidate("A bridge fell in Baltimore.", id=3),
+        CONFIG)
+    assert lead.sentence > 0 and empty.sentence == 0
+    assert features.is_lead(lead, profile) == 1.0
+    assert features.is_lead(empty, profile) == 0.0
+    assert features.is_lead(later, profile) == 0.0
+    scores = {c.id: score.weighted(c, profile, CONFIG, score.LEXICAL) for c in (empty, later)}
+    assert scores[3] > scores[2]

@@ -159,9 +159,11 @@ def is_caption(c: Candidate, profile: Profile) -> float:
 
 
 def is_lead(c: Candidate, profile: Profile) -> float:
-    """1 for the first story passage of a dated news article: news is written as an inverted
-    pyramid, its lead paragraph stating who, what, where and when."""
-    return float(c.lead)
+    """1 for the first story passage of a dated news article that holds some of the
+    question's words: news is written as an inverted pyramid, its lead paragraph stating who,
+    what, where and when. A prior among passages with evidence, it never lifts a lead that
+    holds none of the question above one that does."""
+    return float(c.lead and c.sentence > 0)
 
 
 def is_byline(c: Candidate, profile: Profile) -> float:
