@@ -1,7 +1,7 @@
 """Warm `qa ask` latency in one process: `python -m benchmarks.warm --index INDEX`.
 
 Asks the same questions several times over one loaded index and prints p50/p95 of each pass:
-the first pass pays for pages not yet read (page cache, column maxima of older indexes), the
+the first pass pays for pages not yet read into the page cache, the
 later ones show what a long-running server sees, as far as the page cache keeps the index.
 """
 
