@@ -398,3 +398,32 @@ def test_a_lead_counts_only_when_it_holds_some_of_the_question():
     assert features.is_lead(later, profile) == 0.0
     scores = {c.id: score.weighted(c, profile, CONFIG, score.LEXICAL) for c in (empty, later)}
     assert scores[3] > scores[2]
+
+
+@pytest.mark.parametrize("question, place", [
+    ("Which US state became the first to put him on the ballot?", "state"),
+    ("What African country did Biden visit?", "country"),
+    ("Which nation won the most medals?", "country"),
+    ("In which state did the storm land?", "state"),
+    ("Which state-run firm was sold?", None),
+    ("Which city was rocked by a bridge collapse?", None),
+])
+def test_which_country_or_state_questions_want_a_place(question, place):
+    assert analyse(question, ANALYZER).place == place
+
+
+def test_a_passage_naming_a_place_the_question_does_not_earns_the_place_feature():
+    from qa.ranking import places
+
+    assert places.named("Biden flew from the U.S. to Angola, then Kansas.", "country") == \
+        {"U.S.", "Angola"}
+    assert places.named("Voters in Utah and North Carolina.", "state") == \
+        {"Utah", "North Carolina"}
+    profile = analyse("Which African country did Biden visit after Nigeria?", ANALYZER)
+    assert profile.places_given == {"Nigeria"}
+    naming = candidate("Biden arrived in Angola on Monday.")
+    given_only = candidate("Biden left Nigeria on Sunday.", id=1)
+    assert features.names_wanted_place(naming, profile) == 1.0
+    assert features.names_wanted_place(given_only, profile) == 0.0
+    other = analyse("What did Biden say in Angola?", ANALYZER)
+    assert other.place is None and features.names_wanted_place(naming, other) == 0.0

@@ -41,6 +41,9 @@ class RankingConfig:
     count: float = 0.2
     count_window: int = 2
     time: float = 0.1
+    # "Which country / which state …": the passage names one the question does not
+    # (``places``: pycountry's countries and US states).
+    place: float = 0.2
     outlet: float = 0.2  # the question names the article's outlet ("the VOA report")
     # A soft prior for articles near the date the question is asked as of (``features
     # .recency``: 1 that day, halving every ``half_life`` days), stronger when the question

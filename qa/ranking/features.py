@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from index.lexical import Analyzer
 
+from . import places
 from .candidate import Candidate
 from .config import RankingConfig
 from .profile import Profile, Wanted, times
@@ -156,6 +157,14 @@ def states_wanted_time(c: Candidate, profile: Profile) -> float:
 
 def is_caption(c: Candidate, profile: Profile) -> float:
     return float(c.kind == "caption")
+
+
+def names_wanted_place(c: Candidate, profile: Profile) -> float:
+    """1 when a "which country / which state" question meets a passage naming one that the
+    question does not name itself."""
+    if profile.place is None:
+        return 0.0
+    return float(bool(places.named(c.row.text, profile.place) - profile.places_given))
 
 
 def is_lead(c: Candidate, profile: Profile) -> float:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from index.lexical import Analyzer
 
+from . import places
+
 # Words that make a sentence a question but say nothing about its answer. bm25s's English
 # stop list (33 words) keeps them, so "who" in a question would count as evidence in any
 # sentence with a relative clause ("Biden, who has said …").
@@ -74,6 +76,9 @@ class Profile:
     recent_cue: bool = False
     other_time: bool = False
     half_life: float = 30.0  # days over which an article's recency prior halves
+    # "Which country / which state …": the kind of place wanted, and those the question names.
+    place: str | None = None
+    places_given: frozenset[str] = frozenset()
 
     def names_outlet(self, publisher: str | None) -> bool:
         return names_outlet(self.text, publisher)
@@ -85,6 +90,7 @@ def analyse(
     terms = question_terms(question, analyzer)
     words = name_words(question, analyzer)
     years = set(_YEAR.findall(question))
+    place = asks_for_place(question)
     return Profile(
         as_of=as_of,
         recent_cue=bool(_RECENT.search(question)),
@@ -98,7 +104,21 @@ def analyse(
         wanted=wanted(question, analyzer),
         asks_author=asks_for_author(question),
         asks_latest=asks_for_latest(question),
+        place=place,
+        places_given=places.named(question, place) if place else frozenset(),
     )
+
+
+_PLACE = re.compile(r"(?i)\b(?:which|what)\s+(?:[\w.’'-]+\s+)?(country|nation|state)(?![\w-])")
+
+
+def asks_for_place(question: str) -> str | None:
+    """"country" or "state" when the question asks which one ("Which US state …", "What
+    African country …"); None otherwise."""
+    match = _PLACE.search(question)
+    if not match:
+        return None
+    return "state" if match.group(1).lower() == "state" else "country"
 
 
 def question_terms(question: str, analyzer: Analyzer) -> list[str]:

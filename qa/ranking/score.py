@@ -23,6 +23,7 @@ LEXICAL: tuple[tuple[str, Feature], ...] = (
     ("pairs", features.pairs),
     ("count", features.states_wanted_count),
     ("time", features.states_wanted_time),
+    ("place", features.names_wanted_place),
     ("caption", features.is_caption),
     ("lead", features.is_lead),
     ("byline", features.is_byline),
