@@ -16,7 +16,6 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -204,8 +203,9 @@ def _score(scratch: Path, directory: Path, df: np.ndarray, lengths: np.ndarray,
 
 
 class _Questions:
-    """What a keyword index answers for a question, given its ``analyzer``, ``get_scores``
-    (every passage) and ``postings`` (one term's)."""
+    """What a keyword index answers for a question, given its ``analyzer`` and
+    ``get_scores`` (every passage). The top n are taken from the scores by
+    ``best_positive``."""
 
     analyzer: Analyzer
 
@@ -216,17 +216,6 @@ class _Questions:
         """BM25 score of every passage for ``query`` (zeros where no term matches)."""
         return self.get_scores(list(self.analyzer.terms(query)))
 
-    def top(self, query: str, n: int, allowed: np.ndarray | None = None) -> dict[int, float]:
-        """The ``n`` best-scoring passages for ``query`` (of those ``allowed`` marks) with
-        their scores: exactly those of ``search``."""
-        scores = self.search(query)
-        if allowed is not None:
-            scores *= allowed
-        return {int(i): float(scores[i]) for i in best_positive(scores, n)}
-
-    def scores_of(self, query: str, ids: np.ndarray) -> np.ndarray:
-        """``search(query)[ids]`` without scoring every passage."""
-        return _lookup(self, list(self.analyzer.terms(query)), np.asarray(ids, dtype=np.int64))
 
 
 class Bm25Index(_Questions):
@@ -301,15 +290,6 @@ class Bm25Index(_Questions):
                 values = values * np.float32(weight(token))
             np.add.at(out, indices[start:end], values)
 
-    def postings(self, term: str) -> list[Postings]:
-        """The passages holding a stemmed term with their stored scores (memory-mapped)."""
-        span = self._span(term)
-        if span is None:
-            return []
-        _, start, end = span
-        return [Postings(self.scores["indices"][start:end], self.scores["data"][start:end],
-                         0, 1.0)]
-
     def df(self, term: str) -> int:
         """Passages holding a stemmed term (its column's length)."""
         span = self._span(term)
@@ -333,17 +313,6 @@ class Bm25Index(_Questions):
             value = math.log(1 + (self.num_docs - df + 0.5) / (df + 0.5))
             self._idf[term] = value
         return value
-
-
-@dataclass
-class Postings:
-    """One part's postings of a term: passage ids (ascending; add ``first`` for the archive's
-    ids) and stored scores (times ``factor``)."""
-
-    ids: np.ndarray
-    scores: np.ndarray
-    first: int
-    factor: float
 
 
 SAMPLED_FROM = 1 << 17  # arrays this long find their top n through a sampled threshold
@@ -375,22 +344,6 @@ def _partitioned(ids: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     if len(ids) <= n:
         return ids
     return ids[np.argpartition(-values, n - 1)[:n]]
-
-
-def _lookup(index: Any, terms: list[str], ids: np.ndarray) -> np.ndarray:
-    """The summed scores of ``terms`` (repeats count again) for ``ids`` (ascending),
-    found by binary search in each term's sorted postings."""
-    out = np.zeros(len(ids), dtype=np.float32)
-    for term in terms:
-        for part in index.postings(term):
-            local = ids - part.first
-            found = np.searchsorted(part.ids, local)
-            inside = found < len(part.ids)
-            hit = np.zeros(len(ids), dtype=bool)
-            hit[inside] = np.asarray(part.ids[found[inside]]) == local[inside]
-            out[hit] += np.asarray(part.scores[found[hit]], dtype=np.float32) * \
-                np.float32(part.factor)
-    return out
 
 
 class Vocabulary:
@@ -447,14 +400,6 @@ class StackedBm25(_Questions):
     def _rescale(self, part: Bm25Index) -> Callable[[str], float]:
         """The factor taking ``part``'s stored scores of a term to the whole archive's idf."""
         return lambda term: self.idf(term) / (part.stored_idf(term) or 1.0)
-
-    def postings(self, term: str) -> list[Postings]:
-        found = []
-        for part, first in ((self.base, 0), (self.delta, self.base.num_docs)):
-            for p in part.postings(term):
-                factor = self._rescale(part)(term)
-                found.append(Postings(p.ids, p.scores, first, factor))
-        return found
 
     @property
     def metadata_terms(self) -> set[str] | None:

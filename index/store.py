@@ -625,13 +625,9 @@ class Store:
         A row with more than ``depth`` other passages of its article before it is no lead."""
         wanted = sorted({r.id - k for r in rows if r.kind == "text"
                          for k in range(1, depth + 1) if r.id - k >= 0})
-        before: dict[int, tuple[int, str]] = {}
-        for start in range(0, len(wanted), 900):  # under SQLite's limit of variables
-            part = wanted[start : start + 900]
-            marks = ",".join("?" * len(part))
-            for i, doc, kind in self._query(
-                    f"SELECT id, doc, kind FROM passages WHERE id IN ({marks})", part):
-                before[i] = (doc, kind)
+        marks = ",".join("?" * len(wanted))
+        before = {i: (doc, kind) for i, doc, kind in self._query(
+            f"SELECT id, doc, kind FROM passages WHERE id IN ({marks})", wanted)}
         found = set()
         for row in rows:
             if row.kind != "text":

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from index.lexical import best_positive
 from index.store import Store
 from index.vectors import FaissIndex, StackedIndex, VectorIndex, dot
 
@@ -34,17 +35,15 @@ def retrieve(
     if allowed is None:
         allowed = store.live  # None unless an update removed articles of the base
     dense = _dense(store, query, n, allowed)
-    keyword = store.bm25.top(question, n, allowed)
+    bm25 = store.bm25.search(question)
+    if allowed is not None:
+        bm25 *= allowed
+    keyword = {int(i): float(bm25[i]) for i in best_positive(bm25, n)}
     ids = list(dict.fromkeys([*dense, *keyword]))
     missing = [i for i in ids if i not in dense]
     if missing:
         scores = dot(store.load_vectors(), query, np.array(missing))
         dense.update(zip(missing, scores.tolist(), strict=True))
-    unscored = np.array([i for i in ids if i not in keyword], dtype=np.int64)
-    if len(unscored):  # the dense candidates' keyword scores, looked up
-        keyword = {**keyword, **dict(zip(unscored.tolist(),
-                                         store.bm25.scores_of(question, unscored).tolist(),
-                                         strict=True))}
     best = max(keyword.values(), default=0.0) or 1.0  # the best keyword score of all
     rows = store.passages(ids)
     documents = {doc: store.document(doc) for doc in {row.doc for row in rows}}
@@ -52,7 +51,7 @@ def retrieve(
             if documents[row.doc].date is not None and not documents[row.doc].date_inferred]
     leads = store.leads(news)
     candidates = [
-        Candidate(row, documents[row.doc], dense[row.id], keyword[row.id] / best,
+        Candidate(row, documents[row.doc], dense[row.id], float(bm25[row.id]) / best,
                   lead=row.id in leads)
         for row in rows
     ]
