@@ -37,8 +37,13 @@ if TYPE_CHECKING:
     from .load import Documents
 
 # Passages per block sent to an actor: large enough that Ray's per-task cost (~ms) is small
-# next to embedding it (~10 s on one core), small enough that two nodes share a small archive.
-BLOCK = 128
+# next to embedding it (~1.3 s on one core), small enough that two nodes share a small archive
+# and finish together (the last block is the only one a node can wait on).
+BLOCK = 64
+# Blocks queued on each actor: a second one waits while the first is embedded, so an actor
+# never idles through the round trip of handing a block back and getting the next (with one,
+# each actor idled ~5% of the time on two one-CPU nodes; docs/BENCHMARKS.md).
+IN_FLIGHT = 2
 
 
 class RayError(QAError):
@@ -213,10 +218,10 @@ def embed(
     weights = Path(model).read_bytes()
     dataset = ray.data.from_arrow_refs(refs).map_batches(
         Encoder, fn_constructor_args=(weights,), batch_size=BLOCK, batch_format="numpy",
-        # Every CPU's actor from the start, one block at a time each: blocks go to whichever
-        # actor is free, so a small archive still spreads over the nodes.
+        # Every CPU's actor from the start, IN_FLIGHT blocks each: blocks go to whichever
+        # actor has room, so a small archive still spreads over the nodes.
         compute=ray.data.ActorPoolStrategy(size=min(cpus, len(refs)),
-                                           max_tasks_in_flight_per_actor=1),
+                                           max_tasks_in_flight_per_actor=IN_FLIGHT),
         num_cpus=1,
     )
     nodes: dict[str, int] = {}
