@@ -459,8 +459,8 @@ class Store:
                 return NumpyIndex.load(folder, mmap=mmap)
             # A quantised IVF index re-scores its candidates against the stored vectors:
             # a few thousand rows at random places a question.
-            return FaissIndex.load(folder / "faiss.index", mmap=mmap,
-                                   vectors=open_vectors(folder, scattered=True))
+            return FaissIndex.opening(folder / "faiss.index", open_vectors(folder, scattered=True),
+                                      damaged, mmap=mmap)
 
         try:
             self.vectors: VectorIndex = vector_index(

@@ -7,6 +7,7 @@ import errno
 import mmap as _mmap
 import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -352,13 +353,40 @@ class FaissIndex(VectorIndex):
                 faiss.extract_index_ivf(index).cp.seed = 1234
             else:
                 index = faiss.IndexFlatIP(dimension)
-        self.index = index
+        self._index: Any = None  # a faiss index, or a Future of one (``opening``)
+        self._rows = 0  # with ``opening``: the rows the index must hold
+        self._damaged: Exception = RuntimeError("the vector index cannot be read")
+        self.index = self._probing(index)
         # The float vectors the candidates of a quantised index are re-scored against.
         self.vectors = vectors
         self.trained_on = 0  # vectors the IVF training saw (build_faiss sets it)
+
+    @classmethod
+    def _probing(cls, index: Any) -> Any:
+        """``index`` with this class's probe count set (IVF indexes)."""
         if hasattr(index, "nprobe"):
-            fraction = self.NPROBE_FRACTION if self.quantised else self.FLAT_NPROBE_FRACTION
-            index.nprobe = self.nprobe_for(index.nlist, fraction)
+            quantised = "PQ" in type(index).__name__
+            index.nprobe = cls.nprobe_for(
+                index.nlist, cls.NPROBE_FRACTION if quantised else cls.FLAT_NPROBE_FRACTION)
+        return index
+
+    @property
+    def index(self) -> Any:
+        """The faiss index; one still being read (``opening``) is waited for here."""
+        index = self._index
+        if isinstance(index, Future):
+            try:
+                index = index.result()
+            except Exception as error:  # faiss raises RuntimeError on a file it cannot read
+                raise self._damaged from error
+            if index.ntotal != self._rows:
+                raise self._damaged
+            self._index = index
+        return index
+
+    @index.setter
+    def index(self, index: Any) -> None:
+        self._index = index
 
     @staticmethod
     def factory_for(dimension: int, n: int) -> str:
@@ -455,8 +483,30 @@ class FaissIndex(VectorIndex):
         index = faiss.read_index(str(path), flags)
         return cls(index.d, index, vectors=vectors)
 
+    @classmethod
+    def opening(cls, path: Path, vectors: np.ndarray | Quantized, damaged: Exception,
+                mmap: bool = True) -> FaissIndex:
+        """``load`` in a background thread, returning at once: faiss reads a fast-scan IVF
+        index's lists whole (~0.5 s at 10M passages, the largest part of opening one), which
+        a new process's first question overlaps with loading its encoders and its keyword
+        search; its first vector search waits for the rest. Until then ``count`` is the rows
+        of ``vectors`` (one per indexed vector); a file faiss cannot read, or that holds
+        another count, raises ``damaged`` at that first search."""
+        import faiss
+
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-faiss-read")
+        # faiss releases the GIL while it reads, so the question's own work goes on meanwhile.
+        future = reader.submit(lambda: cls._probing(faiss.read_index(str(path), flags)))
+        reader.shutdown(wait=False)  # the thread ends with the read
+        opened = cls(vectors.shape[1], faiss.IndexFlatIP(vectors.shape[1]), vectors=vectors)
+        opened._index, opened._rows, opened._damaged = future, len(vectors), damaged
+        return opened
+
     @property
     def count(self) -> int:
+        if isinstance(self._index, Future):
+            return self._rows
         return int(self.index.ntotal)
 
     def params(self) -> dict[str, Any]:

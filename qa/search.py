@@ -34,11 +34,12 @@ def retrieve(
     by the fused score."""
     if allowed is None:
         allowed = store.live  # None unless an update removed articles of the base
-    dense = _dense(store, query, n, allowed)
+    # Keywords first: a new process's vector index may still be reading (``FaissIndex.opening``).
     bm25 = store.bm25.search(question)
     if allowed is not None:
         bm25 *= allowed
     keyword = {int(i): float(bm25[i]) for i in best_positive(bm25, n)}
+    dense = _dense(store, query, n, allowed)
     ids = list(dict.fromkeys([*dense, *keyword]))
     missing = [i for i in ids if i not in dense]
     if missing:

@@ -82,6 +82,28 @@ def test_ivf_above_threshold_with_high_recall_and_exact_scores(tmp_path):
     assert (mapped.search(queries, 10)[1] == approx).all()
     with pytest.raises(RuntimeError, match="float vectors"):
         FaissIndex.load(tmp_path / "faiss.index").search(queries, 10)
+    # Opened in the background: the same index once read, its count known before.
+    opened = FaissIndex.opening(tmp_path / "faiss.index", vectors, ValueError("damaged"))
+    assert opened.count == n
+    assert (opened.search(queries, 10)[1] == approx).all() and opened.params() == params
+
+
+def test_an_index_read_in_the_background_that_is_damaged_fails_at_its_first_search(tmp_path):
+    n, d = FaissIndex.IVF_THRESHOLD + 1_000, 32
+    vectors = _clustered(n, d)
+    build_faiss(vectors).save(tmp_path / "faiss.index")
+    # Holding other rows than the stored vectors: damaged, not a wrong answer.
+    fewer = FaissIndex.opening(tmp_path / "faiss.index", vectors[:-1], ValueError("rows"))
+    assert fewer.count == n - 1
+    with pytest.raises(ValueError, match="rows"):
+        fewer.search(vectors[:2], 5)
+    # Garbled in place (the size a manifest checks is unchanged).
+    data = bytearray((tmp_path / "faiss.index").read_bytes())
+    data[:64] = bytes(64)
+    (tmp_path / "faiss.index").write_bytes(bytes(data))
+    garbled = FaissIndex.opening(tmp_path / "faiss.index", vectors, ValueError("garbled"))
+    with pytest.raises(ValueError, match="garbled"):
+        garbled.search(vectors[:2], 5)
 
 
 def test_more_results_than_the_refine_floor_keep_their_recall():
