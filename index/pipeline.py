@@ -371,7 +371,7 @@ def build_index(
         done = None
         if live is not None:
             try:
-                changes = docs_changes(docs_dir, live.manifest)
+                changes = docs_changes(docs_dir, live.files)
                 done = _unchanged(docs_dir, index_dir, live, changes, embedder, model_cache) \
                     or _delta_update(live, changes, docs_dir, index_dir, embedder, count_tokens,
                                      progress, warn, model_cache, fields, ray)
@@ -526,7 +526,7 @@ def _delta_update(
                 removed_sources.add(source)
     except ValueError:  # paths recorded in another form than this docs folder's
         return None
-    entries = manifest.get("files", {})
+    entries = old.files
     for file in gone:
         entry = entries.get(file, {})
         if file not in leaving and not entry.get("skipped") and not entry.get("duplicate_of"):
@@ -570,7 +570,7 @@ def _write_delta(
         for doc in sorted(leaving):
             for row in old.passages_of(doc):
                 reuse[row.hash] = row.id
-        files = dict(old.manifest.get("files", {}))
+        files = dict(old.files)
         for file in [*changes.changed, *changes.removed]:
             files.pop(file, None)
         for doc in keep:  # the previous delta's articles still there, renumbered
@@ -678,9 +678,7 @@ def _unchanged(
     ensure_query_model(index_dir, _model_identity(embedder)[0], verify=True, cache=model_cache)
     counts = manifest["counts"]
     report = Report(counts["documents"], counts["passages"], 0, version=live.version)
-    report.skipped = sorted(
-        s for s, entry in manifest.get("files", {}).items() if entry.get("skipped")
-    )
+    report.skipped = sorted(s for s, entry in live.files.items() if entry.get("skipped"))
     return report
 
 
@@ -712,9 +710,10 @@ def _previous(
     try:
         vectors = old.load_vectors()
         rows = dict(old.passage_hashes())
+        manifest = {**old.manifest, "files": old.files}
     finally:
         old.close()
-    return old.manifest, rows, vectors, old.version
+    return manifest, rows, vectors, old.version
 
 
 def ensure_query_model(
@@ -805,13 +804,12 @@ class Changes:
         return bool(self.added or self.changed or self.removed)
 
 
-def docs_changes(docs_dir: Path, manifest: dict[str, Any]) -> Changes:
-    """Files added, changed or removed since the index was built (size and mtime first,
-    hashing only files whose stat differs)."""
+def docs_changes(docs_dir: Path, indexed: dict[str, Any]) -> Changes:
+    """Files added, changed or removed since the index was built (``indexed``: its files'
+    entries, ``Store.files``): size and mtime first, hashing only files whose stat differs."""
     from .load import _root_and_paths, file_sha256, source_names
 
     docs_dir = Path(docs_dir)
-    indexed: dict[str, Any] = manifest.get("files", {})
     changes = Changes()
     seen = set()
     try:

@@ -52,6 +52,10 @@ from .model import ONNX_FILE
 FORMAT_VERSION = 4
 CURRENT = "CURRENT"
 DELTA = "delta"  # a version's folder of the articles updates added since its base was built
+# The entry of every indexed file (hash, size, mtime; skipped, duplicate), beside the manifest
+# rather than in it: an archive of 500,000 files makes it ~86 MB of JSON (1.2 s to parse),
+# which updates and `qa index status` read, and opening a version for a question does not.
+FILES = "files.json"
 Progress = Callable[[str, int, int], None]
 
 
@@ -352,6 +356,22 @@ def read_manifest(index_dir: Path, version: Path | None = None) -> dict[str, Any
     return manifest
 
 
+def read_files(index_dir: Path, version: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The entries of the files ``version`` indexed (in its manifest when written before
+    ``FILES`` existed)."""
+    if "files" in manifest:
+        return dict(manifest["files"])
+    try:
+        files = json.loads((version / FILES).read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        files = None
+    if not isinstance(files, dict):
+        raise IndexDamaged(f"index at {index_dir} is damaged: run `qa index build`")
+    return files
+
+
 READABLE_FORMATS = (1, 2, 3, 4)  # formats an update can take passages and vectors from
 
 
@@ -498,6 +518,14 @@ class Store:
         self.db.create_function("casefold", 1, lambda s: s.casefold() if s else s,
                                 deterministic=True)
         self._bm25: Any = None
+        self._files: dict[str, Any] | None = None
+
+    @property
+    def files(self) -> dict[str, Any]:
+        """The entries of the files this version indexed (``FILES``), read when first asked."""
+        if self._files is None:
+            self._files = read_files(self.index_dir, self.version, self.manifest)
+        return self._files
 
     @property
     def passage_count(self) -> int:
@@ -867,7 +895,7 @@ def write_delta_version(
     try:
         before = read_manifest(index_dir, base)
         shared = [name for name in before.get("sizes", {})
-                  if not name.startswith(f"{DELTA}/") and name != LEASE]
+                  if not name.startswith(f"{DELTA}/") and name not in (LEASE, FILES)]
         for name in shared:
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             link_atomic(base / name, tmp / name)
@@ -925,6 +953,12 @@ def _publish(index_dir: Path, tmp: Path, manifest: dict[str, Any],
     """Record the sizes and digests of the complete version ``tmp`` (``digests``: those
     already known), fsync it, rename it into place and switch CURRENT to it."""
     name = tmp.name.removeprefix(".tmp-")
+    manifest = dict(manifest)
+    files = manifest.pop("files", None)
+    if files is not None:
+        (tmp / FILES).unlink(missing_ok=True)  # never written through a link to another version
+        (tmp / FILES).write_text(json.dumps(files))
+        manifest["counts"] = {**manifest["counts"], "files": len(files)}
     manifest["sizes"] = _file_sizes(tmp)
     manifest["sha256"] = {
         file: digests.get(file) or _sha256(tmp / file)

@@ -119,6 +119,12 @@ class Builder:
             self.run(docs, index, update=True)
 
 
+# Opening an engine for questions compares the docs folder with the index (a warning when
+# they differ) only up to this many files: above, a stat of every file would cost each
+# `qa ask` seconds (a folder of 500,000 articles).
+CHECK_DOCS_UP_TO = 20_000
+
+
 def open_engine(
     paths: Paths,
     *,
@@ -146,8 +152,10 @@ def open_engine(
         builder.notice(f"no index yet for {paths.docs}: building it at {paths.index}")
         builder.run_or_wait(paths.docs, paths.index, update=False)
         return Engine(paths.index, **options)
+    if not refresh and engine.store.manifest["counts"].get("files", 0) > CHECK_DOCS_UP_TO:
+        return engine  # `qa index status` and `qa index update` still compare them all
     docs = paths.indexed_docs()
-    changes = docs_changes(docs, engine.store.manifest)
+    changes = docs_changes(docs, engine.store.files)
     if changes and refresh:
         engine.close()
         builder.run_or_wait(docs, paths.index, update=True)
@@ -174,11 +182,11 @@ def status(paths: Paths, embedder: Any = None, verify: bool = True) -> dict[str,
         if verify:
             store.verify()
             check_query_model(paths.index, store.manifest["model"]["name"], full=True)
-        manifest = store.manifest
+        manifest, files = store.manifest, store.files
     finally:
         store.close()
     docs = paths.indexed_docs()
-    changes = docs_changes(docs, manifest)
+    changes = docs_changes(docs, files)
     return {
         "index": str(paths.index),
         "docs": str(docs),
@@ -194,9 +202,7 @@ def status(paths: Paths, embedder: Any = None, verify: bool = True) -> dict[str,
         "added": changes.added,
         "changed": changes.changed,
         "removed": changes.removed,
-        "skipped": sorted(
-            name for name, entry in manifest.get("files", {}).items() if entry.get("skipped")
-        ),
+        "skipped": sorted(name for name, entry in files.items() if entry.get("skipped")),
         "being_written": is_being_written(paths.index),
         "duplicates": (manifest.get("duplicates") or {}).get("counts", {}),
         "duplicate_examples": (manifest.get("duplicates") or {}).get("examples", []),

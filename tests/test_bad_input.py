@@ -77,7 +77,7 @@ def test_each_bad_file_warns_once_and_nothing_else_is_lost(messy, tmp_path):
     for p in store.all_passages():
         if p.doc == latin.id:
             assert fold(decoded[p.start:p.end]) == fold(p.text)
-    assert not docs_changes(messy, store.manifest)
+    assert not docs_changes(messy, store.files)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
@@ -159,10 +159,10 @@ def test_fifo_added_later_does_not_hang_status_or_update(tmp_path):
     index = tmp_path / "index"
     _build(docs, index, [])
     os.mkfifo(docs / "pipe.txt")
-    assert docs_changes(docs, Store(index).manifest).added == ["pipe"]
+    assert docs_changes(docs, Store(index).files).added == ["pipe"]
     report = update_index(docs, index, embedder=FakeEmbedder(), count_tokens=word_count)
     assert report.skipped == ["pipe"]
-    assert not docs_changes(docs, Store(index).manifest)
+    assert not docs_changes(docs, Store(index).files)
 
 
 # --- questions --------------------------------------------------------------------------
@@ -247,7 +247,7 @@ def test_same_name_with_two_suffixes_keeps_both_files(tmp_path):
     store = Store(index)
     texts = " ".join(p.text for p in store.all_passages())
     assert "Tiree" in texts and "Mostar" in texts
-    assert not docs_changes(docs, store.manifest)
+    assert not docs_changes(docs, store.files)
 
 
 def test_file_names_that_are_not_utf8_or_hold_newlines(tmp_path):
@@ -264,7 +264,7 @@ def test_file_names_that_are_not_utf8_or_hold_newlines(tmp_path):
     cafe = next(d for d in store.documents.values() if d.source == "caf\\xe9")
     assert cafe.path.endswith("caf\\xe9.txt")
     assert any("cafe reopened" in p.text for p in store.all_passages())
-    assert not docs_changes(docs, store.manifest)
+    assert not docs_changes(docs, store.files)
     answer = Engine(index, embedder=FakeEmbedder()).ask("When did the cafe reopen?")
     json.dumps(answer.to_dict(), ensure_ascii=False).encode("utf-8")
 

@@ -13,7 +13,7 @@ from conftest import NEW_ARTICLE_TEXT, SEEDS, FakeCli, FakeEmbedder, fake_build,
 from test_lifecycle import NEW_ARTICLE
 
 from index import lexical, pipeline
-from index.store import DELTA, Store, current_version
+from index.store import DELTA, FILES, Store, current_version
 from index.vectors import NumpyIndex, Quantized, Stacked, StackedIndex, quantize
 from qa.engine import Engine
 
@@ -74,7 +74,7 @@ def test_an_update_writes_a_delta_that_answers_like_a_whole_rebuild(tmp_path, de
     assert [v.name for v in index.glob("v-*")] == [version.name]  # the old one pruned
     assert (version / DELTA / "passages.sqlite").exists()
     assert manifest["counts"] == {"documents": len(list(docs.iterdir())),
-                                  "passages": len(rows)}
+                                  "passages": len(rows), "files": len(list(docs.iterdir()))}
 
     # The same docs built whole hold the same passages, and answer the same.
     whole = tmp_path / "whole"
@@ -93,6 +93,22 @@ def test_an_update_writes_a_delta_that_answers_like_a_whole_rebuild(tmp_path, de
     assert gone.stem not in {d.source for d in engines[0].store.documents.values()}
     for e in engines:
         e.close()
+
+
+def test_a_delta_writes_its_own_file_list_and_leaves_the_bases_alone(tmp_path, deltas):
+    docs, index = fake_index(tmp_path)
+    reader = Store(index)  # holds the previous version while the update publishes the next
+    before = (reader.version / FILES).read_text()
+    (docs / "zanzibar.txt").write_text(NEW_ARTICLE)
+    _update(docs, index)
+    version = current_version(index)
+    assert version != reader.version and (version / DELTA).is_dir()
+    # Not a link to the base's list (writing it would have rewritten the previous version's).
+    assert (reader.version / FILES).read_text() == before and "zanzibar" not in before
+    assert (version / FILES).stat().st_nlink == 1
+    assert "zanzibar" in json.loads((version / FILES).read_text())
+    assert "files" not in json.loads((version / "manifest.json").read_text())
+    reader.close()
 
 
 def test_removed_articles_are_never_found_however_the_question_is_filtered(tmp_path, deltas):

@@ -122,7 +122,7 @@ def test_kill_at_random_moments(seeds):
         _check_loads_and_answers(index)
         assert len(list(index.glob(".tmp-*"))) <= 1 and len(list(index.glob("v-*"))) <= 3
     _next_writer_cleans_up(docs, index)
-    assert Store(index).manifest["files"]["zanzibar"]["size"] == (docs / "zanzibar.txt").stat().st_size
+    assert Store(index).files["zanzibar"]["size"] == (docs / "zanzibar.txt").stat().st_size
 
 
 def test_leftovers_of_any_shape_are_removed_by_the_next_writer(seeds):

@@ -7,7 +7,7 @@ from conftest import ROOT, SEEDS, FakeEmbedder, fake_build, fold, word_count
 
 from index.errors import DocsError, IndexDamaged, IndexMissing, IndexStale
 from index.pipeline import docs_changes, expected_for, update_index
-from index.store import Store, current_version
+from index.store import FILES, Store, current_version
 from index.vectors import FaissIndex, NumpyIndex
 from qa.engine import Engine
 
@@ -24,7 +24,7 @@ def test_round_trip_keeps_offsets_and_metadata(seeds):
             assert row.start <= s < e <= row.end
     manifest = store.manifest
     assert manifest["model"]["name"] == "fake-bow"
-    assert set(manifest["files"]) == {p.stem for p in SEEDS.glob("*.txt")}
+    assert set(store.files) == {p.stem for p in SEEDS.glob("*.txt")}
 
 
 @pytest.mark.parametrize("k", [1, 5, 20])
@@ -81,6 +81,32 @@ def test_truncated_files_are_damaged(seeds):
         Store(index)
 
 
+def test_the_file_list_lives_beside_the_manifest_and_old_inline_lists_still_read(seeds):
+    docs, index = seeds
+    version = current_version(index)
+    manifest = json.loads((version / "manifest.json").read_text())
+    files = json.loads((version / FILES).read_text())
+    assert "files" not in manifest and set(files) == {p.stem for p in docs.glob("*.txt")}
+    assert manifest["counts"]["files"] == len(files) and FILES in manifest["sha256"]
+    # A version written before the split holds the list in its manifest.
+    manifest["files"] = files
+    for key in ("sizes", "sha256"):
+        del manifest[key][FILES]
+    (version / FILES).unlink()
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    store = Store(index)
+    assert store.files == files and not docs_changes(docs, store.files)
+    store.close()
+    report = update_index(docs, index, embedder=FakeEmbedder(), count_tokens=word_count)
+    assert not (report.added or report.changed or report.removed) and report.embedded == 0
+    # A damaged list is damage, reported when it is read.
+    (version / FILES).write_text("{not json")
+    manifest.pop("files")
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexDamaged, match="qa index build"):
+        _ = Store(index).files
+
+
 def test_update_embeds_only_new_passages(seeds):
     docs, index = seeds
     new = docs / "new_article.txt"
@@ -92,7 +118,7 @@ def test_update_embeds_only_new_passages(seeds):
     assert report.embedded == embedder.calls == 1
     store = Store(index)
     assert "new_article" in {d.source for d in store.documents.values()}
-    assert not docs_changes(docs, store.manifest)
+    assert not docs_changes(docs, store.files)
     new.unlink()
     report = update_index(docs, index, embedder=FakeEmbedder(), count_tokens=word_count)
     assert report.removed == ["new_article"] and report.embedded == 0
