@@ -63,7 +63,11 @@ def connect(address: str) -> Any:
     _reachable(address)
     package = Path(__file__).resolve().parent
     # Ray's notes (plans, execution summaries) are not the user's business; its errors still
-    # reach them through the exceptions below.
+    # reach them through the exceptions below. Its C++ core logs errors that are not the
+    # user's either: every Ray Data actor pool prints that its actors' constructor arguments
+    # (Ray Data's own, held for the pool's lifetime) live in the object store
+    # (ray-project/ray#53727). RAY_BACKEND_LOG_LEVEL set by the user wins.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     try:
         ray.init(
             address=address, logging_level=logging.ERROR, log_to_driver=False,
