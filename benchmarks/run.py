@@ -293,15 +293,15 @@ def w_query(index: str, questions: str, qvectors: str, n: int) -> dict[str, Any]
     # and what of the RSS now is the process's own memory rather than mapped index files
     # (page cache, shared and reclaimable).
     serving = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    own = _rss_parts()
+    own = rss_parts()
     # Exact top-10 one question at a time (10M scores a question), over the first 50.
     qv = qv[:50]
     # Over all the stored vectors: a version with a delta holds the base's and the delta's.
     exact = NumpyIndex(qv.shape[1], engine.store.load_vectors())
     truth = np.concatenate([exact.search(q[None], 10)[1] for q in qv])
     _, got = engine.store.vectors.search(qv, 10)
-    return {"open_and_first_ask_s": first, "ask_ms": _pcts(ask_ms),
-            "embed_query_ms": _pcts(embed_ms), "search_ms": search,
+    return {"open_and_first_ask_s": first, "ask_ms": percentiles(ask_ms),
+            "embed_query_ms": percentiles(embed_ms), "search_ms": search,
             "recall10": _recall(got, truth), "kind": engine.store.manifest["vector_index"],
             "serving_rss_mib": serving, "serving_anon_mib": own["RssAnon"],
             "serving_file_mib": own["RssFile"]}
@@ -378,7 +378,7 @@ def w_million_query(out: str, queries: str) -> dict[str, Any]:
             "params": index.params()}
 
 
-def _rss_parts() -> dict[str, float]:
+def rss_parts() -> dict[str, float]:
     """RssAnon (the process's own memory) and RssFile (mapped files: page cache) in MiB."""
     parts = {}
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -396,10 +396,10 @@ def _search_stats(index: Any, qv: Any) -> dict[str, float]:
         t = time.perf_counter()
         index.search(q[None], 10)
         times.append((time.perf_counter() - t) * 1000)
-    return _pcts(times)
+    return percentiles(times)
 
 
-def _pcts(values: list[float]) -> dict[str, float]:
+def percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     return {"p50": statistics.median(ordered),
             "p95": ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))],

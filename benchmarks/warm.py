@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--passes", type=int, default=3, help="passes over them (default 3)")
     args = parser.parse_args(argv)
 
-    from benchmarks.run import _pcts, _rss_parts
+    from benchmarks.run import percentiles, rss_parts
     from qa.engine import Engine
 
     lines = args.questions.read_text().splitlines()[: args.count]
@@ -37,10 +37,10 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             engine.ask(question, k=5)
             times.append((time.perf_counter() - start) * 1000)
-        pcts = _pcts(times)
+        pcts = percentiles(times)
         print(f"pass {number}: {len(times)} questions, p50 {pcts['p50']:.0f} ms, "
               f"p95 {pcts['p95']:.0f} ms", flush=True)
-    own = _rss_parts()
+    own = rss_parts()
     print(f"serving memory: own (RssAnon) {own['RssAnon']:.0f} MiB, mapped index pages "
           f"(RssFile, reclaimable page cache) {own['RssFile']:.0f} MiB")
     engine.close()
