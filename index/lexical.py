@@ -217,7 +217,6 @@ class _Questions:
         return self.get_scores(list(self.analyzer.terms(query)))
 
 
-
 class Bm25Index(_Questions):
     """A saved bm25s index, memory-mapped; scores queries with numpy alone.
 

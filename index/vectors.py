@@ -475,13 +475,15 @@ class FaissIndex(VectorIndex):
         (the memory-mapped ``vectors.npy``). Flat indexes are served by ``NumpyIndex`` over
         the mapped ``vectors.npy`` instead; faiss's flat mmap flag cannot be combined with
         the IVF one."""
+        index = cls._read(path, mmap)
+        return cls(index.d, index, vectors=vectors)
+
+    @staticmethod
+    def _read(path: Path, mmap: bool) -> Any:
         import faiss
 
-        flags = 0
-        if mmap:
-            flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
-        index = faiss.read_index(str(path), flags)
-        return cls(index.d, index, vectors=vectors)
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        return faiss.read_index(str(path), flags)
 
     @classmethod
     def opening(cls, path: Path, vectors: np.ndarray | Quantized, damaged: Exception,
@@ -492,15 +494,12 @@ class FaissIndex(VectorIndex):
         search; its first vector search waits for the rest. Until then ``count`` is the rows
         of ``vectors`` (one per indexed vector); a file faiss cannot read, or that holds
         another count, raises ``damaged`` at that first search."""
-        import faiss
-
-        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
         reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-faiss-read")
         # faiss releases the GIL while it reads, so the question's own work goes on meanwhile.
-        future = reader.submit(lambda: cls._probing(faiss.read_index(str(path), flags)))
+        future = reader.submit(lambda: cls._probing(cls._read(path, mmap)))
         reader.shutdown(wait=False)  # the thread ends with the read
-        opened = cls(vectors.shape[1], faiss.IndexFlatIP(vectors.shape[1]), vectors=vectors)
-        opened._index, opened._rows, opened._damaged = future, len(vectors), damaged
+        opened = cls(vectors.shape[1], future, vectors=vectors)
+        opened._rows, opened._damaged = len(vectors), damaged
         return opened
 
     @property
