@@ -20,7 +20,7 @@ from index.store import Store
 from .cite import citation, highlight
 from .filters import Filters
 from .ranking import Archive, Candidate, Profile, RankingConfig, analyse, rank
-from .ranking.passes import group
+from .ranking.passes import group, stale
 from .results import Answer, Passage
 from .search import retrieve
 
@@ -183,6 +183,9 @@ class Engine:
         profile = analyse(text, self.analyzer, as_of, self.ranking.half_life)
         answered, reason, ranked = rank(profile, pool, self._archive(), query, self.ranking)
         groups = group(ranked, k, profile, self.analyzer, self.ranking)
+        note = stale(profile, [found[0] for found in groups], self.ranking) if answered else None
+        if note:
+            warnings.append(note)
         passages = [self._present(n, found, profile) for n, found in enumerate(groups, start=1)]
         return Answer(question=text, answered=answered, passages=passages, warnings=warnings,
                       reason=reason)

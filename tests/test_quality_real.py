@@ -118,3 +118,17 @@ def test_refusal_in_terminal_and_json(real_index):
     shown = json.loads(_ask(real_index, question, "--json", "--show-weak", "-k", "2").stdout)
     assert shown["answered"] is False and len(shown["passages"]) == 2
     assert set(shown["passages"][0]) >= {"rank", "score", "text", "highlight", "citation", "also"}
+
+
+def test_a_question_whose_kind_of_answer_no_close_passage_states_is_refused_saying_so(
+    real_index,
+):
+    # The seeds describe the Taji base and its attack, and never measure anything there.
+    data = json.loads(_ask(real_index, "How tall is the Taji base fence?", "--json").stdout)
+    assert data["answered"] is False
+    assert data["reason"] == "none of the closest passages states a measure"
+    terminal = _ask(real_index, "How tall is the Taji base fence?")
+    assert "none of the closest passages states a measure" in " ".join(terminal.stdout.split())
+    # The same kind of question that a passage answers with a number is answered.
+    assert json.loads(_ask(real_index, "How many rockets landed at the Taji base?",
+                           "--json").stdout)["answered"] is True

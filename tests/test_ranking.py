@@ -427,3 +427,78 @@ def test_a_passage_naming_a_place_the_question_does_not_earns_the_place_feature(
     assert features.names_wanted_place(given_only, profile) == 0.0
     other = analyse("What did Biden say in Angola?", ANALYZER)
     assert other.place is None and features.names_wanted_place(naming, other) == 0.0
+
+
+@pytest.mark.parametrize("question, kind", [
+    ("How much did the Taji base cost to build?", "money"),
+    ("How much money did the campaign raise?", "money"),
+    ("How much rain fell on Sunday?", None),
+    ("How tall is the wall around the compound?", "measure"),
+    ("How long did the strike last?", "measure"),
+    ("How old is the new prime minister?", "age"),
+    ("What year was the club founded?", "year"),
+    ("When was Kataib Hezbollah founded?", "year"),
+    ("When did the ferry return?", "time"),
+    ("How many drones does Iran own?", "count"),
+    ("Who is the president of France?", None),
+])
+def test_answer_kind_is_what_a_passage_must_state(question, kind):
+    assert analyse(question, ANALYZER).answer == kind
+
+
+@pytest.mark.parametrize("question, text, states", [
+    ("How much did the base cost?", "The base cost $2.5 billion to build.", True),
+    ("How much did the base cost?", "The base cost a fortune, officials said.", False),
+    ("How tall is the wall?", "The wall is 12 feet high.", True),
+    ("How tall is the wall?", "The wall is very high.", False),
+    ("How old is Khamenei?", "Khamenei, 80, spoke on Friday.", True),
+    ("How old is Khamenei?", "Khamenei spoke on Friday.", False),
+    ("When was the militia founded?", "The militia was founded in 2007.", True),
+    ("When was the militia founded in 2007?", "The militia was founded in 2007.", False),
+    ("How many troops remain?", "Troops will go from 3,000 to 2,500 by January.", True),
+    ("How many troops remain?", "Troops remain. Officials counted 12 rockets.", False),
+    ("When did the ferry return?", "The ferry returned on Monday.", True),
+    ("When did the ferry return?", "The ferry returned.", False),
+    ("Who leads the militia?", "Nobody said.", True),  # no kind asked: nothing to check
+])
+def test_states_answer_sees_the_kind_asked_for_in_a_sentence(question, text, states):
+    sentences = [s + "." for s in text.rstrip(".").split(". ")]
+    spans, at = [], 100
+    for s in sentences:
+        spans.append((at, at + len(s)))
+        at += len(s) + 1
+    c = candidate(" ".join(sentences), spans=tuple(spans))
+    assert features.states_answer(analyse(question, ANALYZER), c, ANALYZER) is states
+
+
+def test_closest_passages_that_never_state_the_kind_asked_for_cost_confidence():
+    profile = analyse("How tall is the wall around the compound?", ANALYZER)
+    vague = candidate("The wall around the compound is tall and thick.", dense=0.5, sentence=0.3)
+    vague.score = 1.0
+    config = dataclasses.replace(CONFIG, unstated=0.3, min_confidence=0.6)
+    args = (lambda doc: {"wall", "compound", "tall"}, lambda t: 1.0, lambda t: True, ANALYZER)
+    assert score.answers(profile, [vague], *args, config) == \
+        (False, "none of the closest passages states a measure")
+    assert score.answers(profile, [vague], *args, dataclasses.replace(config, unstated=0.0)) \
+        == (True, None)
+    stated = candidate("The wall around the compound is 12 feet tall.", dense=0.5, sentence=0.3)
+    stated.score = 1.0
+    assert score.answers(profile, [stated], *args, config) == (True, None)
+
+
+def test_a_question_about_now_answered_only_from_old_articles_gets_a_note():
+    config = RankingConfig()
+    now = analyse("Who became prime minister this week?", ANALYZER, as_of="2024-03-29")
+    old = candidate("Varadkar took office.", date="2017-06-14")
+    older = candidate("Kenny stepped down.", id=1, doc=1, date="2016-01-01")
+    undated = candidate("A prime minister spoke.", id=2, doc=2)
+    note = passes.stale(now, [old, older, undated], config)
+    assert note is not None and "2017-06-14" in note and "2,480 days before 2024-03-29" in note
+    fresh = candidate("Montenegro was sworn in.", id=3, doc=3, date="2024-03-20")
+    assert passes.stale(now, [old, fresh], config) is None  # a recent article is shown
+    assert passes.stale(now, [undated], config) is None  # nothing dated to compare
+    timeless = analyse("Who became prime minister in 2017?", ANALYZER, as_of="2024-03-29")
+    assert passes.stale(timeless, [old], config) is None  # another time named
+    plain = analyse("Who is the prime minister?", ANALYZER, as_of="2024-03-29")
+    assert passes.stale(plain, [old], config) is None  # not about now
+    assert passes.stale(now, [old], dataclasses.replace(config, stale_days=3000)) is None

@@ -60,7 +60,7 @@ def rank(
     if profile.asks_author:
         ranked = passes.bylines(profile, ranked, archive.bylines, config)
     answered, reason = score.answers(profile, ranked, archive.vocabulary, archive.idf,
-                                     archive.known, config)
+                                     archive.known, archive.analyzer, config)
     ranked = sorted(ranked, key=lambda c: (-c.score, c.id))
     ranked = passes.recency(profile, ranked, config)
     return answered, reason, passes.ordering_scores(passes.captions(ranked))

@@ -76,10 +76,16 @@ class RankingConfig:
     confidence_sentence: float = 1.0
     missing_names: float = 0.3
     min_confidence: float = 0.56
+    # … less this when none of the ``unstated_depth`` best passages states the kind of answer
+    # the question asks for (an amount, a measure, an age, a year, a count, a time).
+    unstated: float = 0.2
+    unstated_depth: int = 3
 
     # Passes over the ranked list.
     author_articles: int = 3  # articles whose bylines answer "who wrote …"
     recency_margin: float = 0.05  # "latest …": newer first among results this close
+    # "… this week?" answered only from articles older than this (days): a note says so.
+    stale_days: int = 180
     group_depth: int = 3  # candidates compared for grouping, per result asked for
     # Two sentences report the same finding when the shorter one's terms (at least
     # ``group_min_terms``) are this much in the longer one.

@@ -98,6 +98,54 @@ def states_count(
     return False
 
 
+_NUMBER = r"(?:\d[\d,.]*|(?:" + "|".join(sorted(_NUMBER_WORDS)) + r"))"
+_STATED = {
+    "money": re.compile(
+        r"[$£€¥]\s?\d|\b\d[\d,.]*\s*(?:dollars|euros|pounds|cents|yuan|yen|rupees|francs)\b"
+        r"|\b(?:million|billion|trillion)\b|\b(?:USD|EUR|GBP)\b"
+    ),
+    "measure": re.compile(
+        rf"(?i)\b{_NUMBER}(?:\s|-)*(?:feet|foot|ft|inch(?:es)?|yards?|miles?|meters?|metres?"
+        r"|km|kilometers?|kilometres?|cm|centimeters?|mm|m|kg|kilograms?|pounds|lbs?|tons?"
+        r"|tonnes?|stor(?:ey|ie|y)s?|floors?|acres?|hectares?|square|mph|knots|seconds?"
+        r"|minutes?|hours?|days?|weeks?|months?|years?|decades?)\b"
+    ),
+    "age": re.compile(
+        r"(?i)\b\d{1,3}(?:-| )years?(?:-| )old\b|\baged? \d{1,3}\b|\bage of \d{1,3}\b"
+        r"|, \d{1,3},|\(\d{1,3}\)|\b(?:teens?|twenties|thirties|forties|fifties|sixties"
+        r"|seventies|eighties|nineties)\b"
+    ),
+    "year": re.compile(r"\b(?:1[0-9]|20)\d\d\b"),
+    "count": re.compile(rf"(?i)\b{_NUMBER}\b"),
+}
+
+
+def states_answer(profile: Profile, c: Candidate, analyzer: Analyzer) -> bool:
+    """Whether some sentence of ``c`` states the kind of answer the question asks for
+    (``profile.answer``): an amount of money, a measure, an age, a year the question does not
+    give, a number in a sentence naming what it counts (any number when it names nothing),
+    a time. True for a
+    question that asks for no such kind."""
+    kind = profile.answer
+    if kind is None:
+        return True
+    text = c.row.text
+    if kind == "year":
+        return bool(set(_STATED["year"].findall(text)) - set(_STATED["year"].findall(profile.text)))
+    if kind == "time":
+        return bool(times(text) - times(profile.text))
+    if kind == "count":
+        things = profile.wanted.things if profile.wanted and profile.wanted.kind == "count" \
+            else frozenset()
+        if things:  # a number in a sentence naming what is counted: "from 3,000 to 2,500 troops"
+            return any(
+                _STATED["count"].search(s) and things & set(analyzer.stem(_COUNT_TOKEN.findall(
+                    s.lower())))
+                for s in c.sentence_texts()
+            )
+    return _STATED[kind].search(text) is not None
+
+
 def missing_names(profile: Profile, idf: Idf, vocabulary: set[str]) -> float:
     """Share of the question's IDF mass held by names that ``vocabulary`` (an article's
     words) never uses: "What did Putin say about the attack?" asked of an archive whose best

@@ -62,6 +62,29 @@ def recency(profile: Profile, ranked: list[Candidate], config: RankingConfig) ->
     return close + rest
 
 
+def stale(profile: Profile, shown: Sequence[Candidate], config: RankingConfig) -> str | None:
+    """A note for a question about now ("this week", "recently") whose passages all come
+    from articles published more than ``stale_days`` before the date it is asked as of: the
+    archive answers about an older time, and the reader should know. None otherwise (no
+    cue, another time named, no date to compare, or a recent enough article shown)."""
+    import datetime as dt
+
+    if not profile.recent_cue or profile.other_time or not profile.as_of or not shown:
+        return None
+    dates = [c.document.date for c in shown if c.document.date]
+    if not dates:
+        return None
+    newest = max(dates)
+    try:
+        age = (dt.date.fromisoformat(profile.as_of) - dt.date.fromisoformat(newest)).days
+    except ValueError:
+        return None
+    if age <= config.stale_days:
+        return None
+    return (f"the question asks about recent events, but the newest article shown is from "
+            f"{newest}, {age:,} days before {profile.as_of}: the archive may not cover them")
+
+
 def captions(ranked: Sequence[Candidate]) -> list[Candidate]:
     """Every photo caption moved below the story passages that hold at least as much of the
     question's evidence as it does.

@@ -49,6 +49,42 @@ _TIME = re.compile(
 )
 
 
+# The kind of answer a question asks for, as the refusal checks that the closest passages
+# state one ("How tall is the wall?" of an archive that never gives its height): amounts of
+# money, measures, ages, years and counts are visible in text without a tagger.
+_ASKS_MONEY = re.compile(
+    r"(?i)\bhow much\b(?:[^?]{0,60}?\b(?:cost|costs|spen[dt]|pa(?:y|id)|worth|price|fine[ds]?"
+    r"|charge[ds]?|earn(?:ed|s)?|owe[ds]?|s[oe]ld?|raised?|money|budget|funding|salary)\b)"
+)
+_ASKS_MEASURE = re.compile(r"(?i)\bhow (?:tall|high|long|far|deep|wide|heavy|big|large|fast)\b")
+_ASKS_AGE = re.compile(r"(?i)\bhow old\b")
+_ASKS_COUNT = re.compile(r"(?i)\bhow many\b")
+_ASKS_YEAR = re.compile(
+    r"(?i)\b(?:(?:what|which) year\b|when (?:was|were|is|did)\b[^?]{0,60}?\b(?:founded|found"
+    r"|built|build|born|established|establish|constructed|construct|created|create|formed"
+    r"|form|invented|invent|discovered|discover)\b)"
+)
+
+
+def answer_kind(question: str) -> str | None:
+    """What a question asks for, when a passage can be seen to state one: "money" ("How much
+    did it cost?"), "measure" ("How tall …", "How long …"), "age" ("How old …"), "year" ("What
+    year …", "When was it founded?"), "count" ("How many …") or "time" ("When …"); else None."""
+    if _ASKS_MONEY.search(question):
+        return "money"
+    if _ASKS_MEASURE.search(question):
+        return "measure"
+    if _ASKS_AGE.search(question):
+        return "age"
+    if _ASKS_YEAR.search(question):
+        return "year"
+    if _ASKS_COUNT.search(question):
+        return "count"
+    if _WHEN.search(question):
+        return "time"
+    return None
+
+
 @dataclass(frozen=True)
 class Wanted:
     """The kind of answer a question asks for: ``"count"`` of ``things`` (stems) or
@@ -79,6 +115,7 @@ class Profile:
     # "Which country / which state …": the kind of place wanted, and those the question names.
     place: str | None = None
     places_given: frozenset[str] = frozenset()
+    answer: str | None = None  # ``answer_kind``: what the refusal checks a passage states
 
     def names_outlet(self, publisher: str | None) -> bool:
         return names_outlet(self.text, publisher)
@@ -106,6 +143,7 @@ def analyse(
         asks_latest=asks_for_latest(question),
         place=place,
         places_given=places.named(question, place) if place else frozenset(),
+        answer=answer_kind(question),
     )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from index.lexical import Analyzer
+
 from . import features
 from .candidate import Candidate
 from .config import RankingConfig
@@ -55,6 +57,15 @@ def confidence(c: Candidate, missing: float, config: RankingConfig) -> float:
 
 
 NOT_CLOSE = "no passage in the archive answers it closely enough"
+# Why, when the closest passages never state the kind of answer asked for (``Profile.answer``).
+UNSTATED = {
+    "money": "none of the closest passages states an amount of money",
+    "measure": "none of the closest passages states a measure",
+    "age": "none of the closest passages states an age",
+    "year": "none of the closest passages states a year",
+    "count": "none of the closest passages states how many",
+    "time": "none of the closest passages states when",
+}
 
 
 def answers(
@@ -63,12 +74,15 @@ def answers(
     vocabulary: Callable[[int], set[str]],
     idf: features.Idf,
     known: Callable[[str], bool],
+    analyzer: Analyzer,
     config: RankingConfig,
 ) -> tuple[bool, str | None]:
     """(whether the archive answers, and if not why). It does not when the question names
     someone or something no article mentions ("What did Merkel say …?" of an archive that
     never says "Merkel"); else when the best passage's evidence is strong enough, or, for
-    "who wrote the VOA story?", when the named outlet's byline is among the results."""
+    "who wrote the VOA story?", when the named outlet's byline is among the results. When
+    none of the best few passages states the kind of answer asked for ("How tall is the
+    wall?" and not one measure), the evidence counts ``config.unstated`` less."""
     unknown = features.unknown_names(profile, known)
     if unknown:
         return False, "the archive never mentions " + " or ".join(unknown)
@@ -76,10 +90,15 @@ def answers(
     evidence = [c for c in ranked if c.kind != "byline"] or list(ranked)
     best = max(evidence, key=lambda c: c.score)
     missing = features.missing_names(profile, idf, vocabulary(best.document.id))
-    if confidence(best, missing, config) >= config.min_confidence:
+    closest = sorted(evidence, key=lambda c: -c.score)[: config.unstated_depth]
+    unstated = not any(features.states_answer(profile, c, analyzer) for c in closest)
+    if confidence(best, missing, config) - config.unstated * unstated >= config.min_confidence:
         return True, None
     if profile.asks_author and any(
         c.kind == "byline" and profile.names_outlet(c.document.publisher) for c in ranked
     ):
         return True, None
+    if unstated and profile.answer is not None and \
+            confidence(best, missing, config) >= config.min_confidence:
+        return False, UNSTATED[profile.answer]
     return False, NOT_CLOSE
