@@ -309,7 +309,7 @@ def create_api(
             return HTMLResponse(web.page(params, error=message), status, headers=headers)
         data = answer.to_dict(weak)
         _relative_paths(data, service)
-        return HTMLResponse(web.page(params, data, weak=weak))
+        return HTMLResponse(web.page(params, data, weak=weak, notes=answer.warnings))
 
     @api.get("/show", response_class=HTMLResponse, include_in_schema=False)
     async def show_page(source: str, span: str = "") -> Any:

@@ -12,6 +12,7 @@ reader and phone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 from typing import Any
 from urllib.parse import urlencode
@@ -40,6 +41,7 @@ button.vote[aria-pressed="true"] { border-color: var(--accent); background: #e8f
 .status { margin: 1em 0; padding: .6em .8em; border-left: 4px solid var(--accent);
           background: #f3f6fa; }
 .refused { border-left-color: #8a4b00; background: #fbf5ec; }
+.note { margin: 1em 0; padding: .6em .8em; border-left: 4px solid #5a5a5a; background: #f4f4f4; }
 ol.findings { list-style: none; padding: 0; }
 ol.findings > li { border-top: 1px solid var(--line); padding: .8em 0; }
 .passage { margin: .3em 0; }
@@ -77,15 +79,17 @@ document.querySelectorAll("[data-vote]").forEach(function (button) {
 
 
 def page(params: dict[str, str], answer: dict[str, Any] | None = None,
-         error: str | None = None, weak: bool = False) -> str:
-    """The search page: the form (filled from ``params``) and, after a search, the answer."""
+         error: str | None = None, weak: bool = False, notes: Sequence[str] = ()) -> str:
+    """The search page: the form (filled from ``params``) and, after a search, the answer
+    with its ``notes`` (the engine's warnings: a question cut to the model's window, only
+    old articles for a question about now)."""
     question = params.get("q", "")
     title = f"{question} — archive search" if question else "Archive search"
     body = [f"<h1>Search the news archive</h1>{_form(params)}"]
     if error:
         body.append(f'<p class="status refused" role="alert">{escape(error)}</p>')
     elif answer is not None:
-        body.append(_answer(params, answer, weak))
+        body.append(_answer(params, answer, weak, notes))
     return _document(title, "".join(body))
 
 
@@ -138,7 +142,8 @@ def _form(params: dict[str, str]) -> str:
     )
 
 
-def _answer(params: dict[str, str], answer: dict[str, Any], weak: bool) -> str:
+def _answer(params: dict[str, str], answer: dict[str, Any], weak: bool,
+            notes: Sequence[str] = ()) -> str:
     passages = answer["passages"]
     parts = []
     as_of = params.get("as_of", "")
@@ -159,6 +164,8 @@ def _answer(params: dict[str, str], answer: dict[str, Any], weak: bool) -> str:
                      f'{"s" if len(passages) != 1 else ""} for “{escape(answer["question"])}”'
                      f' · <a href="{escape(link, quote=True)}" class="permalink">Permalink'
                      "</a></p>")
+    # Below the status line, which stays the page's first: "the newest article shown is …".
+    parts[1:1] = [f'<p class="note" role="note">Note: {escape(note)}</p>' for note in notes]
     if passages:
         items = "".join(_finding(answer["question"], p, as_of) for p in passages)
         parts.append(f'<ol class="findings">{items}</ol>')

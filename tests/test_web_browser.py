@@ -150,3 +150,16 @@ def test_the_page_fits_a_phone(site, browser):
         browser.save_screenshot(str(SHOTS / "search-phone.png"))
     finally:
         browser.set_window_size(1280, 900)
+
+
+def test_a_question_about_now_answered_from_old_articles_carries_a_note(site, browser):
+    from selenium.webdriver.common.by import By
+
+    base, _ = site
+    # The seeds are from 2020; the page asks as of today unless told otherwise.
+    status = _ask(browser, base, "What did Esper recently say about Iran?")
+    assert "finding" in status.text
+    note = browser.find_element(By.CSS_SELECTOR, "p.note")
+    assert "recent events" in note.text and "the newest article shown is from 2020-" in note.text
+    _ask(browser, base, "What did Esper say about Iran?")  # no cue: no note
+    assert not browser.find_elements(By.CSS_SELECTOR, "p.note")
