@@ -70,19 +70,9 @@ def answer_kind(question: str) -> str | None:
     """What a question asks for, when a passage can be seen to state one: "money" ("How much
     did it cost?"), "measure" ("How tall …", "How long …"), "age" ("How old …"), "year" ("What
     year …", "When was it founded?"), "count" ("How many …") or "time" ("When …"); else None."""
-    if _ASKS_MONEY.search(question):
-        return "money"
-    if _ASKS_MEASURE.search(question):
-        return "measure"
-    if _ASKS_AGE.search(question):
-        return "age"
-    if _ASKS_YEAR.search(question):
-        return "year"
-    if _ASKS_COUNT.search(question):
-        return "count"
-    if _WHEN.search(question):
-        return "time"
-    return None
+    asks = (("money", _ASKS_MONEY), ("measure", _ASKS_MEASURE), ("age", _ASKS_AGE),
+            ("year", _ASKS_YEAR), ("count", _ASKS_COUNT), ("time", _WHEN))
+    return next((kind for kind, pattern in asks if pattern.search(question)), None)
 
 
 @dataclass(frozen=True)
