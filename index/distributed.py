@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,14 +68,19 @@ def connect(address: str) -> Any:
     # reach them through the exceptions below. Its C++ core logs errors that are not the
     # user's either: every Ray Data actor pool prints that its actors' constructor arguments
     # (Ray Data's own, held for the pool's lifetime) live in the object store
-    # (ray-project/ray#53727). RAY_BACKEND_LOG_LEVEL set by the user wins.
+    # (ray-project/ray#53727). RAY_BACKEND_LOG_LEVEL set by the user wins. Setting it makes
+    # the core log one line of its own as it starts ("Set ray log level from environment
+    # variable …"), on the process's stderr before any log file is open: that start is
+    # silenced below; its failures still come back as the exceptions handled here.
+    quiet = "RAY_BACKEND_LOG_LEVEL" not in os.environ
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     try:
-        ray.init(
-            address=address, logging_level=logging.ERROR, log_to_driver=False,
-            # This package goes with the job, so every node runs the head's code.
-            runtime_env={"py_modules": [str(package)]},
-        )
+        with _native_stderr_silenced(quiet):
+            ray.init(
+                address=address, logging_level=logging.ERROR, log_to_driver=False,
+                # This package goes with the job, so every node runs the head's code.
+                runtime_env={"py_modules": [str(package)]},
+            )
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise RayError(f"cannot reach a Ray cluster at {address} ({_first_line(error)}): "
                        + _START) from None
@@ -81,6 +88,24 @@ def connect(address: str) -> Any:
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
     return ray
+
+
+@contextmanager
+def _native_stderr_silenced(active: bool = True) -> Iterator[None]:
+    """File descriptor 2 points at /dev/null inside the block (C++ code writes there, not to
+    ``sys.stderr``); Python's own ``sys.stderr`` is flushed first and restored after."""
+    if not active:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 _START = ("start one with `ray start --head` (and `ray start --address HEAD:6379` on the "
