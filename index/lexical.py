@@ -58,6 +58,8 @@ class Analyzer:
         # PyStemmer objects are not thread-safe; servers answer on several threads.
         self._lock = threading.Lock()
         self.terms = lru_cache(maxsize=cache)(self.analyze)
+        # The same, as a set: grouping compares each sentence with many others.
+        self.term_set = lru_cache(maxsize=cache)(lambda text: frozenset(self.terms(text)))
 
     def stem(self, words: list[str]) -> list[str]:
         """Snowball stems of ``words`` (no stop-word filtering)."""

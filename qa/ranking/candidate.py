@@ -27,6 +27,7 @@ class Candidate:
     similar: dict[int, float] = field(default_factory=dict)  # cosine of embedded sentences
     embedded: bool = False  # whether its sentences were embedded (the best few are)
     score: float = 0.0  # the ordering score of the stage that last sorted the list
+    _texts: list[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def id(self) -> int:
@@ -41,4 +42,7 @@ class Candidate:
         return self.row.text[start - self.row.start : end - self.row.start]
 
     def sentence_texts(self) -> list[str]:
-        return [self.sentence_text(i) for i in range(len(self.row.sentences))] or [self.row.text]
+        if self._texts is None:  # grouping asks for them many times
+            self._texts = [self.sentence_text(i) for i in range(len(self.row.sentences))] \
+                or [self.row.text]
+        return self._texts

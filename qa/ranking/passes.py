@@ -123,21 +123,23 @@ def group(
     earlier one are folded into it. Only the first ``group_depth``·(k+1) candidates are
     compared: a repeated finding scores close to the one it repeats."""
     groups: list[list[Candidate]] = []
+    heads_best: list[int] = []  # each group's head's answering sentence
     depth = config.group_depth * (k + 1)
     for position, c in enumerate(ranked):
         if len(groups) >= k and position >= depth:
             break
         best = best_sentence(c, profile, config)
-        for found in groups if position < depth else ():
-            head = found[0]
+        for found, head_best in zip(groups if position < depth else (), heads_best,
+                                    strict=False):
             if all(other.document.id != c.document.id for other in found) and same_finding(
-                head, best_sentence(head, profile, config), c, best, analyzer, config
+                found[0], head_best, c, best, analyzer, config
             ):
                 found.append(c)
                 break
         else:
             if len(groups) < k:
                 groups.append([c])
+                heads_best.append(best)
     return groups
 
 
@@ -157,7 +159,7 @@ def same_finding(
 def near_duplicate(a: str, b: str, analyzer: Analyzer, config: RankingConfig) -> bool:
     """Whether two sentences say the same thing in (nearly) the same words: quotes and wire
     copy survive re-editing with punctuation and a word or two changed."""
-    ta, tb = set(analyzer.terms(a)), set(analyzer.terms(b))
+    ta, tb = analyzer.term_set(a), analyzer.term_set(b)
     small = min(len(ta), len(tb))
     if small < config.group_min_terms:
         return False
