@@ -238,13 +238,18 @@ def recency(c: Candidate, profile: Profile) -> float:
     date = c.document.date
     if not date or not profile.as_of or profile.other_time:
         return 0.0
+    age = days_before(profile.as_of, date)
+    return 0.0 if age is None else 0.5 ** (max(age, 0) / profile.half_life)
+
+
+def days_before(as_of: str, date: str) -> int | None:
+    """Days from ``date`` to ``as_of`` (both YYYY-MM-DD); None when either is not a date."""
     import datetime as dt
 
     try:
-        age = (dt.date.fromisoformat(profile.as_of) - dt.date.fromisoformat(date)).days
+        return (dt.date.fromisoformat(as_of) - dt.date.fromisoformat(date)).days
     except ValueError:
-        return 0.0
-    return 0.5 ** (max(age, 0) / profile.half_life)
+        return None
 
 
 def recency_cued(c: Candidate, profile: Profile) -> float:

@@ -8,7 +8,7 @@ from index.lexical import Analyzer
 
 from .candidate import Candidate
 from .config import RankingConfig
-from .features import best_sentence
+from .features import best_sentence, days_before
 from .profile import Profile
 
 # Placing rather than scoring: a byline goes just above its article's best passage, and the
@@ -67,19 +67,14 @@ def stale(profile: Profile, shown: Sequence[Candidate], config: RankingConfig) -
     from articles published more than ``stale_days`` before the date it is asked as of: the
     archive answers about an older time, and the reader should know. None otherwise (no
     cue, another time named, no date to compare, or a recent enough article shown)."""
-    import datetime as dt
-
     if not profile.recent_cue or profile.other_time or not profile.as_of or not shown:
         return None
     dates = [c.document.date for c in shown if c.document.date]
     if not dates:
         return None
     newest = max(dates)
-    try:
-        age = (dt.date.fromisoformat(profile.as_of) - dt.date.fromisoformat(newest)).days
-    except ValueError:
-        return None
-    if age <= config.stale_days:
+    age = days_before(profile.as_of, newest)
+    if age is None or age <= config.stale_days:
         return None
     return (f"the question asks about recent events, but the newest article shown is from "
             f"{newest}, {age:,} days before {profile.as_of}: the archive may not cover them")

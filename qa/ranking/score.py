@@ -88,17 +88,18 @@ def answers(
         return False, "the archive never mentions " + " or ".join(unknown)
     # A byline says who wrote a story, not that the archive covers the question.
     evidence = [c for c in ranked if c.kind != "byline"] or list(ranked)
-    best = max(evidence, key=lambda c: c.score)
+    ordered = sorted(evidence, key=lambda c: -c.score)  # stable: the first best stays first
+    best = ordered[0]
     missing = features.missing_names(profile, idf, vocabulary(best.document.id))
-    closest = sorted(evidence, key=lambda c: -c.score)[: config.unstated_depth]
-    unstated = not any(features.states_answer(profile, c, analyzer) for c in closest)
-    if confidence(best, missing, config) - config.unstated * unstated >= config.min_confidence:
+    value = confidence(best, missing, config)
+    unstated = not any(features.states_answer(profile, c, analyzer)
+                       for c in ordered[: config.unstated_depth])
+    if value - config.unstated * unstated >= config.min_confidence:
         return True, None
     if profile.asks_author and any(
         c.kind == "byline" and profile.names_outlet(c.document.publisher) for c in ranked
     ):
         return True, None
-    if unstated and profile.answer is not None and \
-            confidence(best, missing, config) >= config.min_confidence:
+    if unstated and profile.answer is not None and value >= config.min_confidence:
         return False, UNSTATED[profile.answer]
     return False, NOT_CLOSE
