@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,7 +162,7 @@ class OnnxEmbedder(Embedder):
             )
         self._inputs = [name for name in ONNX_INPUTS if name in inputs]
         self._tokenizer = _padded_tokenizer(tokenizer_path)
-        self._threads: Any = None
+        self._threads: ThreadPoolExecutor | None = None
         OnnxEmbedder.loads += 1
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
@@ -188,20 +189,26 @@ class OnnxEmbedder(Embedder):
         ``embed_batch`` (padding is masked out)."""
         if len(texts) <= 1:
             return self.embed_batch(texts)
-        if self._threads is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._threads = ThreadPoolExecutor(
-                min(4, os.cpu_count() or 1), thread_name_prefix="qa-embed"
-            )
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # longest first
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for i, vector in zip(
-            order, self._threads.map(lambda i: self.embed_batch([texts[i]])[0], order),
+            order, self._pool().map(lambda i: self.embed_batch([texts[i]])[0], order),
             strict=True,
         ):
             out[i] = vector
         return out
+
+    def submit(self, texts: list[str]) -> Future[np.ndarray]:
+        """``embed_batch(texts)`` on one of the session's threads: the caller works on (a
+        question's keyword search) while the model runs."""
+        return self._pool().submit(self.embed_batch, texts)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(
+                min(4, os.cpu_count() or 1), thread_name_prefix="qa-embed"
+            )
+        return self._threads
 
 
 class PoolEmbedder(Embedder):

@@ -54,17 +54,30 @@ class Analyzer:
 
         self.stopwords = frozenset(_bm25s_stopwords()) if stopwords is None else stopwords
         self._words = re.compile(TOKEN_PATTERN).findall
-        self._stemmer = Stemmer.Stemmer("english")
+        # PyStemmer's own cache is slower than none (1.2 against 0.7 µs a word on news text);
+        # ``_stems`` is a plain dict of the words seen (0.3 µs), filled up to ``STEMS`` words
+        # and never emptied, so threads read it without the lock.
+        self._stemmer = Stemmer.Stemmer("english", 0)
+        self._stems: dict[str, str] = {}
         # PyStemmer objects are not thread-safe; servers answer on several threads.
         self._lock = threading.Lock()
         self.terms = lru_cache(maxsize=cache)(self.analyze)
         # The same, as a set: grouping compares each sentence with many others.
         self.term_set = lru_cache(maxsize=cache)(lambda text: frozenset(self.terms(text)))
 
+    STEMS = 1 << 19  # words whose stems are kept (~60 MB at most)
+
     def stem(self, words: list[str]) -> list[str]:
         """Snowball stems of ``words`` (no stop-word filtering)."""
+        known = self._stems
+        missing = [w for w in words if w not in known]
+        if not missing:
+            return [known[w] for w in words]
         with self._lock:
-            return list(self._stemmer.stemWords(words))
+            made = dict(zip(missing, self._stemmer.stemWords(missing), strict=True))
+        if len(known) < self.STEMS:
+            known.update(made)
+        return [made[w] if w in made else known[w] for w in words]
 
     def analyze(self, text: str) -> tuple[str, ...]:
         """The terms of ``text`` (uncached: for whole articles; ``terms`` caches)."""

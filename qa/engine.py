@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -173,8 +173,9 @@ class Engine:
         (``Answer.to_dict`` applies the contract). ``filters`` restrict the articles.
         """
         text, warnings = clean_question(question)
-        query = self.embed_question(text)
-        pool = self.retrieve(text, query, k, filters)
+        vector = self._question_vector(text)
+        pool = self.retrieve(text, vector, k, filters)
+        query = vector()
         if not pool:
             return Answer(question=text, answered=False, passages=[], warnings=warnings,
                           reason=NOTHING if filters is None or not filters.restricts(
@@ -193,10 +194,22 @@ class Engine:
     def embed_question(self, text: str) -> np.ndarray:
         return self.embedder.embed_batch([text])[0]
 
+    def _question_vector(self, text: str) -> Callable[[], np.ndarray]:
+        """The question's vector, to be had by calling: the model runs on another thread
+        meanwhile where the embedder can (the keyword search needs no vector)."""
+        submit = getattr(self.embedder, "submit", None)
+        if submit is None:
+            query = self.embed_question(text)
+            return lambda: query
+        future = submit([text])
+        return lambda: future.result()[0]
+
     def retrieve(
-        self, text: str, query: np.ndarray, k: int, filters: Filters | None = None
+        self, text: str, query: np.ndarray | Callable[[], np.ndarray], k: int,
+        filters: Filters | None = None,
     ) -> list[Candidate]:
-        """The candidate pool for a cleaned question, ordered by the fused retrieval score."""
+        """The candidate pool for a cleaned question, ordered by the fused retrieval score.
+        ``query``: its vector, or a call that gives it (asked for after the keyword search)."""
         allowed = None
         if filters is not None and filters.restricts(self.store.latest_date):
             allowed = self.store.passage_mask(as_of=filters.as_of, since=filters.since,

@@ -7,7 +7,7 @@ Each ordering is a stage of its own so ``qa eval --stage`` can measure what it a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,14 +24,15 @@ STAGES = ("dense", "bm25", "rrf", "fused", "final")
 def retrieve(
     store: Store,
     question: str,
-    query: np.ndarray,
+    query: np.ndarray | Callable[[], np.ndarray],
     n: int,
     allowed: np.ndarray | None,
     config: RankingConfig,
 ) -> list[Candidate]:
     """The union of the top ``n`` dense and top ``n`` BM25 passages (of the passages
     ``allowed`` marks, a boolean per passage id, when given), with both scores each, ordered
-    by the fused score."""
+    by the fused score. ``query`` is the question's vector or a call that gives it, made after
+    the keyword search (the model may still be running)."""
     if allowed is None:
         allowed = store.live  # None unless an update removed articles of the base
     # Keywords first: a new process's vector index may still be reading (``FaissIndex.opening``).
@@ -39,6 +40,8 @@ def retrieve(
     if allowed is not None:
         bm25 *= allowed
     keyword = {int(i): float(bm25[i]) for i in best_positive(bm25, n)}
+    if callable(query):
+        query = query()
     dense = _dense(store, query, n, allowed)
     ids = list(dict.fromkeys([*dense, *keyword]))
     missing = [i for i in ids if i not in dense]

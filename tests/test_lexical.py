@@ -173,3 +173,20 @@ def test_best_positive_takes_the_n_largest_positive_scores(positive):
     assert (scores[got] > 0).all()
     assert sorted(scores[got].tolist()) == sorted(scores[where].tolist())[-40:]
     assert lexical.best_positive(scores, 0).size == 0
+
+
+def test_stem_cache_gives_pystemmer_stems_past_its_cap_and_across_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    import Stemmer
+
+    words = [w for path in sorted(DATA.glob("*.txt"))
+             for w in lexical.Analyzer()._words(path.read_text(encoding="utf-8").lower())]
+    expected = Stemmer.Stemmer("english").stemWords(words)
+    analyzer = lexical.Analyzer()
+    analyzer.STEMS = 50  # the cap is reached within the first chunk
+    chunks = [words[i : i + 37] for i in range(0, len(words), 37)]
+    with ThreadPoolExecutor(4) as pool:
+        got = [s for stems in pool.map(analyzer.stem, chunks * 2) for s in stems]
+    assert got == expected * 2
+    assert 50 <= len(analyzer._stems) < 50 + 37  # filled to the cap, then left alone

@@ -83,3 +83,27 @@ def test_cli_terminal_answer_has_citation_line(real_index):
                                       "-k", "2", "--docs", str(docs), "--index", str(index)])
     assert result.exit_code == 0, result.stderr
     assert "[1] " in result.stdout and "chars " in result.stdout
+
+
+def test_question_vector_made_beside_the_keyword_search_answers_the_same(engine, real_index):
+    """The engine embeds the question on another thread while the keyword search runs; an
+    embedder that cannot (no ``submit``) embeds it first. Both give the same answer."""
+
+    class Plain:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def embed_batch(self, texts):
+            return self.inner.embed_batch(texts)
+
+    plain = Engine(real_index[1], sentence_embedder=engine.sentence_embedder)
+    plain._embedder = Plain(engine.embedder)
+    assert hasattr(engine.embedder, "submit") and not hasattr(plain.embedder, "submit")
+    try:
+        for q in ANSWERABLE[:8]:
+            ours, theirs = engine.ask(q["question"]), plain.ask(q["question"])
+            assert [(p.score, p.citation.source, p.citation.start) for p in ours.passages] == [
+                (p.score, p.citation.source, p.citation.start) for p in theirs.passages]
+            assert ours.passages and ours.answered == theirs.answered
+    finally:
+        plain.close()
