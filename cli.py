@@ -124,6 +124,16 @@ RayOption = Annotated[
         "`ray start` made here. Needs pip install 'newsqa[ray]' on every node.",
     ),
 ]
+ShardsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--shards", metavar="DIR",
+        help="With --ray: the nodes write what they embed to DIR as Parquet shards and this "
+        "machine assembles the index from them. DIR must be the same folder on every node (a "
+        "shared file system). A build that stops keeps its shards, and the next one with the "
+        "same DIR embeds only what they lack; a finished build removes them.",
+    ),
+]
 RetrainOption = Annotated[
     bool,
     typer.Option(
@@ -211,6 +221,7 @@ def progress_bars() -> Iterator[Any]:
 def index_build(
     ctx: typer.Context, docs: DocsOption = None, index: IndexOption = None,
     field: FieldOption = None, ray: RayOption = None, retrain: RetrainOption = False,
+    shards: ShardsOption = None,
 ) -> None:
     """Build the index from scratch over every article in DOCS (a folder, or one file).
 
@@ -225,13 +236,15 @@ def index_build(
     With --retrain only the vector index's training is redone (when `qa index status` says it
     is stale): the vectors of unchanged passages are kept.
 
-    Example: qa index build --docs seeds/   (on a Ray cluster: --ray HEAD:6379)
+    Example: qa index build --docs seeds/   (on a Ray cluster: --ray HEAD:6379, and
+    --shards /mnt/shared/qa-shards to keep what the nodes embed if the build stops)
     """
     with user_errors(), progress_bars() as progress:
         paths = _paths(docs, index)
         builder = _builder(ctx, progress)
         builder.fields = _fields(field)
         builder.ray = ray
+        builder.shards = shards
         builder.retrain = retrain
         report = builder.run(paths.docs, paths.index)
     _report_nodes(report)
@@ -249,12 +262,16 @@ def _report_nodes(report: Any) -> None:
         counts = ", ".join(f"node {node[:8]}: {n}" for node, n in sorted(report.nodes.items()))
         _stderr().print(f"embedded on {len(report.nodes)} Ray node(s): {counts}",
                         soft_wrap=True, markup=False)
+    if report.from_shards:
+        _stderr().print(f"{report.from_shards} passage(s) came from the shards of a build that "
+                        "stopped", soft_wrap=True, markup=False)
 
 
 @index_app.command("update")
 def index_update(
     ctx: typer.Context, docs: DocsOption = None, index: IndexOption = None,
     field: FieldOption = None, ray: RayOption = None, retrain: RetrainOption = False,
+    shards: ShardsOption = None,
 ) -> None:
     """Bring the index in line with DOCS, embedding only new or changed passages.
 
@@ -267,6 +284,7 @@ def index_update(
         builder = _builder(ctx, progress)
         builder.fields = _fields(field)
         builder.ray = ray
+        builder.shards = shards
         builder.retrain = retrain
         report = builder.run(paths.indexed_docs(), paths.index, update=True)
     _report_nodes(report)

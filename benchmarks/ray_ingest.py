@@ -1,13 +1,15 @@
 """Ray ingest throughput: `qa index build --ray` on a local cluster of 1 and 2 one-CPU nodes.
 
-    python -m benchmarks.ray_ingest [--docs 600] [--no-local]
+    python -m benchmarks.ray_ingest [--docs 600] [--no-local] [--shards]
 
 Builds the first N news-a articles (real news passages, up to 256 word pieces) three ways: on
 this machine without Ray (the default int8 encoder, one process per core), and through Ray
 with one, then two, local nodes of one CPU each (`ray start`). Prints, for each, the
 embedding stage's passages/s, the whole build's time, the embedding's start-up (from the
 stage's start to the first block back: Ray Data's plan, actor processes, the model) and its
-steady rate after that, then the two-node/one-node ratios.
+steady rate after that, then the two-node/one-node ratios. With ``--shards`` each cluster
+also builds through Parquet shards (``--shards DIR``: the nodes write the vectors to a
+folder, the head reads them back) right after its object-store build.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def build(docs: Path, index: Path, ray: str | None) -> dict[str, Any]:
+def build(docs: Path, index: Path, ray: str | None, shards: Path | None = None
+          ) -> dict[str, Any]:
     from index.pipeline import build_index
 
     marks: list[tuple[float, int]] = []  # (time, passages done) of each embedding report
@@ -47,7 +50,7 @@ def build(docs: Path, index: Path, ray: str | None) -> dict[str, Any]:
             marks.append((time.perf_counter(), done))
 
     start = time.perf_counter()
-    report = build_index(docs, index, progress=progress, ray=ray)
+    report = build_index(docs, index, progress=progress, ray=ray, shards=shards)
     total = time.perf_counter() - start
     (begin, _), (first, first_done), (end, _) = marks[0], marks[1], marks[-1]
     return {"passages": report.passages, "embed_s": round(end - begin, 1),
@@ -61,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=600, help="news-a articles to build")
     parser.add_argument("--no-local", action="store_true", help="skip the build without Ray")
+    parser.add_argument("--shards", action="store_true",
+                        help="also build through Parquet shards on each cluster")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="qa-ray-bench-"))
     docs = work / "docs"
@@ -81,17 +86,25 @@ def main(argv: list[str] | None = None) -> None:
             for _ in range(nodes - 1):
                 _ray("start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1",
                      "--disable-usage-stats")
+            address = f"127.0.0.1:{port}"
             try:
-                results[f"ray{nodes}"] = build(docs, work / f"ray{nodes}", f"127.0.0.1:{port}")
+                results[f"ray{nodes}"] = build(docs, work / f"ray{nodes}", address)
+                print(f"ray, {nodes} node(s):", json.dumps(results[f"ray{nodes}"]), flush=True)
+                if args.shards:
+                    results[f"shards{nodes}"] = build(docs, work / f"shards{nodes}", address,
+                                                      work / f"shards{nodes}-parquet")
+                    print(f"ray through shards, {nodes} node(s):",
+                          json.dumps(results[f"shards{nodes}"]), flush=True)
             finally:
                 ray.shutdown()
                 _ray("stop", "--force")
-            print(f"ray, {nodes} node(s):", json.dumps(results[f"ray{nodes}"]), flush=True)
-        one, two = results["ray1"], results["ray2"]
-        ratio = two["passages_per_s"] / one["passages_per_s"]
-        steady = two["steady_per_s"] / one["steady_per_s"]
-        print(f"two nodes / one node: embedding {ratio:.2f}x (after start-up {steady:.2f}x), "
-              f"whole build {one['build_s'] / two['build_s']:.2f}x")
+        for kind in ("ray", "shards") if args.shards else ("ray",):
+            one, two = results[f"{kind}1"], results[f"{kind}2"]
+            ratio = two["passages_per_s"] / one["passages_per_s"]
+            steady = two["steady_per_s"] / one["steady_per_s"]
+            print(f"{'through shards, ' if kind == 'shards' else ''}two nodes / one node: "
+                  f"embedding {ratio:.2f}x (after start-up {steady:.2f}x), "
+                  f"whole build {one['build_s'] / two['build_s']:.2f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -138,10 +138,107 @@ def _reachable(address: str) -> None:
                        + _START) from None
 
 
-class Encoder:
-    """A Ray actor: the int8 model, loaded once on its node, embedding blocks of passages."""
+class Shards:
+    """A folder of Parquet shards (``--shards``): each block the cluster embeds is written
+    there by the actor that embedded it, one file per block (content hash, vector, node),
+    and the head assembles the version's vectors from those files. Every node must reach the
+    folder at the same path (a shared file system; on one machine any folder).
 
-    def __init__(self, model: Any) -> None:
+    A shard is written to a temporary name and renamed, so a killed actor leaves none torn.
+    A build that stops keeps its shards, and the next build with the same folder embeds only
+    the passages no shard holds (matched by content hash, for the same model file: its
+    digest starts each shard's name). A build that is published removes the shards it used.
+    """
+
+    PREFIX = "qa-shard-"
+
+    def __init__(self, folder: Path, model: bytes) -> None:
+        import hashlib
+
+        self.folder = Path(folder)
+        self.model = hashlib.sha256(model).hexdigest()[:12]
+        self.used: set[Path] = set()
+        self.reused = 0  # passages whose vectors an earlier, stopped build left here
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RayError(f"cannot use {self.folder} for shards ({error.strerror or error}): "
+                           "pass a folder every Ray node can write (--shards)") from None
+
+    def name(self, hashes: list[str]) -> str:
+        """The shard of a block: named by the model and the block's content hashes, so a
+        retried block rewrites the same file."""
+        import hashlib
+
+        digest = hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:20]
+        return f"{self.PREFIX}{self.model}-{digest}.parquet"
+
+    def held(self) -> dict[str, Path]:
+        """Content hash → the shard holding its vector, of this folder's shards for this
+        model; a shard that cannot be read is left out (its passages are embedded again)."""
+        import pyarrow.parquet as pq
+
+        held: dict[str, Path] = {}
+        for path in sorted(self.folder.glob(f"{self.PREFIX}{self.model}-*.parquet")):
+            try:
+                hashes = pq.read_table(path, columns=["hash"]).column("hash").to_pylist()
+            except Exception:  # pyarrow's own errors: a damaged or foreign file
+                continue
+            for h in hashes:
+                held.setdefault(h, path)
+        return held
+
+    def read(self, name: str, hashes: list[str]) -> np.ndarray:
+        """The vectors of the passages with content ``hashes`` from the shard ``name``,
+        float32 [len(hashes), dimension]; RayError when the shard is missing or lacks one
+        (a folder the nodes do not share)."""
+        import pyarrow.parquet as pq
+
+        path = self.folder / name
+        try:
+            table = pq.read_table(path, columns=["hash", "vector"])
+        except (OSError, ValueError) as error:
+            raise RayError(f"cannot read the shard {path} a Ray node wrote ({_first_line(error)})"
+                           ": --shards must be a folder every node reaches at the same path"
+                           ) from None
+        rows = {h: n for n, h in enumerate(table.column("hash").to_pylist())}
+        if not all(h in rows for h in hashes):
+            raise RayError(f"the shard {path} does not hold the passages it was written for: "
+                           "remove it and build again")
+        self.used.add(path)
+        column = table.column("vector").combine_chunks()
+        vectors = np.asarray(column.flatten().to_numpy(), dtype=np.float32)
+        return vectors.reshape(len(table), -1)[[rows[h] for h in hashes]]
+
+    def remove_used(self) -> None:
+        """Delete the shards this build wrote or read (once its version is published), and
+        any shard a killed actor left half-written."""
+        for path in [*self.used, *self.folder.glob(f".{self.PREFIX}*.tmp")]:
+            path.unlink(missing_ok=True)
+        self.used.clear()
+
+
+def write_shard(path: Path, hashes: list[str], vectors: np.ndarray, node: str) -> None:
+    """One block's shard, whole or not at all (a temporary file renamed into place)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+    table = pa.table({
+        "hash": pa.array(hashes, pa.string()),
+        "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]),
+        "node": pa.array([node] * len(hashes), pa.string()),
+    })
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, temporary)
+    os.replace(temporary, path)
+
+
+class Encoder:
+    """A Ray actor: the int8 model, loaded once on its node, embedding blocks of passages
+    (and, given a shards folder, writing each block's shard there)."""
+
+    def __init__(self, model: Any, shards: str | None = None) -> None:
         import tempfile
 
         import ray
@@ -155,17 +252,21 @@ class Encoder:
         path.write_bytes(model)
         self.embedder = OnnxEmbedder(path, optimized=False)
         self.node = ray.get_runtime_context().get_node_id()
+        self.shards = Path(shards) if shards else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from .embed import INT8_BATCH
 
         texts = [str(t) for t in batch["text"]]
         vectors = self.embedder.embed(texts, batch_size=INT8_BATCH)
-        return {
-            "row": np.asarray(batch["row"], dtype=np.int64),
-            "vector": vectors,
-            "node": np.array([self.node] * len(texts)),
-        }
+        out = {"row": np.asarray(batch["row"], dtype=np.int64),
+               "node": np.array([self.node] * len(texts))}
+        if self.shards is None:
+            return {**out, "vector": vectors}
+        # The head reads the vectors from the shard: only its name travels back.
+        name = str(batch["shard"][0])
+        write_shard(self.shards / name, [str(h) for h in batch["hash"]], vectors, self.node)
+        return {**out, "shard": np.array([name] * len(texts)), "hash": batch["hash"]}
 
 
 ARTICLES = 16  # articles per describing task
@@ -222,31 +323,45 @@ def describe(address: str, documents: Documents) -> Iterator[tuple[Any, list[Any
 
 
 def embed(
-    address: str, model: Path, blocks: Iterable[list[tuple[int, str]]],
+    address: str, model: Path, blocks: Iterable[list[tuple[int, str, str]]],
     write: Callable[[np.ndarray, np.ndarray], None], advance: Callable[[int], None],
-) -> dict[str, int]:
-    """Embed ``blocks`` of (passage id, text) on the cluster at ``address`` with the int8
-    model file ``model``; ``write(ids, vectors)`` for each block that comes back. Returns the
-    passages embedded per node id."""
+    shards: Path | None = None,
+) -> tuple[dict[str, int], Shards | None]:
+    """Embed ``blocks`` of (passage id, content hash, text) on the cluster at ``address``
+    with the int8 model file ``model``; ``write(ids, vectors)`` for each block that comes
+    back. With ``shards`` (a folder every node reaches) the blocks travel back as Parquet
+    shards there (``Shards``), and passages an earlier build's shards hold are not embedded
+    again. Returns the passages embedded per node id, and the shards (to remove once the
+    version is published)."""
     ray = connect(address)
     import pyarrow as pa
 
+    weights = Path(model).read_bytes()
+    folder = Shards(shards, weights) if shards is not None else None
+    held = folder.held() if folder is not None else {}
     refs = []
     for block in blocks:
+        if folder is not None and held:
+            block = _from_shards(block, held, folder, write, advance)
         # Longest first, as a local build orders them, so each model call pairs the same
         # passages (int8 activations are quantised per call: the same pairs, the same
         # vectors) while the slices spread over the nodes.
-        block = sorted(block, key=lambda item: -len(item[1]))
+        block = sorted(block, key=lambda item: -len(item[2]))
         for s in range(0, len(block), BLOCK):
             part = block[s : s + BLOCK]
-            refs.append(ray.put(pa.table({"row": [i for i, _ in part],
-                                          "text": [t for _, t in part]})))
+            columns: dict[str, list[Any]] = {"row": [i for i, _, _ in part],
+                                             "text": [t for _, _, t in part]}
+            if folder is not None:
+                hashes = [h for _, h, _ in part]
+                columns["hash"] = hashes
+                columns["shard"] = [folder.name(hashes)] * len(part)
+            refs.append(ray.put(pa.table(columns)))
     if not refs:
-        return {}
+        return {}, folder
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    weights = Path(model).read_bytes()
     dataset = ray.data.from_arrow_refs(refs).map_batches(
-        Encoder, fn_constructor_args=(weights,), batch_size=BLOCK, batch_format="numpy",
+        Encoder, fn_constructor_args=(weights, str(folder.folder) if folder else None),
+        batch_size=BLOCK, batch_format="numpy",
         # Every CPU's actor from the start, IN_FLIGHT blocks each: blocks go to whichever
         # actor has room, so a small archive still spreads over the nodes.
         compute=ray.data.ActorPoolStrategy(size=min(cpus, len(refs)),
@@ -257,7 +372,14 @@ def embed(
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             ids = np.asarray(batch["row"], dtype=np.int64)
-            write(ids, np.asarray(batch["vector"], dtype=np.float32))
+            if folder is None:
+                write(ids, np.asarray(batch["vector"], dtype=np.float32))
+            else:  # a batch may hold several blocks: each one's rows come from its shard
+                names = np.array([str(n) for n in batch["shard"]])
+                hashes = [str(h) for h in batch["hash"]]
+                for name in dict.fromkeys(names.tolist()):
+                    rows = np.flatnonzero(names == name)
+                    write(ids[rows], folder.read(name, [hashes[r] for r in rows]))
             for node in batch["node"]:
                 nodes[str(node)] = nodes.get(str(node), 0) + 1
             advance(len(ids))
@@ -265,7 +387,27 @@ def embed(
         raise
     except Exception as error:  # Ray's own task and actor errors: one line, not its trace
         raise _failed(address, "the embedding", error) from None
-    return nodes
+    return nodes, folder
+
+
+def _from_shards(
+    block: list[tuple[int, str, str]], held: dict[str, Path], shards: Shards,
+    write: Callable[[np.ndarray, np.ndarray], None], advance: Callable[[int], None],
+) -> list[tuple[int, str, str]]:
+    """Write the vectors ``held`` in shards for ``block``'s passages; the rest, to embed."""
+    found: dict[Path, list[tuple[int, str]]] = {}
+    rest = []
+    for i, h, text in block:
+        if h in held:
+            found.setdefault(held[h], []).append((i, h))
+        else:
+            rest.append((i, h, text))
+    for path, pairs in found.items():
+        vectors = shards.read(path.name, [h for _, h in pairs])
+        write(np.array([i for i, _ in pairs], dtype=np.int64), vectors)
+        advance(len(pairs))
+        shards.reused += len(pairs)
+    return rest
 
 
 def node_addresses() -> dict[str, str]:

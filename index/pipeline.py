@@ -79,6 +79,7 @@ class Report:
     skipped: list[str] = field(default_factory=list)
     version: Path | None = None
     nodes: dict[str, int] = field(default_factory=dict)  # passages embedded per Ray node
+    from_shards: int = 0  # of those embedded, vectors a stopped build left in --shards
 
 
 def describe(document: Document, count_tokens: Counter) -> tuple[Any, list[Any]]:
@@ -259,13 +260,13 @@ def _default_counter() -> Counter:
 
 def _embed(
     embedder: Any, build: Build, progress: Progress, reuse: dict[str, int],
-    old_vectors: Any, ray: tuple[str, Path] | None = None,
-) -> tuple[int, dict[str, int]]:
+    old_vectors: Any, ray: tuple[str, Path, Path | None] | None = None,
+) -> tuple[int, dict[str, int], Any]:
     """Write the vectors of ``build``'s passages into its folder (``VectorWriter``), a block
     at a time: rows whose content hash is in ``reuse`` are copied from ``old_vectors`` (row
     ``reuse[hash]``), the rest are embedded — here, or with ``ray`` (cluster address, int8
-    model file) on a Ray cluster (``distributed.embed``). Returns how many were embedded,
-    and by which Ray node."""
+    model file, shards folder or None) on a Ray cluster (``distributed.embed``). Returns how
+    many were embedded, by which Ray node, and the ``distributed.Shards`` used (or None)."""
     vectors = VectorWriter(build.folder, build.passages, embedder.dimension,
                            first=build.first_passage)
     todo = sum(1 for h in build.hashes() if h not in reuse)
@@ -277,9 +278,10 @@ def _embed(
         done += n
         progress("embedding", done, todo)
 
-    def pending() -> Iterator[list[tuple[int, str]]]:
-        """The passages to embed, a bounded block at a time; reused vectors copied over."""
-        waiting: list[tuple[int, str]] = []
+    def pending() -> Iterator[list[tuple[int, str, str]]]:
+        """The passages to embed (id, content hash, text), a bounded block at a time; reused
+        vectors copied over."""
+        waiting: list[tuple[int, str, str]] = []
         for block in embed_texts(build):
             kept: list[int] = []
             kept_from: list[int] = []
@@ -288,7 +290,7 @@ def _embed(
                     kept.append(i)
                     kept_from.append(reuse[h])
                 else:
-                    waiting.append((i, text))
+                    waiting.append((i, h, text))
             vectors.copy(kept, old_vectors, kept_from)
             if len(waiting) >= 512:
                 yield waiting
@@ -297,19 +299,21 @@ def _embed(
             yield waiting
 
     nodes: dict[str, int] = {}
+    shards = None
     if ray is None:
         for waiting in pending():
-            vectors[[i for i, _ in waiting]] = embedder.embed([t for _, t in waiting],
-                                                              progress=advance)
+            vectors[[i for i, _, _ in waiting]] = embedder.embed([t for _, _, t in waiting],
+                                                                 progress=advance)
     else:
         from . import distributed
 
         def write(ids: np.ndarray, block: np.ndarray) -> None:
             vectors[ids] = block
 
-        nodes = distributed.embed(*ray, pending(), write, advance)
+        address, model, folder = ray
+        nodes, shards = distributed.embed(address, model, pending(), write, advance, folder)
     vectors.flush()  # the mappings themselves close when this returns
-    return todo, nodes
+    return todo, nodes, shards
 
 
 def check_docs(docs_dir: Path) -> list[Path]:
@@ -342,11 +346,13 @@ def build_index(
     fields: dict[str, str] | None = None,
     ray: str | None = None,
     retrain: bool = False,
+    shards: Path | None = None,
 ) -> Report:
     """Index every article under ``docs_dir`` into a new version at ``index_dir``. With
     ``reuse_vectors`` (an update) nothing is written when the docs did not change since the
     live version (versions no reader uses are still pruned). With ``ray`` (a cluster
-    address, or "auto") the passages are embedded on that Ray cluster (``distributed``).
+    address, or "auto") the passages are embedded on that Ray cluster (``distributed``),
+    through Parquet shards in the folder ``shards`` when given (``distributed.Shards``).
     An update adds its vectors to the live version's trained IVF index while that training
     is not stale; ``retrain`` trains it afresh, keeping the vectors of unchanged passages (a
     new version even when no article changed).
@@ -355,6 +361,9 @@ def build_index(
     """
     check_docs(docs_dir)
     index_dir = Path(index_dir)
+    if shards is not None and ray is None:
+        raise QAError("--shards is where Ray nodes write what they embed: add --ray ADDRESS, "
+                      "or build without --shards")
     if ray is not None:
         if embedder is not None:
             raise QAError("--ray embeds with the real model only: build without --ray")
@@ -374,7 +383,7 @@ def build_index(
                 changes = docs_changes(docs_dir, live.files)
                 done = _unchanged(docs_dir, index_dir, live, changes, embedder, model_cache) \
                     or _delta_update(live, changes, docs_dir, index_dir, embedder, count_tokens,
-                                     progress, warn, model_cache, fields, ray)
+                                     progress, warn, model_cache, fields, ray, shards)
             except store.WRITE_ERRORS as error:
                 store.remove_leftovers(index_dir)
                 raise store.cannot_write(index_dir, error) from None
@@ -405,7 +414,7 @@ def build_index(
                 return _write(
                     documents, skipped, docs_dir, index_dir, embedder, count_tokens, progress,
                     warn, reuse_vectors, model_cache, duplicates=duplicates, ray=ray,
-                    retrain=retrain,
+                    retrain=retrain, shards=shards,
                     extra={"fields": fields or {}, "duplicates": _dropped(duplicates),
                            "reader_version": READER_VERSION,
                            "problems": {"count": len(problems), "examples": problems[:50]}})
@@ -419,7 +428,7 @@ def _write(
     embedder: Any, count_tokens: Counter | None, progress: Progress, warn: Warn,
     reuse_vectors: bool, model_cache: Path | None = None,
     extra: dict[str, Any] | None = None, duplicates: list[Duplicate] | None = None,
-    ray: str | None = None, retrain: bool = False,
+    ray: str | None = None, retrain: bool = False, shards: Path | None = None,
 ) -> Report:
     old: dict[str, Any] | None = None
     reuse: dict[str, int] = {}
@@ -446,8 +455,8 @@ def _write(
         if not build.passages:
             raise DocsError(f"no article text found in {docs_dir}: nothing to index")
         _record_unindexed(build, skipped, duplicates or [])
-        cluster = (ray, index_dir / INT8_FILE) if ray is not None else None
-        embedded, nodes = _embed(embedder, build, progress, reuse, old_vectors, cluster)
+        cluster = (ray, index_dir / INT8_FILE, shards) if ray is not None else None
+        embedded, nodes, used = _embed(embedder, build, progress, reuse, old_vectors, cluster)
         del old_vectors, reuse
         manifest = _manifest(build, embedder, docs_dir, old.get("created") if old else None)
         manifest.update(extra or {})
@@ -466,6 +475,9 @@ def _write(
         build.db.close()
         shutil.rmtree(build.folder, ignore_errors=True)  # gone already once published
     report = Report(build.documents, build.passages, embedded, version=version, nodes=nodes)
+    if used is not None:  # published: the shards did their work
+        report.from_shards = used.reused
+        used.remove_used()
     report.skipped = sorted(s for s, entry in build.files.items() if entry.get("skipped"))
     if old is not None:
         before, after = old.get("files", {}), build.files
@@ -493,7 +505,7 @@ DELTA_SHARE = 0.1
 def _delta_update(
     old: store.Store, changes: Changes, docs_dir: Path, index_dir: Path, embedder: Any,
     count_tokens: Counter | None, progress: Progress, warn: Warn, model_cache: Path | None,
-    fields: dict[str, str], ray: str | None,
+    fields: dict[str, str], ray: str | None, shards: Path | None = None,
 ) -> Report | None:
     """Update a large index (``old``, the live version; ``changes``, its docs' changes) by a
     delta: read only the new and changed files, embed their passages, and publish a version
@@ -535,14 +547,14 @@ def _delta_update(
         return None  # a copy set aside as a duplicate of a leaving article comes back
     leaving_docs = {doc for docs in leaving.values() for doc in docs}
     return _write_delta(old, base, changes, leaving_docs, docs_dir, index_dir, embedder,
-                        count_tokens, progress, warn, model_cache, fields, ray)
+                        count_tokens, progress, warn, model_cache, fields, ray, shards)
 
 
 def _write_delta(
     old: store.Store, base: dict[str, int], changes: Changes, leaving: set[int],
     docs_dir: Path, index_dir: Path, embedder: Any, count_tokens: Counter | None,
     progress: Progress, warn: Warn, model_cache: Path | None, fields: dict[str, str],
-    ray: str | None,
+    ray: str | None, shards: Path | None = None,
 ) -> Report | None:
     base_docs, base_passages = int(base["documents"]), int(base["passages"])
     removed = old.removed_documents()
@@ -599,8 +611,9 @@ def _write_delta(
             return None
         _record_unindexed(build, skipped, duplicates)
         files.update(build.files)
-        cluster = (ray, index_dir / INT8_FILE) if ray is not None else None
-        embedded, nodes = _embed(embedder, build, progress, reuse, old.load_vectors(), cluster)
+        cluster = (ray, index_dir / INT8_FILE, shards) if ray is not None else None
+        embedded, nodes, used = _embed(embedder, build, progress, reuse, old.load_vectors(),
+                                       cluster)
         manifest = _manifest(build, embedder, docs_dir, old.manifest.get("created"))
         for key in ("duplicates", "reader_version", "problems"):
             if key in old.manifest:
@@ -627,6 +640,9 @@ def _write_delta(
         build.db.close()
         shutil.rmtree(tmp, ignore_errors=True)  # gone already once published
     report = Report(live["documents"], live["passages"], embedded, version=version, nodes=nodes)
+    if used is not None:
+        report.from_shards = used.reused
+        used.remove_used()
     report.added, report.changed = sorted(changes.added), sorted(changes.changed)
     report.removed = sorted(changes.removed)
     report.skipped = sorted(s for s, entry in files.items() if entry.get("skipped"))

@@ -92,6 +92,8 @@ class Builder:
     fields: dict[str, str] | None = None
     # A Ray cluster's address ("auto": the local one) to embed on; None: this machine.
     ray: str | None = None
+    # With ``ray``: a folder every node shares, for the embedded blocks (Parquet shards).
+    shards: Path | None = None
     # Train the vector index afresh (keeping the vectors of unchanged passages).
     retrain: bool = False
 
@@ -101,7 +103,8 @@ class Builder:
         run = update_index if update else build_index
         return run(docs, index, embedder=self.embedder, count_tokens=self.count_tokens,
                    progress=self.progress, warn=self.warn, model_cache=self.model_cache,
-                   fields=self.fields, ray=self.ray, retrain=self.retrain)
+                   fields=self.fields, ray=self.ray, retrain=self.retrain,
+                   shards=self.shards)
 
     def run_or_wait(self, docs: Path, index: Path, update: bool) -> None:
         """Build or update; if another qa is writing the index, wait for it and then update

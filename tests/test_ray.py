@@ -185,3 +185,54 @@ def test_no_cluster_is_a_one_line_error(docs, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "cannot reach a Ray cluster" in result.stderr and "ray start" in result.stderr
     assert not (index / "CURRENT").exists()
+
+
+def _shards(folder: Path) -> list[Path]:
+    return sorted(folder.glob("qa-shard-*.parquet"))
+
+
+def test_shards_assemble_the_index_and_a_stopped_build_resumes_from_them(cluster, docs, local,
+                                                                         tmp_path):
+    """--shards: the nodes write Parquet shards, the head assembles the same index. A build
+    killed after some shards were written leaves them; the next build embeds only the rest,
+    and once published removes them."""
+    import pyarrow.parquet as pq
+
+    shards, index = tmp_path / "shards", tmp_path / "index"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    build = subprocess.Popen(
+        [sys.executable, "-m", "cli", "index", "build", "--docs", str(docs), "--index",
+         str(index), "--ray", cluster, "--shards", str(shards)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while build.poll() is None and time.monotonic() < deadline and len(_shards(shards)) < 3:
+        time.sleep(0.1)
+    build.kill()
+    build.communicate(timeout=60)
+    left = _shards(shards)
+    assert len(left) >= 3, "the build ended before it wrote three shards"
+    assert not (index / "CURRENT").exists()
+    held = sum(pq.read_metadata(path).num_rows for path in left)
+    table = pq.read_table(left[0])
+    assert table.column_names == ["hash", "vector", "node"]
+    assert table.column("vector").type.list_size == 384
+
+    result = runner.invoke(app, ["index", "build", "--docs", str(docs), "--index", str(index),
+                                 "--ray", cluster, "--shards", str(shards)])
+    assert result.exit_code == 0, result.stderr
+    _same_index(index, local)
+    total = len(_passages(index)[0])
+    manifest = Store(index).manifest
+    embedded = sum(manifest["ingest"]["nodes"].values())
+    reused = int(result.stderr.split(" passage(s) came from the shards")[0].split()[-1])
+    # Every passage came from a shard the first build left, or was embedded now: none twice.
+    assert 0 < reused <= held and embedded + reused == total
+    assert _shards(shards) == [] and not list(shards.glob(".*.tmp"))
+
+
+def test_shards_without_ray_is_a_one_line_error(docs, tmp_path):
+    result = runner.invoke(app, ["index", "build", "--docs", str(docs), "--index",
+                                 str(tmp_path / "index"), "--shards", str(tmp_path / "s")])
+    assert result.exit_code == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and "--ray" in result.stderr
+    assert not (tmp_path / "index" / "CURRENT").exists()
