@@ -121,7 +121,7 @@ RayOption = Annotated[
     typer.Option(
         "--ray", metavar="ADDRESS",
         help="Chunk and embed on a Ray cluster: its address (HEAD:6379), or 'auto' for the one "
-        "`ray start` made here. Needs pip install 'newsqa[ray]' on every node.",
+        "`ray start` made here. Needs pip install 'newsqa\\[ray]' on every node.",
     ),
 ]
 ShardsOption = Annotated[

@@ -51,6 +51,12 @@ def test_every_command_has_help_with_an_example():
         assert "Example: qa" in result.stdout
 
 
+def test_help_shows_the_install_extra_literally():
+    """Rich reads "[ray]" as a style tag unless it is escaped: the install line lost it."""
+    result = runner.invoke(app, ["index", "build", "--help"], env={"COLUMNS": "200"})
+    assert "pip install 'newsqa[ray]'" in result.stdout and "\\[ray]" not in result.stdout
+
+
 def test_no_args_shows_help():
     result = runner.invoke(app, [])
     assert "ask" in result.stdout and "index" in result.stdout
