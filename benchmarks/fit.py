@@ -83,11 +83,17 @@ def collect(index: Path, questions: Path, embed: int, docs: Path | None = None
 
 def metrics(rows: list[dict[str, Any]], weights: np.ndarray) -> tuple[float, float]:
     """(MRR, hit@1) of ranking each question's candidates by ``x @ weights``."""
+    return ranked_metrics(rows, lambda row: row["x"] @ weights)
+
+
+def ranked_metrics(rows: list[dict[str, Any]], score: Any) -> tuple[float, float]:
+    """(MRR, hit@1) of ranking each question's candidates by ``score(row)``, a score per
+    candidate (ties go to the lower passage id)."""
     if not rows:
         return 0.0, 0.0
     reciprocal = hits = 0.0
     for row in rows:
-        scores = row["x"] @ weights
+        scores = np.asarray(score(row), dtype=np.float64)
         order = np.lexsort((row["ids"], -scores))
         good = np.flatnonzero(row["y"][order])
         if len(good):
@@ -118,6 +124,12 @@ def ascend(rows: list[dict[str, Any]], start: np.ndarray, names: list[str],
     return weights
 
 
+def pooled(results: list[tuple[int, tuple[float, float]]]) -> tuple[float, float]:
+    """(MRR, hit@1) over folds given as (questions, (MRR, hit@1)) each."""
+    n = sum(k for k, _ in results)
+    return (sum(k * m[0] for k, m in results) / n, sum(k * m[1] for k, m in results) / n)
+
+
 def lambdamart(sets: dict[str, list[dict[str, Any]]], start: np.ndarray, fold_of: Any,
                folds: int) -> None:
     """Held-out MRR and hit@1 of LambdaMART (trained on both sets' other folds) per set."""
@@ -138,20 +150,11 @@ def lambdamart(sets: dict[str, list[dict[str, Any]]], start: np.ndarray, fold_of
               group=[len(r["y"]) for r in train])
         for name, rs in sets.items():
             test = [r for r in rs if fold_of(r) == fold]
-            reciprocal = hits = 0.0
-            for row in test:
-                predicted = np.asarray(model.predict(features(row)), dtype=np.float64)
-                order = np.lexsort((row["ids"], -predicted))
-                good = np.flatnonzero(row["y"][order])
-                if len(good):
-                    reciprocal += 1.0 / (good[0] + 1)
-                    hits += good[0] == 0
-            held[name].append((len(test), (reciprocal / max(1, len(test)),
-                                           hits / max(1, len(test)))))
+            held[name].append((len(test), ranked_metrics(
+                test, lambda row, model=model: model.predict(features(row)))))
     for name, results in held.items():
-        n = sum(k for k, _ in results)
-        print(f"{name:8} LambdaMART held-out MRR {sum(k * m[0] for k, m in results) / n:.4f} "
-              f"hit@1 {sum(k * m[1] for k, m in results) / n:.3f}")
+        mrr, hit = pooled(results)
+        print(f"{name:8} LambdaMART held-out MRR {mrr:.4f} hit@1 {hit:.3f}")
 
 
 def main() -> None:
@@ -211,9 +214,7 @@ def main() -> None:
           f"{'hit@1':>6}")
     for name, rs in sets.items():
         for kind, weights in (("shipped", start), ("fitted", whole)):
-            n = sum(k for k, _ in held[name][kind])
-            mrr = sum(k * m[0] for k, m in held[name][kind]) / n
-            hit = sum(k * m[1] for k, m in held[name][kind]) / n
+            mrr, hit = pooled(held[name][kind])
             wmrr, whit = metrics(rs, weights)
             print(f"{name:8} {kind:8} {mrr:12.4f} {hit:6.3f} {wmrr:10.4f} {whit:6.3f}")
     if args.lambdamart:

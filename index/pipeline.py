@@ -316,6 +316,15 @@ def _embed(
     return todo, nodes, shards
 
 
+def _spent(report: Report, shards: Any) -> None:
+    """Once a version is published, the ``distributed.Shards`` it was assembled from (None
+    when it was not) have done their work: count what came from an earlier build's, remove
+    them."""
+    if shards is not None:
+        report.from_shards = shards.reused
+        shards.remove_used()
+
+
 def check_docs(docs_dir: Path) -> list[Path]:
     """The article files in ``docs_dir``; DocsError when the folder is missing or has none."""
     docs_dir = Path(docs_dir)
@@ -475,9 +484,7 @@ def _write(
         build.db.close()
         shutil.rmtree(build.folder, ignore_errors=True)  # gone already once published
     report = Report(build.documents, build.passages, embedded, version=version, nodes=nodes)
-    if used is not None:  # published: the shards did their work
-        report.from_shards = used.reused
-        used.remove_used()
+    _spent(report, used)
     report.skipped = sorted(s for s, entry in build.files.items() if entry.get("skipped"))
     if old is not None:
         before, after = old.get("files", {}), build.files
@@ -640,9 +647,7 @@ def _write_delta(
         build.db.close()
         shutil.rmtree(tmp, ignore_errors=True)  # gone already once published
     report = Report(live["documents"], live["passages"], embedded, version=version, nodes=nodes)
-    if used is not None:
-        report.from_shards = used.reused
-        used.remove_used()
+    _spent(report, used)
     report.added, report.changed = sorted(changes.added), sorted(changes.changed)
     report.removed = sorted(changes.removed)
     report.skipped = sorted(s for s, entry in files.items() if entry.get("skipped"))
