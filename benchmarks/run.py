@@ -80,14 +80,24 @@ def worker(name: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def w_embed(backend: str, texts: str, index: str, batch: int | None = None) -> dict[str, Any]:
-    """Embed the sample with ``backend`` (st-fp32, st-bf16 or doc, the default document
-    embedder) at ``batch`` texts per call (default: the embedder's own)."""
-    from index.embed import TorchEmbedder, count_tokens, document_embedder
+    """Embed the sample with ``backend`` at ``batch`` texts per call (default: the embedder's
+    own): ``st-fp32`` or ``st-bf16`` (sentence-transformers, bf16 autocast), ``int8`` or
+    ``bf16`` (qa's two document embedders: int8 ONNX or bf16 weights, one single-threaded
+    model per core), or ``doc`` (the one a build here would choose)."""
+    from index import embed as qa_embed
+    from index.embed import TorchEmbedder, count_tokens
 
     sample = json.loads(Path(texts).read_text())
     start = time.perf_counter()
-    embedder = (TorchEmbedder(bf16=backend == "st-bf16") if backend.startswith("st-")
-                else document_embedder(Path(index)))
+    embedder: Any
+    if backend.startswith("st-"):
+        embedder = TorchEmbedder(bf16=backend == "st-bf16")
+    elif backend == "int8":
+        embedder = qa_embed._int8_embedder(Path(index))
+    elif backend == "bf16":
+        embedder = qa_embed._bf16_embedder()
+    else:
+        embedder = qa_embed.document_embedder(Path(index))
     embedder.embed(sample[:8])
     if hasattr(embedder, "start"):  # the worker processes: loading, like the model above
         embedder.start()
@@ -451,6 +461,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="3 cold runs, 128 ingest passages, 10k only, no 1M point")
     parser.add_argument("--runs", type=int, default=None, help="cold runs (default 7)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds of each ingest embedder (default 3)")
     parser.add_argument("--sample", type=int, default=None,
                         help="passages embedded by both ingest paths (default 192)")
     parser.add_argument("--sizes", default=None,
@@ -516,7 +528,8 @@ def main(argv: list[str] | None = None) -> None:
     if "cold" in sections:
         report_cold(seed_index, runs)
     if "ingest" in sections:
-        report_ingest(work, args.ingest_index or squad_index, sample, build)
+        report_ingest(work, args.ingest_index or squad_index, sample, build,
+                      rounds=1 if args.quick else args.rounds)
     if "queries" in sections:
         report_queries(work, squad_index, squad / "questions.jsonl", sizes, million,
                        args.million_kind)
@@ -556,8 +569,12 @@ def report_cold(seed_index: Path, runs: int) -> None:
 
 
 
-def report_ingest(work: Path, squad_index: Path, sample: int, build: Any) -> None:
-    """The same passages through sentence-transformers fp32 and the default path."""
+def report_ingest(work: Path, squad_index: Path, sample: int, build: Any,
+                  rounds: int = 3) -> None:
+    """The same passages through sentence-transformers and each of qa's document embedders,
+    each in its own process, ``rounds`` times interleaved (a shared VM's speed drifts within
+    minutes); rates are the median of the rounds."""
+    from index.embed import cpu_has_bf16
     from index.store import Store
 
     texts = [p.text for p in Store(squad_index).all_passages()]
@@ -569,27 +586,42 @@ def report_ingest(work: Path, squad_index: Path, sample: int, build: Any) -> Non
         return worker("embed", backend=backend, texts=str(texts_file), index=str(squad_index),
                       batch=batch)
 
-    run = {"st": embed("st-fp32", 32), "ours": embed("doc", None)}
-    # fp32 at qa's own batch size, so the ratio is not the batch size alone.
-    run["st-small"] = embed("st-fp32", run["ours"]["batch"])
-    run["bf16"] = embed("st-bf16", 32)
-    st, ours = run["st"], run["ours"]
+    # bf16 where the CPU has it (emulated elsewhere: ~5x slower than fp32).
+    plan: dict[str, tuple[str, int | None]] = {"st": ("st-fp32", 32), "ours": ("doc", None),
+                                               "int8": ("int8", None)}
+    if cpu_has_bf16():
+        plan.update({"bf16w": ("bf16", None), "bf16": ("st-bf16", 32)})
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in plan}
+    for _ in range(rounds):
+        for name, (backend, batch) in plan.items():
+            runs[name].append(embed(backend, batch))
+    # fp32 at qa's own batch size, so the ratio is not the batch size alone (one round).
+    runs["st-small"] = [embed("st-fp32", runs["ours"][0]["batch"])]
     import numpy as np
 
+    def rate(name: str) -> float:
+        return float(np.median([r["chunks"] / r["embed_s"] for r in runs[name]]))
+
+    st, ours = runs["st"][0], runs["ours"][0]
     reference = np.load(st["vectors"])
-    print(f"## Ingest ({st['chunks']} {what} passages, {st['tokens']} tokens)")
+    print(f"## Ingest ({st['chunks']} {what} passages, {st['tokens']} tokens; median of "
+          f"{rounds} interleaved rounds, range in brackets)")
     labels = {"st": "sentence-transformers fp32", "ours": f"qa default ({ours['precision']})",
-              "st-small": "sentence-transformers fp32", "bf16": "sentence-transformers bf16"}
-    for name in ("st", "ours", "st-small", "bf16"):
-        r = run[name]
+              "int8": "qa int8 ONNX, pool", "bf16w": "qa bf16 weights, pool",
+              "bf16": "sentence-transformers bf16", "st-small": "sentence-transformers fp32"}
+    for name in ("st", "ours", "int8", "bf16w", "bf16", "st-small"):
+        if name not in runs:
+            continue
+        r = runs[name][0]
+        rates = [x["chunks"] / x["embed_s"] for x in runs[name]]
         cos = (reference * np.load(r["vectors"])).sum(axis=1)
-        print(f"{labels[name]:28} batch {r['batch']:2} {r['chunks'] / r['embed_s']:6.1f} "
-              f"chunks/s {r['tokens'] / r['embed_s']:8.0f} tokens/s  (load {r['load_s']:.1f} s"
-              f", peak RSS {r['rss_mib']:.0f} MiB; cosine to the first min {cos.min():.4f} "
-              f"mean {cos.mean():.4f})")
+        print(f"{labels[name]:28} batch {r['batch']:2} {rate(name):6.1f} chunks/s "
+              f"[{min(rates):.1f}–{max(rates):.1f}] {rate(name) * r['tokens'] / r['chunks']:8.0f}"
+              f" tokens/s  (load {r['load_s']:.1f} s, peak RSS {r['rss_mib']:.0f} MiB; cosine "
+              f"to the first min {cos.min():.4f} mean {cos.mean():.4f})")
     print(f"ratio qa default / sentence-transformers fp32 (its default batch 32): "
-          f"{st['embed_s'] / ours['embed_s']:.2f}x; at qa's batch "
-          f"{run['st-small']['embed_s'] / ours['embed_s']:.2f}x   [{load()}]")
+          f"{rate('ours') / rate('st'):.2f}x; at qa's batch "
+          f"{rate('ours') / rate('st-small'):.2f}x   [{load()}]")
     if build:
         per_doc = build["stages"].get("reading", 0) / max(1, build["documents"])
         print(f"full build of squad-a ({build['documents']} articles, {build['passages']} "

@@ -75,9 +75,15 @@ class Embedder:
 
 
 class TorchEmbedder(Embedder):
-    """sentence-transformers on CPU, optionally under bfloat16 autocast."""
+    """sentence-transformers on CPU: fp32, bfloat16 autocast, or (``cast``) the weights
+    themselves in bfloat16.
 
-    def __init__(self, bf16: bool | None = None, threads: int | None = None):
+    With AMX, bf16 weights ran ~1.6x faster than autocast on news passages (98 against 62
+    passages/s on two cores; autocast converts every weight on every call) at cosine ≥ 0.9999
+    to fp32 (docs/BENCHMARKS.md)."""
+
+    def __init__(self, bf16: bool | None = None, threads: int | None = None,
+                 cast: bool = False):
         import torch
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
@@ -86,7 +92,7 @@ class TorchEmbedder(Embedder):
         torch.set_num_threads(threads or os.cpu_count() or 1)
         self.bf16 = cpu_has_bf16() if bf16 is None else bf16
         self.sha256 = MODEL_SHA256
-        self.precision = "bf16" if self.bf16 else "fp32"
+        self.precision = ("bf16" if self.bf16 else "fp32") + (" weights" if cast else "")
         self._torch = torch
         bar = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
@@ -96,6 +102,9 @@ class TorchEmbedder(Embedder):
             if bar:
                 hf_logging.enable_progress_bar()
         self._model.max_seq_length = MAX_TOKENS
+        self._autocast = self.bf16 and not cast
+        if cast:
+            self._model = self._model.to(torch.bfloat16)
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         """Embed one batch with sentence-transformers."""
@@ -104,13 +113,13 @@ class TorchEmbedder(Embedder):
         torch = self._torch
         with (
             torch.inference_mode(),
-            torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16),
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._autocast),
         ):
             vectors = self._model.encode(
                 list(texts), batch_size=len(texts), convert_to_tensor=True,
                 show_progress_bar=False,
             )
-        # Under bf16 the model's own normalisation is only good to ~1e-3.
+        # In bf16 the model's own normalisation is only good to ~1e-3.
         vectors = torch.nn.functional.normalize(vectors.float(), dim=1)
         return vectors.numpy()
 
@@ -212,19 +221,22 @@ class OnnxEmbedder(Embedder):
 
 
 class PoolEmbedder(Embedder):
-    """Data parallel onnxruntime: one single-threaded session per worker process.
+    """Data parallel embedding: one single-threaded model per worker process.
 
-    On this 2-core machine two one-thread sessions embedded ~1.25x more passages per second
-    than one two-thread session (intra-op threads synchronise on every operator of every
-    batch). Batches are formed as in ``Embedder.embed`` (length-sorted) and handed out to the
-    workers; a local session serves single batches and small calls without the pool.
+    ``recipe`` says which model each worker loads (``_make_embedder``): ``("onnx", path,
+    optimized)`` for an onnxruntime session, ``("bf16",)`` for sentence-transformers with
+    bf16 weights. On this 2-core machine two one-thread sessions embedded ~1.25x more passages
+    per second than one two-thread session (intra-op threads synchronise on every operator of
+    every batch). Batches are formed as in ``Embedder.embed`` (length-sorted) and handed out to
+    the workers; a local model serves single batches and small calls without the pool.
     """
 
-    def __init__(self, onnx_path: Path, workers: int, optimized: bool = False):
-        self.path = Path(onnx_path)
+    def __init__(self, recipe: tuple[Any, ...] | Path, workers: int, optimized: bool = False):
+        if not isinstance(recipe, tuple):  # an ONNX file
+            recipe = ("onnx", str(recipe), optimized)
+        self.recipe = recipe
         self.workers = workers
-        self.optimized = optimized
-        self._local = OnnxEmbedder(self.path, optimized=optimized, threads=workers)
+        self._local = _make_embedder(recipe, threads=workers)
         self._pool: Any = None
         self._broken = False
 
@@ -237,19 +249,25 @@ class PoolEmbedder(Embedder):
             # spawn, not fork: the parent may hold onnxruntime or torch thread pools.
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_worker, initargs=(str(self.path), self.optimized),
+                initializer=_start_worker, initargs=(self.recipe,),
             )
             weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
         return self._pool
 
     def start(self) -> None:
-        """Start the worker processes and load their sessions now (~1 s), rather than inside
+        """Start the worker processes and load their models now (~1–3 s), rather than inside
         the first large ``embed`` call."""
         if self._broken:
             return
         pool = self._executor()
         for future in [pool.submit(_worker_embed, ["warm up"]) for _ in range(self.workers)]:
             future.result()
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         return self._local.embed_batch(texts)
@@ -292,12 +310,19 @@ class PoolEmbedder(Embedder):
         return vectors
 
 
-_WORKER: OnnxEmbedder | None = None
+def _make_embedder(recipe: tuple[Any, ...], threads: int) -> Embedder:
+    if recipe[0] == "bf16":
+        return TorchEmbedder(bf16=True, threads=threads, cast=True)
+    _, path, optimized = recipe
+    return OnnxEmbedder(Path(path), optimized=optimized, threads=threads)
 
 
-def _start_worker(path: str, optimized: bool) -> None:
+_WORKER: Embedder | None = None
+
+
+def _start_worker(recipe: tuple[Any, ...]) -> None:
     global _WORKER
-    _WORKER = OnnxEmbedder(Path(path), optimized=optimized, threads=1)
+    _WORKER = _make_embedder(recipe, threads=1)
 
 
 def _worker_embed(texts: list[str]) -> np.ndarray:
@@ -308,26 +333,109 @@ def _worker_embed(texts: list[str]) -> np.ndarray:
 # Passages per int8 call. Small batches keep a call's activations in the core's L2 cache and
 # pad less: on 2 Zen 4 cores ~115 passages/s at 2, ~105 at 8, ~83 at 32 (docs/BENCHMARKS.md).
 INT8_BATCH = 2
+# Passages per bf16 call (one core each): on news passages with AMX, 126 passages/s at 32
+# against 110 at 16 (median of 3 interleaved rounds).
+BF16_BATCH = 32
+
+
+# Builds that embed fewer passages than this on an AMX CPU take int8 without timing both
+# (the calibration costs ~10 s; on AMX both embedders do 100+ passages/s).
+CALIBRATE_FROM = 3000
 
 
 def document_embedder(index_dir: Path) -> Embedder:
-    """The fastest faithful document embedder this CPU allows, chosen by measurement.
+    """The fastest faithful document embedder this CPU allows (``DocumentEmbedder``)."""
+    return DocumentEmbedder(Path(index_dir))
+
+
+class DocumentEmbedder(Embedder):
+    """The document embedder, chosen by measurement when it first embeds.
 
     Without AMX the int8 ONNX copy of the model wins wherever it was measured (bf16 autocast
     did 53–60 passages/s against ~120 for int8 on AVX512-BF16, and 59 against 129 on news
     passages on an AVX-512 VNNI CPU, BENCHMARKS.md): ``model.int8.onnx`` in ``index_dir``,
-    one single-threaded session per core (``PoolEmbedder``) fed small batches. With AMX both
-    are fast and which is faster has varied (1.26x to 3.1x for bf16, 1.9x for int8, in probes
-    on loaded machines), so the first build there times both on the same sample
-    (``calibrate``) and keeps the faster, recorded beside the index with the CPU it was
-    measured on.
+    one single-threaded session per core (``PoolEmbedder``) fed small batches. With AMX,
+    sentence-transformers with bf16 weights, one single-threaded model per core, was faster
+    on the one AMX CPU measured (116–126 against 101–110 passages/s for int8 on news
+    passages), but the margin depends on the CPU, so a build there that embeds at least
+    ``CALIBRATE_FROM`` passages (``expect``) times both on the same sample (``calibrate``)
+    and keeps the faster, recorded beside the index with the CPU it was measured on; later
+    builds of that index on that CPU reuse the record.
     """
-    index_dir = Path(index_dir)
-    if not cpu_has_amx():
-        return _int8_embedder(index_dir)
-    choice = calibrate(index_dir, {"int8": lambda: _int8_embedder(index_dir),
-                                   "bf16": lambda: TorchEmbedder(bf16=True)})
-    return TorchEmbedder(bf16=True) if choice == "bf16" else _int8_embedder(index_dir)
+
+    def __init__(self, index_dir: Path):
+        self.index_dir = index_dir
+        self.sha256 = MODEL_SHA256
+        self.expected: int | None = None
+        self._chosen: Embedder | None = None
+
+    def expect(self, passages: int) -> None:
+        """Say how many passages the build will embed (before the first ``embed``)."""
+        self.expected = passages
+
+    @property
+    def chosen(self) -> Embedder:
+        if self._chosen is None:
+            self._chosen = self._choose()
+        return self._chosen
+
+    def _choose(self) -> Embedder:
+        index_dir = self.index_dir
+        if not cpu_has_amx():
+            return _int8_embedder(index_dir)
+        candidates = {"int8": lambda: _int8_embedder(index_dir), "bf16": _bf16_embedder}
+        known = calibrated(index_dir, candidates)
+        if known is None and self.expected is not None and self.expected < CALIBRATE_FROM:
+            known = "int8"
+        if known is not None:
+            return candidates[known]()
+        return calibrate(index_dir, candidates)[1]
+
+    @property
+    def precision(self) -> str:  # type: ignore[override]
+        return self.chosen.precision
+
+    @property
+    def batch_size(self) -> int:  # type: ignore[override]
+        return self.chosen.batch_size
+
+    def start(self) -> None:
+        start = getattr(self.chosen, "start", None)
+        if start is not None:
+            start()
+
+    def close(self) -> None:
+        close = getattr(self._chosen, "close", None)
+        if close is not None:
+            close()
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        return self.chosen.embed_batch(texts)
+
+    def embed(
+        self, texts: Sequence[str], batch_size: int | None = None, progress: OnProgress = None
+    ) -> np.ndarray:
+        return self.chosen.embed(texts, batch_size, progress)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _bf16_embedder() -> Embedder:
+    cores = _cores()
+    embedder: Embedder
+    if cores > 1:
+        embedder = PoolEmbedder(("bf16",), workers=cores)
+    else:
+        embedder = TorchEmbedder(bf16=True, threads=1, cast=True)
+    embedder.sha256 = MODEL_SHA256
+    embedder.precision = "bf16"
+    embedder.batch_size = BF16_BATCH
+    return embedder
 
 
 def _int8_embedder(index_dir: Path) -> Embedder:
@@ -337,7 +445,7 @@ def _int8_embedder(index_dir: Path) -> Embedder:
     if not int8.exists():
         index_dir.mkdir(parents=True, exist_ok=True)
         export_onnx(index_dir / ONNX_FILE, int8=int8)
-    cores = os.cpu_count() or 1
+    cores = _cores()
     embedder: Embedder
     if cores > 1:
         embedder = PoolEmbedder(int8, workers=cores)
@@ -355,7 +463,7 @@ _WORDS = ("the minister said on tuesday that officials would announce new rules 
           "for results from the election in three counties where police reported").split()
 
 
-def calibration_sample(count: int = 48, words: int = 160) -> list[str]:
+def calibration_sample(count: int = 96, words: int = 160) -> list[str]:
     """``count`` news-like passages of ``words`` words (about 200 word pieces), fixed."""
     out = []
     for i in range(count):
@@ -365,41 +473,55 @@ def calibration_sample(count: int = 48, words: int = 160) -> list[str]:
     return out
 
 
+def calibrated(index_dir: Path, candidates: dict[str, Any]) -> str | None:
+    """The choice ``calibrate`` recorded in ``index_dir`` for this CPU model, if any."""
+    import json
+
+    from .model import cpu_model
+
+    try:
+        known = json.loads((Path(index_dir) / CALIBRATION_FILE).read_text(encoding="utf-8"))
+        if known.get("cpu") == cpu_model() and known.get("choice") in candidates:
+            return str(known["choice"])
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
+
+
 def calibrate(index_dir: Path, candidates: dict[str, Callable[[], Embedder]],
-              sample: list[str] | None = None) -> str:
-    """The name of the fastest of ``candidates`` (makers of document embedders) on this CPU:
-    read from ``CALIBRATION_FILE`` in ``index_dir`` when it was measured on this CPU model,
-    else measured now (each embeds ``sample`` once after a warm-up) and recorded."""
+              sample: list[str] | None = None) -> tuple[str, Embedder]:
+    """The fastest of ``candidates`` (makers of document embedders) on this CPU, by name and
+    ready to use: each is made (a pool starts its workers), embeds ``sample`` once to warm up
+    (loading, first calls, kernels for new shapes) and once timed; the slower ones are closed.
+    The rates are recorded in ``CALIBRATION_FILE`` in ``index_dir`` with the CPU model, for
+    ``calibrated``."""
     import json
     import time
 
     from .disk import write_atomic
     from .model import cpu_model
 
-    record = Path(index_dir) / CALIBRATION_FILE
-    cpu = cpu_model()
-    try:
-        known = json.loads(record.read_text(encoding="utf-8"))
-        if known.get("cpu") == cpu and known.get("choice") in candidates:
-            return str(known["choice"])
-    except (OSError, ValueError, AttributeError):
-        pass
     sample = sample or calibration_sample()
     rates: dict[str, float] = {}
+    made: dict[str, Embedder] = {}
     for name, make in candidates.items():
-        embedder = make()
-        embedder.embed(sample[:4])  # loading and first-call costs are not the rate
+        embedder = made[name] = make()
+        start_workers = getattr(embedder, "start", None)
+        if start_workers is not None:  # a pool: its processes load their models first
+            start_workers()
+        embedder.embed(sample)
         start = time.perf_counter()
         embedder.embed(sample)
         rates[name] = round(len(sample) / (time.perf_counter() - start), 1)
-        close = getattr(embedder, "close", None)
-        if close is not None:
-            close()
     choice = max(rates, key=rates.__getitem__)
+    for name, embedder in made.items():
+        close = getattr(embedder, "close", None)
+        if name != choice and close is not None:
+            close()
     Path(index_dir).mkdir(parents=True, exist_ok=True)
-    write_atomic(record, json.dumps({"cpu": cpu, "choice": choice,
-                                     "passages_per_s": rates}).encode())
-    return choice
+    write_atomic(Path(index_dir) / CALIBRATION_FILE, json.dumps(
+        {"cpu": cpu_model(), "choice": choice, "passages_per_s": rates}).encode())
+    return choice, made[choice]
 
 
 def cpu_has_bf16() -> bool:

@@ -223,7 +223,7 @@ def _manifest(build: Build, embedder: Any, docs_dir: Path, created: str | None) 
             "sha256": getattr(embedder, "sha256", None),
             "normalized": True,
             "max_tokens": MODEL_MAX_TOKENS,
-            "precision": getattr(embedder, "precision", None),
+            "precision": build.precision or getattr(embedder, "precision", None),
         },
         "chunking": {
             "version": CHUNK_VERSION,
@@ -270,6 +270,8 @@ def _embed(
     vectors = VectorWriter(build.folder, build.passages, embedder.dimension,
                            first=build.first_passage)
     todo = sum(1 for h in build.hashes() if h not in reuse)
+    if ray is None and hasattr(embedder, "expect"):  # how hard to choose (DocumentEmbedder)
+        embedder.expect(todo)
     done = 0
     progress("embedding", 0, todo)
 
@@ -312,6 +314,7 @@ def _embed(
 
         address, model, folder = ray
         nodes, shards = distributed.embed(address, model, pending(), write, advance, folder)
+        build.precision = "int8"  # the cluster's model, whatever this machine would choose
     vectors.flush()  # the mappings themselves close when this returns
     return todo, nodes, shards
 

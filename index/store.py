@@ -130,6 +130,7 @@ class Build:
         self.documents = 0
         self.passages = 0
         self.removed = 0
+        self.precision: str | None = None  # of the vectors, when not the local embedder's
         self.db = sqlite3.connect(self.folder / "passages.sqlite")
         # A scratch file until the version is fsynced whole and published: no journal.
         self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA + (

@@ -166,15 +166,24 @@ def test_embed_apart_gives_the_batch_vectors_in_input_order(onnx_embedder):
 
 
 @pytest.mark.slow
-def test_bf16_is_close_to_fp32(torch_embedder):
+def test_bf16_autocast_and_bf16_weights_are_close_to_fp32(torch_embedder):
+    from index.embed import TorchEmbedder
+
     fp32 = torch_embedder.embed_batch(SENTENCES[:4])
-    torch_embedder.bf16 = True
+    torch_embedder._autocast = True
     try:
-        bf16 = torch_embedder.embed_batch(SENTENCES[:4])
+        autocast = torch_embedder.embed_batch(SENTENCES[:4])
     finally:
-        torch_embedder.bf16 = False
-    assert np.allclose(np.linalg.norm(bf16, axis=1), 1.0, atol=1e-5)
-    assert (fp32 * bf16).sum(axis=1).min() > 0.999
+        torch_embedder._autocast = False
+    weights = TorchEmbedder(bf16=True, cast=True)
+    assert weights.precision == "bf16 weights"
+    assert next(weights._model.parameters()).dtype == weights._torch.bfloat16
+    cast = weights.embed_batch(SENTENCES[:4])
+    for bf16 in (autocast, cast):
+        assert bf16.dtype == np.float32
+        assert np.allclose(np.linalg.norm(bf16, axis=1), 1.0, atol=1e-5)
+        assert (fp32 * bf16).sum(axis=1).min() > 0.999
+    assert not np.array_equal(cast, fp32)  # really computed in bf16
 
 
 @pytest.mark.slow
@@ -210,20 +219,61 @@ def test_int8_document_model_stays_close_to_fp32(onnx_path, onnx_embedder):
     assert cosine.min() >= 0.97 and cosine.mean() >= 0.985, cosine
 
 
-def test_document_embedder_calibrates_only_with_amx(monkeypatch, tmp_path):
+def test_document_embedder_calibrates_only_with_amx_and_a_large_build(monkeypatch, tmp_path):
     import json
 
     from index import embed
 
-    made = []
+    made: list[str] = []
+    monkeypatch.setattr(embed, "_bf16_embedder", lambda: made.append("bf16") or LengthEmbedder())
+    monkeypatch.setattr(embed, "_int8_embedder",
+                        lambda index_dir: made.append("int8") or LengthEmbedder())
+    timed: list[str] = []
+
+    def fake_calibrate(index_dir, candidates, sample=None):
+        timed.append(",".join(candidates))
+        return "bf16", candidates["bf16"]()
+
+    monkeypatch.setattr(embed, "calibrate", fake_calibrate)
     monkeypatch.setattr(embed, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))
-    monkeypatch.setattr(embed, "TorchEmbedder", lambda bf16=None: made.append("torch") or "torch")
-    # With AMX the calibration decides; here it was recorded as bf16 on this CPU.
+    # Nothing is loaded until the first embedding.
+    chooser = embed.document_embedder(tmp_path)
+    assert made == [] and chooser.sha256 == model.MODEL_SHA256
+    # A large build with AMX and no record: both are timed.
+    chooser.expect(embed.CALIBRATE_FROM)
+    assert chooser.embed(["a", "bb"]).shape == (2, 4)
+    assert timed == ["int8,bf16"] and made == ["bf16"]
+    # A small one takes int8 without timing.
+    made.clear()
+    small = embed.document_embedder(tmp_path)
+    small.expect(embed.CALIBRATE_FROM - 1)
+    small.embed(["a"])
+    assert made == ["int8"] and timed == ["int8,bf16"]
+    # A record for this CPU decides, however small the build.
+    made.clear()
     (tmp_path / embed.CALIBRATION_FILE).write_text(json.dumps(
         {"cpu": model.cpu_model(), "choice": "bf16"}))
-    assert embed.document_embedder(tmp_path) == "torch" and made == ["torch"]
-    (tmp_path / embed.CALIBRATION_FILE).unlink()
-    # AVX512-BF16 without AMX: int8 was faster there, so the int8 path is taken.
+    small = embed.document_embedder(tmp_path)
+    small.expect(1)
+    small.embed(["a"])
+    assert made == ["bf16"] and len(timed) == 1
+    # A record from another CPU model does not.
+    made.clear()
+    (tmp_path / embed.CALIBRATION_FILE).write_text(json.dumps({"cpu": "other", "choice": "bf16"}))
+    embed.document_embedder(tmp_path).embed(["a"])
+    assert timed == ["int8,bf16"] * 2 and made == ["bf16"]
+    # Without AMX int8, never timed, whatever the record says.
+    made.clear()
+    monkeypatch.setattr(embed, "cpu_flags", lambda: frozenset({"avx512_bf16", "avx512_vnni"}))
+    (tmp_path / embed.CALIBRATION_FILE).write_text(json.dumps(
+        {"cpu": model.cpu_model(), "choice": "bf16"}))
+    embed.document_embedder(tmp_path).embed(["a"])
+    assert made == ["int8"] and len(timed) == 2
+
+
+def test_int8_document_embedder_exports_the_model_it_needs(monkeypatch, tmp_path):
+    from index import embed
+
     monkeypatch.setattr(embed, "cpu_flags", lambda: frozenset({"avx512_bf16", "avx512_vnni"}))
     exported = []
 
@@ -234,7 +284,7 @@ def test_document_embedder_calibrates_only_with_amx(monkeypatch, tmp_path):
 
     monkeypatch.setattr(model, "export_onnx", fake_export)
     with pytest.raises(ModelError, match="unreadable"):
-        embed.document_embedder(tmp_path)
+        embed.document_embedder(tmp_path).embed(["a"])
     assert exported == [("model.onnx", "model.int8.onnx")]
 
 
@@ -255,6 +305,22 @@ def test_pool_embedder_matches_one_session_and_keeps_order(onnx_path):
     assert pool.embed_batch(texts[:2]).shape == (2, model.DIMENSION)
 
 
+@pytest.mark.slow
+def test_bf16_pool_matches_one_bf16_model_and_stops_its_workers():
+    from index.embed import PoolEmbedder, TorchEmbedder
+
+    texts = [t for t in SENTENCES if t.strip()] * 6
+    pool = PoolEmbedder(("bf16",), workers=2)
+    pool.start()
+    workers = list(pool._pool._processes.values())
+    assert len(workers) == 2
+    got = pool.embed(texts, batch_size=8)
+    expected = TorchEmbedder(bf16=True, threads=1, cast=True).embed(texts, batch_size=8)
+    assert (got * expected).sum(axis=1).min() > 0.9999
+    pool.close()
+    assert pool._pool is None and not any(w.is_alive() for w in workers)
+
+
 def test_calibration_keeps_the_faster_embedder_and_remembers_it_per_cpu(tmp_path, monkeypatch):
     import json
     import time
@@ -264,33 +330,46 @@ def test_calibration_keeps_the_faster_embedder_and_remembers_it_per_cpu(tmp_path
     class Timed(embed.Embedder):
         dimension = 4
 
-        def __init__(self, seconds_per_text: float):
-            self.seconds = seconds_per_text
+        def __init__(self, name: str, seconds_per_text: float):
+            self.name, self.seconds = name, seconds_per_text
+            self.calls: list[str] = []
+
+        def start(self):
+            self.calls.append("start")
+
+        def close(self):
+            self.calls.append("close")
 
         def embed_batch(self, texts):
             time.sleep(self.seconds * len(texts))
             return np.ones((len(texts), 4), dtype=np.float32) / 2
 
-    made = []
+    made: list[Timed] = []
 
     def maker(name, seconds):
         def make():
-            made.append(name)
-            return Timed(seconds)
+            made.append(Timed(name, seconds))
+            return made[-1]
         return make
 
     sample = embed.calibration_sample(count=12)
     assert len(sample) == 12 and len(set(sample)) == 12
+    assert len(embed.calibration_sample()) == 96
     monkeypatch.setattr(model, "cpu_model", lambda: "CPU A")
     candidates = {"int8": maker("int8", 0.004), "bf16": maker("bf16", 0.0005)}
-    assert embed.calibrate(tmp_path, candidates, sample) == "bf16"
+    assert embed.calibrated(tmp_path, candidates) is None
+    choice, kept = embed.calibrate(tmp_path, candidates, sample)
+    assert choice == "bf16" and kept is made[1] and kept.name == "bf16"
+    # Pools are started before timing; the slower one is closed, the kept one is not.
+    assert made[0].calls == ["start", "close"] and made[1].calls == ["start"]
     record = json.loads((tmp_path / embed.CALIBRATION_FILE).read_text())
     assert record["cpu"] == "CPU A" and record["choice"] == "bf16"
     assert record["passages_per_s"]["bf16"] > record["passages_per_s"]["int8"]
-    # Remembered on the same CPU: nothing is measured again.
-    made.clear()
-    assert embed.calibrate(tmp_path, candidates, sample) == "bf16" and made == []
-    # Another CPU model measures again, and here int8 is faster.
+    # Remembered for the same CPU model, not for another.
+    assert embed.calibrated(tmp_path, candidates) == "bf16"
+    assert embed.calibrated(tmp_path, {"int8": candidates["int8"]}) is None
     monkeypatch.setattr(model, "cpu_model", lambda: "CPU B")
+    assert embed.calibrated(tmp_path, candidates) is None
     slower = {"int8": maker("int8", 0.0005), "bf16": maker("bf16", 0.004)}
-    assert embed.calibrate(tmp_path, slower, sample) == "int8" and made == ["int8", "bf16"]
+    assert embed.calibrate(tmp_path, slower, sample)[0] == "int8"
+    assert embed.calibrated(tmp_path, slower) == "int8"

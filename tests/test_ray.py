@@ -109,6 +109,9 @@ def test_a_ray_build_holds_the_local_build_and_ran_on_both_nodes(cluster, docs, 
     _same_index(index, local)
     nodes = Store(index).manifest["ingest"]["nodes"]
     assert len(nodes) == 2 and all(n > 0 for n in nodes.values())
+    # The cluster's model, not the one this machine would choose (bf16 where it has AMX).
+    assert Store(index).manifest["model"]["precision"] == "int8"
+    assert not (index / "precision.json").exists()
     assert sum(nodes.values()) == len(_passages(index)[0])
 
     # An update embeds only the new article's passages on the cluster.
