@@ -47,7 +47,8 @@ class AskRequest(BaseModel):
                        "\\ud800-\\udfff]",
         },
     )
-    k: int = Field(5, ge=1, le=100, description="How many passages to return.")
+    # Strict: the schema says integer and boolean, so `true` is not k=1 and 0 is not false.
+    k: int = Field(5, ge=1, le=100, strict=True, description="How many passages to return.")
     source: str | None = Field(
         None, description="Only articles whose file name or outlet contains this."
     )
@@ -58,7 +59,8 @@ class AskRequest(BaseModel):
         None, description="Only articles dated on or before (YYYY-MM-DD, YYYY-MM or YYYY)."
     )
     show_weak: bool = Field(
-        False, description="Return the closest passages even when the answer is refused."
+        False, strict=True,
+        description="Return the closest passages even when the answer is refused.",
     )
     as_of: str | None = Field(
         None, description="Answer as of this date (YYYY[-MM[-DD]]; default: today): later "

@@ -71,6 +71,8 @@ def test_k_defaults_to_five(server):
         ({"question": TAJI, "k": 0}, "k: Input should be greater than or equal to 1"),
         ({"question": TAJI, "k": 101}, "k: Input should be less than or equal to 100"),
         ({"question": TAJI, "k": "many"}, "k: Input should be a valid integer"),
+        ({"question": TAJI, "k": True}, "k: Input should be a valid integer"),
+        ({"question": TAJI, "show_weak": 0}, "show_weak: Input should be a valid boolean"),
         ({"question": 42}, "question: Input should be a valid string"),
         ({"question": TAJI, "since": "last week"}, "since 'last week' is not a date"),
         ({"question": TAJI, "since": 0}, "since: Input should be a valid string"),
