@@ -338,9 +338,10 @@ INT8_BATCH = 2
 BF16_BATCH = 32
 
 
-# Builds that embed fewer passages than this on an AMX CPU take int8 without timing both
-# (the calibration costs ~10 s; on AMX both embedders do 100+ passages/s).
-CALIBRATE_FROM = 3000
+# Builds that embed fewer passages than this on an AMX CPU take int8 without timing both:
+# the calibration costs 10–30 s (mostly starting two torch processes) to gain ~10% of the
+# embedding time, which pays only from a few minutes of embedding (~100 passages/s).
+CALIBRATE_FROM = 20_000
 
 
 def document_embedder(index_dir: Path) -> Embedder:
@@ -355,9 +356,11 @@ class DocumentEmbedder(Embedder):
     did 53–60 passages/s against ~120 for int8 on AVX512-BF16, and 59 against 129 on news
     passages on an AVX-512 VNNI CPU, BENCHMARKS.md): ``model.int8.onnx`` in ``index_dir``,
     one single-threaded session per core (``PoolEmbedder``) fed small batches. With AMX,
-    sentence-transformers with bf16 weights, one single-threaded model per core, was faster
-    on the one AMX CPU measured (116–126 against 101–110 passages/s for int8 on news
-    passages), but the margin depends on the CPU, so a build there that embeds at least
+    sentence-transformers with bf16 weights, one single-threaded model per core, is as fast
+    within 10% (the one AMX CPU measured: int8 121, bf16 112 passages/s on news passages,
+    medians of 3 rounds; their order flipped between single runs) and more faithful (cosine
+    0.9999 to fp32 against 0.984), and the margin depends on the CPU, so a build there that
+    embeds at least
     ``CALIBRATE_FROM`` passages (``expect``) times both on the same sample (``calibrate``)
     and keeps the faster, recorded beside the index with the CPU it was measured on; later
     builds of that index on that CPU reuse the record.
@@ -463,10 +466,19 @@ _WORDS = ("the minister said on tuesday that officials would announce new rules 
           "for results from the election in three counties where police reported").split()
 
 
-def calibration_sample(count: int = 96, words: int = 160) -> list[str]:
-    """``count`` news-like passages of ``words`` words (about 200 word pieces), fixed."""
+# Passage lengths in words at the 0, 5, 25, 50, 75, 95 and 100th percentiles: news-a's
+# passages (39, 101, 146, 173 and 185 word pieces at the inner five; this text makes ~1.07 a
+# word). Which embedder is faster depends on the lengths: bf16 gains on long passages.
+_LENGTHS = ((0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0), (24, 36, 94, 136, 161, 172, 180))
+
+
+def calibration_sample(count: int = 96) -> list[str]:
+    """``count`` news-like passages, fixed, their lengths spread like real news passages'."""
+    import numpy as np
+
     out = []
     for i in range(count):
+        words = int(np.interp(((i * 37) % count) / max(1, count - 1), *_LENGTHS))
         chosen = [_WORDS[(i * 7 + j * 13 + j * j) % len(_WORDS)] for j in range(words)]
         out.append(". ".join(" ".join(chosen[k : k + 16]).capitalize()
                              for k in range(0, words, 16)) + ".")

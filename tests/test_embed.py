@@ -354,7 +354,11 @@ def test_calibration_keeps_the_faster_embedder_and_remembers_it_per_cpu(tmp_path
 
     sample = embed.calibration_sample(count=12)
     assert len(sample) == 12 and len(set(sample)) == 12
-    assert len(embed.calibration_sample()) == 96
+    # Lengths spread like news passages' (bf16's lead over int8 grows with the length).
+    lengths = np.array(count_tokens(embed.calibration_sample()))
+    assert len(lengths) == 96 and lengths.max() <= model.MAX_TOKENS
+    assert np.percentile(lengths, 5) < 60 and 120 < np.median(lengths) < 170
+    assert np.percentile(lengths, 95) > 170
     monkeypatch.setattr(model, "cpu_model", lambda: "CPU A")
     candidates = {"int8": maker("int8", 0.004), "bf16": maker("bf16", 0.0005)}
     assert embed.calibrated(tmp_path, candidates) is None
