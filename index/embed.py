@@ -360,10 +360,9 @@ class DocumentEmbedder(Embedder):
     within 10% (the one AMX CPU measured: int8 121, bf16 112 passages/s on news passages,
     medians of 3 rounds; their order flipped between single runs) and more faithful (cosine
     0.9999 to fp32 against 0.984), and the margin depends on the CPU, so a build there that
-    embeds at least
-    ``CALIBRATE_FROM`` passages (``expect``) times both on the same sample (``calibrate``)
-    and keeps the faster, recorded beside the index with the CPU it was measured on; later
-    builds of that index on that CPU reuse the record.
+    embeds at least ``CALIBRATE_FROM`` passages (``expect``) times both on the same sample
+    (``calibrate``) and keeps the faster, recorded beside the index with the CPU it was
+    measured on; later builds of that index on that CPU reuse the record.
     """
 
     def __init__(self, index_dir: Path):
@@ -429,16 +428,7 @@ def _cores() -> int:
 
 
 def _bf16_embedder() -> Embedder:
-    cores = _cores()
-    embedder: Embedder
-    if cores > 1:
-        embedder = PoolEmbedder(("bf16",), workers=cores)
-    else:
-        embedder = TorchEmbedder(bf16=True, threads=1, cast=True)
-    embedder.sha256 = MODEL_SHA256
-    embedder.precision = "bf16"
-    embedder.batch_size = BF16_BATCH
-    return embedder
+    return _per_core(("bf16",), "bf16", BF16_BATCH)
 
 
 def _int8_embedder(index_dir: Path) -> Embedder:
@@ -448,15 +438,18 @@ def _int8_embedder(index_dir: Path) -> Embedder:
     if not int8.exists():
         index_dir.mkdir(parents=True, exist_ok=True)
         export_onnx(index_dir / ONNX_FILE, int8=int8)
+    return _per_core(("onnx", str(int8), False), "int8", INT8_BATCH)
+
+
+def _per_core(recipe: tuple[Any, ...], precision: str, batch_size: int) -> Embedder:
+    """``recipe``'s model (``_make_embedder``) once per core: a ``PoolEmbedder`` of
+    single-threaded workers, or the one model itself on a single core."""
     cores = _cores()
-    embedder: Embedder
-    if cores > 1:
-        embedder = PoolEmbedder(int8, workers=cores)
-    else:
-        embedder = OnnxEmbedder(int8, optimized=False)
+    embedder = (PoolEmbedder(recipe, workers=cores) if cores > 1
+                else _make_embedder(recipe, threads=1))
     embedder.sha256 = MODEL_SHA256
-    embedder.precision = "int8"
-    embedder.batch_size = INT8_BATCH
+    embedder.precision = precision
+    embedder.batch_size = batch_size
     return embedder
 
 
