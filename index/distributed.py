@@ -247,10 +247,12 @@ class Encoder:
 
         if isinstance(model, ray.ObjectRef):
             model = ray.get(model)
-        folder = Path(tempfile.mkdtemp(prefix="qa-encoder-"))
-        path = folder / "model.int8.onnx"
-        path.write_bytes(model)
-        self.embedder = OnnxEmbedder(path, optimized=False)
+        # onnxruntime reads the whole file when the session opens, so the copy goes at once
+        # (one per actor: 22 MB each, left behind in /tmp by every build before).
+        with tempfile.TemporaryDirectory(prefix="qa-encoder-") as folder:
+            path = Path(folder) / "model.int8.onnx"
+            path.write_bytes(model)
+            self.embedder = OnnxEmbedder(path, optimized=False)
         self.node = ray.get_runtime_context().get_node_id()
         self.shards = Path(shards) if shards else None
 

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -102,10 +103,13 @@ def _same_index(ray_index: Path, local_index: Path) -> None:
 def test_a_ray_build_holds_the_local_build_and_ran_on_both_nodes(cluster, docs, local,
                                                                   tmp_path):
     index = tmp_path / "index"
+    copies = set(Path(tempfile.gettempdir()).glob("qa-encoder-*"))
     result = runner.invoke(app, ["index", "build", "--docs", str(docs), "--index", str(index),
                                  "--ray", cluster])
     assert result.exit_code == 0, result.stderr
     assert "embedded on 2 Ray node(s)" in result.stderr
+    # Each actor's copy of the model is gone once its session has read it.
+    assert set(Path(tempfile.gettempdir()).glob("qa-encoder-*")) == copies
     _same_index(index, local)
     nodes = Store(index).manifest["ingest"]["nodes"]
     assert len(nodes) == 2 and all(n > 0 for n in nodes.values())
