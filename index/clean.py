@@ -170,6 +170,13 @@ _CREDIT_PAREN = re.compile(
     re.IGNORECASE,
 )
 _CREDIT_SLASH = re.compile(r"\b(?:REUTERS|AFP|AP|EPA|Getty Images)\s*/\s*[A-Z]")
+# The photographer first, then the agency: "Zahid Hussain/AP", "Roger Kisby/Bloomberg/Getty
+# Images". Photo galleries run captions together on one line, each after its credit.
+_CREDIT_NAMED = re.compile(
+    r"\b[A-Z][\w.'’-]*(?: [A-Z][\w.'’-]*){0,3}(?:/[A-Z][\w&.'’ -]{0,40}?){0,3}/(?:AP|AFP"
+    r"|Reuters|REUTERS|EPA(?:-EFE)?|Getty Images|Bloomberg|Shutterstock|Sipa USA|NurPhoto"
+    r"|Anadolu(?: Agency)?|Imagn Images|USA TODAY(?: Sports)?)(?=\s|$)"
+)
 # Photo captions describe the picture in the present tense: "X delivers a statement ..., Dec. 29".
 _CAPTION_VERBS = frozenset(
     """delivers listens speaks attend attends walk walks stands holds waves gestures arrives
@@ -231,6 +238,22 @@ def dateline(text: str) -> re.Match[str] | None:
     return match
 
 
+def _credited(text: str) -> bool:
+    """A photo credit ends the line or starts it, or two credits share it (a gallery). A
+    credit is followed by the line's end or a new capitalised caption ("A Gannett/USA TODAY
+    analysis" is not one)."""
+    credits = [
+        m for m in _CREDIT_NAMED.finditer(text)
+        if not text[m.end():].strip() or text[m.end():].lstrip()[:1] in _CAPTION_OPENERS
+    ]
+    return bool(credits) and (
+        len(credits) >= 2 or credits[0].start() == 0 or not text[credits[-1].end():].strip()
+    )
+
+
+_CAPTION_OPENERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ\"“‘'(")
+
+
 def _is_caption(text: str, head: str, words: list[str]) -> bool:
     tail = text[-320:]
     if (
@@ -282,7 +305,9 @@ def _line(stripped: str, start: int, end: int) -> Line:
         prose = words >= 2 and not (words < 15 and _cap_ratio(tokens) >= 0.7)
     else:
         prose = words >= _LONG_PROSE_WORDS and _cap_ratio(tokens) < 0.5
-    caption = words >= 4 and _is_caption(stripped, head, tokens)
+    caption = words >= 4 and (
+        _is_caption(stripped, head, tokens) or (prose and "/" in stripped and _credited(stripped))
+    )
     return Line(start, end, stripped, words, sentence, prose, caption, kind)
 
 

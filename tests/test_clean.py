@@ -173,6 +173,32 @@ def test_present_tense_caption_below_byline() -> None:
     )
 
 
+def test_captions_credited_photographer_first_are_captions() -> None:
+    story = [
+        "Crews worked through the night to clear the harbour after the storm, officials said.",
+        "A Gazette/USA TODAY analysis of ten years of storms found that the harbour floods "
+        "twice as often as it did in 2010.",
+    ]
+    captions = [
+        "Smoke rises over the port of Riverton on Saturday, May 4, as crews work to clear the "
+        "harbour after the worst storm to hit the coast in a decade. Jane Roe/AP",
+        "Boats sit on the quay after the storm passed through the bay on Friday night, "
+        "leaving the harbour closed to traffic, the coast guard said. John Doe/Bloomberg/Getty "
+        "Images",
+        "Ana Ruiz/Reuters People gather on the quay on Sunday. Lee Park/AFP/Getty Images Crews "
+        "clear the harbour mouth.",
+    ]
+    short = "Smoke over the port. Jane Roe/AP"  # not prose: left out, as before
+    lines = ["Storm Clears Harbour", "By Ana Ruiz", "May 5, 2024",
+             story[0], captions[0], short, captions[1], story[1], captions[2]]
+    text = "\n\n".join(lines) + "\n"
+    segments = find_body(text, "Storm Clears Harbour")
+    assert_valid(text, segments)
+    assert kept(text, segments, "caption") == captions
+    assert kept(text, segments, "text") == story
+    assert all(short not in line for line in kept(text, segments))
+
+
 def test_title_line_is_not_body() -> None:
     for path in SEED_FILES + DATA_FILES:
         text = read(path)
