@@ -212,6 +212,40 @@ def test_highlight_prefers_the_sentence_stating_what_the_question_asks_for():
     assert features.best_sentence(c, profile, dataclasses.replace(CONFIG, count=0.0)) == 0
 
 
+@pytest.mark.parametrize("question,asks", [
+    ("Who beat the champion?", True),
+    ("Which theme park reported a ride collision this week?", True),
+    ("What is the name of the boy who will throw the first pitch?", True),
+    ("How many people were hurt?", False),
+    ("What did the park say about the crash?", False),
+])
+def test_questions_asking_for_a_name(question, asks):
+    assert analyse(question, ANALYZER).asks_name is asks
+
+
+def test_a_new_name_is_a_capitalised_word_the_question_does_not_use():
+    given = analyse("Which theme park reported a tram crash on Saturday?", ANALYZER).words
+    assert features.names_new("A tram crashed at a Universal Studios park.", given)
+    # Opening word, days and months, and the question's own names are not new.
+    assert not features.names_new("The theme park said on Saturday that the tram crashed.", given)
+    assert not features.names_new("In March, the park reported a tram crash.", given)
+    given = analyse("Which park did Universal close?", ANALYZER).words
+    assert not features.names_new("The park Universal closed was old.", given)
+
+
+def test_highlight_prefers_a_sentence_naming_what_a_who_or_which_question_asks_for():
+    text = ("The theme park confirmed that the tram incident hurt several people.",
+            "A tram crashed at a Universal Studios park, injuring 15 people.")
+    c = two_sentences(*text)
+    c.shares, c.similar = (0.6, 0.55), {0: 0.5, 1: 0.5}
+    which = analyse("Which theme park reported a tram incident that hurt people?", ANALYZER)
+    assert features.best_sentence(c, which, CONFIG) == 1
+    assert features.best_sentence(c, which, dataclasses.replace(CONFIG, highlight_name=0)) == 0
+    # A question that asks for no name keeps the closer sentence.
+    what = analyse("What did the theme park confirm about the tram incident?", ANALYZER)
+    assert features.best_sentence(c, what, CONFIG) == 0
+
+
 def test_sentence_similarity_falls_back_to_the_passage_cosine_unless_embedded():
     profile = analyse("q", ANALYZER)
     c = candidate("Text.", dense=0.4)

@@ -68,6 +68,9 @@ class RankingConfig:
     highlight_lexical: float = 2.0
     highlight_margin: float = 0.2
     highlight_embed: int = 2
+    # … plus this for a sentence that names someone or something the question does not, when
+    # the question asks who or which (swept on news-a by halves of its weeks: EVALUATION.md).
+    highlight_name: float = 0.2
 
     # Refusal: the best passage answers when dense·cosine + sentence·share − missing·(share
     # of the question's IDF mass in names the article never uses) reaches ``min_confidence``

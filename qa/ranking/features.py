@@ -287,8 +287,31 @@ def best_sentence(c: Candidate, profile: Profile, config: RankingConfig) -> int:
     if not c.similar:
         return c.best if 0 <= c.best < count else 0
     weight = wanted_weight(profile, config)
+    naming = config.highlight_name if profile.asks_name else 0.0
     return max(
         c.similar,
         key=lambda i: c.similar[i] + config.highlight_lexical * shares[i]
-        + weight * (i in c.stating),
+        + weight * (i in c.stating)
+        + (naming and naming * names_new(c.sentence_text(i), profile.words)),
     )
+
+
+_CAPITALISED = re.compile(r"(?<![\w’'])[A-Z][\w’'.&-]*")
+# Capitalised words that name nobody: days, months, and words that open a clause.
+_NOT_NAMES = frozenset(
+    "monday tuesday wednesday thursday friday saturday sunday january february march april "
+    "may june july august september october november december the a an i he she it they we "
+    "this that these those but and or in on at for of to by as if when while after before mr "
+    "mrs ms dr".split()
+)
+
+
+def names_new(sentence: str, given: frozenset[str]) -> bool:
+    """Whether ``sentence`` names someone or something that the question (its casefolded
+    words ``given``) does not: a capitalised word after the sentence's first, not a day, a
+    month or a word that opens a clause."""
+    for match in _CAPITALISED.finditer(sentence):
+        word = match.group().rstrip(".’'").casefold()
+        if match.start() and word not in _NOT_NAMES and word not in given:
+            return True
+    return False

@@ -31,6 +31,9 @@ _RECENT = re.compile(
     r"|today|yesterday|upcoming|currently|now)\b"
 )
 _YEAR = re.compile(r"\b(?:1[89]|20)\d\d\b")
+# Questions whose answer is a name: "Who …", "Which automaker …", "What is the name of …".
+_ASKS_NAME = re.compile(r"(?i)^(?:who|whom|whose)\b|\bwhich\b|\bwhat(?:'s|’s| is| was) the name\b")
+_WORD = re.compile(r"[\w’'.&-]+")
 _HOW_MANY = re.compile(r"\bhow\s+(?:many|much)\s+((?:[\w'’-]+\s*){1,3})", re.IGNORECASE)
 # Words that end the counted phrase: "how many people were killed" counts people.
 _PHRASE_END = frozenset(
@@ -106,6 +109,8 @@ class Profile:
     place: str | None = None
     places_given: frozenset[str] = frozenset()
     answer: str | None = None  # ``answer_kind``: what the refusal checks a passage states
+    asks_name: bool = False  # "who / which …": the answering sentence names someone new
+    words: frozenset[str] = frozenset()  # the question's words, casefolded
 
     def names_outlet(self, publisher: str | None) -> bool:
         return names_outlet(self.text, publisher)
@@ -134,6 +139,8 @@ def analyse(
         place=place,
         places_given=places.named(question, place) if place else frozenset(),
         answer=answer_kind(question),
+        asks_name=bool(_ASKS_NAME.search(question)),
+        words=frozenset(word.casefold() for word in _WORD.findall(question)),
     )
 
 
