@@ -19,9 +19,10 @@ if TYPE_CHECKING:
     from .formats import Article
 
 TEXT_SUFFIXES = (".txt", ".md")
-# Bumped when reading or deduplication changes what an unchanged folder yields, so an update
-# re-reads it instead of reporting nothing to do.
-READER_VERSION = 3
+# Bumped when reading, cleaning (index/clean.py) or deduplication changes what an unchanged
+# folder yields, so an update re-reads it instead of reporting nothing to do. 4: news sites'
+# promos, editors' notes and photographer-first captions.
+READER_VERSION = 4
 # Larger files are read but their text is capped: the index is for articles, not dumps.
 MAX_CHARS = 20_000_000
 

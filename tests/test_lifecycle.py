@@ -147,6 +147,23 @@ def test_unchanged_docs_update_embeds_nothing_and_keeps_answers(seeds):
     assert [(p.text, p.start, p.end, p.hash) for p in Store(index).all_passages()] == before
 
 
+def test_an_index_an_older_reader_made_is_read_again_by_an_update(seeds, monkeypatch):
+    """Cleaning or reading that changed (a new READER_VERSION) makes an update re-read an
+    unchanged folder instead of reporting nothing to do; unchanged passages keep their
+    vectors."""
+    from index import load, pipeline
+
+    docs, index = seeds
+    before = Store(index).version
+    assert _update(docs, index, FakeEmbedder()).version == before  # nothing to do
+    newer = load.READER_VERSION + 1
+    monkeypatch.setattr(load, "READER_VERSION", newer)
+    monkeypatch.setattr(pipeline, "READER_VERSION", newer)
+    report = _update(docs, index, FakeEmbedder())
+    assert report.version != before and report.embedded == 0
+    assert Store(index).manifest["reader_version"] == newer
+
+
 def test_update_without_an_index_builds_it(tmp_path):
     docs = tmp_path / "docs"
     shutil.copytree(SEEDS, docs)
