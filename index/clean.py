@@ -172,6 +172,7 @@ _CREDIT_PAREN = re.compile(
 _CREDIT_SLASH = re.compile(r"\b(?:REUTERS|AFP|AP|EPA|Getty Images)\s*/\s*[A-Z]")
 # The photographer first, then the agency: "Zahid Hussain/AP", "Roger Kisby/Bloomberg/Getty
 # Images". Photo galleries run captions together on one line, each after its credit.
+_CAPTION_OPENERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ\"“‘'(")  # what a caption starts with
 _CREDIT_NAMED = re.compile(
     r"\b[A-Z][\w.'’-]*(?: [A-Z][\w.'’-]*){0,3}(?:/[A-Z][\w&.'’ -]{0,40}?){0,3}/(?:AP|AFP"
     r"|Reuters|REUTERS|EPA(?:-EFE)?|Getty Images|Bloomberg|Shutterstock|Sipa USA|NurPhoto"
@@ -242,16 +243,12 @@ def _credited(text: str) -> bool:
     """A photo credit ends the line or starts it, or two credits share it (a gallery). A
     credit is followed by the line's end or a new capitalised caption ("A Gannett/USA TODAY
     analysis" is not one)."""
-    credits = [
-        m for m in _CREDIT_NAMED.finditer(text)
-        if not text[m.end():].strip() or text[m.end():].lstrip()[:1] in _CAPTION_OPENERS
-    ]
-    return bool(credits) and (
-        len(credits) >= 2 or credits[0].start() == 0 or not text[credits[-1].end():].strip()
-    )
-
-
-_CAPTION_OPENERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ\"“‘'(")
+    credits = []  # (where each credit starts, whether it ends the line)
+    for match in _CREDIT_NAMED.finditer(text):
+        rest = text[match.end():].lstrip()
+        if not rest or rest[0] in _CAPTION_OPENERS:
+            credits.append((match.start(), not rest))
+    return bool(credits) and (len(credits) >= 2 or credits[0][0] == 0 or credits[-1][1])
 
 
 def _is_caption(text: str, head: str, words: list[str]) -> bool:
