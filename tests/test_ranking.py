@@ -165,6 +165,24 @@ def test_sentence_evidence_counts_what_the_sentence_before_named_at_half_weight(
     assert got.stating == frozenset({1})  # "25 people" states the count asked for
 
 
+@pytest.mark.parametrize("subhead", ["Who won Super Bowl 57?", "“Who won Super Bowl 57?”"])
+def test_a_sentence_that_asks_is_context_not_evidence(subhead):
+    # A FAQ subhead repeats the question's words; the sentence after it answers.
+    c = two_sentences(subhead, "The Chiefs defeated the Eagles 38-35 in the game.")
+    profile = analyse("Who won Super Bowl 57?", ANALYZER)
+    got = features.sentence_evidence(profile, lambda term: 1.0, ANALYZER, c, CONFIG)
+    assert got.shares[0] == 0.0
+    assert got.shares[1] == pytest.approx(CONFIG.context)  # its words, as the one before's
+    assert got.best == 1 and got.sentence == pytest.approx(CONFIG.context)
+    kept = features.sentence_evidence(profile, lambda term: 1.0, ANALYZER, c,
+                                      dataclasses.replace(CONFIG, asked=1.0))
+    assert kept.best == 0 and kept.shares[0] == pytest.approx(1.0)
+    # A question quoted inside a statement still states.
+    said = two_sentences("“Who won Super Bowl 57?” the host asked.", "Nobody answered.")
+    got = features.sentence_evidence(profile, lambda term: 1.0, ANALYZER, said, CONFIG)
+    assert got.shares[0] == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("sentence, states", [
     ("Washington said the air strikes, which killed 25 people, were in retaliation.", True),
     ("The raid killed three more people.", True),

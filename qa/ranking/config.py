@@ -35,6 +35,10 @@ class RankingConfig:
     # A question term only the sentence before holds counts this much of its IDF weight:
     # "… bases of Kataib Hezbollah. Washington said the air strikes, which killed 25 people, …"
     context: float = 0.5
+    # A sentence that is itself a question ("Who won Super Bowl 57?", a FAQ subhead) holds
+    # this much of its share: it asks, it does not answer. Its words still count as context
+    # for the sentence after it, which answers it.
+    asked: float = 0.0
     # The best sentence states the kind of answer the question asks for: a count of what a
     # "how many" question counts (the number at most ``count_window`` words before it), or a
     # time a "when / what year" question does not already give.

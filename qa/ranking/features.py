@@ -30,6 +30,8 @@ _NUMBER_WORDS = frozenset(
     "dozens".split()
 )
 _COUNT_TOKEN = re.compile(r"\d[\d,.]*|[\w'’-]+")
+# A sentence that asks rather than states: a FAQ subhead ("Who won Super Bowl 57?").
+_ASKS = re.compile(r"\?[\"'”’)\]]*\s*$")
 
 
 def sentence_evidence(
@@ -38,7 +40,8 @@ def sentence_evidence(
     """``candidate`` with its sentence evidence: per sentence, the share of the question's IDF
     mass it holds (title words always, words only the sentence before holds at
     ``config.context``); the best sentence by that share (then by in-order term pairs) with
-    its share and pairs; and which sentences state the answer the question wants."""
+    its share and pairs; and which sentences state the answer the question wants. A sentence
+    that asks ("Who won Super Bowl 57?") holds ``config.asked`` of its share."""
     row = candidate.row
     weights = {t: idf(t) for t in profile.terms}
     total = sum(weights.values())
@@ -61,6 +64,8 @@ def sentence_evidence(
             if t in previous and t not in present and t not in title_terms
         )
         previous = present
+        if _ASKS.search(sentence):
+            covered *= config.asked
         found = 0.0
         if profile.pairs:
             adjacent = set(zip(tokens, tokens[1:], strict=False))
