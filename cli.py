@@ -768,7 +768,7 @@ def eval_command(
 
     Example: qa eval ../shared/bench/squad-a/questions.jsonl --stage fused --ranking sweep.toml
     """
-    from qa.evaluate import asker, evaluate, load_questions, sample
+    from qa.evaluate import asker, evaluate, load_questions, sample, source_age
     from qa.filters import make_filters
     from qa.ranking import RankingConfig
     from qa.search import STAGES
@@ -785,12 +785,34 @@ def eval_command(
         engine = open_engine(ctx, docs, index, ranking=ranking)
         with _eval_progress(len(items)) as progress:
             report = evaluate(asker(engine, stage, filters), items, depths, stage=stage,
-                              progress=progress)
+                              progress=progress, age=lambda q: source_age(engine, q))
         report.ranking = ranking.to_dict()
         if json_out:
             print(json.dumps(report.to_dict(details), ensure_ascii=False))
             return
         _print_report(report, show_missed)
+
+
+def _print_by_age(report: Any) -> None:
+    """Dated questions by the age of the newest article holding their answer."""
+    from rich.table import Table
+
+    from qa.evaluate import FRESH_DAYS
+
+    if not report.by_source_age:
+        return
+    labels = {"fresh": f"≤ {FRESH_DAYS} days old", "older": f"only older than {FRESH_DAYS} days",
+              "none": "in no dated source"}
+    table = Table(title="dated questions by the newest listed source holding the answer")
+    table.add_column("answer in an article")
+    table.add_column("questions", justify="right")
+    for k in report.ks:
+        table.add_column(f"hit@{k}", justify="right")
+    table.add_column("MRR", justify="right")
+    for key, group in report.by_source_age.items():
+        table.add_row(labels[key], str(group["questions"]),
+                      *(f"{group['hit'][k]:.3f}" for k in report.ks), f"{group['mrr']:.3f}")
+    _stdout().print(table)
 
 
 @contextmanager
@@ -829,6 +851,7 @@ def _print_report(report: Any, show_missed: int) -> None:
     table.add_row("latency p50", f"{report.latency_p50_ms:.1f} ms")
     table.add_row("latency p95", f"{report.latency_p95_ms:.1f} ms")
     out.print(table)
+    _print_by_age(report)
     if report.missed and show_missed:
         out.print(f"[bold]Not first ({len(report.missed)}):[/]")
         for o in report.missed[:show_missed]:

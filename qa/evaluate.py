@@ -55,6 +55,9 @@ class Outcome:
     # Whether the answering passage's highlighted sentence holds the answer (None: no
     # answering passage, or a stage without highlights).
     highlighted: bool | None = None
+    # Days from the newest listed source holding an answer to the question's date (None: the
+    # question has no date, or no source dated by then holds one): ``source_age``.
+    source_age: int | None = None
 
     @property
     def refused_wrongly(self) -> bool:
@@ -83,11 +86,17 @@ class Report:
     missed: list[Outcome] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     ranking: dict[str, Any] = field(default_factory=dict)  # the RankingConfig it ran with
+    # Dated questions grouped by how old the newest article holding their answer is
+    # (``by_age``): whether misses come from the ranking or from an archive that holds the
+    # answer string only in older, unrelated articles. Empty without dated questions.
+    by_source_age: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self, details: bool = False) -> dict[str, Any]:
         data = asdict(self)
         data["hit"] = {str(k): v for k, v in self.hit.items()}
         data["source_hit"] = {str(k): v for k, v in self.source_hit.items()}
+        for group in data["by_source_age"].values():
+            group["hit"] = {str(k): v for k, v in group["hit"].items()}
         if not details:
             data.pop("outcomes")
         return data
@@ -176,6 +185,53 @@ def highlighted(answer: Answer, question: Question, rank: int | None) -> bool | 
     return any(_fold(a) in text for a in question.answers)
 
 
+# An article at most this many days older than the question can report its event.
+FRESH_DAYS = 60
+
+
+def source_age(engine: Engine, question: Question) -> int | None:
+    """Days from the newest of ``question``'s listed sources that holds one of its answers
+    (dated on or before its date, as the judge reads passages) to its date; None when it has
+    no date or no such source. A quiz about this week answered only by a years-old article
+    that happens to contain the answer string is not a ranking miss."""
+    from .ranking.features import days_before
+
+    if question.date is None or not question.answerable:
+        return None
+    answers = [_fold(a) for a in question.answers]
+    ages = []
+    for source in question.sources:
+        document = engine.store.document_named(source)
+        if document is None or not document.date or document.date > question.date:
+            continue
+        texts = (_fold(row.text) for row in engine.store.passages_of(document.id))
+        if any(a in text for text in texts for a in answers):
+            ages.append(days_before(question.date, document.date))
+    return min((age for age in ages if age is not None), default=None)
+
+
+def by_age(
+    questions: Sequence[Question], outcomes: Sequence[Outcome], ks: Sequence[int]
+) -> dict[str, dict[str, Any]]:
+    """Answer-hit@k and MRR of the answerable dated questions whose answer some listed
+    source ≤ ``FRESH_DAYS`` days old holds ("fresh"), only older ones hold ("older"), or no
+    dated source holds ("none")."""
+    groups: dict[str, list[Outcome]] = {"fresh": [], "older": [], "none": []}
+    for question, o in zip(questions, outcomes, strict=True):
+        if not o.answerable or question.date is None:
+            continue
+        key = "none" if o.source_age is None else \
+            "fresh" if o.source_age <= FRESH_DAYS else "older"
+        groups[key].append(o)
+    return {
+        key: {"questions": len(group),
+              "hit": {k: sum(o.rank is not None and o.rank <= k for o in group) / len(group)
+                      for k in ks},
+              "mrr": sum(1 / o.rank for o in group if o.rank) / len(group)}
+        for key, group in groups.items() if group
+    }
+
+
 def _share(flags: list[bool]) -> float | None:
     return sum(flags) / len(flags) if flags else None
 
@@ -232,9 +288,12 @@ def evaluate(
     ks: Sequence[int] = (1, 5, 10),
     stage: str = "final",
     progress: Callable[[int, int], None] | None = None,
+    age: Callable[[Question], int | None] | None = None,
 ) -> Report:
     """Ask every question through ``ask(question, k)`` (``ask(question, k, date)`` for a
-    question with a date: answered as of that day) and score the answers."""
+    question with a date: answered as of that day) and score the answers; with ``age``
+    (``source_age`` of the index asked), dated questions are also scored by how old the
+    newest article holding their answer is (``Report.by_source_age``)."""
     ks = sorted(set(ks))
     depth = max(ks)
     outcomes = []
@@ -250,7 +309,8 @@ def evaluate(
             first = f"{top.citation.source}: {' '.join(top.text.split()[:14])}…"
         outcomes.append(
             Outcome(question.id, question.question, question.answerable, answer.answered, rank,
-                    source_rank, seconds, first, highlighted(answer, question, rank))
+                    source_rank, seconds, first, highlighted(answer, question, rank),
+                    age(question) if age else None)
         )
         if progress:
             progress(done, len(questions))
@@ -279,4 +339,5 @@ def evaluate(
         latency_p95_ms=_percentile(latencies, 95),
         missed=[o for o in answerable if o.rank is None or o.rank > 1],
         outcomes=outcomes,
+        by_source_age=by_age(questions, outcomes, ks) if age else {},
     )

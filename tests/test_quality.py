@@ -245,6 +245,37 @@ def test_evaluate_report(tmp_path):
     assert report.highlight_hit is None  # these passages have no highlights
 
 
+def test_source_age_is_the_newest_answering_source_by_the_question_date(engine):
+    from qa.evaluate import Question, source_age
+
+    both = ("valley_news", "valley_update")  # June 1 and July 20, 2020; both say "apricot"
+    assert source_age(engine, Question("1", "q", ("apricot",), both, "2020-08-01")) == 12
+    assert source_age(engine, Question("2", "q", ("apricot",), both, "2020-07-01")) == 30
+    assert source_age(engine, Question("3", "q", ("heat wave",), both, "2020-07-01")) is None
+    assert source_age(engine, Question("4", "q", ("APRICOT",), ("nowhere",), "2021-01-01")) \
+        is None
+    assert source_age(engine, Question("5", "q", ("apricot",), both)) is None  # no date
+
+    # The question text names its reply; "u" is undated and in no group.
+    questions = [Question(i, i, ("x",), ("s",), "2021-01-01") for i in "0123"]
+    questions.append(Question("u", "u", ("x",), ("s",)))
+    replies = {"0": _answer(("s", "x", [])), "1": _answer(("t", "x", []), ("s", "x", [])),
+               "2": _answer(("s", "nothing", [])), "3": _answer(("s", "x", [])),
+               "u": _answer(("s", "x", []))}
+    ages = {"0": 3, "1": 60, "2": 400, "3": None, "u": None}
+    report = evaluate(lambda q, k, date=None: replies[q], questions, ks=[1, 5],
+                      age=lambda q: ages[q.id])
+    assert report.by_source_age == {
+        "fresh": {"questions": 2, "hit": {1: 0.5, 5: 1.0}, "mrr": 0.75},
+        "older": {"questions": 1, "hit": {1: 0.0, 5: 0.0}, "mrr": 0.0},
+        "none": {"questions": 1, "hit": {1: 1.0, 5: 1.0}, "mrr": 1.0},
+    }
+    assert report.to_dict()["by_source_age"]["fresh"]["hit"] == {"1": 0.5, "5": 1.0}
+    assert [o.source_age for o in report.outcomes] == [3, 60, 400, None, None]
+    unasked = evaluate(lambda q, k, date=None: replies[q], questions, ks=[1])
+    assert unasked.by_source_age == {}
+
+
 def test_highlight_hit_looks_at_the_answering_passage_only():
     from qa.evaluate import Question, highlighted
     from qa.results import Highlight
