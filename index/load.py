@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 TEXT_SUFFIXES = (".txt", ".md")
 # Bumped when reading, cleaning (index/clean.py) or deduplication changes what an unchanged
 # folder yields, so an update re-reads it instead of reporting nothing to do. 4: news sites'
-# promos, editors' notes and photographer-first captions.
-READER_VERSION = 4
+# promos, editors' notes and photographer-first captions. 5: titles cut short ("… air ..."),
+# dateline lines ("CNN —") never a title, an outlet a title ends with and a dateline names.
+READER_VERSION = 5
 # Larger files are read but their text is capped: the index is for articles, not dumps.
 MAX_CHARS = 20_000_000
 

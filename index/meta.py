@@ -54,6 +54,12 @@ _COPYRIGHT = re.compile(
 )
 _YEAR = re.compile(r"(?<![\w])(?<![0-9][,.])(?:1[6-9]|20)[0-9][0-9](?![0-9])")
 _NAV_SEPARATORS = re.compile(r"[|»›>].*[|»›>]")
+# A headline cut short by the page's <title> or a search engine: "… with Takata air ...".
+_CUT_SHORT = re.compile(r"\s?(?:\.\.\.|…)$")
+# A dateline line with its brackets lost in scraping: "CNN —", "New York CNN Business —".
+_DASH_END = re.compile(r"\s[-–—]$")
+# The outlet a title names at its end: "Headline | CNN", "Headline | The Week".
+_TITLE_SUFFIX = re.compile(r"\s\|\s(?P<brand>[A-Z][\w&.'’ -]{1,40}?)(?:\s?(?:\.{2,3}|…))?$")
 
 
 @dataclass(frozen=True)
@@ -108,19 +114,31 @@ def _header(text: str) -> list[Line]:
 
 
 def _title(header: list[Line]) -> str | None:
+    """The title line as the page gives it (``find_body`` skips it), or None."""
     candidates: list[str] = []
-    for line in header:
+    for index, line in enumerate(header):
         text = line.text
         if line.kind is not None:
             continue
-        if line.prose and not line.caption and not text.endswith(("?", "!")):
-            break  # the story has begun
-        if (
+        furniture = (
             line.caption
             or line.words > 30
             or dateline(text)
             or _BYLINE.match(text)
             or _NAV_SEPARATORS.search(text)
+            or _DASH_END.search(text)
+        )
+        if index == 0 and line.words >= 3 and not furniture and any(
+            below.kind in ("byline", "dateline") for below in header[1:4]
+        ):
+            # The line right above the byline or date stamp: the headline, even when cut
+            # short ("… with Takata air ...") or in two sentences ("Is watermelon healthy? A
+            # nutritionist on the benefits of the fruit.").
+            return " ".join(text.split())
+        if line.prose and not line.caption and not text.endswith(("?", "!")):
+            break  # the story has begun
+        if (
+            furniture
             or text.endswith((":", "…", "...", ","))
             or (text.endswith(".") and not re.search(r"(?:[A-Z]\.){2,}$", text))
         ):
@@ -129,6 +147,16 @@ def _title(header: list[Line]) -> str | None:
             return " ".join(text.split())
         candidates.append(" ".join(text.split()))
     return candidates[0] if candidates else None
+
+
+def _shown_title(title: str, publisher: str | None) -> str:
+    """The title for citations: a cut-short ending as one "…", and the outlet's name dropped
+    from its end when it is the publisher ("Headline | CNN" of CNN)."""
+    title = _CUT_SHORT.sub(" …", title)
+    if publisher and (match := _TITLE_SUFFIX.search(title)):
+        if match["brand"].rstrip(" …").casefold() == publisher.casefold():
+            title = title[: match.start()].rstrip()
+    return title
 
 
 def _author(header: list[Line]) -> str | None:
@@ -148,7 +176,7 @@ def _author(header: list[Line]) -> str | None:
     return None
 
 
-def _publisher(text: str, body: Sequence[Segment]) -> str | None:
+def _publisher(text: str, body: Sequence[Segment], title: str | None = None) -> str | None:
     last_text = max((s.end for s in body if s.kind == "text"), default=None)
     if last_text is not None:
         # An attribution line right after the story names the outlet that wrote it.
@@ -168,19 +196,33 @@ def _publisher(text: str, body: Sequence[Segment]) -> str | None:
     for segment in [s for s in body if s.kind == "text"][:3]:
         if match := _WIRE.match(text, segment.start, min(segment.end, segment.start + 120)):
             return match["name"].strip()
+    # The outlet a title ends with, when a dateline line above the story names it too
+    # ("… | CNN" and "Tokyo CNN —"): a brand seen twice, as with the logo above.
+    if title and (match := _TITLE_SUFFIX.search(title)):
+        brand = match["brand"].strip()
+        stop = next((s.start for s in body if s.kind == "text"), len(text))
+        named = re.compile(
+            rf"(?m)^[ \t]*(?:[A-Z][\w.,' -]*\s)?{re.escape(brand)}[ \t]+[-–—][ \t]*$"
+        )
+        if named.search(text, 0, stop):
+            return brand
     return None
 
 
 def extract_metadata(text: str, infer: bool = False) -> Metadata:
     """Title, header date (ISO), byline author and publisher stated by a news page's text.
 
-    The title is the first headline-shaped line at the top (not navigation, a date stamp, a
-    byline or a sentence). The date comes only from date-stamp lines in that header, never
+    The title is the line right above the byline or date stamp, whatever its shape (cut
+    short, "… | CNN", two sentences), else the first headline-shaped line at the top (not
+    navigation, a date stamp, a byline, a dateline such as "CNN —" or a sentence); a
+    cut-short ending shows as "…" and an outlet the title ends with and the publisher names
+    is dropped from it. The date comes only from date-stamp lines in that header, never
     from the story. The author is the first personal "By ..." line in the header. The
     publisher comes from an attribution line right after the story ("From The Epoch Times"),
     a brand seen both as the page's logo and its house byline, a dated copyright notice
-    ("© 2023 Reuters") or the agency of a wire dateline ("SANTIAGO, March 14 (Reuters) -"),
-    in that order. Unknown fields are None.
+    ("© 2023 Reuters"), the agency of a wire dateline ("SANTIAGO, March 14 (Reuters) -") or
+    an outlet the title ends with that a dateline line names too ("… | CNN" and "Tokyo CNN
+    —"), in that order. Unknown fields are None.
 
     With ``infer``, a page with no header date gets the one ``infer_date`` reads from its
     story, flagged ``date_inferred``.
@@ -199,7 +241,9 @@ def extract_metadata(text: str, infer: bool = False) -> Metadata:
     if date is None and infer:
         date = infer_date(text, body)
         inferred = date is not None
-    return Metadata(title, date, _author(header), _publisher(text, body), inferred, body)
+    publisher = _publisher(text, body, title)
+    shown = _shown_title(title, publisher) if title else None
+    return Metadata(shown, date, _author(header), publisher, inferred, body)
 
 
 def infer_date(text: str, body_segments: Sequence[Segment]) -> str | None:

@@ -193,6 +193,56 @@ def test_publisher_needs_logo_and_house_byline() -> None:
     assert extract_metadata(both).publisher == "Harbor Times"
 
 
+NEWS_PAGE = (
+    "{title}\n\nBy Matt Mcfarland\nPublished March 23, 2022\n\n{dateline}\n\n"
+    "Tesla recently issued four vehicle recalls in a 12-day span, the company said on Monday.\n\n"
+    "Owners did not have to rush their cars to a dealership to fix the safety issues.\n"
+)
+
+
+@pytest.mark.parametrize(
+    "title, dateline, shown, publisher",
+    [
+        # A headline cut short at the top is still the title; a dateline line never is.
+        ("High-tech cars take the pain out of recalls, but there's a catch ...", "CNN —",
+         "High-tech cars take the pain out of recalls, but there's a catch …", None),
+        ("Volkswagen recalls over 114,000 Beetles, Passats with Takata air …",
+         "New York CNN Business —", "Volkswagen recalls over 114,000 Beetles, Passats with "
+         "Takata air …", None),
+        ("5 things to know for Jan. 31: Ukraine, SCOTUS, Spotify, North Korea ...",
+         "Washington CNN —", "5 things to know for Jan. 31: Ukraine, SCOTUS, Spotify, North "
+         "Korea …", None),
+        # Right above the byline: the headline, in two sentences too.
+        ("Is watermelon healthy? A nutritionist on the benefits of the fruit.", "CNN —",
+         "Is watermelon healthy? A nutritionist on the benefits of the fruit.", None),
+        # The outlet a title ends with is the publisher when a dateline line names it too.
+        ("High-tech cars take the pain out of recalls, but there's a catch | CNN ...",
+         "Tokyo CNN —", "High-tech cars take the pain out of recalls, but there's a catch",
+         "CNN"),
+        ("Why Wall Street shouldn't sweat the midterms | CNN Business", "New York CNN Business —",
+         "Why Wall Street shouldn't sweat the midterms", "CNN Business"),
+        # Named once only: the title keeps its ending and nobody is the publisher.
+        ("What to know about the recall | Fact check", "CNN —",
+         "What to know about the recall | Fact check", None),
+        ("How the recalls work | The Week", "WASHINGTON —", "How the recalls work | The Week",
+         None),
+    ],
+)
+def test_news_page_title_and_outlet(title, dateline, shown, publisher) -> None:
+    text = NEWS_PAGE.format(title=title, dateline=dateline)
+    meta = extract_metadata(text)
+    assert (meta.title, meta.publisher, meta.date) == (shown, publisher, "2022-03-23")
+    body = "\n".join(text[s.start : s.end] for s in meta.body)
+    assert body.startswith("By Matt Mcfarland") and "Tesla recently" in body
+    assert title not in body and dateline not in body
+
+
+def test_a_story_sentence_ending_in_an_ellipsis_is_not_a_title() -> None:
+    # Cut short at the top but with no byline or date stamp below: a story's first line.
+    text = "The council met on Tuesday and then ...\n\nIt approved the harbor plan on a vote.\n"
+    assert extract_metadata(text).title is None
+
+
 @pytest.mark.parametrize("text", ["", "  \n \r\n", "x", "One sentence only.", "\u2028\u2029"])
 def test_empty_and_tiny_inputs(text: str) -> None:
     meta = extract_metadata(text)
