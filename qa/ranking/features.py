@@ -67,7 +67,7 @@ def sentence_evidence(
         if _ASKS.search(sentence):
             covered *= config.asked
         found = 0.0
-        if profile.pairs:
+        if any(a in present and b in present for a, b in profile.pairs):
             adjacent = set(zip(tokens, tokens[1:], strict=False))
             found = len(profile.pairs & adjacent) / len(profile.pairs)
         share = covered / total
