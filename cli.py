@@ -334,15 +334,21 @@ def index_status(
     for key in ("index", "docs", "documents", "passages", "model", "vector_index", "built",
                 "updated"):
         table.add_row(key, Text(safe(str(state[key]))))
-    if state["up_to_date"]:
-        table.add_row("articles", "unchanged since the index was built")
-    else:
+    changed = state["added"] or state["changed"] or state["removed"]
+    if changed:
         table.add_row(
             "articles",
             f"changed since the index was built — {len(state['added'])} added, "
             f"{len(state['changed'])} changed, {len(state['removed'])} removed: "
             "run `qa index update`",
         )
+    else:
+        table.add_row("articles", "unchanged since the index was built")
+    reader = state["reader"]
+    if reader["index"] != reader["this_qa"]:
+        table.add_row("reading", f"this qa reads articles differently (reader {reader['this_qa']}"
+                      f", the index's {reader['index'] or 'older'}): run `qa index update` to "
+                      "re-read them; passages that come out the same keep their vectors")
     training = state["vector_training"]
     if training and training["stale"]:
         table.add_row("vector index", f"stale: trained on {training['trained_on']:,} passages, "
@@ -481,7 +487,8 @@ def ask(
     docs: DocsOption = None,
     index: IndexOption = None,
     refresh: Annotated[
-        bool, typer.Option("--refresh", help="Update the index first if the docs changed.")
+        bool, typer.Option("--refresh", help="Update the index first if the docs changed "
+                     "(or this qa reads them differently).")
     ] = False,
     source: SourceOption = None,
     since: SinceOption = None,

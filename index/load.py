@@ -23,7 +23,8 @@ TEXT_SUFFIXES = (".txt", ".md")
 # folder yields, so an update re-reads it instead of reporting nothing to do. 4: news sites'
 # promos, editors' notes and photographer-first captions. 5: titles cut short ("… air ..."),
 # dateline lines ("CNN —") never a title, an outlet a title ends with and a dateline names.
-READER_VERSION = 5
+# 6: bylines whose names run together and are then listed; round-ups' credit lines.
+READER_VERSION = 6
 # Larger files are read but their text is capped: the index is for articles, not dumps.
 MAX_CHARS = 20_000_000
 

@@ -56,6 +56,8 @@ _YEAR = re.compile(r"(?<![\w])(?<![0-9][,.])(?:1[6-9]|20)[0-9][0-9](?![0-9])")
 _NAV_SEPARATORS = re.compile(r"[|»›>].*[|»›>]")
 # A headline cut short by the page's <title> or a search engine: "… with Takata air ...".
 _CUT_SHORT = re.compile(r"\s?(?:\.\.\.|…)$")
+# A round-up's credit line, not its title: "From USA TODAY Network and wire reports".
+_CREDIT = re.compile(r"(?i)^from\b.{0,60}\b(?:wire|staff|news) reports?\.?$")
 # A dateline line with its brackets lost in scraping: "CNN —", "New York CNN Business —".
 _DASH_END = re.compile(r"\s[-–—]$")
 # The outlet a title names at its end: "Headline | CNN", "Headline | The Week".
@@ -127,6 +129,7 @@ def _title(header: list[Line]) -> str | None:
             or _BYLINE.match(text)
             or _NAV_SEPARATORS.search(text)
             or _DASH_END.search(text)
+            or _CREDIT.match(text)
         )
         if index == 0 and line.words >= 3 and not furniture and any(
             below.kind in ("byline", "dateline") for below in header[1:4]
@@ -164,16 +167,33 @@ def _author(header: list[Line]) -> str | None:
         match = _BYLINE.match(line.text)
         if match is None:
             continue
+        if names := _listed_twice(match["name"]):
+            return ", ".join(names)
         name = re.split(r"\s*(?:[,|;]|\s[-–—]\s|\bon\b)\s*", match["name"], maxsplit=1)[0]
-        words = name.split()
-        if (
-            1 <= len(words) <= 6
-            and all(_NAME_WORD.match(word) for word in words)
-            and not _NOT_A_PERSON.search(name)
-            and not DATE_RE.search(name)
-        ):
+        if _person(name):
             return name
     return None
+
+
+def _person(name: str) -> bool:
+    words = name.split()
+    return (
+        1 <= len(words) <= 6
+        and all(_NAME_WORD.match(word) for word in words)
+        and not _NOT_A_PERSON.search(name)
+        and not DATE_RE.search(name)
+    )
+
+
+def _listed_twice(byline: str) -> list[str] | None:
+    """The authors of a byline scraped as their names run together, then listed ("By Joe
+    Johns Aileen Graef Holly Yan, Joe Johns, Aileen Graef, Holly Yan"; an agency may lead the
+    run: "By Reuters Robert Shackelford, Robert Shackelford"), or None."""
+    run, *names = [part.strip() for part in byline.split(",")]
+    if not names or not all(_person(name) for name in names):
+        return None
+    listed = " ".join(" ".join(names).split())
+    return names if " ".join(run.split()).endswith(listed) else None
 
 
 def _publisher(text: str, body: Sequence[Segment], title: str | None = None) -> str | None:

@@ -155,11 +155,17 @@ def open_engine(
         builder.notice(f"no index yet for {paths.docs}: building it at {paths.index}")
         builder.run_or_wait(paths.docs, paths.index, update=False)
         return Engine(paths.index, **options)
+    from index.load import READER_VERSION
+
+    reread = engine.store.manifest.get("reader_version") != READER_VERSION
+    if reread and not refresh:
+        builder.warn("this qa reads articles differently from the one that built the index: "
+                     "answering from the index as it is; run `qa index update` or pass --refresh")
     if not refresh and engine.store.manifest["counts"].get("files", 0) > CHECK_DOCS_UP_TO:
         return engine  # `qa index status` and `qa index update` still compare them all
     docs = paths.indexed_docs()
     changes = docs_changes(docs, engine.store.files)
-    if changes and refresh:
+    if (changes or reread) and refresh:
         engine.close()
         builder.run_or_wait(docs, paths.index, update=True)
         return Engine(paths.index, **options)
@@ -177,6 +183,7 @@ def status(paths: Paths, embedder: Any = None, verify: bool = True) -> dict[str,
     store checks the manifest, file sizes and counts, and ``verify`` hashes every file and the
     query model against their recorded digests: a stale or damaged index is reported here,
     not at the next question."""
+    from index import load
     from index.pipeline import check_query_model, docs_changes, expected_for
     from index.store import Store, is_being_written
 
@@ -190,6 +197,9 @@ def status(paths: Paths, embedder: Any = None, verify: bool = True) -> dict[str,
         store.close()
     docs = paths.indexed_docs()
     changes = docs_changes(docs, files)
+    # This qa reads articles differently from the one that built the index (cleaning, titles):
+    # an update re-reads them, keeping the vectors of passages that come out the same.
+    reread = manifest.get("reader_version") != load.READER_VERSION
     return {
         "index": str(paths.index),
         "docs": str(docs),
@@ -201,7 +211,8 @@ def status(paths: Paths, embedder: Any = None, verify: bool = True) -> dict[str,
         "delta": _delta(manifest),
         "built": manifest.get("created"),
         "updated": manifest.get("updated"),
-        "up_to_date": not changes,
+        "up_to_date": not changes and not reread,
+        "reader": {"index": manifest.get("reader_version"), "this_qa": load.READER_VERSION},
         "added": changes.added,
         "changed": changes.changed,
         "removed": changes.removed,

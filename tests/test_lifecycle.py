@@ -152,6 +152,7 @@ def test_an_index_an_older_reader_made_is_read_again_by_an_update(seeds, monkeyp
     unchanged folder instead of reporting nothing to do; unchanged passages keep their
     vectors."""
     from index import load, pipeline
+    from qa.app import Paths, status
 
     docs, index = seeds
     before = Store(index).version
@@ -159,9 +160,25 @@ def test_an_index_an_older_reader_made_is_read_again_by_an_update(seeds, monkeyp
     newer = load.READER_VERSION + 1
     monkeypatch.setattr(load, "READER_VERSION", newer)
     monkeypatch.setattr(pipeline, "READER_VERSION", newer)
+    # Status says so before the update: the articles are the same, their reading is not.
+    state = status(Paths(docs, index, True), embedder=FakeEmbedder(), verify=False)
+    assert state["up_to_date"] is False and not (state["added"] or state["changed"])
+    assert state["reader"] == {"index": newer - 1, "this_qa": newer}
+    human = runner.invoke(app, ["index", "status", "--docs", str(docs), "--index", str(index),
+                                "--quick"], obj={"embedder": FakeEmbedder()})
+    assert "unchanged since the index was built" in human.stdout
+    assert "reads articles differently" in human.stdout and "qa index update" in human.stdout
+    where = ["--docs", str(docs), "--index", str(index)]
+    fake = {"embedder": FakeEmbedder(), "count_tokens": word_count}
+    asked = runner.invoke(app, ["ask", "Taji rockets", *where], obj=fake)
+    assert asked.exit_code == 0 and "reads articles differently" in asked.stderr
+    assert Store(index).version == before  # answered from the index as it is
+    refreshed = runner.invoke(app, ["ask", "Taji rockets", "--refresh", *where], obj=fake)
+    assert refreshed.exit_code == 0 and "reads articles differently" not in refreshed.stderr
+    assert Store(index).manifest["reader_version"] == newer
     report = _update(docs, index, FakeEmbedder())
     assert report.version != before and report.embedded == 0
-    assert Store(index).manifest["reader_version"] == newer
+    assert status(Paths(docs, index, True), embedder=FakeEmbedder(), verify=False)["up_to_date"]
 
 
 def test_update_without_an_index_builds_it(tmp_path):

@@ -174,6 +174,10 @@ def test_dates_in_story_prose_are_not_the_header_date() -> None:
         ("By VOA News", None),
         ("By Associated Press", None),
         ("By registering for the newsletter, you agree to the Privacy Policy.", None),
+        # Names run together, then listed: a scraped multi-author byline.
+        ("By Joe Johns Aileen Graef Holly Yan, Joe Johns, Aileen Graef, Holly Yan",
+         "Joe Johns, Aileen Graef, Holly Yan"),
+        ("By Reuters Robert Shackelford, Robert Shackelford", "Robert Shackelford"),
     ],
 )
 def test_author_bylines(line: str, expected: str | None) -> None:
@@ -235,6 +239,13 @@ def test_news_page_title_and_outlet(title, dateline, shown, publisher) -> None:
     body = "\n".join(text[s.start : s.end] for s in meta.body)
     assert body.startswith("By Matt Mcfarland") and "Tesla recently" in body
     assert title not in body and dateline not in body
+
+
+def test_a_round_ups_credit_line_is_not_its_title() -> None:
+    text = ("50 States\n\nPublished December 24, 2019\n\nFrom USA TODAY Network and wire "
+            "reports\n\nAlabama\n\nRogersville: The lodge and marina of the state park that "
+            "a tornado hit on Dec. 14 will reopen in the spring, officials said.\n")
+    assert extract_metadata(text).title == "50 States"
 
 
 def test_a_story_sentence_ending_in_an_ellipsis_is_not_a_title() -> None:
