@@ -220,9 +220,10 @@ def by_age(
     for question, o in zip(questions, outcomes, strict=True):
         if not o.answerable or question.date is None:
             continue
-        key = "none" if o.source_age is None else \
-            "fresh" if o.source_age <= FRESH_DAYS else "older"
-        groups[key].append(o)
+        if o.source_age is None:
+            groups["none"].append(o)
+        else:
+            groups["fresh" if o.source_age <= FRESH_DAYS else "older"].append(o)
     return {
         key: {"questions": len(group),
               "hit": {k: sum(o.rank is not None and o.rank <= k for o in group) / len(group)
