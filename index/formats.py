@@ -242,8 +242,10 @@ def _dig(record: dict[str, Any], dotted: str) -> Any:
 
 def _author(value: Any) -> str | None:
     if isinstance(value, list):
-        names = [_author(v) for v in value]
-        value = ", ".join(n for n in names if n)
+        from .meta import runs_together
+
+        names = [n for n in (_author(v) for v in value) if n]
+        value = ", ".join(names[1:] if runs_together(names) else names)
     elif isinstance(value, dict):
         value = value.get("name")
     value = str(value).strip() if value else ""

@@ -187,13 +187,19 @@ def _person(name: str) -> bool:
 
 def _listed_twice(byline: str) -> list[str] | None:
     """The authors of a byline scraped as their names run together, then listed ("By Joe
-    Johns Aileen Graef Holly Yan, Joe Johns, Aileen Graef, Holly Yan"; an agency may lead the
-    run: "By Reuters Robert Shackelford, Robert Shackelford"), or None."""
-    run, *names = [part.strip() for part in byline.split(",")]
-    if not names or not all(_person(name) for name in names):
+    Johns Aileen Graef Holly Yan, Joe Johns, Aileen Graef, Holly Yan"), or None."""
+    names = [part.strip() for part in byline.split(",")]
+    if not runs_together(names) or not all(_person(name) for name in names[1:]):
         return None
-    listed = " ".join(" ".join(names).split())
-    return names if " ".join(run.split()).endswith(listed) else None
+    return names[1:]
+
+
+def runs_together(names: Sequence[str]) -> bool:
+    """Whether the first of ``names`` is the others run together, as scrapers list authors
+    ("Joe Johns Aileen Graef", "Joe Johns", "Aileen Graef"); an agency may lead the run
+    ("Reuters Robert Shackelford", "Robert Shackelford"). One word is no run of names."""
+    rest = " ".join(" ".join(names[1:]).split())
+    return len(rest.split()) >= 2 and " ".join(names[0].split()).endswith(rest)
 
 
 def _publisher(text: str, body: Sequence[Segment], title: str | None = None) -> str | None:

@@ -154,6 +154,26 @@ def test_bad_records_are_warned_with_file_and_line_and_the_rest_indexed(mixed):
     assert any("export.jsonl, line 3" in line for line in status["bad_record_examples"])
 
 
+@pytest.mark.parametrize("authors, expected", [
+    (["Joe Johns Aileen Graef Holly Yan", "Joe Johns", "Aileen Graef", "Holly Yan"],
+     "Joe Johns, Aileen Graef, Holly Yan"),
+    (["Reuters Robert Shackelford", "Robert Shackelford"], "Robert Shackelford"),
+    (["Ana Lima", "Lima"], "Ana Lima, Lima"),  # one word is no run of names
+    (["Ana Lima", "Tom Ellis"], "Ana Lima, Tom Ellis"),
+    (["Ana Lima Tom Ellis Kay Wu", "Tom Ellis", "Kay Wu"], "Tom Ellis, Kay Wu"),
+    (["Ana Lima", "Tom Ellis", "Kay Wu"], "Ana Lima, Tom Ellis, Kay Wu"),
+    ("By Ana Lima; Tom Ellis", "Ana Lima, Tom Ellis"),
+])
+def test_an_export_author_list_is_read_once(tmp_path, authors, expected):
+    from index.formats import read_jsonl
+
+    path = tmp_path / "export.jsonl"
+    path.write_text(json.dumps({"title": "Harbor plan", "authors": authors, "text": (
+        "The council approved the harbor plan on Tuesday after a long debate.")}) + "\n")
+    (article,) = read_jsonl(path, "export.jsonl", lambda note: None)
+    assert article.author == expected
+
+
 def test_a_truncated_gzip_export_keeps_the_records_before_the_break(tmp_path):
     data = gzip.compress((FORMATS / "export.jsonl").read_bytes())
     (tmp_path / "cut.jsonl.gz").write_bytes(data[: len(data) * 2 // 3])
