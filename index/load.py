@@ -24,8 +24,9 @@ TEXT_SUFFIXES = (".txt", ".md")
 # promos, editors' notes and photographer-first captions. 5: titles cut short ("… air ..."),
 # dateline lines ("CNN —") never a title, an outlet a title ends with and a dateline names.
 # 6: bylines whose names run together and are then listed; round-ups' credit lines.
-# 7: the same run of names at the head of an export's author list.
-READER_VERSION = 7
+# 7: the same run of names at the head of an export's author list. 8: an export's stated
+# title shown as a page's is (cut-short ending, the publisher's name at its end).
+READER_VERSION = 8
 # Larger files are read but their text is capped: the index is for articles, not dumps.
 MAX_CHARS = 20_000_000
 

@@ -152,7 +152,7 @@ def _title(header: list[Line]) -> str | None:
     return candidates[0] if candidates else None
 
 
-def _shown_title(title: str, publisher: str | None) -> str:
+def shown_title(title: str, publisher: str | None) -> str:
     """The title for citations: a cut-short ending as one "…", and the outlet's name dropped
     from its end when it is the publisher ("Headline | CNN" of CNN)."""
     title = _CUT_SHORT.sub(" …", title)
@@ -222,17 +222,21 @@ def _publisher(text: str, body: Sequence[Segment], title: str | None = None) -> 
     for segment in [s for s in body if s.kind == "text"][:3]:
         if match := _WIRE.match(text, segment.start, min(segment.end, segment.start + 120)):
             return match["name"].strip()
-    # The outlet a title ends with, when a dateline line above the story names it too
-    # ("… | CNN" and "Tokyo CNN —"): a brand seen twice, as with the logo above.
-    if title and (match := _TITLE_SUFFIX.search(title)):
-        brand = match["brand"].strip()
-        stop = next((s.start for s in body if s.kind == "text"), len(text))
-        named = re.compile(
-            rf"(?m)^[ \t]*(?:[A-Z][\w.,' -]*\s)?{re.escape(brand)}[ \t]+[-–—][ \t]*$"
-        )
-        if named.search(text, 0, stop):
-            return brand
-    return None
+    return title_outlet(title, text, body) if title else None
+
+
+def title_outlet(title: str, text: str, body: Sequence[Segment]) -> str | None:
+    """The outlet ``title`` ends with, when a dateline line above the story names it too
+    ("… | CNN" and "Tokyo CNN —"): a brand seen twice, as with a logo and a house byline."""
+    match = _TITLE_SUFFIX.search(title)
+    if match is None:
+        return None
+    brand = match["brand"].strip()
+    stop = next((s.start for s in body if s.kind == "text"), len(text))
+    named = re.compile(
+        rf"(?m)^[ \t]*(?:[A-Z][\w.,' -]*\s)?{re.escape(brand)}[ \t]+[-–—][ \t]*$"
+    )
+    return brand if named.search(text, 0, stop) else None
 
 
 def extract_metadata(text: str, infer: bool = False) -> Metadata:
@@ -268,7 +272,7 @@ def extract_metadata(text: str, infer: bool = False) -> Metadata:
         date = infer_date(text, body)
         inferred = date is not None
     publisher = _publisher(text, body, title)
-    shown = _shown_title(title, publisher) if title else None
+    shown = shown_title(title, publisher) if title else None
     return Metadata(shown, date, _author(header), publisher, inferred, body)
 
 

@@ -25,7 +25,7 @@ from .load import (
     load_documents,
     printable,
 )
-from .meta import extract_metadata
+from .meta import extract_metadata, shown_title, title_outlet
 from .model import INT8_FILE, ONNX_FILE
 from .store import Build, DocumentRow, PassageRow, Progress, content_hash
 from .vectors import VectorWriter
@@ -141,16 +141,22 @@ def _add(build: Build, document: Document, meta: Any, chunks: list[Any], model_n
         name = document.path if not document.stored else f"{document.path} ({document.source})"
         warn(f"{printable(str(name))} has no article text (only headings, links or "
              "furniture): nothing indexed from it")
-    # What the format states is trusted over what is read off the text.
+    # What the format states is trusted over what is read off the text; a stated title is
+    # shown as one read off the text is ("… air …", no "| CNN" when CNN is the publisher).
     stated = document.article
-    title = (stated and stated.title) or meta.title
+    publisher = (stated and stated.publisher) or meta.publisher
+    if stated and stated.title:
+        publisher = publisher or title_outlet(stated.title, document.text, meta.body)
+        title: str | None = shown_title(stated.title, publisher)
+    else:
+        title = meta.title
     date, inferred = (stated.date, False) if stated and stated.date else (
         meta.date, meta.date_inferred)
     doc_id = build.next_document
     row = DocumentRow(
         doc_id, document.source, printable(str(document.path)), document.sha256,
         title, date, inferred, (stated and stated.author) or meta.author,
-        (stated and stated.publisher) or meta.publisher, document.encoding,
+        publisher, document.encoding,
         document.url, document.stored, stated.language if stated else None,
     )
     passages: list[PassageRow] = []

@@ -174,6 +174,31 @@ def test_an_export_author_list_is_read_once(tmp_path, authors, expected):
     assert article.author == expected
 
 
+@pytest.mark.parametrize("title, publisher, shown, outlet", [
+    # The title a news API export states, as a search engine cut it and with its outlet.
+    ("High-tech cars take the pain out of recalls, but there's a catch | CNN ...", None,
+     "High-tech cars take the pain out of recalls, but there's a catch", "CNN"),
+    ("Volkswagen recalls over 114,000 Beetles, Passats with Takata air ...", None,
+     "Volkswagen recalls over 114,000 Beetles, Passats with Takata air …", None),
+    ("Recalls, explained | Car Talk", "CNN", "Recalls, explained | Car Talk", "CNN"),
+    ("Recalls, explained | CNN", "CNN", "Recalls, explained", "CNN"),
+])
+def test_an_export_title_is_shown_as_a_pages_is(tmp_path, title, publisher, shown, outlet):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    record = {"id": "recalls", "title": title, "published": "2022-03-23", "text": (
+        "CNN —\n\nTesla recently issued four vehicle recalls in a 12-day span, the company "
+        "said on Monday.\n\nOwners did not have to take their cars to a dealership.\n")}
+    if publisher:
+        record["publisher"] = publisher
+    (docs / "export.jsonl").write_text(json.dumps(record) + "\n")
+    fake_build(docs, tmp_path / "index")
+    engine = Engine(tmp_path / "index", embedder=FakeEmbedder())
+    top = engine.ask("How many recalls did Tesla issue?", k=1).passages[0].citation
+    engine.close()
+    assert (top.title, top.publisher) == (shown, outlet)
+
+
 def test_a_truncated_gzip_export_keeps_the_records_before_the_break(tmp_path):
     data = gzip.compress((FORMATS / "export.jsonl").read_bytes())
     (tmp_path / "cut.jsonl.gz").write_bytes(data[: len(data) * 2 // 3])
