@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .meta import runs_together
+
 Warn = Callable[[str], None]
 
 # Field names of news API and CMS exports, most specific first.
@@ -242,8 +244,6 @@ def _dig(record: dict[str, Any], dotted: str) -> Any:
 
 def _author(value: Any) -> str | None:
     if isinstance(value, list):
-        from .meta import runs_together
-
         names = [n for n in (_author(v) for v in value) if n]
         value = ", ".join(names[1:] if runs_together(names) else names)
     elif isinstance(value, dict):

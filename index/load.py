@@ -27,6 +27,14 @@ TEXT_SUFFIXES = (".txt", ".md")
 # 7: the same run of names at the head of an export's author list. 8: an export's stated
 # title shown as a page's is (cut-short ending, the publisher's name at its end).
 READER_VERSION = 8
+
+
+def read_by_another(manifest: dict[str, Any]) -> bool:
+    """Whether the index whose manifest this is was read by another ``READER_VERSION``: an
+    update re-reads its articles (keeping the vectors of passages that come out the same)."""
+    return manifest.get("reader_version") != READER_VERSION
+
+
 # Larger files are read but their text is capped: the index is for articles, not dumps.
 MAX_CHARS = 20_000_000
 

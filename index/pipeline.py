@@ -529,12 +529,12 @@ def _delta_update(
     there, the new ones, and the list of base articles gone. None when the update must
     rebuild whole instead: a small index, a file whose articles cannot be told apart, or a
     delta grown past its bound."""
-    from .load import READER_VERSION, _root_and_paths, source_name
+    from .load import _root_and_paths, read_by_another, source_name
 
     manifest = old.manifest
     base = old.delta["base"] if old.delta else {
         "documents": old.document_count, "passages": old.passage_count}
-    if base["passages"] < DELTA_FROM or manifest.get("reader_version") != READER_VERSION:
+    if base["passages"] < DELTA_FROM or read_by_another(manifest):
         return None
     if not changes:
         return None
@@ -695,12 +695,12 @@ def _unchanged(
 ) -> Report | None:
     """The report of an update with nothing to do (the live version ``live``, its docs'
     ``changes``), or None when there is work."""
-    from .load import READER_VERSION
+    from .load import read_by_another
 
     manifest = live.manifest
     if manifest.get("docs_dir") != str(Path(docs_dir).resolve()):
         return None
-    if manifest.get("reader_version") != READER_VERSION:
+    if read_by_another(manifest):
         return None
     if changes:
         return None

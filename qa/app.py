@@ -155,9 +155,9 @@ def open_engine(
         builder.notice(f"no index yet for {paths.docs}: building it at {paths.index}")
         builder.run_or_wait(paths.docs, paths.index, update=False)
         return Engine(paths.index, **options)
-    from index.load import READER_VERSION
+    from index.load import read_by_another
 
-    reread = engine.store.manifest.get("reader_version") != READER_VERSION
+    reread = read_by_another(engine.store.manifest)
     if reread and not refresh:
         builder.warn("this qa reads articles differently from the one that built the index: "
                      "answering from the index as it is; run `qa index update` or pass --refresh")
@@ -199,7 +199,7 @@ def status(paths: Paths, embedder: Any = None, verify: bool = True) -> dict[str,
     changes = docs_changes(docs, files)
     # This qa reads articles differently from the one that built the index (cleaning, titles):
     # an update re-reads them, keeping the vectors of passages that come out the same.
-    reread = manifest.get("reader_version") != load.READER_VERSION
+    reread = load.read_by_another(manifest)
     return {
         "index": str(paths.index),
         "docs": str(docs),
