@@ -157,6 +157,21 @@ _LAST = re.compile(
     r"|^reporting by\b|;\s*editing by\b",
     re.IGNORECASE,
 )
+# … and a wire service's credit line, which ends the story too but is not story: "Reporting by
+# … in Sydney; Editing by …", "(With additional reporting by CNN's … in Jerusalem.)". Names,
+# places and these words only ("Reporting by the Gazette found that …" is story).
+_CREDIT = re.compile(r"^\(?(?:with )?(?:additional )?(?:reporting|writing|editing) by\s",
+                     re.IGNORECASE)
+_CREDIT_WORDS = frozenset("in and by with additional reporting writing editing the of".split())
+
+
+def _credit(head: str) -> bool:
+    return bool(_CREDIT.match(head)) and all(
+        not word[:1].islower() or word in _CREDIT_WORDS
+        for word in (token.strip("(),;.:") for token in head.split())
+    )
+
+
 _BYLINE = re.compile(r"^(?i:(?:written\s+)?by)\s+[A-Z]")
 _DROPPED = frozenset({"drop", "byline", "dateline"})
 
@@ -195,8 +210,9 @@ class Line(NamedTuple):
     sentence: bool  # ends with terminal punctuation (not an ellipsis)
     prose: bool  # shaped like story prose: a sentence, or a long lowercase run
     caption: bool
-    # None, or "drop" / "end" / "final" / "last" for furniture rules, "byline" / "dateline" for
-    # the header's stamps (dropped, except a byline and its adjacent date in the header)
+    # None, or "drop" / "end" / "final" / "last" / "credit" for furniture rules, "byline" /
+    # "dateline" for the header's stamps (dropped, except a byline and its adjacent date in the
+    # header)
     kind: str | None
 
 
@@ -278,7 +294,7 @@ def _furniture(head: str, tokens: list[str]) -> str | None:
     if ("contributed" in low or "reporting by" in low or "editing by" in low) and _LAST.search(
         head
     ):
-        return "last"
+        return "credit" if _credit(head) else "last"
     if words <= 10:
         if _BYLINE.match(head) and _cap_ratio(tokens) >= 0.6:
             return "byline"
@@ -298,6 +314,8 @@ def _line(stripped: str, start: int, end: int) -> Line:
         kind = "drop" if _DROP.match(head) else None  # PHP warnings can be long
     if kind is None and words <= _PROMO_WORDS and _promo(head):
         kind = "drop"
+    if kind is None and words <= _PROMO_WORDS and _credit(head):
+        kind = "credit"
     if sentence:
         prose = words >= 2 and not (words < 15 and _cap_ratio(tokens) >= 0.7)
     else:
@@ -430,7 +448,7 @@ def find_body(text: str, title: str | None = None) -> list[Segment]:
             if not _resumes(line, peek()):
                 continue
             ended = False
-        if line.kind == "final":
+        if line.kind in ("final", "credit"):
             if started:
                 break
             continue

@@ -25,8 +25,9 @@ TEXT_SUFFIXES = (".txt", ".md")
 # dateline lines ("CNN —") never a title, an outlet a title ends with and a dateline names.
 # 6: bylines whose names run together and are then listed; round-ups' credit lines.
 # 7: the same run of names at the head of an export's author list. 8: an export's stated
-# title shown as a page's is (cut-short ending, the publisher's name at its end).
-READER_VERSION = 8
+# title shown as a page's is (cut-short ending, the publisher's name at its end). 9: wire
+# services' credit lines ("Reporting by … ; Editing by …") end the story and are not kept.
+READER_VERSION = 9
 
 
 def read_by_another(manifest: dict[str, Any]) -> bool:

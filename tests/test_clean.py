@@ -553,6 +553,35 @@ def test_news_page_boxes_are_dropped_and_the_story_kept() -> None:
         assert box not in everything, box
 
 
+@pytest.mark.parametrize(
+    "credit",
+    [
+        "Reporting by Ana Ruiz in Riverton and Lee Park in Lakeside; Additional reporting by "
+        "Dana Fox in Hill City and Kim Lee in Lakeside; Editing by Sam Roe, Jo Park and Max "
+        "Stone",
+        "Reporting by Ana Ruiz in Riverton; additional reporting by Lee Park. Editing by Sam Roe.",
+        "With additional reporting by the Gazette’s Dana Fox in Hill City.",
+        "(Writing by Lee Park; Editing by Kim Lee)",
+    ],
+)
+def test_a_wire_credit_line_ends_the_story_and_is_not_kept(credit: str) -> None:
+    story = [
+        "The county council voted on Tuesday to keep the old library open for another year.",
+        "The mural, designed by local students and painted by volunteers, was finished in May.",
+    ]
+    after = "Our Standards: The Gazette Trust Principles."
+    text = "\n\n".join(["Library Stays Open", *story, credit, after]) + "\n"
+    segments = find_body(text, "Library Stays Open")
+    assert_valid(text, segments)
+    assert kept(text, segments) == story
+
+
+def test_a_story_sentence_that_opens_like_a_credit_line_is_kept() -> None:
+    line = "Reporting by the Gazette found that the council had spent the grant on repairs."
+    text = "\n\n".join(["Library Stays Open", NEWS_STORY[0], line]) + "\n"
+    assert kept(text, find_body(text, "Library Stays Open"), "text") == [NEWS_STORY[0], line]
+
+
 def test_the_promo_hints_let_through_every_line_the_promo_pattern_drops() -> None:
     from index.clean import _PROMO, _promo
 
