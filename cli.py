@@ -848,6 +848,8 @@ def _print_report(report: Any, show_missed: int) -> None:
     table.add_row("MRR", f"{report.mrr:.3f}")
     for k in report.ks:
         table.add_row(f"source-hit@{k}", f"{report.source_hit[k]:.3f}")
+    for k in report.ks:
+        table.add_row(f"any-source answer-hit@{k}", f"{report.any_source_hit[k]:.3f}")
     if report.refused_correctly is None:
         table.add_row("refusals", "n/a (stage only)")
     else:

@@ -58,6 +58,8 @@ class Outcome:
     # Days from the newest listed source holding an answer to the question's date (None: the
     # question has no date, or no source dated by then holds one): ``source_age``.
     source_age: int | None = None
+    # First rank holding an answer from any article, listed or not (``any_source_rank``).
+    any_rank: int | None = None
 
     @property
     def refused_wrongly(self) -> bool:
@@ -90,11 +92,16 @@ class Report:
     # (``by_age``): whether misses come from the ranking or from an archive that holds the
     # answer string only in older, unrelated articles. Empty without dated questions.
     by_source_age: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # hit@k counting a passage from any article that holds an answer: how much of the gap to
+    # ``hit`` is sources the question file does not list (news-a lists only the question's
+    # own search results, and other articles of the archive report the same event).
+    any_source_hit: dict[int, float] = field(default_factory=dict)
 
     def to_dict(self, details: bool = False) -> dict[str, Any]:
         data = asdict(self)
         data["hit"] = {str(k): v for k, v in self.hit.items()}
         data["source_hit"] = {str(k): v for k, v in self.source_hit.items()}
+        data["any_source_hit"] = {str(k): v for k, v in self.any_source_hit.items()}
         for group in data["by_source_age"].values():
             group["hit"] = {str(k): v for k, v in group["hit"].items()}
         if not details:
@@ -171,6 +178,17 @@ def judge(answer: Answer, question: Question, ks: Sequence[int]) -> tuple[int | 
             rank = passage.rank
             break
     return rank, source_rank
+
+
+def any_source_rank(answer: Answer, question: Question, depth: int) -> int | None:
+    """First rank (up to ``depth``) whose passage holds one of the answers, whatever article
+    it comes from."""
+    answers = [_fold(a) for a in question.answers]
+    for passage in answer.passages[:depth]:
+        text = _fold(passage.text)
+        if any(a in text for a in answers):
+            return passage.rank
+    return None
 
 
 def highlighted(answer: Answer, question: Question, rank: int | None) -> bool | None:
@@ -311,7 +329,8 @@ def evaluate(
         outcomes.append(
             Outcome(question.id, question.question, question.answerable, answer.answered, rank,
                     source_rank, seconds, first, highlighted(answer, question, rank),
-                    age(question) if age else None)
+                    age(question) if age else None,
+                    any_source_rank(answer, question, depth) if question.answerable else None)
         )
         if progress:
             progress(done, len(questions))
@@ -331,6 +350,9 @@ def evaluate(
             for k in ks
         },
         mrr=sum(1 / o.rank for o in answerable if o.rank) / n,
+        any_source_hit={
+            k: sum(o.any_rank is not None and o.any_rank <= k for o in answerable) / n for k in ks
+        },
         offtopic=len(offtopic),
         refused_correctly=sum(not o.answered for o in offtopic) if final else None,
         refused_wrongly=sum(o.refused_wrongly for o in answerable) if final else None,

@@ -221,6 +221,16 @@ def test_judge_needs_answer_and_source_together():
     assert judge(_answer(("a", "nothing", [])), q, [1]) == (None, 1)
 
 
+def test_any_source_rank_counts_an_answer_from_an_unlisted_article():
+    from qa.evaluate import Question, any_source_rank
+
+    q = Question("1", "q", ("18 rockets",), ("a",))
+    answer = _answer(("b", "no number", []), ("c", "Some 18\nROCKETS landed", []),
+                     ("a", "18 rockets hit", []))
+    assert any_source_rank(answer, q, 10) == 2
+    assert any_source_rank(answer, q, 1) is None
+
+
 def test_evaluate_report(tmp_path):
     lines = [
         {"id": "a", "question": "one", "answers": ["x"], "sources": ["s"]},
@@ -231,17 +241,19 @@ def test_evaluate_report(tmp_path):
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
     replies = {
         "one": _answer(("s", "x", [])),
-        "two": _answer(("s", "nothing", []), ("s", "y", []), answered=False),
+        "two": _answer(("t", "y too", []), ("s", "y", []), answered=False),
         "off": _answer(("s", "x", []), answered=True),
     }
     report = evaluate(lambda q, k: replies[q], load_questions(path), ks=[1, 5])
     assert report.hit == {1: 0.5, 5: 1.0}
+    assert report.any_source_hit == {1: 1.0, 5: 1.0}  # "y too" comes from unlisted "t"
     assert report.mrr == pytest.approx(0.75)
-    assert report.source_hit == {1: 1.0, 5: 1.0}
+    assert report.source_hit == {1: 0.5, 5: 1.0}
     assert (report.refused_wrongly, report.refused_correctly, report.answered_offtopic) == (1, 0, 1)
     assert [o.id for o in report.missed] == ["b"]
     data = report.to_dict()
     assert data["hit"] == {"1": 0.5, "5": 1.0} and "outcomes" not in data
+    assert data["any_source_hit"] == {"1": 1.0, "5": 1.0}
     assert report.highlight_hit is None  # these passages have no highlights
 
 
