@@ -32,7 +32,8 @@ def retrieve(
     """The union of the top ``n`` dense and top ``n`` BM25 passages (of the passages
     ``allowed`` marks, a boolean per passage id, when given), with both scores each, ordered
     by the fused score. ``query`` is the question's vector or a call that gives it, made after
-    the keyword search (the model may still be running)."""
+    the keyword search and the reading of its passages' rows (the model may still be
+    running)."""
     if allowed is None:
         allowed = store.live  # None unless an update removed articles of the base
     # Keywords first: a new process's vector index may still be reading (``FaissIndex.opening``).
@@ -40,7 +41,10 @@ def retrieve(
     if allowed is not None:
         bm25 *= allowed
     keyword = {int(i): float(bm25[i]) for i in best_positive(bm25, n)}
+    fetched: dict[int, Any] = {}
     if callable(query):
+        # While the model may still be embedding the question: the keyword passages' rows.
+        fetched = {row.id: row for row in store.passages(list(keyword))}
         query = query()
     dense = _dense(store, query, n, allowed)
     ids = list(dict.fromkeys([*dense, *keyword]))
@@ -49,7 +53,8 @@ def retrieve(
         scores = dot(store.load_vectors(), query, np.array(missing))
         dense.update(zip(missing, scores.tolist(), strict=True))
     best = max(keyword.values(), default=0.0) or 1.0  # the best keyword score of all
-    rows = store.passages(ids)
+    fetched.update((row.id, row) for row in store.passages([i for i in ids if i not in fetched]))
+    rows = [fetched[i] for i in ids if i in fetched]
     documents = {doc: store.document(doc) for doc in {row.doc for row in rows}}
     news = [row for row in rows
             if documents[row.doc].date is not None and not documents[row.doc].date_inferred]
