@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from index.lexical import best_positive
-from index.store import Store
+from index.store import DocumentRow, PassageRow, Store
 from index.vectors import FaissIndex, StackedIndex, VectorIndex, dot
 
 from .ranking import Candidate, RankingConfig
@@ -41,10 +41,12 @@ def retrieve(
     if allowed is not None:
         bm25 *= allowed
     keyword = {int(i): float(bm25[i]) for i in best_positive(bm25, n)}
-    fetched: dict[int, Any] = {}
+    rows: dict[int, PassageRow] = {}
+    documents: dict[int, DocumentRow] = {}
+    leads: set[int] = set()
     if callable(query):
         # While the model may still be embedding the question: the keyword passages' rows.
-        fetched = {row.id: row for row in store.passages(list(keyword))}
+        leads = _read(store, list(keyword), rows, documents)
         query = query()
     dense = _dense(store, query, n, allowed)
     ids = list(dict.fromkeys([*dense, *keyword]))
@@ -53,21 +55,31 @@ def retrieve(
         scores = dot(store.load_vectors(), query, np.array(missing))
         dense.update(zip(missing, scores.tolist(), strict=True))
     best = max(keyword.values(), default=0.0) or 1.0  # the best keyword score of all
-    fetched.update((row.id, row) for row in store.passages([i for i in ids if i not in fetched]))
-    rows = [fetched[i] for i in ids if i in fetched]
-    documents = {doc: store.document(doc) for doc in {row.doc for row in rows}}
-    news = [row for row in rows
-            if documents[row.doc].date is not None and not documents[row.doc].date_inferred]
-    leads = store.leads(news)
+    leads |= _read(store, [i for i in ids if i not in rows], rows, documents)
     candidates = [
-        Candidate(row, documents[row.doc], dense[row.id], float(bm25[row.id]) / best,
-                  lead=row.id in leads)
-        for row in rows
+        Candidate(rows[i], documents[rows[i].doc], dense[i], float(bm25[i]) / best,
+                  lead=i in leads)
+        for i in ids if i in rows
     ]
     ordered = order(candidates, config.fusion, config)
     for c in ordered:
         c.fused = c.score
     return ordered
+
+
+def _read(
+    store: Store, ids: list[int], rows: dict[int, PassageRow],
+    documents: dict[int, DocumentRow],
+) -> set[int]:
+    """Read the rows of passages ``ids`` and their articles into ``rows`` and ``documents``;
+    return which of them are the lead of a dated news article."""
+    found = store.passages(ids)
+    rows.update((row.id, row) for row in found)
+    for doc in {row.doc for row in found} - documents.keys():
+        documents[doc] = store.document(doc)
+    news = [row for row in found
+            if documents[row.doc].date is not None and not documents[row.doc].date_inferred]
+    return store.leads(news)
 
 
 def _dense(
