@@ -32,8 +32,8 @@ def retrieve(
     """The union of the top ``n`` dense and top ``n`` BM25 passages (of the passages
     ``allowed`` marks, a boolean per passage id, when given), with both scores each, ordered
     by the fused score. ``query`` is the question's vector or a call that gives it, made after
-    the keyword search and the reading of its passages' rows (the model may still be
-    running)."""
+    the keyword search and the reading of its passages' rows, articles and leads (the model
+    may still be running)."""
     if allowed is None:
         allowed = store.live  # None unless an update removed articles of the base
     # Keywords first: a new process's vector index may still be reading (``FaissIndex.opening``).
@@ -45,7 +45,8 @@ def retrieve(
     documents: dict[int, DocumentRow] = {}
     leads: set[int] = set()
     if callable(query):
-        # While the model may still be embedding the question: the keyword passages' rows.
+        # While the model may still be embedding the question: the keyword passages' rows,
+        # articles and leads (the dense-only ones are read after the vector search).
         leads = _read(store, list(keyword), rows, documents)
         query = query()
     dense = _dense(store, query, n, allowed)
