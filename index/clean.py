@@ -294,7 +294,7 @@ def _furniture(head: str, tokens: list[str]) -> str | None:
     if ("contributed" in low or "reporting by" in low or "editing by" in low) and _LAST.search(
         head
     ):
-        return "credit" if _credit(head) else "last"
+        return "last"
     if words <= 10:
         if _BYLINE.match(head) and _cap_ratio(tokens) >= 0.6:
             return "byline"
@@ -314,8 +314,8 @@ def _line(stripped: str, start: int, end: int) -> Line:
         kind = "drop" if _DROP.match(head) else None  # PHP warnings can be long
     if kind is None and words <= _PROMO_WORDS and _promo(head):
         kind = "drop"
-    if kind is None and words <= _PROMO_WORDS and _credit(head):
-        kind = "credit"
+    if kind in (None, "last") and words <= _PROMO_WORDS and _credit(head):
+        kind = "credit"  # a sign-off of names only: it ends the story and is not kept
     if sentence:
         prose = words >= 2 and not (words < 15 and _cap_ratio(tokens) >= 0.7)
     else:
