@@ -16,13 +16,14 @@ import numpy as np
 
 from index.lexical import Analyzer
 
-from . import features, passes, score
+from . import features, learned, passes, score
 from .candidate import Candidate
 from .config import RankingConfig, RankingConfigError
 from .profile import Profile, analyse
 
 __all__ = [
-    "Archive", "Candidate", "Profile", "RankingConfig", "RankingConfigError", "analyse", "rank",
+    "Archive", "Candidate", "Profile", "RankingConfig", "RankingConfigError", "analyse",
+    "hand_order", "learned_order", "prepare", "rank",
 ]
 
 
@@ -46,6 +47,21 @@ def rank(
     config: RankingConfig,
 ) -> tuple[bool, str | None, list[Candidate]]:
     """(whether the archive answers, why not when it does not, the candidates best first)."""
+    ranked = prepare(profile, candidates, archive, query, config)
+    if config.model:
+        return learned_order(profile, ranked, archive, config)
+    return hand_order(profile, ranked, archive, config)
+
+
+def prepare(
+    profile: Profile,
+    candidates: list[Candidate],
+    archive: Archive,
+    query: np.ndarray,
+    config: RankingConfig,
+) -> list[Candidate]:
+    """The candidates with their sentence evidence, sentence embeddings for the best few by
+    the lexical score, and the hand-weighted score (``score.LEXICAL`` + ``SEMANTIC``)."""
     candidates = [
         features.sentence_evidence(profile, archive.idf, archive.analyzer, c, config)
         for c in candidates
@@ -57,12 +73,40 @@ def rank(
     embed_sentences(top, query, archive.embed, config)
     for c in ranked:
         c.score = score.weighted(c, profile, config, score.SEMANTIC, start=c.score)
+    return ranked
+
+
+def hand_order(
+    profile: Profile, ranked: list[Candidate], archive: Archive, config: RankingConfig,
+) -> tuple[bool, str | None, list[Candidate]]:
+    """The hand-weighted ordering: bylines, the confidence rule, recency, captions."""
     if profile.asks_author:
         ranked = passes.bylines(profile, ranked, archive.bylines, config)
     answered, reason = score.answers(profile, ranked, archive.vocabulary, archive.idf,
                                      archive.known, archive.analyzer, config)
     ranked = sorted(ranked, key=lambda c: (-c.score, c.id))
     ranked = passes.recency(profile, ranked, config)
+    return answered, reason, passes.ordering_scores(passes.captions(ranked))
+
+
+def learned_order(
+    profile: Profile, ranked: list[Candidate], archive: Archive, config: RankingConfig,
+) -> tuple[bool, str | None, list[Candidate]]:
+    """The learned ordering (``config.model``, see ``learned``): the model's score orders the
+    candidates and decides, against ``config.min_learned``, whether the best one answers."""
+    head, tail = ranked[: config.learned_depth], ranked[config.learned_depth :]
+    values = learned.scores(learned.load(config.model), profile, head, archive.idf,
+                            archive.analyzer, config)
+    for c, value in zip(head, values.tolist(), strict=True):
+        c.score = value
+    floor = min(values.tolist(), default=0.0) - 1.0
+    for i, c in enumerate(tail):  # below every re-ordered one, in the hand order
+        c.score = floor - i * 1e-3
+    ranked = head + tail
+    if profile.asks_author:
+        ranked = passes.bylines(profile, ranked, archive.bylines, config)
+    ranked = sorted(ranked, key=lambda c: (-c.score, c.id))
+    answered, reason = score.answers_learned(profile, ranked, archive.known, config)
     return answered, reason, passes.ordering_scores(passes.captions(ranked))
 
 

@@ -88,6 +88,13 @@ class RankingConfig:
     unstated: float = 0.2
     unstated_depth: int = 3
 
+    # The learned ordering (``learned``): a LightGBM text model in qa/ranking/models/ (or a
+    # path) fitted by ``python -m benchmarks.fit``; "" for the hand-weighted sum above. Its
+    # best story passage answers when its score reaches ``min_learned`` (fitted with it).
+    model: str = ""
+    min_learned: float = 0.0
+    learned_depth: int = 30  # the best candidates by the hand score that the model re-orders
+
     # Passes over the ranked list.
     author_articles: int = 3  # articles whose bylines answer "who wrote …"
     recency_margin: float = 0.05  # "latest …": newer first among results this close

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from index.lexical import Analyzer
 
-from . import places
+from . import kinds, places
 
 # Words that make a sentence a question but say nothing about its answer. bm25s's English
 # stop list (33 words) keeps them, so "who" in a question would count as evidence in any
@@ -111,6 +111,7 @@ class Profile:
     answer: str | None = None  # ``answer_kind``: what the refusal checks a passage states
     asks_name: bool = False  # "who / which …": the answering sentence names someone new
     words: frozenset[str] = frozenset()  # the question's words, casefolded
+    kind: str | None = None  # ``kinds.asked``: a person, place, organisation, number, date, money
 
     def names_outlet(self, publisher: str | None) -> bool:
         return names_outlet(self.text, publisher)
@@ -141,6 +142,7 @@ def analyse(
         answer=answer_kind(question),
         asks_name=bool(_ASKS_NAME.search(question)),
         words=frozenset(word.casefold() for word in _WORD.findall(question)),
+        kind=kinds.asked(question),
     )
 
 

@@ -103,3 +103,24 @@ def answers(
     if unstated and profile.answer is not None and value >= config.min_confidence:
         return False, UNSTATED[profile.answer]
     return False, NOT_CLOSE
+
+
+def answers_learned(
+    profile: Profile, ranked: Sequence[Candidate], known: Callable[[str], bool],
+    config: RankingConfig,
+) -> tuple[bool, str | None]:
+    """The learned ordering's refusal: not when the question names something no article
+    mentions; else when the best story passage's learned score reaches ``min_learned``
+    (fitted with the model so that answerable questions are rarely refused), or a byline
+    of the outlet a "who wrote the VOA story?" question names is among the results."""
+    unknown = features.unknown_names(profile, known)
+    if unknown:
+        return False, "the archive never mentions " + " or ".join(unknown)
+    evidence = [c for c in ranked if c.kind != "byline"] or list(ranked)
+    if evidence and evidence[0].score >= config.min_learned:
+        return True, None
+    if profile.asks_author and any(
+        c.kind == "byline" and profile.names_outlet(c.document.publisher) for c in ranked
+    ):
+        return True, None
+    return False, NOT_CLOSE
