@@ -33,6 +33,12 @@ feedback_app = typer.Typer(
     "beside the index; export them as qa eval questions.",
 )
 app.add_typer(feedback_app, name="feedback")
+watch_app = typer.Typer(
+    no_args_is_help=True,
+    help="Standing questions: after every index update they are asked over the new articles, "
+    "and a new finding is posted to Slack, a webhook or printed.",
+)
+app.add_typer(watch_app, name="watch")
 
 DocsOption = Annotated[
     Path | None,
@@ -300,6 +306,7 @@ def index_update(
         f"embedded {report.embedded} new passage(s); index has {report.documents} documents,"
         f" {report.passages} passages"
     )
+    _after_update(ctx, docs, index)
 
 
 @index_app.command("status")
@@ -575,6 +582,7 @@ def fetch(
             report = _builder(ctx, progress).run(paths.docs, paths.index, update=True)
         _stderr().print(f"embedded {report.embedded} new passage(s); index has "
                         f"{report.documents} documents, {report.passages} passages")
+    _after_update(ctx, docs, index)
 
 
 @app.command()
@@ -1251,6 +1259,198 @@ def slack(
             _uvicorn(asgi, sock)
         finally:
             service.close()
+
+
+WatchJsonOption = Annotated[bool, typer.Option("--json", help="JSON output (JSON Lines for "
+                                                               "several).")]
+
+
+def _watches(docs: Path | None, index: Path | None) -> Any:
+    from qa.watch import Watches
+
+    return Watches.of_index(_paths(docs, index).index)
+
+
+def tell_watches(engine: Engine, dry_run: bool = False, json_out: bool = False) -> None:
+    """Check the standing questions over what an update added, send what is pending and
+    print the new findings (the terminal is every watch's destination here)."""
+    from qa.feedback import Feedback
+    from qa.watch import Watches, destinations, run
+
+    if not Watches.exists_for(engine.index_dir):
+        return
+    token = os.environ.get("SLACK_BOT_TOKEN", "").strip() or None
+    watches = Watches.of_index(engine.index_dir)
+    try:
+        tell = destinations(token, os.environ.get("SLACK_API_URL") or None,
+                            Feedback.of_index(engine.index_dir) if token else None)
+        done = run(engine, watches, tell, dry_run=dry_run)
+    finally:
+        watches.close()
+    out, checked = _stdout(), done.check
+    for finding in checked.findings:
+        if json_out:
+            print(json.dumps(finding.to_dict(), ensure_ascii=False), flush=True)
+            continue
+        verb = "would report" if dry_run else "new finding"
+        out.print(_line(f"Standing question #{finding.watch.id}", "bold magenta",
+                        f"{verb}: {finding.watch.question}"))
+        render(finding.answer, out)
+    if checked.skipped in ("checked", "claimed", "no watches"):
+        note = {"checked": "no new or changed articles since the last check",
+                "claimed": "another qa process is checking this version",
+                "no watches": "no standing questions"}[checked.skipped]
+        _stderr().print(f"standing questions: {note}", soft_wrap=True)
+        return
+    sent = sum(t.status == "sent" for t in done.told)
+    failed = [t for t in done.told if t.status == "failed"]
+    _stderr().print(
+        f"checked {checked.watches} standing question(s) over {checked.articles} new or changed"
+        f" article(s): {len(checked.findings)} new finding(s)"
+        + (f"; told {sent}" if done.told else "")
+        + (f", {len(failed)} failed (see the log)" if failed else "")
+        + (f"; {done.waiting} waiting for a process with SLACK_BOT_TOKEN (qa slack)"
+           if done.waiting else ""), soft_wrap=True, markup=False)
+
+
+@watch_app.command("add")
+def watch_add(
+    ctx: typer.Context,
+    question: Annotated[str, typer.Argument(help="The standing question.")],
+    slack: Annotated[str | None, typer.Option("--slack", metavar="CHANNEL", help="Post "
+                     "findings to this Slack channel (its ID, C0123ABCD, or #name).")] = None,
+    webhook: Annotated[str | None, typer.Option("--webhook", metavar="URL", help="POST each "
+                       "finding to this URL as JSON.")] = None,
+    since: SinceOption = None,
+    source: SourceOption = None,
+    json_out: WatchJsonOption = False,
+    docs: DocsOption = None,
+    index: IndexOption = None,
+) -> None:
+    """Add a standing question. After every index update it is asked over the new and
+    changed articles; a new finding is posted to --slack, POSTed to --webhook and printed by
+    `qa watch run` and `qa index update`.
+
+    Example: qa watch add "Who is the new commander of the Quds Force?" --slack C0123ABCD
+    """
+    from qa.filters import make_filters
+    from qa.watch import check_channel, check_webhook, standing_question
+
+    with user_errors():
+        standing_question(question)  # fail fast, before loading anything
+        make_filters(source, since)
+        check_channel(slack)
+        check_webhook(webhook)
+        engine = open_engine(ctx, docs, index)
+        watches = _watches(docs, index)
+        try:
+            watch, answer = watches.add(question, slack=slack, webhook=webhook, since=since,
+                                        source=source, via="cli", engine=engine)
+        finally:
+            watches.close()
+            engine.close()
+    if json_out:
+        print(json.dumps({"watch": watch.to_dict(), "answered_now": answer.answered},
+                         ensure_ascii=False))
+        return
+    now = ("the archive answers it now: only new findings will be reported" if answer.answered
+           else "the archive does not answer it yet")
+    _stdout().print(safe(f"added standing question #{watch.id}: “{watch.question}” ({now})"),
+                    soft_wrap=True, markup=False)
+
+
+@watch_app.command("list")
+def watch_list(json_out: WatchJsonOption = False, docs: DocsOption = None,
+               index: IndexOption = None) -> None:
+    """List the standing questions: where each tells and how many findings it reported.
+
+    Example: qa watch list --json
+    """
+    with user_errors():
+        watches = _watches(docs, index)
+        try:
+            rows, counts = watches.all(), watches.counts()
+        finally:
+            watches.close()
+    if json_out:
+        for watch in rows:
+            print(json.dumps({**watch.to_dict(), "findings": counts.get(watch.id, 0)},
+                             ensure_ascii=False))
+        return
+    if not rows:
+        _stdout().print("No standing questions (add one with qa watch add QUESTION).")
+        return
+    from rich.table import Table
+
+    table = Table("id", "question", "tells", "findings")
+    for w in rows:
+        tells = ", ".join(t for t in (w.slack and f"slack {w.slack}",
+                                      w.webhook and f"webhook {w.webhook}") if t) or "terminal"
+        table.add_row(str(w.id), safe(w.question), safe(tells), str(counts.get(w.id, 0)))
+    _stdout().print(table)
+
+
+@watch_app.command("remove")
+def watch_remove(watch: Annotated[int, typer.Argument(help="The watch's id.")],
+                 docs: DocsOption = None, index: IndexOption = None) -> None:
+    """Remove a standing question (and what was recorded for it).
+
+    Example: qa watch remove 3
+    """
+    with user_errors():
+        watches = _watches(docs, index)
+        try:
+            removed = watches.remove(watch)
+        finally:
+            watches.close()
+    _stdout().print(safe(f"removed standing question #{removed.id}: “{removed.question}”"),
+                    soft_wrap=True, markup=False)
+
+
+@watch_app.command("run")
+def watch_run(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be reported; "
+                                          "record and send nothing.")] = False,
+    json_out: WatchJsonOption = False,
+    docs: DocsOption = None,
+    index: IndexOption = None,
+) -> None:
+    """Ask the standing questions over the articles new or changed since their last check,
+    print the new findings and send them (Slack needs SLACK_BOT_TOKEN; else `qa slack`
+    posts them). `qa index update` and running servers do this after every update.
+
+    Example: qa watch run --dry-run
+    """
+    from qa.watch import Watches
+
+    with user_errors():
+        if not Watches.exists_for(_paths(docs, index).index):
+            _stderr().print("standing questions: none (add one with qa watch add)")
+            return
+        engine = open_engine(ctx, docs, index)
+        try:
+            tell_watches(engine, dry_run, json_out)
+        finally:
+            engine.close()
+
+
+def _after_update(ctx: typer.Context, docs: Path | None, index: Path | None) -> None:
+    """The standing questions checked over what an update added; a failure is a warning
+    (the update is done)."""
+    from index.errors import QAError
+    from qa.watch import Watches
+
+    if not Watches.exists_for(_paths(docs, index).index):
+        return
+    try:
+        engine = open_engine(ctx, docs, index)
+        try:
+            tell_watches(engine)
+        finally:
+            engine.close()
+    except QAError as error:
+        warn(f"the index is updated, but checking the standing questions failed: {error}")
 
 
 def main() -> None:

@@ -19,10 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.errors import QAError, QuestionError
 
-from .app import Busy, Service, TimedOut
-from .feedback import Feedback, FeedbackError
+from .feedback import FeedbackError
 from .filters import Filters, make_filters, today
 from .results import Answer, Passage
+from .service import Busy, Service, TimedOut
 
 log = logging.getLogger("qa.api")
 
@@ -206,18 +206,15 @@ class Limits:
 
 def create_api(
     service: Service, *, token: str | None = None, max_body: int = 64 * 1024,
-    show_paths: bool = False, feedback: Feedback | None = None,
+    show_paths: bool = False,
 ) -> Any:
     """The API app over ``service`` (loaded once, shared by all requests).
 
     ``token``: the bearer token requests must carry. ``max_body``: the largest request body
     accepted. ``show_paths``: include absolute server paths in citations and /health
-    (otherwise a citation's ``path`` is relative to the docs folder). ``feedback``: where
-    verdicts go (default: the served index's feedback database, opened on first use)."""
-    from fastapi.responses import HTMLResponse
+    (otherwise a citation's ``path`` is relative to the docs folder). Verdicts go to the
+    service's feedback database."""
     from fastapi_offline import FastAPIOffline
-
-    from . import web
 
     api = FastAPIOffline(
         title="qa — cited answers from a news archive",
@@ -225,6 +222,20 @@ def create_api(
         version="0.1.0",
     )
     api.state.service = service
+    _error_handlers(api)
+    _answer_routes(api, service, show_paths)
+    _page_routes(api, service)
+
+    @api.get("/health", summary="What is served, and whether it is the current version")
+    async def health() -> dict[str, Any]:
+        # async on purpose: answered on the event loop, never queued behind questions.
+        return service.health(paths=show_paths)
+
+    return Limits(api, max_body=max_body, token=token)
+
+
+def _error_handlers(api: Any) -> None:
+    """Every error body is ``{"error": ...}`` (422 adds the validation ``detail``)."""
 
     @api.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -240,6 +251,10 @@ def create_api(
     @api.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         return _error(error.status_code, str(error.detail), getattr(error, "headers", None))
+
+
+def _answer_routes(api: Any, service: Service, show_paths: bool) -> None:
+    """``POST /ask`` and ``POST /feedback``."""
 
     @api.post(
         "/ask",
@@ -258,13 +273,6 @@ def create_api(
             _relative_paths(data, service)
         return JSONResponse(data, headers=headers)
 
-    store: list[Feedback] = [feedback] if feedback is not None else []
-
-    def feedback_db() -> Feedback:
-        if not store:
-            store.append(Feedback.of_index(service.engine.index_dir))
-        return store[0]
-
     @api.post(
         "/feedback", status_code=201, response_model=FeedbackOut,
         responses=ERRORS,
@@ -280,16 +288,22 @@ def create_api(
         if not isinstance(answer, Answer):
             return _error(*answer) if answer[0] != 499 else Response(status_code=499)
         try:
-            db = feedback_db()
-            shown = db.shown(answer, as_of=filters.as_of, via="api",
-                             version=service.engine.store.version.name)
-            verdict = db.judge(shown, body.verdict, rank=body.rank, source=body.source)
+            shown = service.record_shown(answer, as_of=filters.as_of, via="api")
+            verdict = service.judge(shown, body.verdict, rank=body.rank, source=body.source)
         except FeedbackError as error:
             return _error(400, str(error))
         except QAError as error:
             log.error("recording feedback failed: %s", error)
             return _error(503, "feedback cannot be recorded right now; the server log says why")
         return JSONResponse({"id": verdict, "answer": shown}, status_code=201)
+
+
+def _page_routes(api: Any, service: Service) -> None:
+    """The search page ``GET /`` and an article's stored text ``GET /show`` (``qa.web``)."""
+    from fastapi.responses import HTMLResponse
+    from starlette.concurrency import run_in_threadpool
+
+    from . import web
 
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def search_page(request: Request) -> Any:
@@ -315,10 +329,8 @@ def create_api(
 
     @api.get("/show", response_class=HTMLResponse, include_in_schema=False)
     async def show_page(source: str, span: str = "") -> Any:
-        from .app import show
-
-        try:
-            article, _ = show(service.engine.index_dir, source, service.engine.given_embedder)
+        try:  # the warm store, off the event loop
+            article, _ = await run_in_threadpool(service.show, source)
         except QAError as error:
             return HTMLResponse(web.page({}, error=str(error)), 404)
         start = end = None
@@ -327,13 +339,6 @@ def create_api(
             if first.isdigit() and last.isdigit():
                 start, end = int(first), int(last)
         return HTMLResponse(web.article_page(article, start, end))
-
-    @api.get("/health", summary="What is served, and whether it is the current version")
-    async def health() -> dict[str, Any]:
-        # async on purpose: answered on the event loop, never queued behind questions.
-        return service.health(paths=show_paths)
-
-    return Limits(api, max_body=max_body, token=token)
 
 
 async def _answer(
@@ -379,7 +384,7 @@ def _relative_paths(data: dict[str, Any], service: Service) -> None:
     """Citations' paths relative to the docs folder, not the server's absolute paths."""
     import os
 
-    root = service.engine.store.manifest.get("docs_dir") or ""
+    root = service.docs_dir or ""
     for passage in data["passages"]:
         for citation in [passage["citation"], *passage["also"]]:
             path = citation.get("path") or ""

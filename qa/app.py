@@ -1,5 +1,6 @@
 """The application layer every front end uses: where the index lives, opening it (building it
-first, or waiting for a writer), the answer contract, status and health.
+first, or waiting for a writer), status, an article as citations refer to it; the
+long-running ``Service`` servers share is ``qa.service``'s (also importable from here).
 
 The CLI, the HTTP API and the Slack bot call these; none of them re-implements them.
 """
@@ -8,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,12 @@ from typing import Any
 from index.errors import IndexLocked, IndexMissing, IndexOutdated, QAError
 from index.store import Progress
 
+from .cite import article
 from .engine import Engine
-from .filters import Filters, make_filters, today
 from .ranking import RankingConfig
-from .results import Answer
+from .service import Busy as Busy
+from .service import Service as Service
+from .service import TimedOut as TimedOut
 
 PROJECT_SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 Say = Callable[[str], None]
@@ -248,271 +249,14 @@ def _delta(manifest: dict[str, Any]) -> dict[str, Any] | None:
             "removed_passages": delta["removed"]["passages"], "bound": delta["bound"]}
 
 
-class UnknownSource(QAError):
-    """No article of the index has that source name."""
-
-
 def show(index: Path, source: str, embedder: Any = None) -> tuple[dict[str, Any], list[str]]:
-    """The article ``source`` names in the index at ``index``, as citations refer to it: its
-    metadata and the text its offsets index (the stored article text for non-text formats,
-    the file's text for .txt/.md). Returns it with warnings (a text file changed since it was
-    indexed)."""
-    import hashlib
-
-    from index.load import _read_regular
+    """The article ``source`` names in the index at ``index``, as citations refer to it
+    (``qa.cite.article``), with warnings (a text file changed since it was indexed)."""
     from index.pipeline import expected_for
     from index.store import Store
 
     store = Store(index, expect=expected_for(embedder))
-    warnings = []
     try:
-        doc = store.document_named(source)
-        if doc is None:
-            near = store.sources_like(source)
-            hint = f" (did you mean {', '.join(near)}?)" if near else ""
-            raise UnknownSource(f"no article {source!r} in the index at {index}{hint}: "
-                                "use the source name a citation gives")
-        text = store.stored_text(doc.id) if doc.stored else None
+        return article(store, source)
     finally:
         store.close()
-    if text is None:
-        try:
-            data = _read_regular(Path(doc.path))
-            if hashlib.sha256(data).hexdigest() != doc.sha256:
-                warnings.append(f"{doc.path} changed since it was indexed: offsets may not match;"
-                                " run `qa index update`")
-            text = data.decode(doc.encoding, "replace")
-        except OSError as error:
-            raise QAError(f"cannot read {doc.path} ({error.strerror or error}): it may have "
-                          "moved; run `qa index update`") from None
-    return {
-        "source": doc.source, "url": doc.url, "path": doc.path, "title": doc.title,
-        "date": doc.date, "author": doc.author, "publisher": doc.publisher,
-        "language": doc.language, "text": text,
-    }, warnings
-
-
-class Busy(QAError):
-    """Every answering slot and queue place is taken: try again shortly (HTTP 503)."""
-
-
-class TimedOut(QAError):
-    """The question waited or ran longer than the service's per-request limit (HTTP 503)."""
-
-
-class Service:
-    """One warm index shared by long-running front ends (the HTTP API, the Slack bot).
-
-    Questions are answered by ``workers`` threads (onnxruntime, FAISS and numpy release the
-    GIL; the engine's caches are thread-safe) with at most ``queue`` more waiting: beyond that
-    ``submit`` raises Busy at once rather than letting latency grow without bound. A question
-    still waiting when its deadline (``timeout`` seconds) passes is dropped unanswered, and a
-    front end can ``cancel`` the future of a question nobody waits for any more.
-
-    A watcher thread follows ``CURRENT``: when an update publishes a new version it opens and
-    warms it, then switches new questions to it; the old engine (and its lease on the old
-    version) is closed when its last question is done. Nothing restarts.
-    """
-
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        workers: int = 2,
-        queue: int = 16,
-        timeout: float = 30.0,
-        reload_every: float | None = 1.0,
-        warm: bool = True,
-    ):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.engine = engine
-        self.workers, self.queue, self.timeout = workers, queue, timeout
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="qa-answer")
-        self._slots = threading.BoundedSemaphore(workers + queue)
-        self._lock = threading.Lock()
-        self._users: dict[int, int] = {}  # questions running per engine (by id)
-        self._retired: list[Engine] = []
-        self._stop = threading.Event()
-        self.model_loaded = False
-        self.reloads = 0
-        self.reload_error: str | None = None
-        self.pending = 0
-        if warm:
-            self.warm()
-        self._watcher: threading.Thread | None = None
-        if reload_every:
-            self._watcher = threading.Thread(
-                target=self._watch, args=(reload_every,), name="qa-reload", daemon=True
-            )
-            self._watcher.start()
-
-    def warm(self, engine: Engine | None = None) -> None:
-        """Load the query model, documents and keyword index now, not on the first request."""
-        (engine or self.engine).ask("What does the archive say?", k=1)
-        self.model_loaded = True
-
-    # --- answering ---------------------------------------------------------------------
-
-    def submit(
-        self,
-        question: str,
-        k: int = 5,
-        source: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        filters: Filters | None = None,
-        as_of: str | None = None,
-    ) -> Future[Answer]:
-        """Queue a question; QuestionError for bad filters, Busy when the queue is full.
-        Answers are as of ``as_of`` (default: today)."""
-        import time
-
-        if filters is None:
-            filters = make_filters(source, since, until, as_of or today())
-        if not self._slots.acquire(blocking=False):
-            raise Busy("the archive is answering as many questions as it can: try again shortly")
-        deadline = time.monotonic() + self.timeout
-        with self._lock:
-            self.pending += 1
-        try:
-            future = self._pool.submit(self._answer, question, k, filters, deadline)
-        except RuntimeError:  # shut down
-            self._done(None)
-            raise Busy("the service is stopping") from None
-        future.add_done_callback(self._done)
-        return future
-
-    def ask(self, question: str, k: int = 5, **filters: Any) -> Answer:
-        """``submit`` and wait for the answer (TimedOut past the service's limit)."""
-        from concurrent.futures import TimeoutError as FutureTimeout
-
-        future = self.submit(question, k, **filters)
-        try:
-            return future.result(timeout=self.timeout)
-        except FutureTimeout:
-            future.cancel()
-            raise TimedOut(f"no answer within {self.timeout:g} s: try again") from None
-
-    def _done(self, future: Any) -> None:
-        with self._lock:
-            self.pending -= 1
-        self._slots.release()
-
-    def _answer(self, question: str, k: int, filters: Filters, deadline: float) -> Answer:
-        import time
-
-        if time.monotonic() > deadline:
-            raise TimedOut(f"no answer within {self.timeout:g} s: try again")
-        engine = self._acquire()
-        try:
-            answer = engine.ask(question, k=k, filters=filters)
-        finally:
-            self._release(engine)
-        self.model_loaded = True
-        return answer
-
-    def _acquire(self) -> Engine:
-        with self._lock:
-            engine = self.engine
-            self._users[id(engine)] = self._users.get(id(engine), 0) + 1
-            return engine
-
-    def _release(self, engine: Engine) -> None:
-        with self._lock:
-            self._users[id(engine)] -= 1
-            idle = [e for e in self._retired if not self._users.get(id(e))]
-            self._retired = [e for e in self._retired if e not in idle]
-        for old in idle:
-            self._users.pop(id(old), None)
-            old.close()
-
-    # --- following updates -------------------------------------------------------------
-
-    def current(self) -> bool:
-        """Whether the version served is the one ``CURRENT`` names now."""
-        from index.store import current_version
-
-        try:
-            return current_version(self.engine.index_dir) == self.engine.store.version
-        except QAError:
-            return False
-
-    def reload(self) -> bool:
-        """Switch to the live version if it is not the one served; True if it switched. On
-        failure the old version keeps answering and ``reload_error`` says why."""
-        import logging
-
-        if self.current():
-            return False
-        old = self.engine
-        try:
-            new = Engine(old.index_dir, embedder=old.embedder, ranking=old.ranking,
-                         model_cache=getattr(old, "model_cache", None),
-                         sentence_embedder=old.sentence_embedder)
-            self.warm(new)
-        except QAError as error:
-            if self.reload_error != str(error):
-                logging.getLogger("qa.app").warning("still serving %s: %s",
-                                                    old.store.version.name, error)
-            self.reload_error = str(error)
-            return False
-        with self._lock:
-            self.engine = new
-            self.reloads += 1
-            self.reload_error = None
-            busy = self._users.get(id(old), 0) > 0
-            if busy:
-                self._retired.append(old)
-        if not busy:
-            old.close()
-        logging.getLogger("qa.app").info("now serving %s", new.store.version.name)
-        return True
-
-    def _watch(self, every: float) -> None:
-        import logging
-
-        while not self._stop.wait(every):
-            try:
-                self.reload()
-            except Exception:  # never let the watcher die; the next round tries again
-                logging.getLogger("qa.app").exception("reloading the index failed")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        with self._lock:
-            engines = [self.engine, *self._retired]
-        for engine in engines:
-            engine.close()
-
-    def health(self, paths: bool = False) -> dict[str, Any]:
-        """What is served: the version and whether it is current, its size and model, the
-        load (questions running or waiting), and how often the model was loaded. Absolute
-        paths only with ``paths``."""
-        from index.embed import OnnxEmbedder
-
-        engine = self.engine
-        manifest = engine.store.manifest
-        current = self.current()
-        data = {
-            "status": "ok" if current or self.reload_error is None else "stale",
-            "index_loaded": True,
-            "version": engine.store.version.name,
-            "current": current,
-            "reloads": self.reloads,
-            "reload_error": self.reload_error,
-            "documents": manifest["counts"]["documents"],
-            "passages": manifest["counts"]["passages"],
-            "model": manifest["model"]["name"],
-            "built": manifest.get("created"),
-            "updated": manifest.get("updated"),
-            "model_loaded": self.model_loaded,
-            "model_loads": OnnxEmbedder.loads,
-            "workers": self.workers,
-            "queue": self.queue,
-            "pending": self.pending,
-        }
-        if paths:
-            data["index"] = str(engine.index_dir)
-        return data

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from index.store import DocumentRow, PassageRow
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from index.errors import QAError
+from index.store import DocumentRow, PassageRow, Store
 
 from .ranking import Candidate, Profile, RankingConfig
 from .ranking.features import best_sentence
@@ -43,3 +48,39 @@ def citation_text(rank: int | None, c: Citation) -> str:
         date += " (inferred)"
     head = f"[{rank}] " if rank is not None else ""
     return f"{head}{c.title or c.source} — {c.publisher or 'unknown outlet'}, {date}"
+
+
+class UnknownSource(QAError):
+    """No article of the index has that source name."""
+
+
+def article(store: Store, source: str) -> tuple[dict[str, Any], list[str]]:
+    """The article ``source`` names in ``store``, as citations refer to it: its metadata and
+    the text its offsets index (the stored article text for non-text formats, the file's
+    text for .txt/.md). Returns it with warnings (a text file changed since it was
+    indexed)."""
+    from index.load import _read_regular
+
+    doc = store.document_named(source)
+    if doc is None:
+        near = store.sources_like(source)
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        raise UnknownSource(f"no article {source!r} in the index at {store.index_dir}{hint}: "
+                            "use the source name a citation gives")
+    text = store.stored_text(doc.id) if doc.stored else None
+    warnings = []
+    if text is None:
+        try:
+            data = _read_regular(Path(doc.path))
+        except OSError as error:
+            raise QAError(f"cannot read {doc.path} ({error.strerror or error}): it may have "
+                          "moved; run `qa index update`") from None
+        if hashlib.sha256(data).hexdigest() != doc.sha256:
+            warnings.append(f"{doc.path} changed since it was indexed: offsets may not match;"
+                            " run `qa index update`")
+        text = data.decode(doc.encoding, "replace")
+    return {
+        "source": doc.source, "url": doc.url, "path": doc.path, "title": doc.title,
+        "date": doc.date, "author": doc.author, "publisher": doc.publisher,
+        "language": doc.language, "text": text,
+    }, warnings

@@ -50,6 +50,8 @@ class Answer:
     passages: list[Passage]
     warnings: list[str] = field(default_factory=list)
     reason: str | None = None  # why a refused answer was refused
+    # The index version that gave it (set by the Service that answered; not in the JSON).
+    version: str | None = field(default=None, compare=False)
 
     def to_dict(self, show_weak: bool = False) -> dict[str, Any]:
         """The JSON contract object of every front end. A refused answer holds no passages
@@ -57,6 +59,7 @@ class Answer:
         answer by accident."""
         data = asdict(self)
         data.pop("warnings")
+        data.pop("version")
         if not self.answered and not show_weak:
             data["passages"] = []
         return data

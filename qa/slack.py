@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from index.errors import QAError, QuestionError
 
-from .app import Busy, Service, TimedOut
 from .blocks import (
     MAX_VALUE,
     RIGHT_ONE_ACTION,
@@ -40,7 +39,8 @@ from .blocks import (
     notice,
     which_was_right,
 )
-from .feedback import Feedback, FeedbackError
+from .feedback import FeedbackError
+from .service import Busy, Service, TimedOut
 
 if TYPE_CHECKING:
     from slack_bolt import App, BoltRequest, BoltResponse
@@ -63,6 +63,40 @@ ANSWERED_SUBTYPES = {None, "thread_broadcast", "file_share"}
 
 class SlackSetupError(QAError):
     """The bot cannot start: a missing or rejected token, or an unreachable Slack API."""
+
+
+SLACK_APP_PAGE = "your Slack app's settings (https://api.slack.com/apps)"
+SLACK_WHERE = {
+    "SLACK_BOT_TOKEN": "the Bot User OAuth Token (xoxb-…) under OAuth & Permissions",
+    "SLACK_APP_TOKEN": "an app-level token (xapp-…) with connections:write under Basic Information",
+    "SLACK_SIGNING_SECRET": "the Signing Secret under Basic Information → App Credentials",
+}
+
+
+def settings(http: bool) -> dict[str, str]:
+    """The tokens the bot needs from the environment (SLACK_BOT_TOKEN, and SLACK_APP_TOKEN
+    for Socket Mode or SLACK_SIGNING_SECRET for HTTP mode); SlackSetupError naming what is
+    missing and where to find it."""
+    import os
+
+    names = ["SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET" if http else "SLACK_APP_TOKEN"]
+    missing = [name for name in names if not os.environ.get(name, "").strip()]
+    if missing:
+        where = "; ".join(f"{name}: {SLACK_WHERE[name]}" for name in missing)
+        mode = "HTTP mode" if http else "Socket Mode"
+        one = len(missing) == 1
+        raise SlackSetupError(
+            f"{' and '.join(missing)} {'is' if one else 'are'} not set ({mode} needs "
+            f"{' and '.join(names)}): export {'it' if one else 'them'} from {SLACK_APP_PAGE} — "
+            f"{where}"
+        )
+    found = {name: os.environ[name].strip() for name in names}
+    if not http and not found["SLACK_APP_TOKEN"].startswith("xapp-"):
+        raise SlackSetupError(
+            "SLACK_APP_TOKEN is not an app-level token (those start with xapp-): "
+            f"create one with connections:write under Basic Information in {SLACK_APP_PAGE}"
+        )
+    return found
 
 
 class Seen:
@@ -213,28 +247,6 @@ def web_client(token: str, api_url: str | None = None) -> WebClient:
     return WebClient(token=token, base_url=api_base_url(api_url))
 
 
-class RedactSecrets(logging.Filter):
-    """Replaces the given secrets in log records (message, arguments and traceback)."""
-
-    def __init__(self, secrets: Iterable[str | None]):
-        super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "[redacted]")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        record.msg, record.args = self.redact(message), None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self.redact(record.exc_text)
-        return True
-
-
 class _DropMessage(logging.Filter):
     def __init__(self, text: str):
         super().__init__()
@@ -244,19 +256,12 @@ class _DropMessage(logging.Filter):
         return self.text not in record.getMessage()
 
 
-def redact_logs(secrets: Iterable[str | None]) -> None:
-    """Install ``RedactSecrets`` on every handler of the root logger."""
-    redactor = RedactSecrets(secrets)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(redactor)
-
-
 class Bot:
     """The handlers; kept apart from bolt wiring so each reads as what it does."""
 
     THREAD_TTL = 10.0  # seconds a thread's history is reused
 
-    def __init__(self, service: Service, top: int = 3, feedback: Feedback | None = None,
+    def __init__(self, service: Service, top: int = 3, feedback: bool = True,
                  scopes: dict[str, Scope] | None = None):
         self.service = service
         self.top = top
@@ -288,7 +293,7 @@ class Bot:
         top = top or (scope.k if scope and scope.k else None) or self.top
         search = text
         if earlier:
-            search = with_context(text, earlier, self.service.engine.analyzer.stopwords)
+            search = with_context(text, earlier, self.service.stopwords)
             if search != text:
                 notes.insert(0, f"Searched: “{fold(search)}” (a follow-up: words from this "
                                 "thread's earlier questions added)")
@@ -308,12 +313,11 @@ class Bot:
             log.exception("answering a Slack question failed")
             return notice(FAILED)
         shown = None
-        if self.feedback is not None:
+        if self.feedback:
             try:
-                shown = self.feedback.shown(
+                shown = self.service.record_shown(
                     replace(answer, question=question), as_of=filters.get("as-of"), user=user,
-                    channel=channel, via="slack",
-                    version=self.service.engine.store.version.name)
+                    channel=channel, via="slack")
             except Exception:  # an answer without buttons beats no answer
                 log.exception("recording a Slack answer for feedback failed")
         return answer_message(question, answer, top, notes=notes, feedback=shown, **extra)
@@ -479,18 +483,18 @@ class Bot:
             respond(response_type="ephemeral", replace_original=False,
                     **notice("That button is broken; ask again.").payload())
             return
-        if self.feedback is None:
+        if not self.feedback:
             return
         user = (body.get("user") or {}).get("id")
         try:
             if verdict != "none":  # "none of them": the 👎 before it says it all
-                self.feedback.judge(answer, verdict, rank=rank, user=user)
+                self.service.judge(answer, verdict, rank=rank, user=user)
         except FeedbackError as error:
             respond(response_type="ephemeral", replace_original=False,
                     **notice(str(error)).payload())
             return
         if action.get("action_id") == VOTE_ACTION and verdict == "down":
-            ranks = [f["rank"] for f in self.feedback.findings(answer)]
+            ranks = [f["rank"] for f in self.service.findings(answer)]
             message = which_was_right(answer, ranks)
         else:
             message = notice("Thanks, recorded: it helps us measure the answers.")
@@ -563,14 +567,14 @@ def create_app(
     api_url: str | None = None,
     top: int = 3,
     token_verification: bool = True,
-    feedback: Feedback | None = None,
+    feedback: bool = True,
     scopes: dict[str, Scope] | None = None,
 ) -> App:
     """A bolt ``App`` answering from ``service`` (loaded once, shared by all requests).
 
     ``signing_secret`` is needed to serve HTTP; Socket Mode does without. ``api_url`` is the
-    Slack Web API base URL (default Slack's). ``feedback`` records answers and verdicts (no
-    buttons without it); ``scopes`` maps channel IDs to their scope. Raises
+    Slack Web API base URL (default Slack's). ``feedback``: answers carry 👍/👎 buttons and
+    the service records them and the verdicts; ``scopes`` maps channel IDs to their scope. Raises
     SlackSetupError when the token is rejected or the API cannot be reached.
     """
     from slack_bolt import App

@@ -13,8 +13,8 @@ from slack_mock import SlackMock
 from typer.testing import CliRunner
 
 from cli import app
+from qa.serving import RedactSecrets
 from qa.slack import (
-    RedactSecrets,
     Seen,
     api_base_url,
     question_text,
