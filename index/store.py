@@ -615,6 +615,14 @@ class Store:
         except sqlite3.DatabaseError as error:
             raise self._damaged("passages.sqlite") from error
 
+    def article_hashes(self) -> Iterator[tuple[str, str]]:
+        """(source, sha256) of every live article, streamed: what tells an article new or
+        changed after an update (``qa.watch``)."""
+        try:
+            yield from self.db.execute("SELECT source, sha256 FROM documents")
+        except sqlite3.DatabaseError as error:
+            raise self._damaged("passages.sqlite") from error
+
     def removed_documents(self) -> set[int]:
         """The base's articles the delta removed (none without a delta)."""
         if self.delta is None:
@@ -679,19 +687,23 @@ class Store:
         return self._rows(f"WHERE kind = 'byline' AND doc IN ({marks}) ORDER BY id", docs)
 
     def _passage_mask(self, *, as_of: str | None = None, since: str | None = None,
-                      until: str | None = None, source: str | None = None) -> np.ndarray:
+                      until: str | None = None, source: str | None = None,
+                      articles: frozenset[str] | None = None) -> np.ndarray:
         """A boolean per passage id: whether its article passes the filters (selected in
         SQL; ``passage_mask`` is this, cached). ``as_of`` leaves out articles dated after it;
         ``since``/``until`` keep dated articles in that range; ``source`` keeps those whose
-        source name or outlet contains it (case-insensitive)."""
+        source name or outlet contains it (case-insensitive); ``articles`` keeps only the
+        articles of those source names."""
         needle = source.casefold() if source else None
+        named = json.dumps(sorted(articles)) if articles is not None else None
         rows = self._query(
             "SELECT id FROM documents WHERE (?1 IS NULL OR date IS NULL OR date <= ?1)"
             " AND (?2 IS NULL OR (date IS NOT NULL AND date >= ?2))"
             " AND (?3 IS NULL OR (date IS NOT NULL AND date <= ?3))"
             " AND (?4 IS NULL OR instr(casefold(source), ?4) > 0"
-            " OR instr(casefold(coalesce(publisher, '')), ?4) > 0)",
-            (as_of, since, until, needle))
+            " OR instr(casefold(coalesce(publisher, '')), ?4) > 0)"
+            " AND (?5 IS NULL OR source IN (SELECT value FROM json_each(?5)))",
+            (as_of, since, until, needle, named))
         docs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         size = self.document_count
         accepted = np.zeros(max(size, int(docs.max()) + 1 if len(docs) else 0), dtype=bool)

@@ -213,7 +213,8 @@ class Engine:
         allowed = None
         if filters is not None and filters.restricts(self.store.latest_date):
             allowed = self.store.passage_mask(as_of=filters.as_of, since=filters.since,
-                                              until=filters.until, source=filters.source)
+                                              until=filters.until, source=filters.source,
+                                              articles=filters.articles)
         n = max(self.ranking.pool, 4 * k)
         return retrieve(self.store, text, query, n, allowed, self.ranking)
 

@@ -46,20 +46,26 @@ class Filters:
     until: str | None = None
     # Answer as of this date: articles published after it are not used (undated ones are).
     as_of: str | None = None
+    # Only these articles (source names): a standing question asked over an update's new
+    # and changed articles (``qa.watch``).
+    articles: frozenset[str] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.source or self.since or self.until or self.as_of)
+        return bool(self.source or self.since or self.until or self.as_of
+                    or self.articles is not None)
 
     def restricts(self, latest: str | None) -> bool:
         """Whether these filters leave out any article of an archive whose newest article is
         dated ``latest``: answering as of today leaves out nothing, and then costs nothing
         (no id list, the vector index searched as it is)."""
-        if self.source or self.since or self.until:
+        if self.source or self.since or self.until or self.articles is not None:
             return True
         return bool(self.as_of and latest and latest > self.as_of)
 
     def matches(self, doc: DocumentRow) -> bool:
         if self.as_of and doc.date and doc.date > self.as_of:
+            return False
+        if self.articles is not None and doc.source not in self.articles:
             return False
         if self.source:
             needle = self.source.casefold()
