@@ -555,7 +555,9 @@ def fetch(
     feed: Annotated[
         bool, typer.Option("--feed", help="The URLs are RSS/Atom feeds: fetch their items.")
     ] = False,
-    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds per request.")] = 20,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", min=1,
+        help="Seconds per URL in all: robots.txt, redirects and the whole download.")] = 20,
     max_bytes: Annotated[
         int, typer.Option("--max-bytes", min=1024, help="Largest page accepted.")
     ] = 10 * 1024 * 1024,

@@ -51,12 +51,40 @@ class Site(BaseHTTPRequestHandler):
             return
         if self.path == "/slow.html":
             time.sleep(3)
+        if self.path == "/trickle.html":
+            trickle(self)
+            return
         status, kind, body = routes.get(self.path, (404, "text/plain", b"not found"))
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def trickle(handler):
+    """200 with a Content-Length of 1,000,000, then 8 bytes a second until the client goes."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/html")
+    handler.send_header("Content-Length", "1000000")
+    handler.end_headers()
+    try:
+        while True:
+            handler.wfile.write(b"<p>slow ")
+            handler.wfile.flush()
+            time.sleep(1)
+    except OSError:  # the client shut the connection
+        pass
+
+
+class Trickler(BaseHTTPRequestHandler):
+    """A site whose every answer trickles, robots.txt included."""
+
+    def do_GET(self):  # noqa: N802
+        trickle(self)
 
     def log_message(self, *args):
         pass
@@ -97,6 +125,36 @@ def test_pages_are_saved_with_their_origin_and_failures_reported(site, tmp_path)
                        "slow.html": "timed out"}
     assert len(warnings) == 6 and len(list(tmp_path.glob("*.html"))) == 1
     assert all(agent.startswith("newsqa-fetch/") for _, agent in Site.seen)
+
+
+@pytest.fixture(scope="module")
+def trickler():
+    server = Server(("127.0.0.1", 0), Trickler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_trickling_server_times_out_as_a_whole_and_the_others_are_fetched(
+        site, trickler, tmp_path):
+    """--timeout bounds all of a URL (robots.txt, every read), not each read: a page sent 8
+    bytes a second, and a site whose robots.txt is, are each reported as timed out."""
+    run = FakeCli(tmp_path / "docs", tmp_path / "index")
+    urls = [f"{site}/trickle.html", f"{trickler}/story.html", f"{site}/news/ferry.html"]
+    done = {}
+    worker = threading.Thread(
+        target=lambda: done.update(result=run(["fetch", *urls, "--timeout", "2"])), daemon=True)
+    worker.start()
+    worker.join(60)  # a read timeout alone would let this run for 1,000,000 / 8 seconds
+    assert not worker.is_alive(), "qa fetch --timeout 2 was still running after 60 s"
+    result = done["result"]
+    assert result.exit_code == 0, result.output
+    assert f"could not fetch {site}/trickle.html: timed out" in result.stderr
+    assert f"could not fetch {trickler}/story.html: timed out" in result.stderr
+    assert "fetched 1 of 3 page(s)" in result.stderr
+    saved = list((tmp_path / "docs").glob("*.fetch.json"))
+    assert [json.loads(p.read_text())["final_url"] for p in saved] == [urls[2]]
 
 
 def test_qa_fetch_updates_the_index_and_cites_the_page_url(site, tmp_path):
