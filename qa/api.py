@@ -216,6 +216,8 @@ def create_api(
     service's feedback database."""
     from fastapi_offline import FastAPIOffline
 
+    from .watch_api import add_watch_routes
+
     api = FastAPIOffline(
         title="qa — cited answers from a news archive",
         description="Retrieval question answering: passages with citations, no generated text.",
@@ -225,6 +227,7 @@ def create_api(
     _error_handlers(api)
     _answer_routes(api, service, show_paths)
     _page_routes(api, service)
+    add_watch_routes(api, service, ERRORS)  # standing questions: /watches
 
     @api.get("/health", summary="What is served, and whether it is the current version")
     async def health() -> dict[str, Any]:

@@ -18,12 +18,15 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from index.errors import QAError
 
 from .engine import Engine
 from .service import Service
+
+if TYPE_CHECKING:
+    from .watch import Runner
 
 Say = Callable[[str], None]
 OpenEngine = Callable[[], Engine]
@@ -166,9 +169,11 @@ def server_logging(secrets: Iterable[str | None] = ()) -> None:
     redact_logs(secrets)
 
 
-def serve(asgi: Any, sock: socket.socket, service: Service, ready: Say, message: str) -> None:
+def serve(asgi: Any, sock: socket.socket, service: Service, ready: Say, message: str,
+          runner: Runner | None = None) -> None:
     """Listen on ``sock`` (the service can answer now), say ``message`` and run ``asgi``
-    on it with uvicorn until stopped; then close the service."""
+    on it with uvicorn until stopped; then close the standing questions' ``runner`` and the
+    service."""
     import uvicorn
 
     try:
@@ -178,7 +183,20 @@ def serve(asgi: Any, sock: socket.socket, service: Service, ready: Say, message:
         config = uvicorn.Config(asgi, log_config=None, timeout_graceful_shutdown=5)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
+        if runner is not None:
+            runner.close()
         service.close()
+
+
+def watching(service: Service, slack_token: str | None = None,
+             slack_api_url: str | None = None) -> Runner:
+    """The standing questions checked after each switch to a new version and their
+    findings told (``qa.watch.Runner``): webhooks, and Slack with a bot token."""
+    from .watch import Runner, destinations
+
+    token = slack_token or os.environ.get("SLACK_BOT_TOKEN", "").strip() or None
+    url = slack_api_url or os.environ.get("SLACK_API_URL") or None
+    return Runner(service, destinations(token, url, service.feedback if token else None)).start()
 
 
 def serve_api(open_engine: OpenEngine, listen: Listen, load: Load,
@@ -194,13 +212,14 @@ def serve_api(open_engine: OpenEngine, listen: Listen, load: Load,
     service = load.service(open_engine())
     api = create_api(service, token=token, max_body=options.max_body,
                      show_paths=options.show_paths)
+    runner = watching(service)
     server_logging([token])
     if options.insecure_public and not token:
         warn(f"serving {listen.host} without a token: anyone who can reach it may ask")
     answering = f"; {load.processes} answering processes" if load.processes > 1 else ""
     serve(api, sock, service, say,
           f"serving the API at http://{listen.host}:{{port}} (search page at /, OpenAPI docs "
-          f"at /docs{answering}); Ctrl-C stops")
+          f"at /docs{answering}); Ctrl-C stops", runner)
 
 
 @dataclass(frozen=True)
@@ -230,15 +249,17 @@ def serve_slack(open_engine: OpenEngine, http: Listen | None, load: Load,
     bolt = slack.create_app(service, bot_token=settings["SLACK_BOT_TOKEN"],
                             signing_secret=settings.get("SLACK_SIGNING_SECRET"),
                             api_url=api_url, top=options.top, scopes=scopes)
+    runner = watching(service, settings["SLACK_BOT_TOKEN"], api_url)
     say(f"signed in to Slack as @{identity.get('user')} in {identity.get('team')}")
     if http is None or sock is None:
         say("connecting to Slack over Socket Mode; Ctrl-C stops")
         try:
             slack.run_socket_mode(bolt, settings["SLACK_APP_TOKEN"])
         finally:
+            runner.close()
             service.close()
         return
     asgi = slack.create_http_app(bolt, health=service.health,
                                  signing_secret=settings["SLACK_SIGNING_SECRET"])
     serve(asgi, sock, service, say, f"Slack bot listening at http://{http.host}:{{port}}"
-          f"{slack.EVENTS_PATH}; Ctrl-C stops")
+          f"{slack.EVENTS_PATH}; Ctrl-C stops", runner)

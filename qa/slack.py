@@ -41,6 +41,7 @@ from .blocks import (
 )
 from .feedback import FeedbackError
 from .service import Busy, Service, TimedOut
+from .watch_slack import REMOVE_WATCH_ACTION, WatchCommands
 
 if TYPE_CHECKING:
     from slack_bolt import App, BoltRequest, BoltResponse
@@ -268,6 +269,7 @@ class Bot:
         self.seen = Seen()
         self.feedback = feedback
         self.scopes = scopes or {}
+        self.watching = WatchCommands(service)  # /ask watch, /ask watches, Remove
         self._threads: OrderedDict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = \
             OrderedDict()
         self._threads_lock = threading.Lock()
@@ -436,7 +438,7 @@ class Bot:
 
     def on_command(self, command: dict[str, Any], respond: Callable[..., Any]) -> None:
         question = question_text(command.get("text") or "")
-        if not question:
+        if not question or self.watching.on_command(question, command, respond):
             return
         message = self.message_for(question, share_value=share_value(question, self.top),
                                    channel=command.get("channel_id"),
@@ -606,6 +608,7 @@ def create_app(
     app.event("message")(ack=_ack, lazy=[_logged(bot.on_message)])
     app.command("/ask")(ack=bot.ack_command, lazy=[_logged(bot.on_command)])
     app.action(SHARE_ACTION)(ack=_ack, lazy=[_logged(bot.on_share)])
+    app.action(REMOVE_WATCH_ACTION)(ack=_ack, lazy=[_logged(bot.watching.on_remove)])
     for vote in (VOTE_ACTION, VOTE_FINDING_ACTION, RIGHT_ONE_ACTION):
         app.action(vote)(ack=_ack, lazy=[_logged(bot.on_vote)])
     # Other subscribed events get a 200 too: a 404 would make Slack retry them, and after

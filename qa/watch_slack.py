@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -122,10 +123,19 @@ class SlackPoster(Destination):
 
 
 class WatchCommands:
-    """``/ask watch``, ``/ask watches`` and the Remove button, over one ``Watches``."""
+    """``/ask watch``, ``/ask watches`` and the Remove button over the served index's
+    watches (their database opened on first use)."""
 
-    def __init__(self, service: Any, watches: Watches):
-        self.service, self.watches = service, watches
+    def __init__(self, service: Any, watches: Watches | None = None):
+        self.service, self._watches = service, watches
+        self._lock = threading.Lock()
+
+    @property
+    def watches(self) -> Watches:
+        with self._lock:
+            if self._watches is None:
+                self._watches = Watches.of_index(self.service.index_dir)
+            return self._watches
 
     def on_command(self, text: str, command: dict[str, Any],
                    respond: Callable[..., Any]) -> bool:
