@@ -159,7 +159,7 @@ class Pool:
             live = [w for w in self.workers if w.alive]
             if not live:
                 raise QAError("no answering process is running: the server log says why")
-            worker = min(live, key=lambda w: w.in_hand)
+            worker = min(live, key=lambda w: (w.in_hand, w.answered))  # then by turns
             worker.in_hand += 1
         try:
             return worker.ask(request).result()

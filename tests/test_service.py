@@ -203,3 +203,77 @@ def test_swagger_ui_is_served_from_the_package(api):
     script = next(part.split('"')[0] for part in page.text.split('src="')[1:]
                   if "swagger-ui-bundle" in part)
     assert client.get(script).status_code == 200
+
+
+# --- what front ends ask the service -------------------------------------------------------
+
+def test_the_version_recorded_is_the_one_that_answered_even_across_a_reload(seeds):
+    docs, index = seeds
+    service, gate = _gated_service(index, queue=1, timeout=30)
+    gate.sentence_embedder = gate.engine.sentence_embedder
+    try:
+        served = service.version
+        running = service.submit(TAJI)
+        assert _wait_until(lambda: len(gate.started) == 2)  # answering on the old version
+        (docs / "zanzibar.txt").write_text(NEW_ARTICLE_TEXT)
+        fake_build(docs, index, reuse_vectors=True)
+        assert service.reload() and service.version != served  # swapped meanwhile
+        gate.open.set()
+        answer = running.result(10)
+        assert answer.version == served  # the version that answered, not the one now
+        shown = service.record_shown(answer, via="test")
+        service.judge(shown, "up", rank=1)
+        [judged] = list(service.feedback.judged())
+        assert judged.version == served and judged.via == "test"
+        assert service.findings(shown)[0]["rank"] == 1
+    finally:
+        gate.open.set()
+        service.close()
+
+
+def test_a_reload_does_not_change_the_version_of_an_answer_in_flight(seeds):
+    docs, index = seeds
+    service = Service(Engine(index, embedder=FakeEmbedder()), reload_every=None)
+    try:
+        first = service.version
+        with service.leased() as engine:  # a question holding the old engine
+            (docs / "zanzibar.txt").write_text(NEW_ARTICLE_TEXT)
+            fake_build(docs, index, reuse_vectors=True)
+            assert service.reload() and service.version != first
+            old = engine.ask(TAJI, k=3)  # the old engine is still open: not closed under us
+            assert old.answered
+        answer = service.ask("When did the Zanzibar ferry start running again?", k=3)
+        assert answer.version == service.version != first
+        assert "zanzibar" in {p.citation.source for p in answer.passages}
+    finally:
+        service.close()
+
+
+def test_show_reads_the_warm_store(api, monkeypatch):
+    from index import store as store_module
+    from qa.app import show
+
+    service, client = api
+    source = service.ask(TAJI).passages[0].citation.source
+    expected = show(service.index_dir, source, FakeEmbedder())
+    assert service.show(source) == expected
+
+    def no_new_store(*args, **kwargs):
+        raise AssertionError("GET /show opened a new Store")
+
+    monkeypatch.setattr(store_module.Store, "__init__", no_new_store)
+    page = client.get("/show", params={"source": source, "span": "0:10"})
+    assert page.status_code == 200 and '<mark id="cited">' in page.text
+    assert client.get("/show", params={"source": "nowhere"}).status_code == 404
+
+
+def test_what_front_ends_read_comes_from_the_service(api, seeds):
+    service, _ = api
+    docs, index = seeds
+    assert service.index_dir == index
+    assert service.docs_dir == str(docs.resolve()) or service.docs_dir == str(docs)
+    assert "the" in service.stopwords and isinstance(service.stopwords, frozenset)
+    health = service.health()
+    assert health["version"] == service.version and health["current"]
+    [me] = health["processes"]
+    assert me["pid"] == __import__("os").getpid() and me["version"] == service.version
