@@ -412,8 +412,9 @@ def read_feed(path: Path, source: str, bad: Warn) -> Iterator[Article]:
 def read_warc(path: Path, source: str, bad: Warn, note: Warn = lambda _: None
               ) -> Iterator[Article]:
     """Response records with HTML payloads, as articles under their target URI; redirects,
-    robots.txt, non-HTML and non-200 records are counted and skipped; a truncated file keeps
-    the records before the break."""
+    robots.txt, non-HTML and non-200 records are counted and skipped; a record cut short (less
+    than its Content-Length, or the file ending inside it) is told to ``bad`` and skipped; a
+    file broken further keeps the records before the break."""
     from warcio.archiveiterator import ArchiveIterator
 
     counts: dict[str, int] = {}
@@ -421,26 +422,36 @@ def read_warc(path: Path, source: str, bad: Warn, note: Warn = lambda _: None
     def skip(reason: str) -> None:
         counts[reason] = counts.get(reason, 0) + 1
 
+    def cut(number: int, uri: str, why: str) -> None:
+        bad(f"{path}, record {number}{f' ({uri})' if uri else ''}: {why}: skipped")
+
+    end = number = 0  # where the last whole record ends in the file, and its number
     with open(path, "rb") as f:
+        records = ArchiveIterator(f, arc2warc=True)
+        records.INC_RECORD = ""  # warcio writes this to stderr itself; told through `bad`
         try:
-            for number, record in enumerate(ArchiveIterator(f, arc2warc=True), start=1):
-                if record.rec_type != "response":
-                    skip(f"{record.rec_type} records")
-                    continue
+            for number, record in enumerate(records, start=1):
                 uri = record.rec_headers.get_header("WARC-Target-URI") or ""
-                status = record.http_headers.get_statuscode() if record.http_headers else None
-                kind = (record.http_headers.get_header("Content-Type") or "") \
-                    if record.http_headers else ""
-                if uri.rstrip("/").endswith("/robots.txt"):
-                    skip("robots.txt")
+                wanted, html = _warc_wanted(record, uri), b""
+                if wanted is None:
+                    html = record.content_stream().read()
+                missing = _unread(record)
+                errors = records.err_count
+                end = records.get_record_offset() + records.get_record_length()
+                if record.length is None:  # its headers end where the file does
+                    cut(number, uri, "cut short (the file ends inside its headers)")
                     continue
-                if status != "200":
-                    skip("redirects" if status and status.startswith("3") else "non-200 responses")
+                if missing:
+                    cut(number, uri, f"cut short ({record.length - missing:,} of its "
+                                     f"{record.length:,} bytes)")
                     continue
-                if "html" not in kind.lower():
-                    skip("non-HTML responses")
+                if records.err_count > errors:  # what follows is not the next record
+                    cut(number, uri, "its Content-Length does not match its body")
                     continue
-                article = extract_html(record.content_stream().read(), uri)
+                if wanted is not None:
+                    skip(wanted)
+                    continue
+                article = extract_html(html, uri)
                 if article is None:
                     skip("pages with no article text")
                     continue
@@ -448,9 +459,46 @@ def read_warc(path: Path, source: str, bad: Warn, note: Warn = lambda _: None
         except Exception as error:  # warcio raises plain exceptions for a broken stream
             bad(f"{path} is truncated or corrupt ({type(error).__name__}): kept the records "
                  "before the break")
+        else:
+            f.seek(end)
+            rest = f.read(1 << 16)
+            # Blank lines end an uncompressed record; anything else is a record the file
+            # ends inside (warcio stops there without a word).
+            if rest.strip() if not _gzipped(path) else rest:
+                cut(number + 1, "", "cut short (the file ends inside it)")
     if counts:
         note(f"{path}: skipped " + ", ".join(f"{n} {reason}" for reason, n in sorted(
             counts.items())))
+
+
+def _warc_wanted(record: Any, uri: str) -> str | None:
+    """Why a WARC record is not an article page (the reason counted), or None for an HTML
+    200 response."""
+    if record.rec_type != "response":
+        return f"{record.rec_type} records"
+    status = record.http_headers.get_statuscode() if record.http_headers else None
+    kind = (record.http_headers.get_header("Content-Type") or "") if record.http_headers else ""
+    if uri.rstrip("/").endswith("/robots.txt"):
+        return "robots.txt"
+    if status != "200":
+        return "redirects" if status and status.startswith("3") else "non-200 responses"
+    if "html" not in kind.lower():
+        return "non-HTML responses"
+    return None
+
+
+def _unread(record: Any) -> int:
+    """Bytes of the record's Content-Length its block lacks, once read to its end (0 when
+    whole, or when the record states no length)."""
+    stream = record.raw_stream
+    while stream.read(1 << 16):
+        pass
+    return max(0, int(getattr(stream, "limit", 0) or 0))
+
+
+def _gzipped(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
 
 
 # Suffix → reader. Longest suffixes first so ".warc.gz" wins over ".gz".

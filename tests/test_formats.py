@@ -199,6 +199,48 @@ def test_an_export_title_is_shown_as_a_pages_is(tmp_path, title, publisher, show
     assert (top.title, top.publisher) == (shown, outlet)
 
 
+def _page(title, words):
+    body = "".join(f"<p>{title} paragraph {i}: the harbour board met on Tuesday and agreed to "
+                   f"spend {i} thousand dollars on the north pier.</p>" for i in range(words))
+    return (f"<html><head><title>{title}</title></head><body><article><h1>{title}</h1>"
+            f"{body}</article></body></html>").encode()
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["warc", "warc.gz"])
+def test_a_warc_record_cut_short_is_warned_with_file_and_record_and_skipped(tmp_path, gz):
+    """The file ends in the middle of the third record's body (fewer bytes than its
+    Content-Length): that record is bad input, named by file and record, and not indexed;
+    the two whole records before it are."""
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    out = io.BytesIO()
+    writer = WARCWriter(out, gzip=gz)
+    titles = ["Pier repairs approved", "Ferry fares frozen", "Lighthouse sold"]
+    for n, title in enumerate(titles, start=1):
+        headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], "HTTP/1.1")
+        writer.write_record(writer.create_warc_record(
+            f"https://port.example/{n}", "response", payload=io.BytesIO(_page(title, 30)),
+            http_headers=headers))
+        if n == 2:
+            second_ends = out.tell()
+    data = out.getvalue()
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    name = "crawl.warc.gz" if gz else "crawl.warc"
+    (docs / name).write_bytes(data[: second_ends + (len(data) - second_ends) * 3 // 4])
+    warnings = []
+    fake_build(docs, tmp_path / "index", warn=warnings.append)
+    cut = [w for w in warnings if "cut short" in w]
+    assert len(cut) == 1 and cut[0].startswith(f"{docs / name}, record 3"), warnings
+    store = Store(tmp_path / "index")
+    titles_indexed = sorted(d.title for d in store.documents.values())
+    store.close()
+    assert titles_indexed == sorted(titles[:2])
+    status = json.loads(FakeCli(docs, tmp_path / "index")(["index", "status", "--json"]).stdout)
+    assert status["bad_records"] == 1 and status["bad_record_examples"] == cut
+
+
 def test_a_truncated_gzip_export_keeps_the_records_before_the_break(tmp_path):
     data = gzip.compress((FORMATS / "export.jsonl").read_bytes())
     (tmp_path / "cut.jsonl.gz").write_bytes(data[: len(data) * 2 // 3])
