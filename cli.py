@@ -994,81 +994,6 @@ HostOption = Annotated[
         "--host", help="Interface to listen on: 127.0.0.1 is this machine only, 0.0.0.0 everyone."
     ),
 ]
-
-
-def _bind(host: str, port: int) -> Any:
-    """A socket bound before anything slow, so a busy port fails at once. It listens only
-    once the server can answer (``sock.listen()``): until then connections are refused, so
-    neither a client nor a TCP health probe mistakes a loading server for a ready one."""
-    import socket
-
-    from index.errors import QAError
-
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, kind, proto, _, address = infos[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise QAError(
-            f"cannot listen on {host}:{port} ({reason}): pick another --port or --host"
-        ) from None
-    sock.set_inheritable(True)
-    return sock
-
-
-def _require(extra: str, *modules: str) -> None:
-    import importlib.util
-
-    from index.errors import QAError
-
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise QAError(
-            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: "
-            f"run `pip install 'newsqa[{extra}]'`"
-        )
-
-
-def _server_logging(secrets: tuple[str | None, ...] = ()) -> None:
-    """Timestamped log lines on stderr, with any secret replaced by [redacted]."""
-    import logging
-
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, force=True,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("faiss").setLevel(logging.WARNING)  # which SIMD build it picked
-    if secrets:
-        from qa.slack import redact_logs
-
-        redact_logs(secrets)
-
-
-def _uvicorn(asgi: Any, sock: Any) -> None:
-    import uvicorn
-
-    # log_config=None: uvicorn's loggers go through the root handler (and its redaction).
-    config = uvicorn.Config(asgi, log_config=None, timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run(sockets=[sock])
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-    import socket
-
-    try:
-        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
-        return all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
-    except (OSError, ValueError):
-        return False
-
-
-WorkersOption = Annotated[
-    int, typer.Option("--workers", min=1, max=64, help="Questions answered at once.")
-]
 QueueOption = Annotated[
     int, typer.Option("--queue", min=0, max=10_000,
                       help="Questions that may wait for a worker; beyond that: 503 at once.")
@@ -1076,6 +1001,10 @@ QueueOption = Annotated[
 TimeoutOption = Annotated[
     float, typer.Option("--timeout", min=0.1, help="Seconds a question may wait and run.")
 ]
+
+
+def _say(message: str) -> None:
+    _stderr().print(message, soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -1087,7 +1016,10 @@ def serve(
     ] = 8000,
     docs: DocsOption = None,
     index: IndexOption = None,
-    workers: WorkersOption = 2,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, max=64, help="Processes answering "
+                                 "questions, two at a time each (default: the machine's cores).")
+    ] = None,
     queue: QueueOption = 16,
     timeout: TimeoutOption = 30.0,
     max_body: Annotated[
@@ -1104,74 +1036,19 @@ def serve(
     """Serve the search page at / and the HTTP API: POST /ask (the `ask --json` object),
     POST /feedback, GET /health, docs at /docs.
 
-    The index and model are loaded once; requests share them, --workers at a time with at
-    most --queue waiting (503 with Retry-After beyond). Index updates are picked up while it
-    runs. Beyond loopback, requests need `Authorization: Bearer $QA_API_TOKEN`
-    (QA_API_TOKEN=secret qa serve --host 0.0.0.0).
+    The index and model are loaded once per answering process (--workers of them, each
+    answering two questions at a time) with at most --queue waiting (503 with Retry-After
+    beyond). Index updates are picked up while it runs. Beyond loopback, requests need
+    `Authorization: Bearer $QA_API_TOKEN` (QA_API_TOKEN=secret qa serve --host 0.0.0.0).
     Example: qa serve --port 8000 --workers 2
     """
-    from index.errors import QAError
-
     with user_errors():
-        _require("serve", "fastapi", "uvicorn", "fastapi_offline")
-        token = os.environ.get("QA_API_TOKEN", "").strip() or None
-        if not token and not insecure_public and not _is_loopback(host):
-            raise QAError(
-                f"--host {host} accepts other machines: set QA_API_TOKEN (clients then send "
-                "Authorization: Bearer TOKEN), or pass --insecure-public to serve without one"
-            )
-        sock = _bind(host, port)
-        engine = open_engine(ctx, docs, index)
-        from qa.api import create_api
-        from qa.app import Service
+        from qa import serving
 
-        service = Service(engine, workers=workers, queue=queue, timeout=timeout)
-        api = create_api(service, token=token, max_body=max_body, show_paths=show_paths)
-        _server_logging(tuple(t for t in (token,) if t))
-        sock.listen(128)  # ready: accept connections from now on
-        bound = sock.getsockname()[1]
-        if insecure_public and not token:
-            warn(f"serving {host} without a token: anyone who can reach it may ask")
-        _stderr().print(
-            f"serving the API at http://{host}:{bound} (search page at /, OpenAPI docs at /docs); "
-            "Ctrl-C stops",
-            soft_wrap=True,
-        )
-        try:
-            _uvicorn(api, sock)
-        finally:
-            service.close()
-
-
-SLACK_APP_PAGE = "your Slack app's settings (https://api.slack.com/apps)"
-SLACK_WHERE = {
-    "SLACK_BOT_TOKEN": "the Bot User OAuth Token (xoxb-…) under OAuth & Permissions",
-    "SLACK_APP_TOKEN": "an app-level token (xapp-…) with connections:write under Basic Information",
-    "SLACK_SIGNING_SECRET": "the Signing Secret under Basic Information → App Credentials",
-}
-
-
-def _slack_settings(http: bool) -> dict[str, str]:
-    from qa.slack import SlackSetupError
-
-    names = ["SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET" if http else "SLACK_APP_TOKEN"]
-    missing = [name for name in names if not os.environ.get(name, "").strip()]
-    if missing:
-        where = "; ".join(f"{name}: {SLACK_WHERE[name]}" for name in missing)
-        mode = "HTTP mode" if http else "Socket Mode"
-        one = len(missing) == 1
-        raise SlackSetupError(
-            f"{' and '.join(missing)} {'is' if one else 'are'} not set ({mode} needs "
-            f"{' and '.join(names)}): export {'it' if one else 'them'} from {SLACK_APP_PAGE} — "
-            f"{where}"
-        )
-    settings = {name: os.environ[name].strip() for name in names}
-    if not http and not settings["SLACK_APP_TOKEN"].startswith("xapp-"):
-        raise SlackSetupError(
-            "SLACK_APP_TOKEN is not an app-level token (those start with xapp-): "
-            f"create one with connections:write under Basic Information in {SLACK_APP_PAGE}"
-        )
-    return settings
+        load = serving.Load(processes=workers or serving.cores(), queue=queue, timeout=timeout)
+        serving.serve_api(lambda: open_engine(ctx, docs, index), serving.Listen(host, port),
+                          load, serving.ApiOptions(max_body, show_paths, insecure_public),
+                          say=_say, warn=warn)
 
 
 @app.command()
@@ -1189,7 +1066,9 @@ def slack(
     ] = 3,
     docs: DocsOption = None,
     index: IndexOption = None,
-    workers: WorkersOption = 2,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=64, help="Questions answered at once.")
+    ] = 2,
     queue: QueueOption = 16,
     timeout: TimeoutOption = 30.0,
     scopes: Annotated[
@@ -1209,58 +1088,14 @@ def slack(
     Example: qa slack --http --port 3000
     """
     with user_errors():
-        _require("slack", "slack_bolt", "slack_sdk", *(("starlette", "uvicorn") if http else ()))
-        settings = _slack_settings(http)
+        from qa import serving
+
         if not http and (host, port) != ("127.0.0.1", 3000):
             warn("--host and --port only apply with --http; Socket Mode connects out to Slack")
-        from qa.app import Service
-        from qa.feedback import Feedback
-        from qa.slack import (
-            create_app,
-            create_http_app,
-            load_scopes,
-            run_socket_mode,
-            verify_token,
-        )
-
-        channel_scopes = load_scopes(scopes) if scopes else None
-
-        api_url = os.environ.get("SLACK_API_URL") or None
-        identity = verify_token(settings["SLACK_BOT_TOKEN"], api_url)  # before any slow loading
-        sock = _bind(host, port) if http else None
-        _server_logging(tuple(settings.values()))
-        engine = open_engine(ctx, docs, index)
-
-        service = Service(engine, workers=workers, queue=queue, timeout=timeout)
-        bolt = create_app(
-            service,
-            bot_token=settings["SLACK_BOT_TOKEN"],
-            signing_secret=settings.get("SLACK_SIGNING_SECRET"),
-            api_url=api_url,
-            top=top,
-            feedback=Feedback.of_index(engine.index_dir),
-            scopes=channel_scopes,
-        )
-        _stderr().print(
-            f"signed in to Slack as @{identity.get('user')} in {identity.get('team')}",
-            soft_wrap=True,
-        )
-        if sock is None:
-            _stderr().print("connecting to Slack over Socket Mode; Ctrl-C stops")
-            run_socket_mode(bolt, settings["SLACK_APP_TOKEN"])
-            return
-        sock.listen(128)  # ready: accept connections from now on
-        bound = sock.getsockname()[1]
-        _stderr().print(
-            f"Slack bot listening at http://{host}:{bound}/slack/events; Ctrl-C stops",
-            soft_wrap=True,
-        )
-        asgi = create_http_app(bolt, health=service.health,
-                               signing_secret=settings["SLACK_SIGNING_SECRET"])
-        try:
-            _uvicorn(asgi, sock)
-        finally:
-            service.close()
+        load = serving.Load(threads=workers, queue=queue, timeout=timeout)
+        serving.serve_slack(lambda: open_engine(ctx, docs, index),
+                            serving.Listen(host, port) if http else None, load,
+                            serving.BotOptions(top, scopes), say=_say)
 
 
 WatchJsonOption = Annotated[bool, typer.Option("--json", help="JSON output (JSON Lines for "
