@@ -1129,9 +1129,9 @@ def tell_watches(engine: Engine, dry_run: bool = False, json_out: bool = False) 
         if json_out:
             print(json.dumps(finding.to_dict(), ensure_ascii=False), flush=True)
             continue
-        verb = "would report" if dry_run else "new finding"
-        out.print(_line(f"Standing question #{finding.watch.id}", "bold magenta",
-                        f"{verb}: {finding.watch.question}"))
+        what = "would be reported" if dry_run else "a new finding"
+        out.print(_line(f"Standing question #{finding.watch.id}:", "bold magenta",
+                        f"{finding.watch.question} — {what}"))
         render(finding.answer, out)
     if checked.skipped in ("checked", "claimed", "no watches"):
         note = {"checked": "no new or changed articles since the last check",

@@ -168,12 +168,14 @@ class Watches:
 
     def add(self, question: str, *, slack: str | None = None, webhook: str | None = None,
             since: str | None = None, source: str | None = None, user: str | None = None,
-            via: str | None = None, engine: Engine | None = None) -> tuple[Watch, Answer | None]:
+            via: str | None = None, engine: Engine | None = None,
+            as_of: str | None = None) -> tuple[Watch, Answer | None]:
         """Add a watch (validated as ``qa ask`` validates a question and its filters).
 
-        With ``engine`` (the index as it is now) the archive's current answer is returned
-        and recorded as the watch's baseline: a later article repeating it is not news. The
-        first watch also marks every article now in the index as seen."""
+        With ``engine`` (the index as it is now) the archive's current answer (as of
+        ``as_of``, default today) is returned and recorded as the watch's baseline: a later
+        article repeating it is not news. The first watch also marks every article now in
+        the index as seen."""
         text = standing_question(question)
         filters = make_filters(source, since)
         slack, webhook = check_channel(slack), check_webhook(webhook)
@@ -187,7 +189,7 @@ class Watches:
                 fingerprints, _ = article_fingerprints(engine)
                 self.store.set_state(checked=engine.store.version.name,
                                      seen=fingerprints.tobytes())
-            answer = engine.ask(text, k=CHECK_K, filters=watch.filters())
+            answer = engine.ask(text, k=CHECK_K, filters=watch.filters(as_of=as_of))
             version = engine.store.version.name
             self.store.add_baseline([
                 _row(watch, passage, "baseline", version, answer)

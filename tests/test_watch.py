@@ -346,7 +346,7 @@ def test_qa_watch_run_prints_what_it_finds(archive):
     (docs / "zanzibar.txt").write_text(NEW_ARTICLE_TEXT)
     update().close()
     dry = runner.invoke(app, ["watch", "run", "--dry-run", *where], obj=obj)
-    assert dry.exit_code == 0 and "would report" in dry.stdout
+    assert dry.exit_code == 0 and "would be reported" in dry.stdout
     done = runner.invoke(app, ["watch", "run", "--json", *where], obj=obj)
     [finding] = [json.loads(line) for line in done.stdout.splitlines()]
     assert finding["passages"][0]["citation"]["source"] == "zanzibar"
