@@ -1131,7 +1131,7 @@ def tell_watches(engine: Engine, dry_run: bool = False, json_out: bool = False) 
             continue
         what = "would be reported" if dry_run else "a new finding"
         out.print(_line(f"Standing question #{finding.watch.id}:", "bold magenta",
-                        f"{finding.watch.question} — {what}"))
+                        f"{finding.watch.question} — {what}"), soft_wrap=True)
         render(finding.answer, out)
     if checked.skipped in ("checked", "claimed", "no watches"):
         note = {"checked": "no new or changed articles since the last check",
