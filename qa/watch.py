@@ -264,13 +264,19 @@ def sentences_of(text: str) -> list[str]:
     return [part for part in (p.strip() for p in _SENTENCE_END.split(text)) if part]
 
 
-def _row(watch: Watch, passage: Passage, kind: str, version: str,
-         answer: Answer) -> FindingRow:
+def _row(watch: Watch, passage: Passage, kind: str, version: str, answer: Answer,
+         docs_dir: str | None = None) -> FindingRow:
     one = Answer(answer.question, answer.answered, [passage], reason=answer.reason)
+    data = one.to_dict(show_weak=True)
+    if docs_dir:  # told elsewhere: paths relative to the docs folder, as the HTTP API's
+        for citation in [p for found in data["passages"]
+                         for p in (found["citation"], *found["also"])]:
+            if os.path.isabs(citation["path"] or ""):
+                citation["path"] = os.path.relpath(citation["path"], docs_dir)
     return FindingRow(finding_id(watch.id, passage), watch.id, kind, now(), version,
                       passage.citation.source,
                       passage.highlight.text if passage.highlight else None,
-                      sentences_of(passage.text), one.to_dict(show_weak=True))
+                      sentences_of(passage.text), data)
 
 
 def repeats(passage: Passage, recorded: Iterable[FindingRow], engine: Engine) -> bool:
@@ -430,7 +436,8 @@ def _ask_all(engine: Engine, store: WatchStore, rows: Sequence[Watch], fresh: fr
         if not answer.answered or not answer.passages:
             continue
         best = answer.passages[0]
-        row = _row(watch, best, "found", version, answer)
+        row = _row(watch, best, "found", version, answer,
+                   engine.store.manifest.get("docs_dir"))
         recorded = store.findings(watch.id)
         if any(r.id == row.id for r in recorded) or repeats(best, recorded, engine):
             continue

@@ -159,6 +159,7 @@ def test_a_new_article_answering_is_told_once_and_repeats_are_not(archive, recei
     [body] = receiver.delivered()
     assert body["watch"] == watch.id and body["answered"] is True
     assert body["passages"][0]["citation"]["source"] == "zanzibar"
+    assert body["passages"][0]["citation"]["path"] == "zanzibar.txt"  # no server paths
     assert "started running again" in body["passages"][0]["highlight"]["text"]
     assert receiver.posts[0][1]["Idempotency-Key"] == body["finding"]
     # The same version again (a restart, a second process): nothing asked, nothing sent.
