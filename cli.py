@@ -1,24 +1,33 @@
-"""`qa`: ask a news archive questions and get cited passages back."""
+"""`qa`: ask a news archive questions and get cited passages back.
+
+Argument parsing and rendering only: each command checks its arguments, calls the library
+(``qa.app``, ``qa.serving``, ``qa.chat``, ``qa.evaluate``) and prints with ``qa.terminal``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
 import os
 import re
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 
-if TYPE_CHECKING:
-    from rich.console import Console
+from qa.terminal import labelled, progress_bars, quiet_exit, render, safe, say, stderr, stdout, warn
 
+if TYPE_CHECKING:
     from qa.app import Builder, Paths
     from qa.engine import Engine
-    from qa.results import Answer, Citation
+    from qa.filters import Filters
+
+__all__ = ["app", "main", "render", "safe", "warn"]
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -52,51 +61,7 @@ IndexOption = Annotated[
         "--index", envvar="QA_INDEX", help="Index directory (default: a cache folder per docs)."
     ),
 ]
-
-
-def _stderr() -> Console:
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False)
-
-
-def _stdout() -> Console:
-    from rich.console import Console
-
-    class Stdout(Console):
-        def on_broken_pipe(self) -> None:
-            _quiet_exit()
-
-    return Stdout(highlight=False)
-
-
-def _quiet_exit() -> None:
-    """The reader went away (`qa ask … | head -1`): it has what it wanted, so exit 0. stdout
-    points at /dev/null first, so the final flush at exit does not fail again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    raise SystemExit(0)
-
-
-# Control characters a terminal would act on (ESC sequences, OSC titles, carriage returns,
-# bidi overrides) and that article text or file names may hold: shown as escapes, never sent.
-# Newlines and tabs are layout. JSON output keeps the text exact; only terminals get this.
-_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def safe(text: str) -> str:
-    """``text`` with terminal control characters shown as ``\\xNN``/``\\uNNNN`` escapes."""
-    return _UNSAFE.sub(lambda m: repr(m.group())[1:-1], text)
-
-
-def _line(label: str, style: str, message: str) -> Any:
-    from rich.text import Text
-
-    return Text.assemble((label, style), " ", safe(message))
-
-
-def warn(message: str) -> None:
-    _stderr().print(_line("warning:", "yellow", message), soft_wrap=True)
+_stderr, _stdout, _line = stderr, stdout, labelled  # the names the watch commands print with
 
 
 @contextmanager
@@ -107,19 +72,55 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except QAError as error:
-        _stderr().print(_line("error:", "red", str(error)), soft_wrap=True)
+        stderr().print(labelled("error:", "red", str(error)), soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        _stderr().print("interrupted")
+        stderr().print("interrupted")
         raise typer.Exit(130) from None
     except BrokenPipeError:  # print() to a closed pipe (JSON output)
-        _quiet_exit()
+        quiet_exit()
+
+
+def grouped(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Typer reads a command's options off its signature. A parameter typed as an option
+    group (a dataclass of options, below) stands for the group's options: they become the
+    command's own, in its place, and the command is called with the group filled in."""
+    hints = get_type_hints(command, include_extras=True)
+    params, groups = [], {}
+    for param in inspect.signature(command).parameters.values():
+        kind = hints.get(param.name, param.annotation)
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            groups[param.name] = kind
+            options = get_type_hints(kind, include_extras=True)
+            params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                                         default=f.default, annotation=options[f.name])
+                       for f in dataclasses.fields(kind)]
+        else:
+            params.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=kind))
+
+    @functools.wraps(command)
+    def run(**values: Any) -> Any:
+        for name, kind in groups.items():
+            values[name] = kind(**{f.name: values.pop(f.name) for f in dataclasses.fields(kind)})
+        return command(**values)
+
+    run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in params}
+    return run
 
 
 def _paths(docs: Path | None, index: Path | None) -> Paths:
     from qa.app import Paths
 
     return Paths.resolve(docs, index)
+
+
+@dataclass
+class Where:
+    """--docs and --index."""
+
+    docs: DocsOption = None
+    index: IndexOption = None
 
 
 RayOption = Annotated[
@@ -156,79 +157,40 @@ FieldOption = Annotated[
         "keys: publisher=source.name). Repeatable; kept for later updates."
     ),
 ]
-FIELD_NAMES = ("text", "title", "url", "date", "author", "publisher", "id", "language")
 
 
-def _fields(values: list[str] | None) -> dict[str, str] | None:
-    if not values:
-        return None
-    fields = {}
-    for value in values:
-        name, _, column = value.partition("=")
-        if name.strip() not in FIELD_NAMES or not column.strip():
-            raise typer.BadParameter(
-                f"--field {value!r}: use NAME=COLUMN with NAME one of {', '.join(FIELD_NAMES)}"
-            )
-        fields[name.strip()] = column.strip()
-    return fields
+@dataclass
+class BuildFlags:
+    """How an index is built: --field, --ray, --retrain, --shards."""
+
+    field: FieldOption = None
+    ray: RayOption = None
+    retrain: RetrainOption = False
+    shards: ShardsOption = None
 
 
-def _builder(ctx: typer.Context, progress: Any = None) -> Builder:
+def _builder(ctx: typer.Context, progress: Any = None, flags: BuildFlags | None = None
+             ) -> Builder:
     """How this command builds an index. ``ctx.obj`` may pass an ``embedder`` and a
     ``count_tokens`` in (tests run the CLI over a small fake model that way)."""
-    from qa.app import Builder
+    from qa.app import Builder, export_fields
 
     deps = ctx.obj if isinstance(ctx.obj, dict) else {}
-    return Builder(
-        embedder=deps.get("embedder"),
-        count_tokens=deps.get("count_tokens"),
-        progress=progress or (lambda stage, done, total: None),
-        warn=warn,
-        notice=lambda message: _stderr().print(safe(message), soft_wrap=True, markup=False),
-    )
-
-
-@contextmanager
-def progress_bars() -> Iterator[Any]:
-    """A progress callback drawing one bar per stage on stderr, from its first report on."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    bars = Progress(
-        TextColumn("{task.description:>14}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=_stderr(),
-        transient=False,
-    )
-    tasks: dict[str, Any] = {}
-
-    def update(stage: str, done: int, total: int) -> None:
-        if not tasks:
-            bars.start()
-        if stage not in tasks:
-            tasks[stage] = bars.add_task(stage, total=total)
-        bars.update(tasks[stage], completed=done, total=total)
-
-    try:
-        yield update
-    finally:
-        if tasks:
-            bars.stop()
+    builder = Builder(embedder=deps.get("embedder"), count_tokens=deps.get("count_tokens"),
+                      progress=progress or (lambda stage, done, total: None), warn=warn,
+                      notice=say)
+    if flags is not None:
+        try:
+            builder.fields = export_fields(flags.field)
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
+        builder.ray, builder.retrain, builder.shards = flags.ray, flags.retrain, flags.shards
+    return builder
 
 
 @index_app.command("build")
-def index_build(
-    ctx: typer.Context, docs: DocsOption = None, index: IndexOption = None,
-    field: FieldOption = None, ray: RayOption = None, retrain: RetrainOption = False,
-    shards: ShardsOption = None,
-) -> None:
+@grouped
+def index_build(ctx: typer.Context, where: Where, flags: BuildFlags) -> None:
     """Build the index from scratch over every article in DOCS (a folder, or one file).
 
     Reads .txt/.md, HTML pages, JSON Lines/CSV exports, RSS/Atom feeds and WARC crawls (and
@@ -245,68 +207,31 @@ def index_build(
     Example: qa index build --docs seeds/   (on a Ray cluster: --ray HEAD:6379, and
     --shards /mnt/shared/qa-shards to keep what the nodes embed if the build stops)
     """
+    from qa.terminal import print_built
+
     with user_errors(), progress_bars() as progress:
-        paths = _paths(docs, index)
-        builder = _builder(ctx, progress)
-        builder.fields = _fields(field)
-        builder.ray = ray
-        builder.shards = shards
-        builder.retrain = retrain
-        report = builder.run(paths.docs, paths.index)
-    _report_nodes(report)
-    _stderr().print(
-        f"indexed {report.documents} documents, {report.passages} passages "
-        f"({report.embedded} embedded) into {paths.index}"
-        + (f"; skipped {len(report.skipped)} unusable file(s)" if report.skipped else ""),
-        soft_wrap=True,
-    )
-
-
-def _report_nodes(report: Any) -> None:
-    """Which Ray nodes embedded how many passages."""
-    if report.nodes:
-        counts = ", ".join(f"node {node[:8]}: {n}" for node, n in sorted(report.nodes.items()))
-        _stderr().print(f"embedded on {len(report.nodes)} Ray node(s): {counts}",
-                        soft_wrap=True, markup=False)
-    if report.from_shards:
-        _stderr().print(f"{report.from_shards} passage(s) came from the shards of a build that "
-                        "stopped", soft_wrap=True, markup=False)
+        paths = _paths(where.docs, where.index)
+        report = _builder(ctx, progress, flags).run(paths.docs, paths.index)
+    print_built(report, paths.index)
 
 
 @index_app.command("update")
-def index_update(
-    ctx: typer.Context, docs: DocsOption = None, index: IndexOption = None,
-    field: FieldOption = None, ray: RayOption = None, retrain: RetrainOption = False,
-    shards: ShardsOption = None,
-) -> None:
+@grouped
+def index_update(ctx: typer.Context, where: Where, flags: BuildFlags) -> None:
     """Bring the index in line with DOCS, embedding only new or changed passages.
 
     Builds the index when there is none. An index built with another model cannot be updated.
 
     Example: qa index update --docs seeds/
     """
+    from qa.terminal import print_updated
+
     with user_errors(), progress_bars() as progress:
-        paths = _paths(docs, index)
-        builder = _builder(ctx, progress)
-        builder.fields = _fields(field)
-        builder.ray = ray
-        builder.shards = shards
-        builder.retrain = retrain
-        report = builder.run(paths.indexed_docs(), paths.index, update=True)
-    _report_nodes(report)
-    out = _stderr()
-    for label, names in (("added", report.added), ("changed", report.changed),
-                         ("removed", report.removed), ("skipped", report.skipped)):
-        if label == "skipped" and not names:
-            continue
-        more = f", … {len(names) - 10} more" if len(names) > 10 else ""
-        listed = f" ({', '.join(names[:10])}{more})" if names else ""
-        out.print(safe(f"{label}: {len(names)} file(s){listed}"), soft_wrap=True, markup=False)
-    out.print(
-        f"embedded {report.embedded} new passage(s); index has {report.documents} documents,"
-        f" {report.passages} passages"
-    )
-    _after_update(ctx, docs, index)
+        paths = _paths(where.docs, where.index)
+        report = _builder(ctx, progress, flags).run(paths.indexed_docs(), paths.index,
+                                                    update=True)
+    print_updated(report)
+    _after_update(ctx, where.docs, where.index)
 
 
 @index_app.command("status")
@@ -324,62 +249,15 @@ def index_status(
     Every file is checked against the digest recorded when it was written (--quick: sizes).
     Example: qa index status
     """
-    from rich.table import Table
-    from rich.text import Text
-
-    from qa.app import status as index_state
+    from qa.app import status
+    from qa.terminal import print_status
 
     with user_errors():
-        state = index_state(_paths(docs, index), embedder=_builder(ctx).embedder,
-                            verify=not quick)
+        state = status(_paths(docs, index), embedder=_builder(ctx).embedder, verify=not quick)
     if json_out:
         print(json.dumps(state))
-        return
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    for key in ("index", "docs", "documents", "passages", "model", "vector_index", "built",
-                "updated"):
-        table.add_row(key, Text(safe(str(state[key]))))
-    changed = state["added"] or state["changed"] or state["removed"]
-    if changed:
-        table.add_row(
-            "articles",
-            f"changed since the index was built — {len(state['added'])} added, "
-            f"{len(state['changed'])} changed, {len(state['removed'])} removed: "
-            "run `qa index update`",
-        )
     else:
-        table.add_row("articles", "unchanged since the index was built")
-    reader = state["reader"]
-    if reader["index"] != reader["this_qa"]:
-        table.add_row("reading", f"this qa reads articles differently (reader {reader['this_qa']}"
-                      f", the index's {reader['index'] or 'older'}): run `qa index update` to "
-                      "re-read them; passages that come out the same keep their vectors")
-    training = state["vector_training"]
-    if training and training["stale"]:
-        table.add_row("vector index", f"stale: trained on {training['trained_on']:,} passages, "
-                      f"the archive has {state['passages']:,}: run `qa index build --retrain`")
-    delta = state["delta"]
-    if delta:
-        table.add_row("since the last build", (
-            f"updates added {delta['articles']:,} article(s) ({delta['passages']:,} passages) "
-            f"and removed {delta['removed_articles']:,}, kept beside the last build; the update "
-            f"that takes these past {delta['bound']:,} passages rebuilds whole"))
-    if state["being_written"]:
-        table.add_row("writer", "another qa process is building or updating this index now")
-    if state["duplicates"]:
-        counts = ", ".join(f"{n} {why}" for why, n in sorted(state["duplicates"].items()))
-        table.add_row("duplicates", Text(f"dropped as already indexed: {counts}"))
-    if state["bad_records"]:
-        first = state["bad_record_examples"][0]
-        table.add_row("bad input", Text(safe(f"{state['bad_records']} problems inside files "
-                                             "(records skipped, breaks, guessed charsets), "
-                                             f"e.g. {first}")))
-    if state["skipped"]:
-        table.add_row("skipped", Text(safe(f"{len(state['skipped'])} unusable file(s) not "
-                                           "indexed: " + ", ".join(state["skipped"][:10]))))
-    _stdout().print(table)
+        print_status(state)
 
 
 def open_engine(
@@ -392,72 +270,6 @@ def open_engine(
     with progress_bars() as progress:
         return open_archive(_paths(docs, index), refresh=refresh,
                             builder=_builder(ctx, progress), ranking=ranking)
-
-
-def render(answer: Answer, console: Console, show_weak: bool = False) -> None:
-    """A readable terminal answer: rank, score, passage with the answer marked, citation.
-
-    A refused answer prints only "No confident answer in the archive" and why, unless
-    ``show_weak``."""
-    from rich.text import Text
-
-    for message in answer.warnings:
-        warn(message)
-    if not answer.answered:
-        why = f": {answer.reason}" if answer.reason else ""
-        console.print(Text.assemble(("No confident answer in the archive", "bold"),
-                                    safe(why) + "."))
-        if not show_weak:
-            if answer.passages:
-                console.print("[dim](--show-weak, or :weak in chat, shows the closest passages)[/]")
-            console.print()
-            return
-        if answer.passages:
-            console.print("[dim]Closest passages:[/]")
-    for passage in answer.passages:
-        body = Text()
-        text, start = passage.text, passage.citation.start
-        if passage.highlight:
-            a, b = passage.highlight.start - start, passage.highlight.end - start
-            # Without colour (a pipe, NO_COLOR) the answering sentence is marked with » «.
-            plain = console.no_color or not console.is_terminal
-            body.append(safe(text[:a]))
-            body.append(safe(f"»{text[a:b]}«" if plain else text[a:b]), style="bold yellow")
-            body.append(safe(text[b:]))
-        else:
-            body.append(safe(text))
-        console.print(Text(f"[{passage.rank}] score {passage.score:.3f}", style="bold cyan"))
-        _print_wrapped(console, body)
-        _print_wrapped(console, _cited(citation_line(passage.rank, passage.citation),
-                                       passage.citation))
-        for other in passage.also:
-            _print_wrapped(console, _cited("    also reported by " + citation_line(None, other),
-                                           other))
-        console.print()
-
-
-def _print_wrapped(console: Console, text: Any) -> None:
-    """``text`` wrapped at word boundaries to the console's width, without the space rich
-    leaves at the end of each wrapped line (it would be copied along with the passage)."""
-    for line in text.wrap(console, console.width):
-        line.rstrip()
-        console.print(line, soft_wrap=True)
-
-
-def _cited(line: str, c: Citation) -> Any:
-    """A citation line; on terminals that support it, a link to the article's URL."""
-    from rich.style import Style
-    from rich.text import Text
-
-    http = bool(c.url and re.match(r"https?://\S+$", c.url))
-    return Text(line, style=Style(dim=True, link=c.url if http else None))
-
-
-def citation_line(rank: int | None, c: Citation) -> str:
-    from qa.cite import citation_text
-
-    where = f"{c.url} " if c.url else ""
-    return safe(f"{citation_text(rank, c)} ({where}{c.source}, chars {c.start}–{c.end})")
 
 
 SourceOption = Annotated[
@@ -477,6 +289,21 @@ AsOfOption = Annotated[
 ]
 
 
+@dataclass
+class Narrow:
+    """Which articles answer: --source, --since, --until, --as-of (default: today)."""
+
+    source: SourceOption = None
+    since: SinceOption = None
+    until: UntilOption = None
+    as_of: AsOfOption = None
+
+    def filters(self) -> Filters:
+        from qa.filters import make_filters, today
+
+        return make_filters(self.source, self.since, self.until, self.as_of or today())
+
+
 ShowWeakOption = Annotated[
     bool,
     typer.Option(
@@ -486,22 +313,19 @@ ShowWeakOption = Annotated[
 
 
 @app.command()
+@grouped
 def ask(
     ctx: typer.Context,
     question: Annotated[str, typer.Argument(help='The question, or "-" to read one per line.')],
     k: Annotated[int, typer.Option("-k", "--top", min=1, max=100, help="Passages to show.")] = 5,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per question.")] = False,
-    docs: DocsOption = None,
-    index: IndexOption = None,
+    where: Where = Where(),  # noqa: B008 (an option group: grouped() unpacks it)
     refresh: Annotated[
         bool, typer.Option("--refresh", help="Update the index first if the docs changed "
                      "(or this qa reads them differently).")
     ] = False,
-    source: SourceOption = None,
-    since: SinceOption = None,
-    until: UntilOption = None,
+    narrow: Narrow = Narrow(),  # noqa: B008
     show_weak: ShowWeakOption = False,
-    as_of: AsOfOption = None,
 ) -> None:
     """Answer QUESTION with the best passages from the archive, each with its citation.
 
@@ -512,18 +336,17 @@ def ask(
     Example: qa ask "How many rockets landed at the Taji base?" -k 3 --since 2020-01-01
     """
     from index.errors import QuestionError
-    from qa.filters import make_filters, today
+    from qa.chat import stdin_text
 
     with user_errors():
-        filters = make_filters(source, since, until, as_of or today())
+        filters = narrow.filters()
         if question != "-":
             from qa.engine import clean_question
 
             clean_question(question)  # fail fast, before loading anything
-        engine = open_engine(ctx, docs, index, refresh)
-        questions = _stdin_text() if question == "-" else [question]
-        out = _stdout()
-        for line in questions:
+        engine = open_engine(ctx, where.docs, where.index, refresh)
+        out = stdout()
+        for line in stdin_text() if question == "-" else [question]:
             if question == "-" and not line.strip():
                 continue
             try:
@@ -537,10 +360,10 @@ def ask(
                 for message in answer.warnings:
                     warn(message)
                 print(json.dumps(answer.to_dict(show_weak), ensure_ascii=False), flush=True)
-            else:
-                if question == "-":
-                    out.print(_line("Q:", "bold", answer.question))
-                render(answer, out, show_weak)
+                continue
+            if question == "-":
+                out.print(labelled("Q:", "bold", answer.question))
+            render(answer, out, show_weak)
 
 
 @app.command()
@@ -569,21 +392,17 @@ def fetch(
     """
     from index.errors import QAError
     from index.fetch import Fetcher
-    from index.fetch import fetch as download
+    from qa.app import fetch as fetch_pages
+    from qa.terminal import print_embedded
 
     with user_errors():
         if docs is None:
             raise QAError("pass --docs DIR: the folder to save the pages in (and index)")
-        results = download(urls, docs, feed=feed, warn=warn,
-                           fetcher=Fetcher(timeout=timeout, max_bytes=max_bytes))
-        saved = [r for r in results if r.path]
-        _stderr().print(safe(f"fetched {len(saved)} of {len(results)} page(s) into {docs}"),
-                        soft_wrap=True, markup=False)
         with progress_bars() as progress:
-            paths = _paths(docs, index)
-            report = _builder(ctx, progress).run(paths.docs, paths.index, update=True)
-        _stderr().print(f"embedded {report.embedded} new passage(s); index has "
-                        f"{report.documents} documents, {report.passages} passages")
+            _, report = fetch_pages(urls, _paths(docs, index), _builder(ctx, progress),
+                                    feed=feed,
+                                    fetcher=Fetcher(timeout=timeout, max_bytes=max_bytes))
+        print_embedded(report)
     _after_update(ctx, docs, index)
 
 
@@ -606,6 +425,7 @@ def show(
     """
     from index.errors import QAError
     from qa.app import show as find
+    from qa.terminal import print_article
 
     with user_errors():
         article, warnings = find(_paths(docs, index).index, source,
@@ -616,27 +436,12 @@ def show(
         start, end = _span(span) if span else (0, len(text))
         if end > len(text):
             raise QAError(f"--span {span} is outside the article ({len(text):,} characters)")
-        if json_out:
-            if span:
-                article["span"] = {"start": start, "end": end, "text": text[start:end]}
-            print(json.dumps(article, ensure_ascii=False))
+        if not json_out:
+            print_article(article, (start, end) if span else None)
             return
-        out = _stdout()
-        for key in ("title", "publisher", "date", "author", "language", "url", "source", "path"):
-            if article[key]:
-                out.print(_line(f"{key + ':':11}", "bold", str(article[key])), soft_wrap=True)
-        out.print()
         if span:
-            from rich.text import Text
-
-            plain = out.no_color or not out.is_terminal
-            body = Text(safe(text[:start]))
-            body.append(safe(f"»{text[start:end]}«" if plain else text[start:end]),
-                        style="bold yellow")
-            body.append(safe(text[end:]))
-            _print_wrapped(out, body)
-        else:
-            _print_wrapped(out, _line("", "", text))
+            article["span"] = {"start": start, "end": end, "text": text[start:end]}
+        print(json.dumps(article, ensure_ascii=False))
 
 
 def _span(value: str) -> tuple[int, int]:
@@ -656,26 +461,20 @@ def _ks(value: str) -> list[int]:
     return ks
 
 
+FeedbackSinceOption = Annotated[str | None, typer.Option(
+    "--since", help="Only verdicts on or after this date (YYYY[-MM[-DD]]).")]
+
+
 def _judged(docs: Path | None, index: Path | None, since: str | None) -> list[Any]:
-    from qa.feedback import Feedback, feedback_path
+    from qa.app import judged
     from qa.filters import parse_date
 
-    paths = _paths(docs, index)
-    if since:
-        since = parse_date(since, "--since")
-    if not feedback_path(paths.index).exists():
-        return []
-    db = Feedback.of_index(paths.index)
-    try:
-        return list(db.judged(since))
-    finally:
-        db.close()
+    return judged(_paths(docs, index), parse_date(since, "--since") if since else None)
 
 
 @feedback_app.command("list")
 def feedback_list(
-    since: Annotated[str | None, typer.Option("--since", help="Only verdicts on or after "
-                                              "this date (YYYY[-MM[-DD]]).")] = None,
+    since: FeedbackSinceOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON Lines, one verdict a line.")]
     = False,
     docs: DocsOption = None,
@@ -686,32 +485,20 @@ def feedback_list(
 
     Example: qa feedback list --since 2026-11-01
     """
+    from qa.terminal import print_judged
+
     with user_errors():
         judged = _judged(docs, index, since)
-        if json_out:
-            for item in judged:
-                print(json.dumps(item.to_dict(), ensure_ascii=False))
+        if not json_out:
+            print_judged(judged)
             return
-        if not judged:
-            _stdout().print("No feedback recorded yet.")
-            return
-        from rich.table import Table
-
-        table = Table("time", "verdict", "finding", "question", "by", "via")
         for item in judged:
-            finding = f"[{item.rank}] {item.source}" if item.rank else "whole answer"
-            table.add_row(item.time.replace("T", " ")[:16], "👍" if item.verdict == "up"
-                          else "👎", safe(finding), safe(item.question),
-                          safe(item.user or ""), safe(item.via or ""))
-        _stdout().print(table)
+            print(json.dumps(item.to_dict(), ensure_ascii=False))
 
 
 @feedback_app.command("export")
 def feedback_export(
-    since: Annotated[str | None, typer.Option("--since", help="Only verdicts on or after "
-                                              "this date (YYYY[-MM[-DD]]).")] = None,
-    docs: DocsOption = None,
-    index: IndexOption = None,
+    since: FeedbackSinceOption = None, docs: DocsOption = None, index: IndexOption = None,
 ) -> None:
     """Write the judged questions as qa eval JSON Lines on stdout: findings marked right are
     gold sources, their highlighted sentences the answers; "none was right" makes a question
@@ -726,21 +513,25 @@ def feedback_export(
             print(json.dumps(entry, ensure_ascii=False))
 
 
-@app.command("eval")
-def eval_command(
-    ctx: typer.Context,
-    questions: Annotated[
-        Path, typer.Argument(help="JSONL file: {id, question, answers, sources} per line.")
-    ],
+@dataclass
+class EvalWhere:
+    """--docs (default: beside the questions) and --index."""
+
     docs: Annotated[
         Path | None,
         typer.Option(
             "--docs", envvar="QA_DOCS",
             help="Article folder (default: docs/ next to QUESTIONS if present, else seeds/).",
         ),
-    ] = None,
-    index: IndexOption = None,
-    ks: Annotated[str, typer.Option("-k", help="Ranks to score, comma-separated.")] = "1,5,10",
+    ] = None
+    index: IndexOption = None
+
+
+@dataclass
+class EvalRun:
+    """What is scored: -k, --stage."""
+
+    ks: Annotated[str, typer.Option("-k", help="Ranks to score, comma-separated.")] = "1,5,10"
     stage: Annotated[
         str,
         typer.Option(
@@ -748,26 +539,53 @@ def eval_command(
             help="Ordering to measure: dense, bm25, fused (the score blend in use), rrf "
             "(reciprocal-rank fusion, for comparison) or final (everything).",
         ),
-    ] = "final",
-    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    ] = "final"
+
+
+@dataclass
+class EvalOutput:
+    """How the report is shown: --json, --details, --missed."""
+
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False
     details: Annotated[
         bool, typer.Option("--details", help="With --json: every question's outcome.")
-    ] = False,
+    ] = False
     show_missed: Annotated[
         int, typer.Option("--missed", min=0, help="Missed questions to list (table view).")
-    ] = 20,
-    sample_size: Annotated[
-        int | None,
-        typer.Option("--sample", min=1, help="Ask only N questions, spread evenly over the file."),
-    ] = None,
-    source: SourceOption = None,
-    since: SinceOption = None,
-    until: UntilOption = None,
+    ] = 20
+
+
+@dataclass
+class EvalNarrow(Narrow):
+    """--source, --since, --until, and --as-of (default: each question's own date)."""
+
     as_of: Annotated[
         str | None,
         typer.Option("--as-of", help="Answer every question as of this date (default: each "
                      "question's own \"date\", none for questions without one)."),
+    ] = None
+
+    def filters(self) -> Filters:
+        from qa.filters import make_filters
+
+        return make_filters(self.source, self.since, self.until, self.as_of)
+
+
+@app.command("eval")
+@grouped
+def eval_command(
+    ctx: typer.Context,
+    questions: Annotated[
+        Path, typer.Argument(help="JSONL file: {id, question, answers, sources} per line.")
+    ],
+    where: EvalWhere = EvalWhere(),  # noqa: B008 (option groups: grouped() unpacks them)
+    run: EvalRun = EvalRun(),  # noqa: B008
+    output: EvalOutput = EvalOutput(),  # noqa: B008
+    sample_size: Annotated[
+        int | None,
+        typer.Option("--sample", min=1, help="Ask only N questions, spread evenly over the file."),
     ] = None,
+    narrow: EvalNarrow = EvalNarrow(),  # noqa: B008
     ranking_file: Annotated[
         Path | None,
         typer.Option(
@@ -786,108 +604,29 @@ def eval_command(
     Example: qa eval ../shared/bench/squad-a/questions.jsonl --stage fused --ranking sweep.toml
     """
     from qa.evaluate import asker, evaluate, load_questions, sample, source_age
-    from qa.filters import make_filters
     from qa.ranking import RankingConfig
     from qa.search import STAGES
+    from qa.terminal import eval_progress, print_report
 
     with user_errors():
-        depths = _ks(ks)
-        if stage not in STAGES:
+        depths = _ks(run.ks)
+        if run.stage not in STAGES:
             raise typer.BadParameter(f"--stage must be one of {', '.join(STAGES)}")
         ranking = RankingConfig.load(ranking_file) if ranking_file else RankingConfig()
-        filters = make_filters(source, since, until, as_of)
+        filters = narrow.filters()
         items = sample(load_questions(questions), sample_size)
+        docs = where.docs
         if docs is None and (questions.parent / "docs").is_dir():
             docs = questions.parent / "docs"
-        engine = open_engine(ctx, docs, index, ranking=ranking)
-        with _eval_progress(len(items)) as progress:
-            report = evaluate(asker(engine, stage, filters), items, depths, stage=stage,
+        engine = open_engine(ctx, docs, where.index, ranking=ranking)
+        with eval_progress(len(items)) as progress:
+            report = evaluate(asker(engine, run.stage, filters), items, depths, stage=run.stage,
                               progress=progress, age=lambda q: source_age(engine, q))
         report.ranking = ranking.to_dict()
-        if json_out:
-            print(json.dumps(report.to_dict(details), ensure_ascii=False))
+        if output.json_out:
+            print(json.dumps(report.to_dict(output.details), ensure_ascii=False))
             return
-        _print_report(report, show_missed)
-
-
-def _print_by_age(report: Any) -> None:
-    """Dated questions by the age of the newest article holding their answer."""
-    from rich.table import Table
-
-    from qa.evaluate import FRESH_DAYS
-
-    if not report.by_source_age:
-        return
-    labels = {"fresh": f"≤ {FRESH_DAYS} days old", "older": f"only older than {FRESH_DAYS} days",
-              "none": "in no dated source"}
-    table = Table(title="dated questions by the newest listed source holding the answer")
-    table.add_column("answer in an article")
-    table.add_column("questions", justify="right")
-    for k in report.ks:
-        table.add_column(f"hit@{k}", justify="right")
-    table.add_column("MRR", justify="right")
-    for key, group in report.by_source_age.items():
-        table.add_row(labels[key], str(group["questions"]),
-                      *(f"{group['hit'][k]:.3f}" for k in report.ks), f"{group['mrr']:.3f}")
-    _stdout().print(table)
-
-
-@contextmanager
-def _eval_progress(total: int) -> Iterator[Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    bar = Progress(
-        TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.elapsed:.0f}s"), console=_stderr(), transient=True,
-    )
-    task = bar.add_task("asking", total=total)
-    with bar:
-        yield lambda done, _total: bar.update(task, completed=done)
-
-
-def _print_report(report: Any, show_missed: int) -> None:
-    from rich.table import Table
-
-    out = _stdout()
-    table = Table(title=f"qa eval — stage {report.stage}, {report.questions} questions "
-                        f"({report.answerable} answerable)")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k in report.ks:
-        table.add_row(f"answer-hit@{k}", f"{report.hit[k]:.3f}")
-    table.add_row("MRR", f"{report.mrr:.3f}")
-    for k in report.ks:
-        table.add_row(f"source-hit@{k}", f"{report.source_hit[k]:.3f}")
-    for k in report.ks:
-        table.add_row(f"any-source answer-hit@{k}", f"{report.any_source_hit[k]:.3f}")
-    if report.refused_correctly is None:
-        table.add_row("refusals", "n/a (stage only)")
-    else:
-        table.add_row("off-topic refused", f"{report.refused_correctly}/{report.offtopic}")
-        table.add_row("answerable refused", f"{report.refused_wrongly}/{report.answerable}")
-    if report.highlight_hit is not None:
-        table.add_row("highlight holds answer", f"{report.highlight_hit:.3f}")
-    table.add_row("latency p50", f"{report.latency_p50_ms:.1f} ms")
-    table.add_row("latency p95", f"{report.latency_p95_ms:.1f} ms")
-    out.print(table)
-    _print_by_age(report)
-    if report.missed and show_missed:
-        out.print(f"[bold]Not first ({len(report.missed)}):[/]")
-        for o in report.missed[:show_missed]:
-            where = f"rank {o.rank}" if o.rank else "not in top results"
-            out.print(safe(f"  {o.id} ({where}) {o.question}"), soft_wrap=True, markup=False)
-            out.print(safe(f"      first: {o.first}"), soft_wrap=True, markup=False, style="dim")
-        if len(report.missed) > show_missed:
-            out.print(f"  … and {len(report.missed) - show_missed} more (--missed N, --json)")
-
-
-def _stdin_text() -> Any:
-    """stdin as text; undecodable bytes become lone surrogates, which the question cleaner
-    turns into spaces (as it does for undecodable bytes in arguments)."""
-    stream = sys.stdin
-    if hasattr(stream, "reconfigure"):
-        stream.reconfigure(errors="surrogateescape")
-    return stream
+        print_report(report, output.show_missed)
 
 
 @app.command()
@@ -904,88 +643,11 @@ def chat(
     Example: qa chat --docs seeds/
     """
     with user_errors():
-        from qa.filters import make_filters, today
+        from qa.chat import run_chat
 
-        filters = make_filters(as_of=as_of or today())
+        filters = Narrow(as_of=as_of).filters()
         engine = open_engine(ctx, docs, index)
         run_chat(engine, k, filters)
-
-
-def run_chat(engine: Engine, k: int, filters: Any = None) -> None:
-    from index.errors import QuestionError
-
-    out = _stdout()
-    as_json = show_weak = False
-    read = _line_reader()
-    out.print("[dim]Ask a question. :k N sets passages, :json toggles JSON, :quit leaves.[/]")
-    while True:
-        try:
-            line = read()
-        except (EOFError, KeyboardInterrupt):
-            break
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith(":"):
-            command, _, arg = line[1:].partition(" ")
-            if command in ("q", "quit", "exit"):
-                break
-            if command == "k" and arg.strip().isdigit() and 1 <= int(arg) <= 100:
-                k = int(arg)
-                out.print(f"[dim]showing {k} passage{'' if k == 1 else 's'}[/]")
-            elif command == "json":
-                as_json = not as_json
-                out.print(f"[dim]JSON output {'on' if as_json else 'off'}[/]")
-            elif command == "weak":
-                show_weak = not show_weak
-                out.print(f"[dim]weak answers {'shown' if show_weak else 'hidden'}[/]")
-            else:
-                out.print(
-                    "[dim]:k N (1–100) passages, :json toggle JSON, :weak toggle weak answers, "
-                    ":quit to leave[/]"
-                )
-            continue
-        try:
-            answer = engine.ask(line, k=k, filters=filters)
-        except QuestionError as error:
-            warn(str(error))
-            continue
-        if as_json:
-            print(json.dumps(answer.to_dict(show_weak), ensure_ascii=False), flush=True)
-        else:
-            render(answer, out, show_weak)
-
-
-def chat_history(folder: Path) -> Path:
-    """The chat history file, readable by its owner only (questions can be private)."""
-    history = folder / "chat_history"
-    history.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(history, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))
-    os.chmod(history, 0o600)
-    return history
-
-
-def _line_reader() -> Any:
-    """prompt_toolkit (line editing, history) on a terminal; plain lines otherwise."""
-    if sys.stdin.isatty() and sys.stdout.isatty():
-        from prompt_toolkit import PromptSession
-        from prompt_toolkit.history import FileHistory
-
-        from qa.app import cache_root
-
-        history = chat_history(cache_root())
-        session: PromptSession[str] = PromptSession(history=FileHistory(str(history)))
-        return lambda: session.prompt("? ")
-
-    stream = _stdin_text()
-
-    def read() -> str:
-        line = stream.readline()
-        if not line:
-            raise EOFError
-        return line
-
-    return read
 
 
 HostOption = Annotated[
@@ -1003,28 +665,38 @@ TimeoutOption = Annotated[
 ]
 
 
-def _say(message: str) -> None:
-    _stderr().print(message, soft_wrap=True, markup=False)
+@dataclass
+class ServeAt:
+    """--host and --port."""
 
-
-@app.command()
-def serve(
-    ctx: typer.Context,
-    host: HostOption = "127.0.0.1",
+    host: HostOption = "127.0.0.1"
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="Port (0: any free port).")
-    ] = 8000,
-    docs: DocsOption = None,
-    index: IndexOption = None,
+    ] = 8000
+
+
+@dataclass
+class ServeLoad:
+    """--workers (processes), --queue, --timeout, --max-body."""
+
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, max=64, help="Processes answering "
                                  "questions, two at a time each (default: the machine's cores).")
-    ] = None,
-    queue: QueueOption = 16,
-    timeout: TimeoutOption = 30.0,
+    ] = None
+    queue: QueueOption = 16
+    timeout: TimeoutOption = 30.0
     max_body: Annotated[
         int, typer.Option("--max-body", min=256, help="Largest request body in bytes.")
-    ] = 64 * 1024,
+    ] = 64 * 1024
+
+
+@app.command()
+@grouped
+def serve(
+    ctx: typer.Context,
+    at: ServeAt = ServeAt(),  # noqa: B008 (option groups: grouped() unpacks them)
+    where: Where = Where(),  # noqa: B008
+    load: ServeLoad = ServeLoad(),  # noqa: B008
     insecure_public: Annotated[
         bool, typer.Option("--insecure-public",
                            help="Serve beyond loopback without QA_API_TOKEN (anyone may ask).")
@@ -1045,32 +717,46 @@ def serve(
     with user_errors():
         from qa import serving
 
-        load = serving.Load(processes=workers or serving.cores(), queue=queue, timeout=timeout)
-        serving.serve_api(lambda: open_engine(ctx, docs, index), serving.Listen(host, port),
-                          load, serving.ApiOptions(max_body, show_paths, insecure_public),
-                          say=_say, warn=warn)
+        serving.serve_api(
+            lambda: open_engine(ctx, where.docs, where.index), serving.Listen(at.host, at.port),
+            serving.Load(processes=load.workers or serving.cores(), queue=load.queue,
+                         timeout=load.timeout),
+            serving.ApiOptions(load.max_body, show_paths, insecure_public), say=say, warn=warn)
+
+
+@dataclass
+class SlackAt(ServeAt):
+    """--host and --port, for --http."""
+
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port for --http (0: any free port).")
+    ] = 3000
+
+
+@dataclass
+class SlackLoad:
+    """--workers (threads), --queue, --timeout."""
+
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=64, help="Questions answered at once.")
+    ] = 2
+    queue: QueueOption = 16
+    timeout: TimeoutOption = 30.0
 
 
 @app.command()
+@grouped
 def slack(
     ctx: typer.Context,
     http: Annotated[
         bool, typer.Option("--http", help="Serve /slack/events over HTTP instead of Socket Mode.")
     ] = False,
-    host: HostOption = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="Port for --http (0: any free port).")
-    ] = 3000,
+    at: SlackAt = SlackAt(),  # noqa: B008 (option groups: grouped() unpacks them)
     top: Annotated[
         int, typer.Option("-k", "--top", min=1, max=10, help="Findings per answer.")
     ] = 3,
-    docs: DocsOption = None,
-    index: IndexOption = None,
-    workers: Annotated[
-        int, typer.Option("--workers", min=1, max=64, help="Questions answered at once.")
-    ] = 2,
-    queue: QueueOption = 16,
-    timeout: TimeoutOption = 30.0,
+    where: Where = Where(),  # noqa: B008
+    load: SlackLoad = SlackLoad(),  # noqa: B008
     scopes: Annotated[
         Path | None,
         typer.Option("--scopes", envvar="QA_SLACK_SCOPES", help="A TOML file of channel "
@@ -1090,12 +776,13 @@ def slack(
     with user_errors():
         from qa import serving
 
-        if not http and (host, port) != ("127.0.0.1", 3000):
+        if not http and (at.host, at.port) != ("127.0.0.1", 3000):
             warn("--host and --port only apply with --http; Socket Mode connects out to Slack")
-        load = serving.Load(threads=workers, queue=queue, timeout=timeout)
-        serving.serve_slack(lambda: open_engine(ctx, docs, index),
-                            serving.Listen(host, port) if http else None, load,
-                            serving.BotOptions(top, scopes), say=_say)
+        serving.serve_slack(
+            lambda: open_engine(ctx, where.docs, where.index),
+            serving.Listen(at.host, at.port) if http else None,
+            serving.Load(threads=load.workers, queue=load.queue, timeout=load.timeout),
+            serving.BotOptions(top, scopes), say=say)
 
 
 WatchJsonOption = Annotated[bool, typer.Option("--json", help="JSON output (JSON Lines for "

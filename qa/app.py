@@ -19,6 +19,7 @@ from index.store import Progress
 
 from .cite import article
 from .engine import Engine
+from .feedback import Feedback, Judged, feedback_path
 from .ranking import RankingConfig
 from .service import Busy as Busy
 from .service import Service as Service
@@ -247,6 +248,48 @@ def _delta(manifest: dict[str, Any]) -> dict[str, Any] | None:
     return {"articles": delta["documents"], "passages": delta["passages"],
             "removed_articles": delta["removed"]["documents"],
             "removed_passages": delta["removed"]["passages"], "bound": delta["bound"]}
+
+
+def export_fields(values: list[str] | None) -> dict[str, str] | None:
+    """``NAME=COLUMN`` pairs (``--field text=story_body``) as the export columns to read each
+    article field from; ValueError naming the fields for anything else."""
+    from index.formats import FIELDS
+
+    if not values:
+        return None
+    fields = {}
+    for value in values:
+        name, _, column = value.partition("=")
+        if name.strip() not in FIELDS or not column.strip():
+            raise ValueError(f"--field {value!r}: use NAME=COLUMN with NAME one of "
+                             f"{', '.join(FIELDS)}")
+        fields[name.strip()] = column.strip()
+    return fields
+
+
+def fetch(urls: list[str], paths: Paths, builder: Builder, *, feed: bool = False,
+          fetcher: Any = None) -> tuple[list[Any], Any]:
+    """Download ``urls`` (with ``feed``: every item link of those feeds) into ``paths.docs``
+    (robots.txt honoured; a URL that fails is a warning, the rest are kept), then update the
+    index over that folder. Returns the downloads and the update's report."""
+    from index.fetch import fetch as download
+
+    results = download(urls, paths.docs, feed=feed, warn=builder.warn, fetcher=fetcher)
+    saved = [r for r in results if r.path]
+    builder.notice(f"fetched {len(saved)} of {len(results)} page(s) into {paths.docs}")
+    return results, builder.run(paths.docs, paths.index, update=True)
+
+
+def judged(paths: Paths, since: str | None = None) -> list[Judged]:
+    """Readers' verdicts on the answers from the index at ``paths.index``, oldest first
+    (``since``: a date, only those on or after it); none when nothing was recorded."""
+    if not feedback_path(paths.index).exists():
+        return []
+    db = Feedback.of_index(paths.index)
+    try:
+        return list(db.judged(since))
+    finally:
+        db.close()
 
 
 def show(index: Path, source: str, embedder: Any = None) -> tuple[dict[str, Any], list[str]]:

@@ -3,8 +3,8 @@ import json
 
 from conftest import SEEDS, FakeEmbedder, word_count
 
-from cli import run_chat
 from index.pipeline import build_index
+from qa.chat import run_chat
 from qa.engine import Engine
 
 
@@ -29,7 +29,7 @@ def test_the_chat_history_is_private(tmp_path):
     import os
     import stat
 
-    from cli import chat_history
+    from qa.chat import chat_history
 
     old = tmp_path / "chat_history"
     old.write_text("earlier question\n")

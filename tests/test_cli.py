@@ -65,8 +65,8 @@ def test_no_args_shows_help():
 def test_wrapped_passages_keep_no_trailing_spaces():
     from rich.console import Console
 
-    from cli import render
     from qa.results import Answer, Citation, Highlight, Passage
+    from qa.terminal import render
 
     text = "The harbor ferry carried its first passengers in two years on Friday. " * 3
     text = text.strip()
