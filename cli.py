@@ -820,10 +820,12 @@ def tell_watches(engine: Engine, dry_run: bool = False, json_out: bool = False) 
         out.print(_line(f"Standing question #{finding.watch.id}:", "bold magenta",
                         f"{finding.watch.question} — {what}"), soft_wrap=True)
         render(finding.answer, out)
-    if checked.skipped in ("checked", "claimed", "no watches"):
+    if checked.skipped:
         note = {"checked": "no new or changed articles since the last check",
                 "claimed": "another qa process is checking this version",
-                "no watches": "no standing questions"}[checked.skipped]
+                "no watches": "no standing questions",
+                "not live": "another update replaced this version: checked with that one"
+                }[checked.skipped]
         _stderr().print(f"standing questions: {note}", soft_wrap=True)
         return
     sent = sum(t.status == "sent" for t in done.told)

@@ -344,7 +344,8 @@ class Check:
     articles: int = 0  # new or changed articles asked over
     watches: int = 0  # standing questions asked
     findings: list[Finding] = field(default_factory=list)
-    skipped: str | None = None  # why nothing was asked: "checked", "claimed", "no watches"
+    # Why nothing was asked: "checked", "claimed", "no watches", "not live" (replaced).
+    skipped: str | None = None
     seconds: float = 0.0
 
 
@@ -386,6 +387,11 @@ def check(engine: Engine, watches: Watches, *, owner: str | None = None,
     if store.get("checked") == version and not dry_run:
         result.skipped = "checked"
         return result
+    if not _live(engine):
+        # A server still on the version an update replaced: the new one is checked (by
+        # whoever switches first), never an older one after it.
+        result.skipped = "not live"
+        return result
     owner = owner or owner_id()
     if not dry_run and not store.claim(version, owner, alive):
         result.skipped = "claimed"
@@ -413,6 +419,15 @@ def check(engine: Engine, watches: Watches, *, owner: str | None = None,
         log.info("standing question #%d: a new finding in %s (finding %s)",
                  finding.watch.id, finding.answer.passages[0].citation.source, finding.id)
     return result
+
+
+def _live(engine: Engine) -> bool:
+    from index.store import current_version
+
+    try:
+        return current_version(engine.index_dir).name == engine.store.version.name
+    except QAError:
+        return False
 
 
 def _ask_all(engine: Engine, store: WatchStore, rows: Sequence[Watch], fresh: frozenset[str],

@@ -371,3 +371,20 @@ def test_watch_commands_have_help_with_an_example():
     for command in ("add", "list", "remove", "run"):
         result = runner.invoke(app, ["watch", command, "--help"])
         assert result.exit_code == 0 and "Example: qa watch" in result.stdout
+
+
+def test_a_version_already_replaced_is_not_checked(archive, receiver):
+    """A server still on the version an update replaced must not check it after the new
+    one: the articles that update changed would look new again."""
+    docs, index, embedder, update = archive
+    _add(index, embedder, webhook=receiver.url)
+    (docs / "zanzibar.txt").write_text(NEW_ARTICLE_TEXT)
+    old = update()
+    (docs / "wire.txt").write_text(WIRE_COPY)
+    update().close()
+    watches = Watches.of_index(index)
+    assert check(old, watches).skipped == "not live"
+    assert watches.store.get("checked") is not None and not receiver.posts
+    old.close()
+    assert len(_check(Engine(index, embedder=embedder)).check.findings) == 1
+    watches.close()
