@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from qa.engine import Engine
     from qa.filters import Filters
 
-__all__ = ["app", "main", "render", "safe", "warn"]
-
 app = typer.Typer(
     no_args_is_help=True,
     help="Ask a news archive questions; get passages with citations you can check.",
@@ -49,18 +47,11 @@ watch_app = typer.Typer(
 )
 app.add_typer(watch_app, name="watch")
 
-DocsOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--docs", envvar="QA_DOCS", help="Folder of article files (default: the project's seeds/)."
-    ),
-]
-IndexOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--index", envvar="QA_INDEX", help="Index directory (default: a cache folder per docs)."
-    ),
-]
+DocsOption = Annotated[Path | None, typer.Option(
+    "--docs", envvar="QA_DOCS", help="Folder of article files (default: the project's seeds/).")]
+IndexOption = Annotated[Path | None, typer.Option(
+    "--index", envvar="QA_INDEX", help="Index directory (default: a cache folder per docs).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 _stderr, _stdout, _line = stderr, stdout, labelled  # the names the watch commands print with
 
 
@@ -123,50 +114,28 @@ class Where:
     index: IndexOption = None
 
 
-RayOption = Annotated[
-    str | None,
-    typer.Option(
-        "--ray", metavar="ADDRESS",
-        help="Chunk and embed on a Ray cluster: its address (HEAD:6379), or 'auto' for the one "
-        "`ray start` made here. Needs pip install 'newsqa\\[ray]' on every node.",
-    ),
-]
-ShardsOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--shards", metavar="DIR",
-        help="With --ray: the nodes write what they embed to DIR as Parquet shards and this "
-        "machine assembles the index from them. DIR must be the same folder on every node (a "
-        "shared file system). A build that stops keeps its shards, and the next one with the "
-        "same DIR embeds only what they lack; a finished build removes them.",
-    ),
-]
-RetrainOption = Annotated[
-    bool,
-    typer.Option(
-        "--retrain",
-        help="Train the vector index afresh (when `qa index status` says its training is "
-        "stale); the vectors of unchanged passages are kept, nothing is re-embedded.",
-    ),
-]
-FieldOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--field", help="An export's column for an article field, e.g. --field text=story_body "
-        "(fields: text, title, url, date, author, publisher, id, language; dots reach nested "
-        "keys: publisher=source.name). Repeatable; kept for later updates."
-    ),
-]
-
-
 @dataclass
 class BuildFlags:
     """How an index is built: --field, --ray, --retrain, --shards."""
 
-    field: FieldOption = None
-    ray: RayOption = None
-    retrain: RetrainOption = False
-    shards: ShardsOption = None
+    field: Annotated[list[str] | None, typer.Option(
+        "--field", help="An export's column for an article field, e.g. --field text=story_body "
+        "(fields: text, title, url, date, author, publisher, id, language; dots reach nested "
+        "keys: publisher=source.name). Repeatable; kept for later updates.")] = None
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="ADDRESS",
+        help="Chunk and embed on a Ray cluster: its address (HEAD:6379), or 'auto' for the one "
+        "`ray start` made here. Needs pip install 'newsqa\\[ray]' on every node.")] = None
+    retrain: Annotated[bool, typer.Option(
+        "--retrain", help="Train the vector index afresh (when `qa index status` says its "
+        "training is stale); the vectors of unchanged passages are kept, nothing is "
+        "re-embedded.")] = False
+    shards: Annotated[Path | None, typer.Option(
+        "--shards", metavar="DIR",
+        help="With --ray: the nodes write what they embed to DIR as Parquet shards and this "
+        "machine assembles the index from them. DIR must be the same folder on every node (a "
+        "shared file system). A build that stops keeps its shards, and the next one with the "
+        "same DIR embeds only what they lack; a finished build removes them.")] = None
 
 
 def _builder(ctx: typer.Context, progress: Any = None, flags: BuildFlags | None = None
@@ -236,13 +205,10 @@ def index_update(ctx: typer.Context, where: Where, flags: BuildFlags) -> None:
 
 @index_app.command("status")
 def index_status(
-    ctx: typer.Context,
-    docs: DocsOption = None,
-    index: IndexOption = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    quick: Annotated[
-        bool, typer.Option("--quick", help="Skip hashing the index files (sizes still checked).")
-    ] = False,
+    ctx: typer.Context, docs: DocsOption = None, index: IndexOption = None,
+    json_out: JsonOption = False,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="Skip hashing the index files (sizes still checked).")] = False,
 ) -> None:
     """Show what the index holds and whether the docs changed since it was built.
 
@@ -272,21 +238,15 @@ def open_engine(
                             builder=_builder(ctx, progress), ranking=ranking)
 
 
-SourceOption = Annotated[
-    str | None,
-    typer.Option("--source", help="Only articles whose file name or outlet contains this."),
-]
-SinceOption = Annotated[
-    str | None, typer.Option("--since", help="Only articles dated on/after (YYYY-MM-DD).")
-]
-UntilOption = Annotated[
-    str | None, typer.Option("--until", help="Only articles dated on/before (YYYY-MM-DD).")
-]
-AsOfOption = Annotated[
-    str | None,
-    typer.Option("--as-of", help="Answer as of this date (YYYY[-MM[-DD]]): later articles are "
-                 "not used and recent ones near it are favoured (default: today)."),
-]
+SourceOption = Annotated[str | None, typer.Option(
+    "--source", help="Only articles whose file name or outlet contains this.")]
+SinceOption = Annotated[str | None, typer.Option(
+    "--since", help="Only articles dated on/after (YYYY-MM-DD).")]
+UntilOption = Annotated[str | None, typer.Option(
+    "--until", help="Only articles dated on/before (YYYY-MM-DD).")]
+AsOfOption = Annotated[str | None, typer.Option(
+    "--as-of", help="Answer as of this date (YYYY[-MM[-DD]]): later articles are not used and "
+    "recent ones near it are favoured (default: today).")]
 
 
 @dataclass
@@ -304,12 +264,8 @@ class Narrow:
         return make_filters(self.source, self.since, self.until, self.as_of or today())
 
 
-ShowWeakOption = Annotated[
-    bool,
-    typer.Option(
-        "--show-weak", help="Show the closest passages even when there is no confident answer."
-    ),
-]
+TopOption = Annotated[int, typer.Option("-k", "--top", min=1, max=100,
+                                        help="Passages to show.")]
 
 
 @app.command()
@@ -317,15 +273,14 @@ ShowWeakOption = Annotated[
 def ask(
     ctx: typer.Context,
     question: Annotated[str, typer.Argument(help='The question, or "-" to read one per line.')],
-    k: Annotated[int, typer.Option("-k", "--top", min=1, max=100, help="Passages to show.")] = 5,
+    k: TopOption = 5,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per question.")] = False,
     where: Where = Where(),  # noqa: B008 (an option group: grouped() unpacks it)
-    refresh: Annotated[
-        bool, typer.Option("--refresh", help="Update the index first if the docs changed "
-                     "(or this qa reads them differently).")
-    ] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Update the index first if the "
+                       "docs changed (or this qa reads them differently).")] = False,
     narrow: Narrow = Narrow(),  # noqa: B008
-    show_weak: ShowWeakOption = False,
+    show_weak: Annotated[bool, typer.Option("--show-weak", help="Show the closest passages "
+                         "even when there is no confident answer.")] = False,
 ) -> None:
     """Answer QUESTION with the best passages from the archive, each with its citation.
 
@@ -370,20 +325,16 @@ def ask(
 def fetch(
     ctx: typer.Context,
     urls: Annotated[list[str], typer.Argument(help="Page URLs (with --feed: feed URLs).")],
-    docs: Annotated[
-        Path | None,
-        typer.Option("--docs", envvar="QA_DOCS", help="Folder to save the pages in (required)."),
-    ] = None,
+    docs: Annotated[Path | None, typer.Option(
+        "--docs", envvar="QA_DOCS", help="Folder to save the pages in (required).")] = None,
     index: IndexOption = None,
-    feed: Annotated[
-        bool, typer.Option("--feed", help="The URLs are RSS/Atom feeds: fetch their items.")
-    ] = False,
+    feed: Annotated[bool, typer.Option(
+        "--feed", help="The URLs are RSS/Atom feeds: fetch their items.")] = False,
     timeout: Annotated[float, typer.Option(
         "--timeout", min=1,
         help="Seconds per URL in all: robots.txt, redirects and the whole download.")] = 20,
-    max_bytes: Annotated[
-        int, typer.Option("--max-bytes", min=1024, help="Largest page accepted.")
-    ] = 10 * 1024 * 1024,
+    max_bytes: Annotated[int, typer.Option(
+        "--max-bytes", min=1024, help="Largest page accepted.")] = 10 * 1024 * 1024,
 ) -> None:
     """Download pages into DOCS as .html (with a .fetch.json of where they came from), then
     update the index. robots.txt is honoured; a URL that fails is reported, the rest kept.
@@ -410,12 +361,10 @@ def fetch(
 def show(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="The article's source name, as citations give.")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    span: Annotated[
-        str | None, typer.Option("--span", help="START:END characters to mark (a citation's).")
-    ] = None,
-    docs: DocsOption = None,
-    index: IndexOption = None,
+    json_out: JsonOption = False,
+    span: Annotated[str | None, typer.Option(
+        "--span", help="START:END characters to mark (a citation's).")] = None,
+    docs: DocsOption = None, index: IndexOption = None,
 ) -> None:
     """Print an article as citations refer to it: metadata and the text whose offsets they
     give, so text[start:end] can be checked (the stored article text for HTML, exports, feeds
@@ -477,8 +426,7 @@ def feedback_list(
     since: FeedbackSinceOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON Lines, one verdict a line.")]
     = False,
-    docs: DocsOption = None,
-    index: IndexOption = None,
+    docs: DocsOption = None, index: IndexOption = None,
 ) -> None:
     """List the verdicts readers gave, newest last: when, 👍/👎, on which finding, the
     question, who and where.
@@ -517,13 +465,9 @@ def feedback_export(
 class EvalWhere:
     """--docs (default: beside the questions) and --index."""
 
-    docs: Annotated[
-        Path | None,
-        typer.Option(
-            "--docs", envvar="QA_DOCS",
-            help="Article folder (default: docs/ next to QUESTIONS if present, else seeds/).",
-        ),
-    ] = None
+    docs: Annotated[Path | None, typer.Option(
+        "--docs", envvar="QA_DOCS",
+        help="Article folder (default: docs/ next to QUESTIONS if present, else seeds/).")] = None
     index: IndexOption = None
 
 
@@ -532,14 +476,9 @@ class EvalRun:
     """What is scored: -k, --stage."""
 
     ks: Annotated[str, typer.Option("-k", help="Ranks to score, comma-separated.")] = "1,5,10"
-    stage: Annotated[
-        str,
-        typer.Option(
-            "--stage",
-            help="Ordering to measure: dense, bm25, fused (the score blend in use), rrf "
-            "(reciprocal-rank fusion, for comparison) or final (everything).",
-        ),
-    ] = "final"
+    stage: Annotated[str, typer.Option(
+        "--stage", help="Ordering to measure: dense, bm25, fused (the score blend in use), rrf "
+        "(reciprocal-rank fusion, for comparison) or final (everything).")] = "final"
 
 
 @dataclass
@@ -547,23 +486,19 @@ class EvalOutput:
     """How the report is shown: --json, --details, --missed."""
 
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False
-    details: Annotated[
-        bool, typer.Option("--details", help="With --json: every question's outcome.")
-    ] = False
-    show_missed: Annotated[
-        int, typer.Option("--missed", min=0, help="Missed questions to list (table view).")
-    ] = 20
+    details: Annotated[bool, typer.Option(
+        "--details", help="With --json: every question's outcome.")] = False
+    show_missed: Annotated[int, typer.Option(
+        "--missed", min=0, help="Missed questions to list (table view).")] = 20
 
 
 @dataclass
 class EvalNarrow(Narrow):
     """--source, --since, --until, and --as-of (default: each question's own date)."""
 
-    as_of: Annotated[
-        str | None,
-        typer.Option("--as-of", help="Answer every question as of this date (default: each "
-                     "question's own \"date\", none for questions without one)."),
-    ] = None
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="Answer every question as of this date (default: each question's own "
+        "\"date\", none for questions without one).")] = None
 
     def filters(self) -> Filters:
         from qa.filters import make_filters
@@ -581,10 +516,8 @@ def eval_command(
     where: EvalWhere = EvalWhere(),  # noqa: B008 (option groups: grouped() unpacks them)
     run: EvalRun = EvalRun(),  # noqa: B008
     output: EvalOutput = EvalOutput(),  # noqa: B008
-    sample_size: Annotated[
-        int | None,
-        typer.Option("--sample", min=1, help="Ask only N questions, spread evenly over the file."),
-    ] = None,
+    sample_size: Annotated[int | None, typer.Option(
+        "--sample", min=1, help="Ask only N questions, spread evenly over the file.")] = None,
     narrow: EvalNarrow = EvalNarrow(),  # noqa: B008
     ranking_file: Annotated[
         Path | None,
@@ -630,13 +563,8 @@ def eval_command(
 
 
 @app.command()
-def chat(
-    ctx: typer.Context,
-    k: Annotated[int, typer.Option("-k", "--top", min=1, max=100, help="Passages to show.")] = 5,
-    docs: DocsOption = None,
-    index: IndexOption = None,
-    as_of: AsOfOption = None,
-) -> None:
+def chat(ctx: typer.Context, k: TopOption = 5, docs: DocsOption = None,
+         index: IndexOption = None, as_of: AsOfOption = None) -> None:
     """An interactive session: the index is loaded once, then ask away.
 
     Commands: :k N (passages per answer), :json (toggle JSON), :help, :quit.
@@ -650,44 +578,34 @@ def chat(
         run_chat(engine, k, filters)
 
 
-HostOption = Annotated[
-    str,
-    typer.Option(
-        "--host", help="Interface to listen on: 127.0.0.1 is this machine only, 0.0.0.0 everyone."
-    ),
-]
-QueueOption = Annotated[
-    int, typer.Option("--queue", min=0, max=10_000,
-                      help="Questions that may wait for a worker; beyond that: 503 at once.")
-]
-TimeoutOption = Annotated[
-    float, typer.Option("--timeout", min=0.1, help="Seconds a question may wait and run.")
-]
+QueueOption = Annotated[int, typer.Option(
+    "--queue", min=0, max=10_000, help="Questions that may wait for a worker; beyond that: 503 "
+    "at once.")]
+TimeoutOption = Annotated[float, typer.Option(
+    "--timeout", min=0.1, help="Seconds a question may wait and run.")]
 
 
 @dataclass
 class ServeAt:
     """--host and --port."""
 
-    host: HostOption = "127.0.0.1"
-    port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="Port (0: any free port).")
-    ] = 8000
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on: 127.0.0.1 is this "
+                                      "machine only, 0.0.0.0 everyone.")] = "127.0.0.1"
+    port: Annotated[int, typer.Option(
+        "--port", min=0, max=65535, help="Port (0: any free port).")] = 8000
 
 
 @dataclass
 class ServeLoad:
     """--workers (processes), --queue, --timeout, --max-body."""
 
-    workers: Annotated[
-        int | None, typer.Option("--workers", min=1, max=64, help="Processes answering "
-                                 "questions, two at a time each (default: the machine's cores).")
-    ] = None
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, max=64, help="Processes answering questions, two at a time each "
+        "(default: the machine's cores).")] = None
     queue: QueueOption = 16
     timeout: TimeoutOption = 30.0
-    max_body: Annotated[
-        int, typer.Option("--max-body", min=256, help="Largest request body in bytes.")
-    ] = 64 * 1024
+    max_body: Annotated[int, typer.Option(
+        "--max-body", min=256, help="Largest request body in bytes.")] = 64 * 1024
 
 
 @app.command()
@@ -697,13 +615,11 @@ def serve(
     at: ServeAt = ServeAt(),  # noqa: B008 (option groups: grouped() unpacks them)
     where: Where = Where(),  # noqa: B008
     load: ServeLoad = ServeLoad(),  # noqa: B008
-    insecure_public: Annotated[
-        bool, typer.Option("--insecure-public",
-                           help="Serve beyond loopback without QA_API_TOKEN (anyone may ask).")
-    ] = False,
-    show_paths: Annotated[
-        bool, typer.Option("--show-paths", help="Put absolute server paths in responses.")
-    ] = False,
+    insecure_public: Annotated[bool, typer.Option(
+        "--insecure-public", help="Serve beyond loopback without QA_API_TOKEN (anyone may "
+        "ask).")] = False,
+    show_paths: Annotated[bool, typer.Option(
+        "--show-paths", help="Put absolute server paths in responses.")] = False,
 ) -> None:
     """Serve the search page at / and the HTTP API: POST /ask (the `ask --json` object),
     POST /feedback, GET /health, docs at /docs.
@@ -728,18 +644,16 @@ def serve(
 class SlackAt(ServeAt):
     """--host and --port, for --http."""
 
-    port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="Port for --http (0: any free port).")
-    ] = 3000
+    port: Annotated[int, typer.Option(
+        "--port", min=0, max=65535, help="Port for --http (0: any free port).")] = 3000
 
 
 @dataclass
 class SlackLoad:
     """--workers (threads), --queue, --timeout."""
 
-    workers: Annotated[
-        int, typer.Option("--workers", min=1, max=64, help="Questions answered at once.")
-    ] = 2
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, max=64, help="Questions answered at once.")] = 2
     queue: QueueOption = 16
     timeout: TimeoutOption = 30.0
 
@@ -748,21 +662,17 @@ class SlackLoad:
 @grouped
 def slack(
     ctx: typer.Context,
-    http: Annotated[
-        bool, typer.Option("--http", help="Serve /slack/events over HTTP instead of Socket Mode.")
-    ] = False,
+    http: Annotated[bool, typer.Option(
+        "--http", help="Serve /slack/events over HTTP instead of Socket Mode.")] = False,
     at: SlackAt = SlackAt(),  # noqa: B008 (option groups: grouped() unpacks them)
-    top: Annotated[
-        int, typer.Option("-k", "--top", min=1, max=10, help="Findings per answer.")
-    ] = 3,
+    top: Annotated[int, typer.Option(
+        "-k", "--top", min=1, max=10, help="Findings per answer.")] = 3,
     where: Where = Where(),  # noqa: B008
     load: SlackLoad = SlackLoad(),  # noqa: B008
-    scopes: Annotated[
-        Path | None,
-        typer.Option("--scopes", envvar="QA_SLACK_SCOPES", help="A TOML file of channel "
-                     "scopes: [channels.C0123ABCD] with source, since, until and k, used in "
-                     "that channel unless a question says otherwise."),
-    ] = None,
+    scopes: Annotated[Path | None, typer.Option(
+        "--scopes", envvar="QA_SLACK_SCOPES", help="A TOML file of channel scopes: "
+        "[channels.C0123ABCD] with source, since, until and k, used in that channel unless a "
+        "question says otherwise.")] = None,
 ) -> None:
     """Run the Slack bot: answers @mentions and DMs in their thread (and follow-ups in a
     thread it answered in, with the thread's earlier questions as context), /ask privately;
