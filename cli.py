@@ -10,7 +10,6 @@ import dataclasses
 import functools
 import inspect
 import json
-import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -708,48 +707,16 @@ def _watches(docs: Path | None, index: Path | None) -> Any:
 def tell_watches(engine: Engine, dry_run: bool = False, json_out: bool = False) -> None:
     """Check the standing questions over what an update added, send what is pending and
     print the new findings (the terminal is every watch's destination here)."""
-    from qa.feedback import Feedback
-    from qa.watch import Watches, destinations, run
+    from qa.app import check_watches
+    from qa.terminal import print_check
 
-    if not Watches.exists_for(engine.index_dir):
-        return
-    token = os.environ.get("SLACK_BOT_TOKEN", "").strip() or None
-    watches = Watches.of_index(engine.index_dir)
-    try:
-        tell = destinations(token, os.environ.get("SLACK_API_URL") or None,
-                            Feedback.of_index(engine.index_dir) if token else None)
-        done = run(engine, watches, tell, dry_run=dry_run)
-    finally:
-        watches.close()
-    out, checked = _stdout(), done.check
-    for finding in checked.findings:
-        if json_out:
-            print(json.dumps(finding.to_dict(), ensure_ascii=False), flush=True)
-            continue
-        what = "would be reported" if dry_run else "a new finding"
-        out.print(_line(f"Standing question #{finding.watch.id}:", "bold magenta",
-                        f"{finding.watch.question} — {what}"), soft_wrap=True)
-        render(finding.answer, out)
-    if checked.skipped:
-        note = {"checked": "no new or changed articles since the last check",
-                "claimed": "another qa process is checking this version",
-                "no watches": "no standing questions",
-                "not live": "another update replaced this version: checked with that one"
-                }[checked.skipped]
-        _stderr().print(f"standing questions: {note}", soft_wrap=True)
-        return
-    sent = sum(t.status == "sent" for t in done.told)
-    failed = [t for t in done.told if t.status == "failed"]
-    _stderr().print(
-        f"checked {checked.watches} standing question(s) over {checked.articles} new or changed"
-        f" article(s): {len(checked.findings)} new finding(s)"
-        + (f"; told {sent}" if done.told else "")
-        + (f", {len(failed)} failed (see the log)" if failed else "")
-        + (f"; {done.waiting} waiting for a process with SLACK_BOT_TOKEN (qa slack)"
-           if done.waiting else ""), soft_wrap=True, markup=False)
+    done = check_watches(engine, dry_run)
+    if done is not None:
+        print_check(done, dry_run, json_out)
 
 
 @watch_app.command("add")
+@grouped
 def watch_add(
     ctx: typer.Context,
     question: Annotated[str, typer.Argument(help="The standing question.")],
@@ -760,8 +727,7 @@ def watch_add(
     since: SinceOption = None,
     source: SourceOption = None,
     json_out: WatchJsonOption = False,
-    docs: DocsOption = None,
-    index: IndexOption = None,
+    where: Where = Where(),  # noqa: B008 (an option group: grouped() unpacks it)
 ) -> None:
     """Add a standing question. After every index update it is asked over the new and
     changed articles; a new finding is posted to --slack, POSTed to --webhook and printed by
@@ -777,8 +743,8 @@ def watch_add(
         make_filters(source, since)
         check_channel(slack)
         check_webhook(webhook)
-        engine = open_engine(ctx, docs, index)
-        watches = _watches(docs, index)
+        engine = open_engine(ctx, where.docs, where.index)
+        watches = _watches(where.docs, where.index)
         try:
             watch, answer = watches.add(question, slack=slack, webhook=webhook, since=since,
                                         source=source, via="cli", engine=engine)
@@ -808,22 +774,14 @@ def watch_list(json_out: WatchJsonOption = False, docs: DocsOption = None,
             rows, counts = watches.all(), watches.counts()
         finally:
             watches.close()
-    if json_out:
-        for watch in rows:
-            print(json.dumps({**watch.to_dict(), "findings": counts.get(watch.id, 0)},
-                             ensure_ascii=False))
-        return
-    if not rows:
-        _stdout().print("No standing questions (add one with qa watch add QUESTION).")
-        return
-    from rich.table import Table
+    if not json_out:
+        from qa.terminal import print_watches
 
-    table = Table("id", "question", "tells", "findings")
-    for w in rows:
-        tells = ", ".join(t for t in (w.slack and f"slack {w.slack}",
-                                      w.webhook and f"webhook {w.webhook}") if t) or "terminal"
-        table.add_row(str(w.id), safe(w.question), safe(tells), str(counts.get(w.id, 0)))
-    _stdout().print(table)
+        print_watches(rows, counts)
+        return
+    for watch in rows:
+        print(json.dumps({**watch.to_dict(), "findings": counts.get(watch.id, 0)},
+                         ensure_ascii=False))
 
 
 @watch_app.command("remove")

@@ -292,6 +292,24 @@ def judged(paths: Paths, since: str | None = None) -> list[Judged]:
         db.close()
 
 
+def check_watches(engine: Engine, dry_run: bool = False) -> Any:
+    """The standing questions checked over what the last update added and what is pending
+    sent (``qa.watch.run``: webhooks, and Slack when ``SLACK_BOT_TOKEN`` is set); None when
+    the index has no standing questions."""
+    from .watch import Watches, destinations, run
+
+    if not Watches.exists_for(engine.index_dir):
+        return None
+    token = os.environ.get("SLACK_BOT_TOKEN", "").strip() or None
+    watches = Watches.of_index(engine.index_dir)
+    try:
+        tell = destinations(token, os.environ.get("SLACK_API_URL") or None,
+                            Feedback.of_index(engine.index_dir) if token else None)
+        return run(engine, watches, tell, dry_run=dry_run)
+    finally:
+        watches.close()
+
+
 def show(index: Path, source: str, embedder: Any = None) -> tuple[dict[str, Any], list[str]]:
     """The article ``source`` names in the index at ``index``, as citations refer to it
     (``qa.cite.article``), with warnings (a text file changed since it was indexed)."""

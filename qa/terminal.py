@@ -376,3 +376,54 @@ def _print_by_age(report: Any) -> None:
         table.add_row(labels[key], str(group["questions"]),
                       *(f"{group['hit'][k]:.3f}" for k in report.ks), f"{group['mrr']:.3f}")
     stdout().print(table)
+
+
+# --- standing questions ------------------------------------------------------------------------
+
+SKIPPED = {"checked": "no new or changed articles since the last check",
+           "claimed": "another qa process is checking this version",
+           "no watches": "no standing questions",
+           "not live": "another update replaced this version: checked with that one"}
+
+
+def print_check(done: Any, dry_run: bool = False, json_out: bool = False) -> None:
+    """A check of the standing questions (``qa.watch.Run``): each new finding (JSON Lines
+    with ``json_out``), then what was checked and told on stderr."""
+    import json
+
+    out, checked = stdout(), done.check
+    for finding in checked.findings:
+        if json_out:
+            print(json.dumps(finding.to_dict(), ensure_ascii=False), flush=True)
+            continue
+        what = "would be reported" if dry_run else "a new finding"
+        out.print(labelled(f"Standing question #{finding.watch.id}:", "bold magenta",
+                           f"{finding.watch.question} — {what}"), soft_wrap=True)
+        render(finding.answer, out)
+    if checked.skipped:
+        stderr().print(f"standing questions: {SKIPPED[checked.skipped]}", soft_wrap=True)
+        return
+    sent = sum(t.status == "sent" for t in done.told)
+    failed = [t for t in done.told if t.status == "failed"]
+    stderr().print(
+        f"checked {checked.watches} standing question(s) over {checked.articles} new or changed"
+        f" article(s): {len(checked.findings)} new finding(s)"
+        + (f"; told {sent}" if done.told else "")
+        + (f", {len(failed)} failed (see the log)" if failed else "")
+        + (f"; {done.waiting} waiting for a process with SLACK_BOT_TOKEN (qa slack)"
+           if done.waiting else ""), soft_wrap=True, markup=False)
+
+
+def print_watches(rows: list[Any], counts: dict[int, int]) -> None:
+    """``qa watch list``: each standing question, where it tells, its findings so far."""
+    from rich.table import Table
+
+    if not rows:
+        stdout().print("No standing questions (add one with qa watch add QUESTION).")
+        return
+    table = Table("id", "question", "tells", "findings")
+    for w in rows:
+        tells = ", ".join(t for t in (w.slack and f"slack {w.slack}",
+                                      w.webhook and f"webhook {w.webhook}") if t) or "terminal"
+        table.add_row(str(w.id), safe(w.question), safe(tells), str(counts.get(w.id, 0)))
+    stdout().print(table)
