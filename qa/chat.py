@@ -7,11 +7,13 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from index.errors import QuestionError
 
+from .app import cache_root
 from .engine import Engine
 from .filters import Filters
 from .terminal import render, stdout, warn
@@ -20,10 +22,17 @@ HELP = ("[dim]:k N (1–100) passages, :json toggle JSON, :weak toggle weak answ
         "leave[/]")
 
 
+@dataclass
+class Settings:
+    k: int = 5  # passages per answer
+    json: bool = False  # JSON lines instead of rendered answers
+    weak: bool = False  # closest passages shown for refused answers
+
+
 def run_chat(engine: Engine, k: int, filters: Filters | None = None) -> None:
     """Read questions (and ``:`` commands) until ``:quit`` or the end of input; answer each."""
     out = stdout()
-    settings = {"k": k, "json": False, "weak": False}
+    settings = Settings(k)
     read = line_reader()
     out.print("[dim]Ask a question. :k N sets passages, :json toggles JSON, :quit leaves.[/]")
     while True:
@@ -38,30 +47,30 @@ def run_chat(engine: Engine, k: int, filters: Filters | None = None) -> None:
                 break
             continue
         try:
-            answer = engine.ask(line, k=settings["k"], filters=filters)
+            answer = engine.ask(line, k=settings.k, filters=filters)
         except QuestionError as error:
             warn(str(error))
             continue
-        if settings["json"]:
-            print(json.dumps(answer.to_dict(settings["weak"]), ensure_ascii=False), flush=True)
+        if settings.json:
+            print(json.dumps(answer.to_dict(settings.weak), ensure_ascii=False), flush=True)
         else:
-            render(answer, out, settings["weak"])
+            render(answer, out, settings.weak)
 
 
-def _command(line: str, settings: dict[str, Any], say: Callable[[str], None]) -> bool:
+def _command(line: str, settings: Settings, say: Callable[[str], None]) -> bool:
     """Apply a ``:`` command to ``settings``; False for ``:quit``."""
     command, _, arg = line.partition(" ")
     if command in ("q", "quit", "exit"):
         return False
     if command == "k" and arg.strip().isdigit() and 1 <= int(arg) <= 100:
-        settings["k"] = k = int(arg)
+        settings.k = k = int(arg)
         say(f"[dim]showing {k} passage{'' if k == 1 else 's'}[/]")
     elif command == "json":
-        settings["json"] = not settings["json"]
-        say(f"[dim]JSON output {'on' if settings['json'] else 'off'}[/]")
+        settings.json = not settings.json
+        say(f"[dim]JSON output {'on' if settings.json else 'off'}[/]")
     elif command == "weak":
-        settings["weak"] = not settings["weak"]
-        say(f"[dim]weak answers {'shown' if settings['weak'] else 'hidden'}[/]")
+        settings.weak = not settings.weak
+        say(f"[dim]weak answers {'shown' if settings.weak else 'hidden'}[/]")
     else:
         say(HELP)
     return True
@@ -90,8 +99,6 @@ def line_reader() -> Callable[[], str]:
     if sys.stdin.isatty() and sys.stdout.isatty():
         from prompt_toolkit import PromptSession
         from prompt_toolkit.history import FileHistory
-
-        from .app import cache_root
 
         history = chat_history(cache_root())
         session: PromptSession[str] = PromptSession(history=FileHistory(str(history)))
