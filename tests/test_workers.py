@@ -62,3 +62,20 @@ def test_every_process_answers_and_all_follow_an_update(processes):
         answer = service.ask("When did the Zanzibar ferry start running again?", k=3)
         assert answer.version == health["version"]
         assert "zanzibar" in {p.citation.source for p in answer.passages}
+
+
+def test_a_process_that_dies_is_replaced(processes):
+    import os
+    import signal
+
+    _, _, service = processes
+    before = {p["pid"] for p in service.health()["processes"]}
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    assert _wait_until(lambda: victim not in {p["pid"] for p in service.health()["processes"]}
+                       and all(p["running"] for p in service.health()["processes"]), 120)
+    after = {p["pid"] for p in service.health()["processes"]}
+    assert len(after) == 2 and victim not in after and after & before
+    answers = [service.ask(TAJI, k=3) for _ in range(4)]
+    assert all(a.answered for a in answers)
+    assert all(p["answered"] > 0 for p in service.health()["processes"])
