@@ -56,9 +56,12 @@ _stderr, _stdout, _line = stderr, stdout, labelled  # the names the watch comman
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn library errors into one line on stderr and exit code 1."""
+    """Turn library errors into one line on stderr and exit code 1. Ctrl-C (130) and SIGTERM
+    (143) end the command the same way, its cleanup run: a build stops its embedding worker
+    processes and leaves the index as it was."""
     from index.errors import QAError
 
+    previous = _raise_on_sigterm()
     try:
         yield
     except QAError as error:
@@ -67,8 +70,35 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         stderr().print("interrupted")
         raise typer.Exit(130) from None
+    except Terminated:
+        stderr().print("terminated")
+        raise typer.Exit(143) from None
     except BrokenPipeError:  # print() to a closed pipe (JSON output)
         quiet_exit()
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (raised in the main thread, so ``finally`` blocks run)."""
+
+
+def _raise_on_sigterm() -> Any:
+    """Make SIGTERM raise ``Terminated``; returns the handler it replaced (None when this is
+    not the main thread, where handlers cannot be set)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def grouped(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -522,7 +552,8 @@ def eval_command(
         Path | None,
         typer.Option(
             "--ranking", help="TOML file of ranking weights and thresholds to use instead of "
-            "the defaults (any subset of the keys `qa eval --json` reports under \"ranking\")."
+            "the defaults (any subset of the keys `qa eval --json` reports under \"ranking\"), "
+            "or a LightGBM ranking model written by `python -m benchmarks.fit`."
         ),
     ] = None,
 ) -> None:

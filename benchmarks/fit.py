@@ -68,7 +68,7 @@ def collect(index: Path, questions: Path) -> list[dict[str, Any]]:
         query = engine.embed_question(text)
         pool = engine.retrieve(text, query, 10, filters)
         if not pool:
-            rows.append(_row(q, np.zeros((0, len(learned.NAMES))), [], [], True))
+            rows.append(_row(q, np.zeros((0, len(learned.NAMES))), [], [], [], True))
             continue
         profile = analyse(text, engine.analyzer, q.date, config.half_life)
         ranked = prepare(profile, pool, archive, query, config)[: config.learned_depth]
@@ -79,15 +79,17 @@ def collect(index: Path, questions: Path) -> list[dict[str, Any]]:
                 and any(a in _fold(c.row.text) for a in answers) for c in ranked]
         answered, _, final = hand_order(profile, list(ranked), archive, config)
         order = {c.id: i for i, c in enumerate(c for c in final if c.kind != "byline")}
-        rows.append(_row(q, x, good, [order.get(c.id, 999) for c in ranked], answered))
+        rows.append(_row(q, x, good, [order.get(c.id, 999) for c in ranked],
+                         [c.document.id for c in ranked], answered))
     engine.close()
     return rows
 
 
-def _row(q: Any, x: np.ndarray, good: list[bool], shipped: list[int], answered: bool
-         ) -> dict[str, Any]:
+def _row(q: Any, x: np.ndarray, good: list[bool], shipped: list[int], docs: list[int],
+         answered: bool) -> dict[str, Any]:
     return {"id": q.id, "week": q.id[:8], "group": (sorted(q.sources) or [q.id])[0],
             "answerable": q.answerable, "x": x, "y": np.array(good, dtype=bool),
+            "docs": np.array(docs, dtype=np.int64),
             "shipped": np.array(shipped, dtype=np.float64), "shipped_answered": answered}
 
 
@@ -106,6 +108,21 @@ def metrics(rows: list[dict[str, Any]], score: Any) -> dict[str, float]:
     return {"hit1": sum(r == 0 for r in ranks) / n,
             "hit5": sum(r is not None and r < 5 for r in ranks) / n,
             "mrr": sum(1 / (r + 1) for r in ranks if r is not None) / n, "n": len(ranks)}
+
+
+def wrong_passage(rows: list[dict[str, Any]], score: Any) -> tuple[int, int]:
+    """(questions whose first passage is from an article with an answering passage but is
+    not that passage, questions whose first passage answers)."""
+    wrong = right = 0
+    for r in rows:
+        if not r["answerable"] or not len(r["y"]):
+            continue
+        top = int(np.argsort(-score(r), kind="stable")[0])
+        if r["y"][top]:
+            right += 1
+        elif r["y"][r["docs"] == r["docs"][top]].any():
+            wrong += 1
+    return wrong, right
 
 
 def shipped(row: dict[str, Any]) -> np.ndarray:
@@ -191,7 +208,7 @@ def main() -> None:
         sources["news-a"] = (args.news_a_index, bench / "news-a/questions.jsonl")
         sources["near-domain news"] = (args.news_a_index, ROOT / "docs/near_domain_news.jsonl")
     if args.seeds_index:
-        sources["seeds"] = (args.seeds_index, ROOT / "seeds/questions.jsonl")
+        sources["seeds"] = (args.seeds_index, args.shared / "eval/seed_questions.jsonl")
         for name in ("questions", "heldout"):
             sources[f"near-domain {name}"] = (args.seeds_index,
                                               ROOT / f"docs/near_domain_{name}.jsonl")
@@ -246,6 +263,11 @@ def main() -> None:
     for name in ("news-train", "squad-a"):
         print(report(f"{name} today's ranking, same folds", metrics(sets[name], shipped)))
         print(report(f"{name} learned, held out", held[name]))
+        for label, score in (("today", shipped), ("learned, held out", lambda r: scores.get(
+                r["id"], np.zeros(len(r["y"]))))):
+            wrong, right = wrong_passage(sets[name], score)
+            print(f"{'':34} {label}: right article first but not its answering passage "
+                  f"{wrong} (answering passage first {right})")
     model = fit(sets["news-train"] + sets["squad-a"], columns, params)
     print("\nwhole sets (fitted on news-train + squad-a):")
     for name, rows in sets.items():

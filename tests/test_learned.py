@@ -111,7 +111,7 @@ def test_the_shipped_model_loads_quickly_and_scores_every_feature_it_names():
     name = RankingConfig().model
     if not name:
         pytest.skip("the shipped ranking is the hand-weighted one")
-    learned.load.cache_clear()
+    learned._read.cache_clear()
     began = time.perf_counter()
     model = learned.load(name)
     loaded = time.perf_counter() - began
@@ -132,3 +132,45 @@ def test_a_model_file_that_is_not_one_is_a_clear_error(tmp_path):
                      "leaf_value=0.5\n\nend of trees\n")
     with pytest.raises(RankingConfigError, match="shoe_size"):
         learned.load(str(other))
+
+
+def _stump(tmp_path, feature, threshold, left, right):
+    """A one-split model in LightGBM's text format: ``left`` when ``feature`` ≤ ``threshold``."""
+    path = tmp_path / f"{feature}-{left}.txt"
+    path.write_text(
+        "tree\nversion=v4\nnum_class=1\nobjective=lambdarank\n"
+        f"feature_names={' '.join(learned.NAMES)}\n\nTree=0\nnum_leaves=2\nnum_cat=0\n"
+        f"split_feature={learned.NAMES.index(feature)}\nthreshold={threshold}\n"
+        f"decision_type=2\nleft_child=-1\nright_child=-2\nleaf_value={left} {right}\n"
+        "shrinkage=1\n\n\nend of trees\n")
+    return path
+
+
+def test_the_engine_orders_by_the_model_its_ranking_names(tmp_path):
+    from conftest import FakeEmbedder, fake_index
+
+    from qa.engine import Engine
+
+    _, index = fake_index(tmp_path)
+    question = "How many rockets landed at the Taji base?"
+
+    def first(path, **values):
+        config = RankingConfig.load(path)  # a model file is a ranking file too
+        assert config.model == str(path.resolve())
+        engine = Engine(index, embedder=FakeEmbedder(), ranking=config.updated(
+            {"min_learned": -1.0, "learned_depth": 100, **values}))
+        try:
+            return engine.ask(question, k=3)
+        finally:
+            engine.close()
+
+    hand = Engine(index, embedder=FakeEmbedder())
+    by_hand = hand.ask(question, k=3).passages[0].citation.start
+    hand.close()
+    # The seeds' only passage that starts in an article's first 60 characters (at 53) is first
+    # when the model scores the start of an article up, and not when it scores it down.
+    near, far = (_stump(tmp_path, "position", 4.11, a, b) for a, b in ((1, 0), (0, 1)))
+    assert first(near).passages[0].citation.start == 53 != by_hand
+    assert first(far).passages[0].citation.start != 53
+    refused = first(near, min_learned=1.5)  # above the best score the model can give
+    assert not refused.answered and refused.reason

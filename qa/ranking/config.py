@@ -108,9 +108,13 @@ class RankingConfig:
 
     @classmethod
     def load(cls, path: Path) -> RankingConfig:
-        """The defaults overridden by the keys of a TOML file (tables are flattened)."""
+        """The defaults overridden by the keys of a TOML file (tables are flattened), or
+        with ``model`` set to a LightGBM text model file (``python -m benchmarks.fit``)."""
         try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            text = Path(path).read_text(encoding="utf-8")
+            if text.startswith("tree\n"):
+                return cls(model=str(Path(path).resolve()))
+            data = tomllib.loads(text)
         except (OSError, UnicodeDecodeError) as error:
             raise RankingConfigError(f"cannot read {path} ({error}): pass a TOML file") from None
         except tomllib.TOMLDecodeError as error:

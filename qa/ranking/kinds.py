@@ -42,7 +42,7 @@ _HEAD = r"\b(?:which|what)\s+(?:[\w.’'-]+\s+){0,2}?(%s)s?\b"
 _ASKS_PLACE = re.compile(_HEAD % _PLACE_NOUNS + r"|^\s*where\b|\bin which\b(?! year)", re.I)
 _ASKS_PERSON = re.compile(
     r"^\s*(?:who|whom|whose)\b|\bwho\s+(?:is|was|has|had|will|became|won)\b"
-    r"|\bname of the (?:%s)\b|" % _PERSON_NOUNS + _HEAD % _PERSON_NOUNS, re.I
+    r"|\bname of the (?:" + _PERSON_NOUNS + r")\b|" + _HEAD % _PERSON_NOUNS, re.I
 )
 _ASKS_ORG = re.compile(_HEAD % _ORG_NOUNS, re.I)
 _ASKS_MONEY = re.compile(

@@ -272,18 +272,29 @@ def _pairs(block: str) -> list[tuple[str, str]]:
             if "=" in line]
 
 
-@cache
 def load(name: str) -> Model:
-    """The model ``name`` names: a file of this package's ``models/`` folder or a path."""
+    """The model ``name`` names: a file of this package's ``models/`` folder or a path (read
+    once per version of the file)."""
     packaged = resources.files("qa.ranking").joinpath("models", name)
     path = Path(str(packaged)) if packaged.is_file() else Path(name).expanduser()
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        stat = path.stat()
+    except OSError as error:
         raise RankingConfigError(
             f"cannot read the ranking model {name} ({error}): name a file of qa/ranking/models "
             "or a path to one written by `python -m benchmarks.fit`") from None
-    return Model(text, source=str(path))
+    return _read(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@cache
+def _read(path: str, mtime: int, size: int) -> Model:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise RankingConfigError(
+            f"cannot read the ranking model {path} ({error}): pass a file written by "
+            "`python -m benchmarks.fit`") from None
+    return Model(text, source=path)
 
 
 def scores(model: Model, profile: Profile, ranked: Sequence[Candidate], idf: Idf,
