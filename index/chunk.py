@@ -23,6 +23,12 @@ _ABBREVIATIONS = frozenset(
 )
 _BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)")
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
+# A "sentence" longer than this is a run of text with no sentence breaks (a dump, a log,
+# text without punctuation): it is cut into windows of at most this many characters, at
+# whitespace, before its word pieces are counted. A tokenizer call keeps an encoding of the
+# whole string (hundreds of bytes a word piece), so a 1,000,000-character line cost ~250 MB.
+LONG_SENTENCE = 10_000
+_LAST_SPACE = re.compile(r"\s(?=\S*$)")
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,40 @@ def _runs(text: str, segments: Sequence[Segment]) -> list[list[Segment]]:
     return runs
 
 
+def _count(count_tokens: Counter, text: str, spans: list[Span],
+           chars: int = 20 * LONG_SENTENCE) -> list[int]:
+    """``count_tokens`` of the spans' texts, in calls of at most ``chars`` characters (or one
+    span): a call's encodings all stay alive until it returns."""
+    counts: list[int] = []
+    i = 0
+    while i < len(spans):
+        j, size = i, 0
+        while j < len(spans) and (j == i or size + spans[j][1] - spans[j][0] <= chars):
+            size += spans[j][1] - spans[j][0]
+            j += 1
+        counts.extend(count_tokens([text[s:e] for s, e in spans[i:j]]))
+        i = j
+    return counts
+
+
+def _windows(text: str, span: Span, size: int = LONG_SENTENCE) -> list[Span]:
+    """``span`` itself, or when it is longer than ``size`` characters, consecutive pieces of
+    at most ``size`` characters each ending at whitespace where the window has any."""
+    start, end = span
+    if end - start <= size:
+        return [span]
+    out: list[Span] = []
+    while end - start > size:
+        space = _LAST_SPACE.search(text, start + size // 2, start + size)
+        cut = space.start() if space else start + size
+        if (piece := _trim(text, start, cut)) is not None:
+            out.append(piece)
+        start = cut
+    if (piece := _trim(text, start, end)) is not None:
+        out.append(piece)
+    return out
+
+
 def _split_long(text: str, span: Span, tokens: int, budget: int) -> list[Span]:
     """Cut a sentence longer than the budget at whitespace into roughly equal pieces."""
     start, end = span
@@ -126,11 +166,12 @@ def chunk_segments(
         sentences: list[Span] = []
         paragraph_start: set[int] = set()
         for segment in run:
-            spans = split_sentences(text, segment.start, segment.end)
+            spans = [piece for span in split_sentences(text, segment.start, segment.end)
+                     for piece in _windows(text, span)]
             if spans:
                 paragraph_start.add(len(sentences))
                 sentences.extend(spans)
-        counts = count_tokens([text[s:e] for s, e in sentences])
+        counts = _count(count_tokens, text, sentences)
         units: list[tuple[Span, int, bool]] = []
         for i, (span, n) in enumerate(zip(sentences, counts, strict=True)):
             if n <= max_tokens:

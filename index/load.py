@@ -36,8 +36,12 @@ def read_by_another(manifest: dict[str, Any]) -> bool:
     return manifest.get("reader_version") != READER_VERSION
 
 
-# Larger files are read but their text is capped: the index is for articles, not dumps.
-MAX_CHARS = 20_000_000
+# An article's text is cut at this many characters (with a warning): a news article has at
+# most a few hundred thousand (the benchmark archives' longest are cut at 100,000), and a
+# longer file is a dump or a runaway export, whose passages would take minutes to embed. Of a
+# text file only the bytes these characters can need are read (``_read_regular``), so a file
+# of any size costs the same memory; the rest is hashed, not kept.
+MAX_CHARS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -118,11 +122,31 @@ def find_files(docs_dir: Path, warn: Callable[[str], None] = lambda _: None) -> 
             continue
         seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
-            if name.startswith(".") or not _readable_name(name):
+        for name in sorted(files):
+            if name.startswith("."):
                 continue
-            found.append(Path(root) / name)
+            path = Path(root) / name
+            if _readable_name(name):
+                found.append(path)  # a loop among these is skipped when read, and recorded
+            elif _looping(path):  # a → b → a, whatever the names: told like a folder loop
+                warn(f"skipping {printable(str(path))}: symlink loop")
     return sorted(found)
+
+
+def _reason(error: OSError) -> str:
+    """Why a file could not be read, for a warning."""
+    if error.errno == errno.ELOOP:
+        return "symlink loop"
+    return error.strerror or str(error)
+
+
+def _looping(path: Path) -> bool:
+    """Whether ``path`` is a symbolic link that never reaches a file (ELOOP)."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        return error.errno == errno.ELOOP
+    return False
 
 
 def _readable_name(name: str) -> bool:
@@ -170,13 +194,22 @@ def source_names(paths: list[Path], docs_dir: Path) -> dict[Path, str]:
     }
 
 
-def _read_regular(path: Path) -> bytes:
-    """The bytes of a regular file; OSError for anything else (a FIFO would block forever)."""
+def _read_regular(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of a regular file (at most ``limit + 1`` of them: more than ``limit`` means
+    the file is longer); OSError for anything else (a FIFO would block forever)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file")
-        return f.read()
+        return f.read() if limit is None else f.read(limit + 1)
+
+
+def _decode(data: bytes, encoding: str, whole: bool) -> str:
+    """``data`` decoded; of a file's head (not ``whole``) a character cut at its end is left
+    out rather than an error."""
+    import codecs
+
+    return codecs.getincrementaldecoder(encoding)().decode(data, final=whole)
 
 
 def read_document(
@@ -194,26 +227,32 @@ def read_document(
         warn(f"skipping {printable(str(path))}: {reason}")
         skipped(Skipped(source, path, reason))
 
+    limit = 4 * MAX_CHARS + 4  # bytes enough for MAX_CHARS characters in any encoding
     try:
-        data = _read_regular(path)
+        data = _read_regular(path, limit)
+        whole = len(data) <= limit
+        # The file's hash is of all its bytes (updates compare it with file_sha256).
+        digest = hashlib.sha256(data).hexdigest() if whole else file_sha256(path)
+        size = len(data) if whole else os.stat(path).st_size
     except OSError as error:
-        skip(error.strerror or str(error))
+        skip(_reason(error))
         return None
     from .formats import sniff_encoding
 
+    data = data[:limit]
     encoding = "utf-8"
     unicode_bom = data.startswith((b"\xff\xfe", b"\xfe\xff"))  # UTF-16/32 hold NUL bytes
     if b"\x00" in data[:8192] and not unicode_bom:
         skip("binary file, not text")
         return None
     try:
-        text = data.decode("utf-8")
+        text = _decode(data, "utf-8", whole)
     except UnicodeDecodeError:
         # Old archives are often Windows-1252 or Latin-1 (sniffed, as for exports); check the
         # result still looks like text.
         encoding = sniff_encoding(data[: 1 << 20])
         try:
-            text = data.decode(encoding)
+            text = _decode(data, encoding, whole)
         except (UnicodeDecodeError, LookupError):
             encoding = "latin-1"  # every byte decodes
             text = data.decode(encoding)
@@ -222,18 +261,23 @@ def read_document(
             skip("not UTF-8 and not readable text")
             return None
         warn(f"{printable(str(path))} is not UTF-8: read it as {encoding}")
-    if len(text) > MAX_CHARS:
-        warn(
-            f"{printable(str(path))} has {len(text):,} characters: indexing only the first "
-            f"{MAX_CHARS:,}"
-        )
+    del data
+    if len(text) > MAX_CHARS or not whole:
+        warn(_cut_message(printable(str(path)), len(text) if whole else None, size))
         text = text[:MAX_CHARS]
     if not text.strip():
         skip("empty file")
         return None
-    digest = hashlib.sha256(data).hexdigest()
-    del data
     return Document(source, path, text, digest, encoding, file=source)
+
+
+def _cut_message(name: str, chars: int | None, size: int | None = None) -> str:
+    """The warning for an article cut at ``MAX_CHARS``: ``chars`` it has (None: more than a
+    read head holds; then the file's ``size`` in bytes)."""
+    length = f"{chars:,} characters" if chars is not None else \
+        f"more than {MAX_CHARS:,} characters ({size or 0:,} bytes)"
+    return (f"{name} has {length}, longer than a news article: indexing only the first "
+            f"{MAX_CHARS:,} (split it into one file per article to index all of it)")
 
 
 class Documents:
@@ -367,7 +411,10 @@ def _read_any(
         count = 0
         for article in reader(path, source, bad, **options):
             count += 1
-            text = article.text[:MAX_CHARS]
+            text = article.text
+            if len(text) > MAX_CHARS:
+                warn(_cut_message(f"{printable(str(path))} ({article.source})", len(text)))
+                text = text[:MAX_CHARS]
             yield Document(
                 source=article.source, path=path, text=text,
                 sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
@@ -378,7 +425,7 @@ def _read_any(
     except NoArticle as reason:
         skip(str(reason))
     except OSError as error:
-        skip(error.strerror or str(error))
+        skip(_reason(error))
     except Exception as error:  # a parser's own error for a file it cannot read
         skip(f"cannot be read as {path.suffix.lstrip('.')} ({type(error).__name__})")
 

@@ -80,6 +80,26 @@ def test_each_bad_file_warns_once_and_nothing_else_is_lost(messy, tmp_path):
     assert not docs_changes(messy, store.files)
 
 
+def test_a_file_symlink_loop_warns_like_a_folder_loop(tmp_path):
+    """a → b → a is neither a file nor a folder: each name gets the warning a folder loop
+    gets, whether or not it has an article's suffix (those are recorded as skipped too)."""
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    (docs / "a").symlink_to("b")
+    (docs / "b").symlink_to("a")
+    (docs / "c.txt").symlink_to("d.txt")
+    (docs / "d.txt").symlink_to("c.txt")
+    (docs / "sub").mkdir()
+    (docs / "sub" / "up").symlink_to("..")
+    warnings = []
+    report = _build(docs, tmp_path / "index", warnings)
+    assert sorted(warnings) == sorted(
+        f"skipping {docs / name}: symlink loop" for name in ["a", "b", "c.txt", "d.txt",
+                                                             "sub/up"])
+    assert report.skipped == ["c", "d"]
+    assert report.documents == len(list(SEEDS.glob("*.txt")))
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_unreadable_file_is_skipped_with_a_warning(tmp_path):
     docs = tmp_path / "docs"
@@ -100,10 +120,10 @@ def test_unreadable_file_as_root_is_simulated_by_a_read_error(tmp_path, monkeypa
     (docs / "locked.txt").write_text("Locked Story\n\nThis one fails to read.\n")
     real = load._read_regular
 
-    def read(path):
+    def read(path, *limit):
         if path.name == "locked.txt":
             raise PermissionError(13, "Permission denied", str(path))
-        return real(path)
+        return real(path, *limit)
 
     monkeypatch.setattr(load, "_read_regular", read)
     warnings = []
@@ -151,6 +171,59 @@ def test_oversized_file_is_capped_with_a_warning(tmp_path, monkeypatch):
     _build(docs, tmp_path / "index", warnings)
     assert any("indexing only the first 2,000" in w for w in warnings)
     assert max(p.end for p in Store(tmp_path / "index").all_passages()) <= 2_000
+
+
+BIG_BUILD = """
+import json, resource, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from conftest import FakeEmbedder
+from index.pipeline import build_index
+from index.store import Store
+
+warnings = []
+start = time.monotonic()
+report = build_index(Path(sys.argv[2]), Path(sys.argv[3]), embedder=FakeEmbedder(),
+                     warn=warnings.append)
+store = Store(Path(sys.argv[3]))
+lorem = next(d.id for d in store.documents.values() if d.source == "lorem")
+end = max(p.end for p in store.all_passages() if p.doc == lorem)
+store.close()
+print(json.dumps({"seconds": time.monotonic() - start, "documents": report.documents,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "lorem_end": end, "warnings": warnings}))
+"""
+
+
+def test_a_50_mb_line_without_sentence_breaks_indexes_in_bounded_time_and_memory(tmp_path):
+    """Issue 34: 50,000,000 characters of "lorem ipsum … " on one line beside the seeds. It
+    is cut to what a news article can be (1,000,000 characters, with a warning) and read in
+    bounded memory; the build (real tokenizer and pipeline, FakeEmbedder) must finish within
+    120 s and 600 MB. Before, it kept 20,000,000 characters, tokenized the one "sentence"
+    whole (2.9 GB) and made 71,598 passages (hours with the real model)."""
+    import subprocess
+    import sys
+
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    words = "lorem ipsum dolor sit amet consectetur "
+    (docs / "lorem.txt").write_text((words * (50_000_000 // len(words) + 1))[:50_000_000])
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", BIG_BUILD, str(SEEDS.parent / "tests"), str(docs),
+             str(tmp_path / "index")], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("indexing the 50 MB line took more than 120 s")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    print(f"50 MB line: {result['seconds']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB")
+    assert result["peak_rss_mb"] < 600
+    assert result["warnings"] == [
+        f"{docs / 'lorem.txt'} has more than 1,000,000 characters (50,000,000 bytes), longer "
+        "than a news article: indexing only the first 1,000,000 (split it into one file per "
+        "article to index all of it)"]
+    assert result["documents"] == len(list(SEEDS.glob("*.txt"))) + 1
+    assert 999_000 < result["lorem_end"] <= 1_000_000
 
 
 def test_fifo_added_later_does_not_hang_status_or_update(tmp_path):

@@ -70,3 +70,25 @@ def test_a_sentence_longer_than_the_budget_is_cut_at_whitespace():
     assert len(chunks) >= 6
     assert all(word_count([words[c.start:c.end]])[0] <= 50 for c in chunks)
     assert " ".join(words[c.start:c.end] for c in chunks) == words
+
+
+def test_a_line_without_sentence_breaks_is_counted_a_window_at_a_time():
+    """A 500,000-character "sentence" (issue 34: a tokenizer call keeps an encoding of all it
+    is given, and one such line cost gigabytes): no text the counter sees is longer than
+    LONG_SENTENCE, no call holds more than 20 of them, and the passages still cover the
+    line word for word within the budget."""
+    from index.chunk import LONG_SENTENCE
+
+    words = " ".join(f"lorem{i % 97}" for i in range(70_000))
+    calls = []
+
+    def counting(texts):
+        calls.append([len(t) for t in texts])
+        return word_count(texts)
+
+    chunks = chunk_segments(words, [Segment(0, len(words), "text")], counting, max_tokens=200)
+    assert len(words) > 500_000
+    assert max(max(call) for call in calls) <= LONG_SENTENCE
+    assert max(sum(call) for call in calls) <= 20 * LONG_SENTENCE
+    assert all(word_count([words[c.start:c.end]])[0] <= 200 for c in chunks)
+    assert " ".join(words[c.start:c.end] for c in chunks) == words
