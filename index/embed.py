@@ -249,25 +249,37 @@ class PoolEmbedder(Embedder):
             # spawn, not fork: the parent may hold onnxruntime or torch thread pools.
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_worker, initargs=(self.recipe,),
+                initializer=_start_worker, initargs=(self.recipe, os.getpid()),
             )
-            weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+            # Never closed (an owner's bug): stopped and waited for when this is collected
+            # or the interpreter exits.
+            weakref.finalize(self, _stop, self._pool)
         return self._pool
 
     def start(self) -> None:
         """Start the worker processes and load their models now (~1–3 s), rather than inside
         the first large ``embed`` call."""
+        from concurrent.futures.process import BrokenProcessPool
+
         if self._broken:
             return
         pool = self._executor()
-        for future in [pool.submit(_worker_embed, ["warm up"]) for _ in range(self.workers)]:
-            future.result()
+        futures = [pool.submit(_worker_embed, ["warm up"]) for _ in range(self.workers)]
+        try:
+            for future in futures:
+                future.result()
+        except BrokenProcessPool:  # as in ``embed``: this process embeds alone
+            self._pool = None
+            self._broken = True
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
-        """Stop the worker processes."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Stop the worker processes and wait for them (idempotent)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            _stop(pool)
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         return self._local.embed_batch(texts)
@@ -283,27 +295,36 @@ class PoolEmbedder(Embedder):
 
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        pool = self._executor()
-        futures = {}
-        for start in range(0, len(order), batch_size):
-            ids = order[start : start + batch_size]
-            futures[pool.submit(_worker_embed, [texts[i] for i in ids])] = ids
-        pending = dict(futures)
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        left = set(range(len(batches)))  # batches whose vectors are not written yet
+        futures: dict[Any, int] = {}
         try:
+            pool = self._executor()
+            for n, ids in enumerate(batches):
+                futures[pool.submit(_worker_embed, [texts[i] for i in ids])] = n
             for future in as_completed(futures):
-                ids = pending.pop(future)
-                vectors[ids] = future.result()
+                n = futures[future]
+                vectors[batches[n]] = future.result()
+                left.discard(n)
                 if progress is not None:
-                    progress(len(ids))
+                    progress(len(batches[n]))
         except BrokenProcessPool:
             # Workers could not start (e.g. a __main__ that spawn cannot re-import) or died:
             # finish in this process rather than lose the build.
             self._pool = None
             self._broken = True
-            for ids in pending.values():
-                vectors[ids] = self._local.embed_batch([texts[i] for i in ids])
+            for n in sorted(left):
+                vectors[batches[n]] = self._local.embed_batch([texts[i] for i in batches[n]])
                 if progress is not None:
-                    progress(len(ids))
+                    progress(len(batches[n]))
+        except BaseException:
+            # Ctrl-C, SIGTERM (the CLI raises for it) or an error, while batches are handed
+            # out or run: the workers stop before this goes on (left to the interpreter's
+            # exit, every queued batch would run first), so none outlives the process.
+            for future in futures:
+                future.cancel()
+            self.close()
+            raise
         finally:
             for future in futures:
                 future.cancel()
@@ -317,12 +338,35 @@ def _make_embedder(recipe: tuple[Any, ...], threads: int) -> Embedder:
     return OnnxEmbedder(Path(path), optimized=optimized, threads=threads)
 
 
+def _stop(pool: Any) -> None:
+    """Shut a process pool down: queued batches cancelled, the running ones finished (a
+    batch is a few passages), every worker joined."""
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 _WORKER: Embedder | None = None
 
 
-def _start_worker(recipe: tuple[Any, ...]) -> None:
+def _start_worker(recipe: tuple[Any, ...], parent: int) -> None:
+    import signal
+    import threading
+
     global _WORKER
+    # Ctrl-C signals the whole process group: the parent stops the pool. An interrupted
+    # worker would hand the interrupt back as a batch's result and carry on.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_without, args=(parent,), daemon=True).start()
     _WORKER = _make_embedder(recipe, threads=1)
+
+
+def _exit_without(parent: int) -> None:
+    """End this worker once its parent is gone (killed by SIGKILL, it could not stop the
+    pool): an orphan would wait for batches forever, holding the pool's semaphores."""
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _worker_embed(texts: list[str]) -> np.ndarray:

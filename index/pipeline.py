@@ -250,6 +250,13 @@ def _default_embedder(index_dir: Path) -> Any:
     return document_embedder(index_dir)
 
 
+def _close(embedder: Any) -> None:
+    """Stop the worker processes of an embedder this build made (``DocumentEmbedder``)."""
+    close = getattr(embedder, "close", None)
+    if close is not None:
+        close()
+
+
 def _default_counter() -> Counter:
     from .embed import count_tokens
 
@@ -463,6 +470,7 @@ def _write(
     # export.
     ensure_query_model(index_dir, _model_identity(embedder)[0], verify=True, cache=model_cache,
                        int8=embedder is None)
+    made = embedder is None  # then this build owns it, and its worker processes
     embedder = embedder or _default_embedder(index_dir)
     count_tokens = count_tokens or _default_counter()
     # Rows, vectors and keyword index go straight into the new version's folder (one
@@ -475,6 +483,8 @@ def _write(
         _record_unindexed(build, skipped, duplicates or [])
         cluster = (ray, index_dir / INT8_FILE, shards) if ray is not None else None
         embedded, nodes, used = _embed(embedder, build, progress, reuse, old_vectors, cluster)
+        if made:
+            _close(embedder)  # its workers' memory is not needed for the indexes
         del old_vectors, reuse
         manifest = _manifest(build, embedder, docs_dir, old.get("created") if old else None)
         manifest.update(extra or {})
@@ -490,6 +500,8 @@ def _write(
         version = store.write_version(index_dir, build, None, manifest, progress,
                                       trained=trained)
     finally:
+        if made:  # on every way out: an error, Ctrl-C, SIGTERM (the CLI raises there)
+            _close(embedder)
         build.db.close()
         shutil.rmtree(build.folder, ignore_errors=True)  # gone already once published
     report = Report(build.documents, build.passages, embedded, version=version, nodes=nodes)
@@ -585,6 +597,7 @@ def _write_delta(
         return None
     ensure_query_model(index_dir, _model_identity(embedder)[0], verify=True, cache=model_cache,
                        int8=embedder is None)
+    made = embedder is None
     embedder = embedder or _default_embedder(index_dir)
     count_tokens = count_tokens or _default_counter()
     tmp = store.new_version(index_dir)
@@ -630,6 +643,8 @@ def _write_delta(
         cluster = (ray, index_dir / INT8_FILE, shards) if ray is not None else None
         embedded, nodes, used = _embed(embedder, build, progress, reuse, old.load_vectors(),
                                        cluster)
+        if made:
+            _close(embedder)
         manifest = _manifest(build, embedder, docs_dir, old.manifest.get("created"))
         for key in ("duplicates", "reader_version", "problems"):
             if key in old.manifest:
@@ -653,6 +668,8 @@ def _write_delta(
             manifest["model"]["onnx"] = old.manifest["model"]["onnx"]
         version = store.write_delta_version(index_dir, build, old.version, manifest, progress)
     finally:
+        if made:
+            _close(embedder)
         build.db.close()
         shutil.rmtree(tmp, ignore_errors=True)  # gone already once published
     report = Report(live["documents"], live["passages"], embedded, version=version, nodes=nodes)
