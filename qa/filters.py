@@ -96,5 +96,18 @@ def make_filters(
     start, stop = parse_date(since, "since"), parse_date(until, "until")
     if start and stop and start > stop:
         raise QuestionError(f"--since {since} is after --until {until}: nothing can match")
-    return Filters(source.strip() if source and source.strip() else None, start, stop,
-                   parse_date(as_of, "as-of"))
+    source = _storable(source.strip()) if source and source.strip() else None
+    return Filters(source, start, stop, parse_date(as_of, "as-of"))
+
+
+def _storable(text: str) -> str:
+    """``text`` as UTF-8 can hold it, so SQLite can compare it: a file name's undecodable
+    bytes (surrogate escapes, from a command line) as the backslash escapes stored source
+    names have (``index.load.printable``), any other lone surrogate (JSON's ``"\\ud800"``)
+    as its escape; it then matches nothing."""
+    from index.load import printable
+
+    try:
+        return printable(text)
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")

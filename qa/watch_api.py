@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path as FastPath
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -94,7 +95,9 @@ def add_watch_routes(api: Any, service: Any, errors: dict[int | str, Any]) -> No
 
     @api.delete("/watches/{watch}", summary="Remove a standing question",
                 responses={404: errors.get(400, {})})
-    async def remove_watch(watch: int) -> Any:
+    async def remove_watch(
+        watch: Annotated[int, FastPath(ge=1, le=2**63 - 1)],  # SQLite's integers: 500 beyond
+    ) -> Any:
         try:
             removed = await run_in_threadpool(watches().remove, watch)
         except WatchError as error:

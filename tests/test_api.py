@@ -186,3 +186,14 @@ def test_the_api_holds_to_its_schema_for_any_input(server):
             case.call_and_validate(excluded_checks=[positive_data_acceptance])
 
         fuzz()
+
+
+def test_what_the_probes_found_is_not_a_500(server):
+    """scripts/probe_http.py found two 500s: a lone surrogate in the source filter (SQLite
+    cannot encode it) and a watch id beyond SQLite's 64-bit integers."""
+    body = b'{"question": "How many rockets landed?", "source": "\\ud800 Taji"}'
+    response = server.post("/ask", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200 and response.json()["passages"] == []
+    response = server.delete(f"/watches/{2**64}")
+    assert response.status_code == 422 and "watch" in response.json()["error"]
+    assert server.delete(f"/watches/{2**63 - 1}").status_code == 404
