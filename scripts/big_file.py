@@ -6,9 +6,11 @@
 The file is article prose (paragraphs of the squad-a bench articles, numbered so that no two
 passages are identical), written to a temp folder. Everything is the real pipeline — loading,
 cleaning, metadata, chunking with the model's tokenizer, sqlite, FAISS, BM25 — except that by
-default the vectors come from a hashing stand-in of the model's dimension: embedding 50 MB with
-the real model takes hours on two cores, and its memory does not grow with the file (it embeds
-fixed-size batches into a preallocated array). `--embedder real` uses the real model.
+default the vectors come from a hashing stand-in of the model's dimension: the real model's
+memory does not grow with the file (it embeds fixed-size batches into a preallocated array),
+and a file is cut at 1,000,000 characters anyway (``index.load.MAX_CHARS``, with a warning).
+`--embedder real` uses the real model. The script leaves its temp folder (named in its first
+line) for inspection.
 """
 
 from __future__ import annotations
