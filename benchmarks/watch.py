@@ -9,7 +9,8 @@ index itself is only read.
 ``news-a --work DIR``: an index of news-a's first 12 quiz weeks (its articles published up
 to week 12's last quiz date) built in DIR, each of the 128 quiz questions added as a
 standing question (its baseline: the 12-week archive), an update adding week 13's articles,
-one check as of week 13's quiz date. Reports how many of week 13's questions get a finding,
+one check as of week 13's quiz date (after a dry run without the whole-archive confirmation,
+for comparison). Reports how many of week 13's questions get a finding,
 how many of those hold the quiz's answer, and how many earlier weeks' questions are
 re-reported (and whether what is re-reported holds their old answer).
 """
@@ -142,9 +143,11 @@ def news_a(work: Path, build: bool = True) -> dict[str, Any]:
     update_index(docs, index)
     updated = time.perf_counter() - started
     engine = Engine(index)
+    unconfirmed = check(engine, watches, as_of=last, dry_run=True, confirm=False)
     result = check(engine, watches, as_of=last)
     engine.close()
     found = {f.watch.id: f for f in result.findings}
+    loose = {f.watch.id: f.answer.passages[0] for f in unconfirmed.findings}
     rows = []
     for q in questions:
         watch = by_id[q["id"]]
@@ -157,6 +160,9 @@ def news_a(work: Path, build: bool = True) -> dict[str, Any]:
             "answerable": any(_holds(a["text"], q["answers"]) for a in articles
                               if a["id"] in later),
             "highlight": passage.highlight.text if passage and passage.highlight else None,
+            "unconfirmed": loose[watch.id].citation.source if watch.id in loose else None,
+            "unconfirmed_holds": watch.id in loose and _holds(loose[watch.id].text,
+                                                              q["answers"]),
         })
     watches.close()
     new = [r for r in rows if r["week13"]]
@@ -168,10 +174,13 @@ def news_a(work: Path, build: bool = True) -> dict[str, Any]:
         "week13": {"questions": len(new), "answerable_from_week13": sum(r["answerable"]
                                                                        for r in new),
                    "with_finding": sum(bool(r["finding"]) for r in new),
-                   "finding_holds_answer": sum(r["holds_answer"] for r in new)},
+                   "finding_holds_answer": sum(r["holds_answer"] for r in new),
+                   "unconfirmed_with_finding": sum(bool(r["unconfirmed"]) for r in new),
+                   "unconfirmed_holds_answer": sum(r["unconfirmed_holds"] for r in new)},
         "earlier": {"questions": len(old), "re_reported": sum(bool(r["finding"]) for r in old),
                     "re_reported_holding_answer": sum(r["holds_answer"] for r in old),
-                    "answerable_from_week13": sum(r["answerable"] for r in old)},
+                    "answerable_from_week13": sum(r["answerable"] for r in old),
+                    "unconfirmed_re_reported": sum(bool(r["unconfirmed"]) for r in old)},
         "rows": rows,
     }
 

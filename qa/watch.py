@@ -372,10 +372,12 @@ def alive(owner: str, heartbeat: str) -> bool:
 
 
 def check(engine: Engine, watches: Watches, *, owner: str | None = None,
-          as_of: str | None = None, dry_run: bool = False) -> Check:
+          as_of: str | None = None, dry_run: bool = False, confirm: bool = True) -> Check:
     """Ask every watch over the articles new or changed since the last check of this index
     and record (then return) the new findings; ``dry_run`` records nothing. Costs nothing
-    when the version was checked already; another process's live claim on it skips it."""
+    when the version was checked already; another process's live claim on it skips it.
+    ``confirm`` (default) keeps a finding only if its article is among the whole archive's
+    top findings for the question now (``stands``)."""
     started = time.monotonic()
     store = watches.store
     version = engine.store.version.name
@@ -403,7 +405,7 @@ def check(engine: Engine, watches: Watches, *, owner: str | None = None,
                      engine.index_dir)
         result.articles = len(fresh)
         pending = _ask_all(engine, store, rows, fresh, as_of,
-                           lambda: store.heartbeat(owner))
+                           lambda: store.heartbeat(owner), confirm)
         result.watches = len(rows) if fresh else 0
         if not dry_run:
             written = set(store.record(version, owner, prints.tobytes(), pending))
@@ -430,8 +432,19 @@ def _live(engine: Engine) -> bool:
         return False
 
 
+def stands(engine: Engine, watch: Watch, passage: Passage, as_of: str | None) -> bool:
+    """Whether the whole archive, asked ``watch``'s question now, gives ``passage``'s article
+    among its top findings (first, or also reported by): a new article that passes the
+    threshold only among the new ones, below what the archive already says, is not news."""
+    answer = engine.ask(watch.question, k=CHECK_K, filters=watch.filters(None, as_of))
+    source = passage.citation.source
+    return any(source == p.citation.source or any(c.source == source for c in p.also)
+               for p in answer.passages)
+
+
 def _ask_all(engine: Engine, store: WatchStore, rows: Sequence[Watch], fresh: frozenset[str],
-             as_of: str | None, heartbeat: Callable[[], None]) -> list[NewFinding]:
+             as_of: str | None, heartbeat: Callable[[], None],
+             confirm: bool = True) -> list[NewFinding]:
     """Each watch asked over the ``fresh`` articles: its new finding, if any."""
     if not fresh:
         return []
@@ -455,6 +468,8 @@ def _ask_all(engine: Engine, store: WatchStore, rows: Sequence[Watch], fresh: fr
                    engine.store.manifest.get("docs_dir"))
         recorded = store.findings(watch.id)
         if any(r.id == row.id for r in recorded) or repeats(best, recorded, engine):
+            continue
+        if confirm and not stands(engine, watch, best, as_of):
             continue
         found.append(NewFinding(row, watch.targets))
     return found
