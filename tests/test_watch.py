@@ -388,3 +388,23 @@ def test_a_version_already_replaced_is_not_checked(archive, receiver):
     old.close()
     assert len(_check(Engine(index, embedder=embedder)).check.findings) == 1
     watches.close()
+
+
+def test_qa_fetch_checks_the_standing_questions_after_its_update(archive):
+    from test_fetch import Server, Site
+
+    docs, index, embedder, _ = archive
+    server = Server(("127.0.0.1", 0), Site)
+    Site.base = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        obj = {"embedder": embedder, "count_tokens": word_count}
+        where = ["--docs", str(docs), "--index", str(index)]
+        question = "When did the harbor ferry carry its first passengers?"
+        assert runner.invoke(app, ["watch", "add", question, *where], obj=obj).exit_code == 0
+        fetched = runner.invoke(app, ["fetch", f"{Site.base}/news/ferry.html", *where], obj=obj)
+        assert fetched.exit_code == 0, fetched.output
+        assert f"Standing question #1: {question} — a new finding" in fetched.stdout
+        assert "1 new finding(s)" in fetched.stderr
+    finally:
+        server.shutdown()
