@@ -51,7 +51,7 @@ GROUPS = {
 }
 
 
-def collect(index: Path, questions: Path) -> list[dict[str, Any]]:
+def collect(index: Path, questions: Path, depth: int | None = None) -> list[dict[str, Any]]:
     """Per question: its id, feature matrix, which candidates answer, today's positions."""
     from qa.engine import Engine, clean_question
     from qa.evaluate import _fold, _stem, load_questions
@@ -60,6 +60,7 @@ def collect(index: Path, questions: Path) -> list[dict[str, Any]]:
 
     engine = Engine(index)
     config = engine.ranking
+    depth = depth or config.learned_depth
     archive = engine._archive()
     rows = []
     for q in load_questions(questions):
@@ -71,7 +72,7 @@ def collect(index: Path, questions: Path) -> list[dict[str, Any]]:
             rows.append(_row(q, np.zeros((0, len(learned.NAMES))), [], [], [], True))
             continue
         profile = analyse(text, engine.analyzer, q.date, config.half_life)
-        ranked = prepare(profile, pool, archive, query, config)[: config.learned_depth]
+        ranked = prepare(profile, pool, archive, query, config)[:depth]
         x = learned.matrix(profile, ranked, learned.pool_of(
             profile, ranked, archive.idf, engine.analyzer, config))
         answers = [_fold(a) for a in q.answers]
@@ -143,13 +144,13 @@ def fit(rows: list[dict[str, Any]], columns: list[int], params: dict[str, Any]) 
 
 
 def folds_of(sets: dict[str, list[dict[str, Any]]], folds: int) -> dict[str, int]:
-    """Question id → fold: news-train by runs of consecutive weeks, squad-a by article."""
+    """Question key → fold: news-train by runs of consecutive weeks, squad-a by article."""
     fold = {}
     weeks = sorted({r["week"] for r in sets["news-train"]})
     for r in sets["news-train"]:
-        fold[r["id"]] = weeks.index(r["week"]) * folds // len(weeks)
+        fold[r["key"]] = weeks.index(r["week"]) * folds // len(weeks)
     for r in sets["squad-a"]:
-        fold[r["id"]] = int(hashlib.sha256(r["group"].encode()).hexdigest(), 16) % folds
+        fold[r["key"]] = int(hashlib.sha256(r["group"].encode()).hexdigest(), 16) % folds
     return fold
 
 
@@ -161,12 +162,12 @@ def cross_validate(sets: dict[str, list[dict[str, Any]]], fold: dict[str, int], 
     scores: dict[str, np.ndarray] = {}
     gains = np.zeros(len(columns))
     for k in range(folds):
-        model = fit([r for r in train_sets if fold[r["id"]] != k], columns, params)
+        model = fit([r for r in train_sets if fold[r["key"]] != k], columns, params)
         gains += model.booster_.feature_importance("gain") / folds
         for r in train_sets:
-            if fold[r["id"]] == k and len(r["x"]):
-                scores[r["id"]] = model.predict(r["x"][:, columns])
-    held = {name: metrics(sets[name], lambda r: scores.get(r["id"], np.zeros(0)))
+            if fold[r["key"]] == k and len(r["x"]):
+                scores[r["key"]] = model.booster_.predict(r["x"][:, columns])
+    held = {name: metrics(sets[name], lambda r: scores.get(r["key"], np.zeros(0)))
             for name in ("news-train", "squad-a")}
     return held, scores, gains
 
@@ -174,8 +175,8 @@ def cross_validate(sets: dict[str, list[dict[str, Any]]], fold: dict[str, int], 
 def threshold(sets: dict[str, list[dict[str, Any]]], scores: dict[str, np.ndarray],
               refuse: float) -> float:
     """The score under which ``refuse`` of the answerable questions' best passages fall."""
-    tops = [float(scores[r["id"]].max()) for name in ("news-train", "squad-a")
-            for r in sets[name] if r["answerable"] and r["id"] in scores]
+    tops = [float(scores[r["key"]].max()) for name in ("news-train", "squad-a")
+            for r in sets[name] if r["answerable"] and r["key"] in scores]
     return float(np.quantile(tops, refuse))
 
 
@@ -222,6 +223,9 @@ def main() -> None:
     print(f"features of {sum(len(r) for r in sets.values()):,} questions "
           f"in {time.perf_counter() - began:.0f} s")
 
+    for name, rows in sets.items():  # ids repeat within and across sets
+        for i, r in enumerate(rows):
+            r["key"] = f"{name}:{i}"
     fold = folds_of(sets, args.folds)
     names = list(learned.NAMES)
     every = list(range(len(names)))
@@ -264,7 +268,7 @@ def main() -> None:
         print(report(f"{name} today's ranking, same folds", metrics(sets[name], shipped)))
         print(report(f"{name} learned, held out", held[name]))
         for label, score in (("today", shipped), ("learned, held out", lambda r: scores.get(
-                r["id"], np.zeros(len(r["y"]))))):
+                r["key"], np.zeros(len(r["y"]))))):
             wrong, right = wrong_passage(sets[name], score)
             print(f"{'':34} {label}: right article first but not its answering passage "
                   f"{wrong} (answering passage first {right})")
@@ -272,15 +276,15 @@ def main() -> None:
     print("\nwhole sets (fitted on news-train + squad-a):")
     for name, rows in sets.items():
         if not any(r["answerable"] for r in rows):
-            tops = [model.predict(r["x"][:, columns]).max() for r in rows if len(r["x"])]
+            tops = [model.booster_.predict(r["x"][:, columns]).max() for r in rows if len(r["x"])]
             refused = sum(t < cut for t in tops) + sum(not len(r["x"]) for r in rows)
             today = sum(not r["shipped_answered"] for r in rows)
             print(f"{name:34} refused {refused}/{len(rows)} (today {today})")
             continue
         print(report(f"{name} today's ranking", metrics(rows, shipped)))
         print(report(f"{name} learned", metrics(
-            rows, lambda r: model.predict(r["x"][:, columns]) if len(r["x"]) else r["x"])))
-        tops = [model.predict(r["x"][:, columns]).max() if len(r["x"]) else -np.inf
+            rows, lambda r: model.booster_.predict(r["x"][:, columns]) if len(r["x"]) else r["x"])))
+        tops = [model.booster_.predict(r["x"][:, columns]).max() if len(r["x"]) else -np.inf
                 for r in rows if r["answerable"]]
         print(f"{'':34} answerable refused {sum(t < cut for t in tops)}/{len(tops)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

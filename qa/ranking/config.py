@@ -93,7 +93,7 @@ class RankingConfig:
     # best story passage answers when its score reaches ``min_learned`` (fitted with it).
     model: str = ""
     min_learned: float = 0.0
-    learned_depth: int = 30  # the best candidates by the hand score that the model re-orders
+    learned_depth: int = 100  # the best candidates by the hand score that the model re-orders
 
     # Passes over the ranked list.
     author_articles: int = 3  # articles whose bylines answer "who wrote …"

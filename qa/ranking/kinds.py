@@ -1,5 +1,5 @@
 """What kind of answer a question asks for (a person, a place, an organisation, a number, a
-date, money) and whether a sentence states one it does not already give.
+date, money, or any other name: "which US popstar …") and whether a sentence states one it does not already give.
 
 No tagger ships offline, so the kinds are read from the surface: a place is a country or US
 state named by name or by its people's adjective ("the Spanish government" states Spain), a
@@ -14,7 +14,7 @@ from functools import cache
 
 from . import places
 
-KINDS = ("person", "place", "org", "number", "date", "money")
+KINDS = ("person", "place", "org", "number", "date", "money", "name")
 
 _PERSON_NOUNS = (
     "person|man|woman|actor|actress|singer|rapper|musician|player|athlete|star|celebrity|"
@@ -54,6 +54,8 @@ _ASKS_NUMBER = re.compile(
     r"(?i)\bhow (?:many|much|old|long|tall|high|far|deep|big|large|fast)\b"
     r"|\bwhat (?:percentage|percent|number|share|age|proportion|fraction)\b"
 )
+# "Which …" of any other noun ("which US popstar", "which iconic venue"): a name.
+_ASKS_NAME = re.compile(r"\bwhich\b|\bwhat(?:'s|’s| is| was) the name\b", re.I)
 _ASKS_DATE = re.compile(
     r"(?i)^\s*when\b|\bwhen (?:did|does|do|will|is|was|were)\b"
     r"|\b(?:what|which) (?:year|month|day|date|decade|century)\b"
@@ -64,7 +66,8 @@ def asked(question: str) -> str | None:
     """The kind of answer ``question`` asks for (one of ``KINDS``), or None."""
     for kind, pattern in (("money", _ASKS_MONEY), ("number", _ASKS_NUMBER),
                           ("date", _ASKS_DATE), ("place", _ASKS_PLACE),
-                          ("person", _ASKS_PERSON), ("org", _ASKS_ORG)):
+                          ("person", _ASKS_PERSON), ("org", _ASKS_ORG),
+                          ("name", _ASKS_NAME)):
         if pattern.search(question):
             return kind
     return None
@@ -156,6 +159,12 @@ _DATE = re.compile(
 )
 
 
+def names(sentence: str, given: frozenset[str]) -> list[str]:
+    """The names ``sentence`` gives that the question (its casefolded words ``given``) does
+    not: runs of capitalised words after the sentence's first, joined ("Texas Rangers")."""
+    return [" ".join(run) for run in _names(sentence, given)]
+
+
 def _names(sentence: str, given: frozenset[str]) -> list[list[str]]:
     """Runs of capitalised words (after the sentence's first word) the question does not
     use: "… said Prime Minister Pedro Sánchez on …" → [["Prime", "Minister", "Pedro", …]]."""
@@ -199,4 +208,6 @@ def states(sentence: str, kind: str | None, given: frozenset[str],
         return _MONEY.search(sentence) is not None
     if kind == "date":
         return any(m.group().casefold() not in given for m in _DATE.finditer(sentence))
+    if kind == "name":
+        return bool(_names(sentence, given))
     return False

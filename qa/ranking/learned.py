@@ -51,6 +51,13 @@ class Pool:
     freshness: dict[int, int]  # article → rank by date among topical articles, 0 newest
     title_share: dict[int, float]  # article → share of the question's IDF mass in its title
     answer_sentence: dict[int, int] = field(default_factory=dict)  # candidate → sentence
+    # Candidate → how many other articles among the best ``SUPPORT_DEPTH`` passages name
+    # what its answering sentence names and the question does not (the most repeated).
+    support: dict[int, int] = field(default_factory=dict)
+    articles: int = 0  # articles among the best SUPPORT_DEPTH passages
+
+
+SUPPORT_DEPTH = 30
 
 
 def pool_of(profile: Profile, ranked: Sequence[Candidate], idf: Idf, analyzer: Analyzer,
@@ -80,6 +87,8 @@ def pool_of(profile: Profile, ranked: Sequence[Candidate], idf: Idf, analyzer: A
         if c.document.id not in titles:
             terms = set(analyzer.terms(c.document.title or ""))
             titles[c.document.id] = sum(w for t, w in weights.items() if t in terms) / total
+    answer_sentence = {c.id: best_sentence(c, profile, config) for c in stories}
+    support, articles = _support(profile, stories[:SUPPORT_DEPTH], answer_sentence)
     return Pool(
         best_fused=max((c.fused for c in stories), default=0.0),
         best_dense=max((c.dense for c in stories), default=0.0),
@@ -95,8 +104,27 @@ def pool_of(profile: Profile, ranked: Sequence[Candidate], idf: Idf, analyzer: A
         topical_newest=ages[dated[0]] if dated else UNDATED,
         freshness={d: i for i, d in enumerate(dated)},
         title_share=titles,
-        answer_sentence={c.id: best_sentence(c, profile, config) for c in stories},
+        answer_sentence=answer_sentence,
+        support=support,
+        articles=articles,
     )
+
+
+def _support(profile: Profile, top: Sequence[Candidate], answer_sentence: dict[int, int]
+             ) -> tuple[dict[int, int], int]:
+    """Per candidate, how many other articles of ``top`` name one of the new names of its
+    answering sentence (the best-supported name): news reports an answer in many stories."""
+    texts = [(c.document.id, c.row.text) for c in top]
+    support = {}
+    for c in top:
+        sentences = c.sentence_texts()
+        sentence = sentences[min(answer_sentence.get(c.id, c.best), len(sentences) - 1)]
+        best = 0
+        for name in set(kinds.names(sentence, profile.words)):
+            best = max(best, len({doc for doc, text in texts
+                                  if doc != c.document.id and name in text}))
+        support[c.id] = best
+    return support, len({doc for doc, _ in texts})
 
 
 def _age(c: Candidate, profile: Profile) -> float:
@@ -187,6 +215,10 @@ FEATURES: tuple[tuple[str, PoolFeature], ...] = (
     ("states_wanted", lambda c, p, pool: float(c.best in c.stating)),
     ("place", lambda c, p, pool: features.names_wanted_place(c, p)),
     ("outlet", lambda c, p, pool: features.names_outlet(c, p)),
+    ("names_new", lambda c, p, pool: float(features.names_new(_answer_text(c, pool), p.words))),
+    ("asks_name", lambda c, p, pool: float(p.asks_name)),
+    ("support", lambda c, p, pool: math.log1p(pool.support.get(c.id, 0))),
+    ("support_share", lambda c, p, pool: pool.support.get(c.id, 0) / max(pool.articles - 1, 1)),
 )
 NAMES = tuple(name for name, _ in FEATURES)
 
