@@ -93,7 +93,10 @@ def learned_order(
     profile: Profile, ranked: list[Candidate], archive: Archive, config: RankingConfig,
 ) -> tuple[bool, str | None, list[Candidate]]:
     """The learned ordering (``config.model``, see ``learned``): the model's score orders the
-    candidates and decides, against ``config.min_learned``, whether the best one answers."""
+    candidates. The archive answers when the hand score's confidence rule says so (as
+    ``hand_order``) and the model's best story passage reaches ``config.min_learned``."""
+    answered, reason = score.answers(profile, ranked, archive.vocabulary, archive.idf,
+                                     archive.known, archive.analyzer, config)
     head, tail = ranked[: config.learned_depth], ranked[config.learned_depth :]
     values = learned.scores(learned.load(config.model), profile, head, archive.idf,
                             archive.analyzer, config)
@@ -106,7 +109,8 @@ def learned_order(
     if profile.asks_author:
         ranked = passes.bylines(profile, ranked, archive.bylines, config)
     ranked = sorted(ranked, key=lambda c: (-c.score, c.id))
-    answered, reason = score.answers_learned(profile, ranked, archive.known, config)
+    if answered:
+        answered, reason = score.answers_learned(profile, ranked, config)
     return answered, reason, passes.ordering_scores(passes.captions(ranked))
 
 

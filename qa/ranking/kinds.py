@@ -1,5 +1,6 @@
 """What kind of answer a question asks for (a person, a place, an organisation, a number, a
-date, money, or any other name: "which US popstar …") and whether a sentence states one it does not already give.
+date, money, or any other name: "which US popstar …") and whether a sentence states one it
+does not already give.
 
 No tagger ships offline, so the kinds are read from the surface: a place is a country or US
 state named by name or by its people's adjective ("the Spanish government" states Spain), a

@@ -106,16 +106,12 @@ def answers(
 
 
 def answers_learned(
-    profile: Profile, ranked: Sequence[Candidate], known: Callable[[str], bool],
-    config: RankingConfig,
+    profile: Profile, ranked: Sequence[Candidate], config: RankingConfig,
 ) -> tuple[bool, str | None]:
-    """The learned ordering's refusal: not when the question names something no article
-    mentions; else when the best story passage's learned score reaches ``min_learned``
-    (fitted with the model so that answerable questions are rarely refused), or a byline
-    of the outlet a "who wrote the VOA story?" question names is among the results."""
-    unknown = features.unknown_names(profile, known)
-    if unknown:
-        return False, "the archive never mentions " + " or ".join(unknown)
+    """The learned ordering's own threshold, asked once ``answers`` says yes: the best story
+    passage's learned score reaches ``min_learned`` (fitted with the model so that few
+    answerable questions fall below it), or a byline of the outlet a "who wrote the VOA
+    story?" question names is among the results."""
     evidence = [c for c in ranked if c.kind != "byline"] or list(ranked)
     if evidence and evidence[0].score >= config.min_learned:
         return True, None
