@@ -771,14 +771,14 @@ def watch_add(
 
     with user_errors():
         standing_question(question)  # fail fast, before loading anything
-        make_filters(source, since)
+        filters = make_filters(source, since)
         check_channel(slack)
         check_webhook(webhook)
         engine = open_engine(ctx, where.docs, where.index)
         watches = _watches(where.docs, where.index)
         try:
-            watch, answer = watches.add(question, slack=slack, webhook=webhook, since=since,
-                                        source=source, via="cli", engine=engine)
+            watch, answer = watches.add(question, slack=slack, webhook=webhook,
+                                        filters=filters, via="cli", engine=engine)
         finally:
             watches.close()
             engine.close()
@@ -817,7 +817,8 @@ def watch_list(json_out: WatchJsonOption = False, docs: DocsOption = None,
 
 @watch_app.command("remove")
 def watch_remove(watch: Annotated[int, typer.Argument(help="The watch's id.")],
-                 docs: DocsOption = None, index: IndexOption = None) -> None:
+                 json_out: WatchJsonOption = False, docs: DocsOption = None,
+                 index: IndexOption = None) -> None:
     """Remove a standing question (and what was recorded for it).
 
     Example: qa watch remove 3
@@ -828,6 +829,9 @@ def watch_remove(watch: Annotated[int, typer.Argument(help="The watch's id.")],
             removed = watches.remove(watch)
         finally:
             watches.close()
+    if json_out:
+        print(json.dumps({"removed": removed.to_dict()}, ensure_ascii=False))
+        return
     _stdout().print(safe(f"removed standing question #{removed.id}: “{removed.question}”"),
                     soft_wrap=True, markup=False)
 

@@ -54,7 +54,7 @@ from index.watch_store import (
 )
 
 from .engine import clean_question
-from .filters import Filters, make_filters, today
+from .filters import Filters, today
 from .ranking.passes import near_duplicate
 from .results import Answer, Citation, Highlight, Passage
 
@@ -167,17 +167,18 @@ class Watches:
         return watches_path(index_dir).exists()
 
     def add(self, question: str, *, slack: str | None = None, webhook: str | None = None,
-            since: str | None = None, source: str | None = None, user: str | None = None,
-            via: str | None = None, engine: Engine | None = None,
+            filters: Filters | None = None, user: str | None = None, via: str | None = None,
+            engine: Engine | None = None,
             as_of: str | None = None) -> tuple[Watch, Answer | None]:
-        """Add a watch (validated as ``qa ask`` validates a question and its filters).
+        """Add a watch (its question validated as ``qa ask`` validates one; ``filters``:
+        from ``make_filters``, their ``source`` and ``since`` kept with it).
 
         With ``engine`` (the index as it is now) the archive's current answer (as of
         ``as_of``, default today) is returned and recorded as the watch's baseline: a later
         article repeating it is not news. The first watch also marks every article now in
         the index as seen."""
         text = standing_question(question)
-        filters = make_filters(source, since)
+        filters = filters or Filters()
         slack, webhook = check_channel(slack), check_webhook(webhook)
         first = not self.store.watches()
         row = self.store.add_watch(text, slack=slack, webhook=webhook, source=filters.source,

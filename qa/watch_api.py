@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from index.errors import QAError, QuestionError
 
+from .filters import make_filters
 from .watch import Watch, WatchError, Watches
 
 
@@ -70,8 +71,8 @@ def add_watch_routes(api: Any, service: Any, errors: dict[int | str, Any]) -> No
     def add(body: WatchRequest) -> tuple[Watch, bool]:
         with service.leased() as engine:
             watch, answer = watches().add(body.question, slack=body.slack,
-                                          webhook=body.webhook, since=body.since,
-                                          source=body.source, via="api", engine=engine)
+                                          webhook=body.webhook, via="api", engine=engine,
+                                          filters=make_filters(body.source, body.since))
         return watch, bool(answer and answer.answered)
 
     @api.post("/watches", status_code=201, responses=errors,

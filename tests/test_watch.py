@@ -16,6 +16,7 @@ from cli import app
 from index.errors import QuestionError
 from index.pipeline import update_index
 from qa.engine import Engine
+from qa.filters import make_filters
 from qa.watch import (
     Backoff,
     WatchError,
@@ -102,11 +103,11 @@ def archive(tmp_path):
 FAST = Webhook(timeout=2, backoff=Backoff(attempts=3, first=0.05))
 
 
-def _add(index, embedder, question=QUESTION, **where):
+def _add(index, embedder, question=QUESTION, since=None, **where):
     engine = Engine(index, embedder=embedder)
     watches = Watches.of_index(index)
     try:
-        return watches.add(question, engine=engine, **where)
+        return watches.add(question, engine=engine, filters=make_filters(since=since), **where)
     finally:
         engine.close()
         watches.close()
@@ -333,8 +334,8 @@ def test_the_cli_adds_lists_runs_and_removes(archive, receiver):
     assert len(receiver.delivered()) == 1
     table = runner.invoke(app, ["watch", "list", *where])
     assert QUESTION[:20] in table.stdout and "webhook" in table.stdout
-    removed = runner.invoke(app, ["watch", "remove", str(watch["id"]), *where])
-    assert removed.exit_code == 0 and "removed standing question" in removed.stdout
+    removed = runner.invoke(app, ["watch", "remove", str(watch["id"]), "--json", *where])
+    assert json.loads(removed.stdout)["removed"]["id"] == watch["id"]
     gone = runner.invoke(app, ["watch", "remove", str(watch["id"]), *where])
     assert gone.exit_code == 1 and "no standing question" in gone.stderr
 
