@@ -69,3 +69,41 @@ def test_two_servers_switch_versions_and_post_a_finding_once(real_index, tmp_pat
         for process, _, _ in servers:
             stop(process)
         receiver.close()
+
+
+def test_a_real_slack_bot_adds_a_watch_and_posts_its_finding(real_index, tmp_path):
+    import json
+    from urllib.parse import urlencode
+
+    from slack_mock import SlackMock, sign
+
+    secret, token = "signing-secret-7f1e2d3c4b5a", "xoxb-1234-5678-bottokenSECRET"
+    docs, index = tmp_path / "docs", tmp_path / "index"
+    shutil.copytree(real_index[0], docs)
+    shutil.copytree(real_index[1], index)
+    mock = SlackMock().start()
+    process, url, log = start_cli(
+        ["slack", "--http", "--port", "0", "--docs", str(docs), "--index", str(index)],
+        tmp_path, r"listening at (http://\S+)/slack/events",
+        env={"SLACK_BOT_TOKEN": token, "SLACK_SIGNING_SECRET": secret,
+             "SLACK_API_URL": mock.api_url})
+    try:
+        body = urlencode({"token": "legacy", "team_id": "T0QA", "channel_id": "CWATCH",
+                          "user_id": "UREPORTER", "command": "/ask",
+                          "text": f"watch {QUESTION}", "trigger_id": "trig",
+                          "response_url": mock.response_url("watch")})
+        response = httpx.post(f"{url}/slack/events", content=body, timeout=30, headers={
+            "Content-Type": "application/x-www-form-urlencoded", **sign(secret, body)})
+        assert response.status_code == 200
+        [reply] = mock.wait_for("response_url", path="/response/watch", timeout=60)
+        assert "Standing question #1 added" in json.dumps(reply.body)
+        (docs / "zanzibar.txt").write_text(NEW_ARTICLE_TEXT)
+        update_index(docs, index)
+        [post] = mock.wait_for("chat.postMessage", channel="CWATCH", timeout=60)
+        blocks = json.dumps(post.body["blocks"], ensure_ascii=False)
+        assert "standing question #1" in blocks and "started running again" in blocks
+        assert "vote_answer" in blocks
+        assert token not in log.read_text()
+    finally:
+        stop(process)
+        mock.stop()
