@@ -1,12 +1,15 @@
 """`qa serve --workers N`: requests per second and the cores the server's processes use, at 1,
 2, 4 and 8 concurrent clients, for each --workers given (default 1 and 2), on the seed index.
 
-Each client is a thread with its own keep-alive connection asking seed questions in turn, one
-at a time, for --seconds per step. Cores used is the CPU time (user + system) of the server
-process and its answering processes over a step, divided by the step's wall time, read from
-/proc (Linux). The clients run in this process, so they compete for the same cores.
+Every server is started first and stays up; the steps then run in rounds, each round asking
+every server in turn (the order reversed every other round), so a drift of the VM's speed
+falls on all of them alike; the table gives each figure's median over the rounds. A client
+is a thread with its own keep-alive connection asking seed questions in turn, one at a time.
+Cores used is the CPU time (user + system) of the server process and its answering processes
+over a step, divided by the step's wall time, read from /proc (Linux). The clients run in
+this process, so they compete for the same cores.
 
-    HF_HUB_OFFLINE=1 python -m benchmarks.workers --seconds 20
+    HF_HUB_OFFLINE=1 python -m benchmarks.workers --seconds 10 --rounds 3
 """
 
 from __future__ import annotations
@@ -114,7 +117,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", default="1,2", help="--workers values to compare")
     parser.add_argument("--clients", default="1,2,4,8")
-    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--docs", type=Path, default=ROOT / "seeds")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="qa-workers-"))
@@ -125,24 +129,35 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "cli", "index", "build", "--docs", str(docs),
                     "--index", str(index)], cwd=ROOT, env=env, check=True,
                    stderr=subprocess.DEVNULL)
-    print(f"# qa serve --workers — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, {args.seconds:g} s a step")
-    print("| --workers | clients | req/s | cores used | p50 ms | errors |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    counts = [int(w) for w in args.workers.split(",")]
+    servers = {}
     try:
-        for workers in [int(w) for w in args.workers.split(",")]:
+        for workers in counts:
             server, url = start(workers, docs, index, env, work / f"serve-{workers}.log")
-            try:
-                pids = [server.pid, *children(server.pid)]
-                step(url, 2, 3, pids)  # warm: every process has answered
-                for clients in [int(c) for c in args.clients.split(",")]:
-                    r = step(url, clients, args.seconds, pids)
-                    print(f"| {workers} | {clients} | {r['rps']:.1f} | {r['cores']:.2f} | "
-                          f"{r['p50']:.0f} | {r['errors']:.0f} |", flush=True)
-            finally:
-                server.terminate()
-                server.wait(30)
+            servers[workers] = (server, url, [server.pid, *children(server.pid)])
+            step(url, 2, 3, servers[workers][2])  # warm: every process has answered
+        print(f"# qa serve --workers — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+              f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; median of "
+              f"{args.rounds} rounds of {args.seconds:g} s")
+        print("| clients | " + " | ".join(f"--workers {w}: req/s | cores | p50 ms"
+                                         for w in counts) + " |")
+        print("| --- |" + " --- | --- | --- |" * len(counts))
+        for clients in [int(c) for c in args.clients.split(",")]:
+            runs: dict[int, list[dict[str, float]]] = {w: [] for w in counts}
+            for n in range(args.rounds):
+                for workers in counts if n % 2 == 0 else counts[::-1]:
+                    _, url, pids = servers[workers]
+                    runs[workers].append(step(url, clients, args.seconds, pids))
+            cells = []
+            for workers in counts:
+                rps, cores, p50 = (statistics.median(r[key] for r in runs[workers])
+                                   for key in ("rps", "cores", "p50"))
+                cells.append(f"{rps:.1f} | {cores:.2f} | {p50:.0f}")
+            print(f"| {clients} | " + " | ".join(cells) + " |", flush=True)
     finally:
+        for server, _, _ in servers.values():
+            server.terminate()
+            server.wait(30)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
