@@ -18,6 +18,9 @@
    of ``--refuse`` of news-train's and squad-a's answerable questions falls.
 4. The chosen model, fitted on every question, is written to ``--out`` (LightGBM's text
    format; ``qa.ranking.learned.Model`` reads it) with the threshold and fold figures printed.
+   ``qa eval --ranking OUT`` (or a TOML with ``model`` and ``min_learned``) runs it; copied to
+   ``qa/ranking/models/`` and named by ``RankingConfig.model`` it becomes what every front end
+   uses — only when it wins held out.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ SHARED = ROOT.parent / "shared"
 PARAMS = {"objective": "lambdarank", "learning_rate": 0.05, "subsample": 0.8,
           "subsample_freq": 1, "colsample_bytree": 0.8, "lambdarank_truncation_level": 10,
           "verbose": -1, "n_jobs": 2}
-GRID = {"num_leaves": (7, 15, 31), "n_estimators": (100, 250, 500), "min_child_samples": (50,)}
+GRID = {"num_leaves": (7, 15), "n_estimators": (200, 400), "min_child_samples": (50,)}
 # Features dropped together in the drop-one measure (see ``qa.ranking.learned.FEATURES``).
 GROUPS = {
     "time": ("age", "behind_newest", "freshness", "recency", "recent_cue", "other_time"),
@@ -47,6 +50,7 @@ GROUPS = {
                          "article_rank"),
     "relative scores": ("fused_gap", "dense_gap", "sentence_gap", "similar_gap",
                         "dense_rank", "keyword_rank"),
+    "answer support": ("support", "support_share", "names_new", "asks_name"),
     "hand score": ("hand",),
 }
 
@@ -195,7 +199,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--refuse", type=float, default=0.01,
                         help="share of answerable training questions the threshold refuses")
-    parser.add_argument("--out", type=Path, default=ROOT / "qa/ranking/models/news.txt")
+    parser.add_argument("--out", type=Path, default=Path("news-ranking.txt"),
+                        help="the model file (qa eval --ranking takes it)")
     parser.add_argument("--cache", type=Path, help="keep the collected features here (pickle)")
     parser.add_argument("--no-select", action="store_true", help="skip the feature drop-one")
     args = parser.parse_args()

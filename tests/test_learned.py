@@ -1,7 +1,5 @@
 """The learned ordering: answer kinds, pool features, and the tree model read from LightGBM."""
 
-import time
-
 import numpy as np
 import pytest
 from test_ranking import ANALYZER, CONFIG, candidate, two_sentences
@@ -105,19 +103,6 @@ def test_the_tree_model_scores_as_lightgbm_does(tmp_path):
     probe[::7, 2] = 0.0
     assert ours.names == learned.NAMES
     np.testing.assert_allclose(ours.predict(probe), model.booster_.predict(probe), atol=1e-9)
-
-
-def test_the_shipped_model_loads_quickly_and_scores_every_feature_it_names():
-    name = RankingConfig().model
-    if not name:
-        pytest.skip("the shipped ranking is the hand-weighted one")
-    learned._read.cache_clear()
-    began = time.perf_counter()
-    model = learned.load(name)
-    loaded = time.perf_counter() - began
-    assert set(model.names) <= set(learned.NAMES) and len(model.trees) > 10
-    assert model.predict(np.zeros((3, len(model.names)))).shape == (3,)
-    print(f"shipped model: {len(model.trees)} trees loaded in {loaded * 1000:.1f} ms")
 
 
 def test_a_model_file_that_is_not_one_is_a_clear_error(tmp_path):

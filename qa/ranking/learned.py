@@ -4,11 +4,13 @@
 the question's whole candidate list says: the best scores, each article's best passage, the
 newest article on the topic), so a score is relative to its competitors as the model was
 taught. The model is fitted by ``python -m benchmarks.fit`` on news-train and squad-a
-(docs/EVALUATION.md) and ships as LightGBM's own text format in ``qa/ranking/models/``.
+(docs/EVALUATION.md) in LightGBM's own text format; ``RankingConfig.model`` names it (a file
+of ``qa/ranking/models/`` or a path). The default is the hand-weighted sum: the fitted model
+did not beat it held out (EVALUATION.md).
 
 ``Model`` reads that text file and evaluates its trees with NumPy: importing LightGBM costs
-~3 s here (it imports scikit-learn), evaluating ~300 small trees over 100 candidates well
-under a millisecond. A test checks it against ``lightgbm.Booster.predict``.
+~3 s here (it imports scikit-learn); reading a 200-tree model takes ~12 ms and scoring 100
+candidates ~2.4 ms. A test checks it against ``lightgbm.Booster.predict``.
 """
 
 from __future__ import annotations
@@ -233,12 +235,14 @@ def matrix(profile: Profile, ranked: Sequence[Candidate], pool: Pool,
 
 
 class Model:
-    """A LightGBM text model's trees, evaluated with NumPy (sum of the trees' leaf values)."""
+    """A LightGBM text model's trees, evaluated with NumPy (sum of the trees' leaf values).
+
+    Every tree's nodes sit in one set of arrays, so a prediction walks all trees of all rows
+    a level at a time: as many NumPy steps as the deepest tree is deep."""
 
     def __init__(self, text: str, source: str = "model"):
         self.source = source
         self.names: tuple[str, ...] = ()
-        self.trees: list[tuple[np.ndarray, ...]] = []
         try:
             self._parse(text)
         except (ValueError, IndexError, KeyError) as error:
@@ -253,50 +257,56 @@ class Model:
 
     def _parse(self, text: str) -> None:
         blocks = text.split("\nTree=")
-        header = dict(_pairs(blocks[0]))
-        self.names = tuple(header["feature_names"].split())
+        self.names = tuple(dict(_pairs(blocks[0]))["feature_names"].split())
+        self.bias = 0.0
+        columns: dict[str, list[np.ndarray]] = {k: [] for k in (
+            "feature", "threshold", "decision", "left", "right", "leaves", "roots")}
+        nodes = leaves = 0
         for block in blocks[1:]:
-            block = block.split("\nend of trees")[0]
-            values = dict(_pairs(block))
-            leaves = np.array(values["leaf_value"].split(), dtype=np.float64)
+            values = dict(_pairs(block.split("\nend of trees")[0]))
+            leaf = np.array(values["leaf_value"].split(), dtype=np.float64)
             if int(values["num_leaves"]) == 1:
-                self.trees.append((leaves,))
+                self.bias += float(leaf[0])
                 continue
             if int(values.get("num_cat", "0")):
                 raise ValueError("categorical splits are not supported")
-            self.trees.append((
-                leaves,
-                np.array(values["split_feature"].split(), dtype=np.int64),
-                np.array(values["threshold"].split(), dtype=np.float64),
-                np.array(values["decision_type"].split(), dtype=np.int64),
-                np.array(values["left_child"].split(), dtype=np.int64),
-                np.array(values["right_child"].split(), dtype=np.int64),
-            ))
+            for key in ("left", "right"):  # children: internal ≥ 0, leaf i as -(i + 1)
+                child = np.array(values[f"{key}_child"].split(), dtype=np.int64)
+                columns[key].append(np.where(child >= 0, child + nodes, child - leaves))
+            columns["feature"].append(np.array(values["split_feature"].split(), dtype=np.int64))
+            columns["threshold"].append(np.array(values["threshold"].split(), dtype=np.float64))
+            columns["decision"].append(np.array(values["decision_type"].split(), dtype=np.int64))
+            columns["leaves"].append(leaf)
+            columns["roots"].append(np.array([nodes]))
+            nodes += len(columns["feature"][-1])
+            leaves += len(leaf)
+        joined = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64)
+                  for k, v in columns.items()}
+        self.feature, self.threshold = joined["feature"], joined["threshold"]
+        self.left, self.right = joined["left"], joined["right"]
+        self.leaves, self.roots = joined["leaves"].astype(np.float64), joined["roots"]
+        self.missing = (joined["decision"] >> 2) & 3  # 0 none, 1 zero, 2 NaN
+        self.default_left = (joined["decision"] & 2) > 0
+        self.trees = len(self.roots) + (self.bias != 0.0)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """The model's score of each row of ``x`` (columns in ``self.names`` order)."""
-        out = np.zeros(len(x), dtype=np.float64)
-        for tree in self.trees:
-            if len(tree) == 1:
-                out += tree[0][0]
-                continue
-            leaves, feature, threshold, decision, left, right = tree
-            node = np.zeros(len(x), dtype=np.int64)
-            active = np.ones(len(x), dtype=bool)
-            rows = np.arange(len(x))
-            while active.any():
-                at = node[active]
-                value = x[rows[active], feature[at]]
-                kind = (decision[at] >> 2) & 3
-                default_left = (decision[at] & 2) > 0
-                nan = np.isnan(value)
-                value = np.where(nan & (kind != 2), 0.0, value)
-                missing = (nan & (kind == 2)) | ((kind == 1) & (np.abs(value) <= 1e-35))
-                go_left = np.where(missing, default_left, value <= threshold[at])
-                node[active] = np.where(go_left, left[at], right[at])
-                active = node >= 0
-            out += leaves[~node]
-        return out
+        x = np.asarray(x, dtype=np.float64)
+        node = np.broadcast_to(self.roots, (len(x), len(self.roots))).copy()
+        row = np.broadcast_to(np.arange(len(x))[:, None], node.shape)
+        while True:
+            inner = node >= 0
+            if not inner.any():
+                break
+            at = node[inner]
+            value = x[row[inner], self.feature[at]]
+            kind = self.missing[at]
+            nan = np.isnan(value)
+            value = np.where(nan & (kind != 2), 0.0, value)
+            missing = (nan & (kind == 2)) | ((kind == 1) & (np.abs(value) <= 1e-35))
+            go_left = np.where(missing, self.default_left[at], value <= self.threshold[at])
+            node[inner] = np.where(go_left, self.left[at], self.right[at])
+        return self.bias + self.leaves[~node].sum(axis=1)
 
 
 def _pairs(block: str) -> list[tuple[str, str]]:
