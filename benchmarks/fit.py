@@ -37,7 +37,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
-PARAMS = {"objective": "lambdarank", "learning_rate": 0.05, "subsample": 0.8,
+PARAMS: dict[str, Any] = {"objective": "lambdarank", "learning_rate": 0.05, "subsample": 0.8,
           "subsample_freq": 1, "colsample_bytree": 0.8, "lambdarank_truncation_level": 10,
           "verbose": -1, "n_jobs": 2}
 GRID = {"num_leaves": (7, 15), "n_estimators": (200, 400), "min_child_samples": (50,)}
