@@ -249,7 +249,7 @@ class Model:
             raise RankingConfigError(
                 f"{source} is not a LightGBM text model ({error}): pass a file written by "
                 "`python -m benchmarks.fit`") from None
-        unknown = sorted(set(self.names) - set(NAMES))
+        unknown: list[str] = sorted(set(self.names) - set(NAMES))
         if unknown:
             raise RankingConfigError(
                 f"{source} uses features this qa does not compute ({', '.join(unknown)}): "
