@@ -18,6 +18,7 @@ from index.lexical import Analyzer
 from . import places
 from .candidate import Candidate
 from .config import RankingConfig
+from .kinds import CAPITALISED, NOT_NAMES
 from .profile import Profile, Wanted, times
 
 Idf = Callable[[str], float]
@@ -301,22 +302,12 @@ def best_sentence(c: Candidate, profile: Profile, config: RankingConfig) -> int:
     )
 
 
-_CAPITALISED = re.compile(r"(?<![\w’'])[A-Z][\w’'.&-]*")
-# Capitalised words that name nobody: days, months, and words that open a clause.
-_NOT_NAMES = frozenset(
-    "monday tuesday wednesday thursday friday saturday sunday january february march april "
-    "may june july august september october november december the a an i he she it they we "
-    "this that these those but and or in on at for of to by as if when while after before mr "
-    "mrs ms dr".split()
-)
-
-
 def names_new(sentence: str, given: frozenset[str]) -> bool:
     """Whether ``sentence`` names someone or something that the question (its casefolded
     words ``given``) does not: a capitalised word after the sentence's first, not a day, a
     month or a word that opens a clause."""
-    for match in _CAPITALISED.finditer(sentence):
+    for match in CAPITALISED.finditer(sentence):
         word = match.group().rstrip(".’'").casefold()
-        if match.start() and word not in _NOT_NAMES and word not in given:
+        if match.start() and word not in NOT_NAMES and word not in given:
             return True
     return False

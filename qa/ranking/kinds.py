@@ -130,14 +130,17 @@ def countries(text: str) -> frozenset[str]:
     return frozenset(found)
 
 
-_CAPITALISED = re.compile(r"(?<![\w’'])[A-Z][\w’'.&-]*")
-_ACRONYM = re.compile(r"(?<![\w])[A-Z][A-Z0-9&]{1,6}(?![\w])")
-_NOT_NAMES = frozenset(
+CAPITALISED = re.compile(r"(?<![\w’'])[A-Z][\w’'.&-]*")
+# Capitalised words that name nobody: days, months, and words that open a clause.
+NOT_NAMES = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday january february march april "
     "may june july august september october november december the a an i he she it they we "
     "this that these those but and or in on at for of to by as if when while after before mr "
-    "mrs ms dr his her its their our my new".split()
+    "mrs ms dr".split()
 )
+# ... and words that open a name's run without being part of it ("His Excellency", "New").
+_RUN_BREAKS = NOT_NAMES | {"his", "her", "its", "their", "our", "my", "new"}
+_ACRONYM = re.compile(r"(?<![\w])[A-Z][A-Z0-9&]{1,6}(?![\w])")
 _ORG_WORDS = re.compile(
     r"\b(?:Inc|Corp|Corporation|Co|Company|Group|Bank|Airlines?|Motors|Holdings|Ltd|LLC"
     r"|Association|Agency|Council|Party|Union|University|Institute|Foundation|Department"
@@ -171,10 +174,10 @@ def _names(sentence: str, given: frozenset[str]) -> list[list[str]]:
     use: "… said Prime Minister Pedro Sánchez on …" → [["Prime", "Minister", "Pedro", …]]."""
     runs: list[list[str]] = []
     last_end = -2
-    for match in _CAPITALISED.finditer(sentence):
+    for match in CAPITALISED.finditer(sentence):
         word = match.group().rstrip(".’'")
         folded = word.casefold()
-        if not match.start() or folded in _NOT_NAMES:
+        if not match.start() or folded in _RUN_BREAKS:
             last_end = -2
             continue
         if folded in given:
