@@ -22,7 +22,8 @@ import typer
 from qa.terminal import labelled, progress_bars, quiet_exit, render, safe, say, stderr, stdout, warn
 
 if TYPE_CHECKING:
-    from qa.app import Builder, Paths
+    from index.ingest.builder import Builder
+    from qa.app import Paths
     from qa.engine import Engine
     from qa.filters import Filters
 
@@ -167,28 +168,42 @@ class BuildFlags:
         "same DIR embeds only what they lack; a finished build removes them.")] = None
 
 
-def _builder(ctx: typer.Context, progress: Any = None, flags: BuildFlags | None = None
-             ) -> Builder:
-    """How this command builds an index. ``ctx.obj`` may pass an ``embedder`` and a
+def _builder(ctx: typer.Context, progress: Any = None, flags: BuildFlags | None = None,
+             model: str | None = None) -> Builder:
+    """How this command builds an index (``model``: the sentence-transformers model to build
+    with, a folder or a hub name). ``ctx.obj`` may pass an ``embedder`` and a
     ``count_tokens`` in (tests run the CLI over a small fake model that way)."""
-    from qa.app import Builder, export_fields
+    from index.ingest.builder import Builder, export_fields
+    from index.ingest.job import BuildOptions
+    from index.models.spec import describe
+    from qa.app import cache_root
 
     deps = ctx.obj if isinstance(ctx.obj, dict) else {}
-    builder = Builder(embedder=deps.get("embedder"), count_tokens=deps.get("count_tokens"),
-                      progress=progress or (lambda stage, done, total: None), warn=warn,
-                      notice=say)
+    options = BuildOptions(embedder=deps.get("embedder"), count_tokens=deps.get("count_tokens"),
+                           progress=progress or (lambda stage, done, total: None), warn=warn,
+                           model_cache=cache_root() / "models",
+                           model=describe(model) if model is not None else None)
     if flags is not None:
         try:
-            builder.fields = export_fields(flags.field)
+            fields = export_fields(flags.field)
         except ValueError as error:
             raise typer.BadParameter(str(error)) from None
-        builder.ray, builder.retrain, builder.shards = flags.ray, flags.retrain, flags.shards
-    return builder
+        options = dataclasses.replace(options, fields=fields, ray=flags.ray,
+                                      retrain=flags.retrain, shards=flags.shards)
+    return Builder(options, notice=say)
+
+
+ModelOption = Annotated[str | None, typer.Option(
+    "--model", metavar="NAME_OR_PATH",
+    help="The sentence-transformers model to embed with: a local folder, or a Hugging Face "
+    "hub name (downloaded where there is a network). Default: all-MiniLM-L6-v2, installed "
+    "with qa. The index records it; questions and updates use it.")]
 
 
 @index_app.command("build")
 @grouped
-def index_build(ctx: typer.Context, where: Where, flags: BuildFlags) -> None:
+def index_build(ctx: typer.Context, where: Where, flags: BuildFlags,
+                model: ModelOption = None) -> None:
     """Build the index from scratch over every article in DOCS (a folder, or one file).
 
     Reads .txt/.md, HTML pages, JSON Lines/CSV exports, RSS/Atom feeds and WARC crawls (and
@@ -202,6 +217,9 @@ def index_build(ctx: typer.Context, where: Where, flags: BuildFlags) -> None:
     With --retrain only the vector index's training is redone (when `qa index status` says it
     is stale): the vectors of unchanged passages are kept.
 
+    With --model the articles are embedded by another sentence-transformers model (a folder,
+    or a hub name); the index names it, and questions and updates use it.
+
     Example: qa index build --docs seeds/   (on a Ray cluster: --ray HEAD:6379, and
     --shards /mnt/shared/qa-shards to keep what the nodes embed if the build stops)
     """
@@ -209,7 +227,7 @@ def index_build(ctx: typer.Context, where: Where, flags: BuildFlags) -> None:
 
     with user_errors(), progress_bars() as progress:
         paths = _paths(where.docs, where.index)
-        report = _builder(ctx, progress, flags).run(paths.docs, paths.index)
+        report = _builder(ctx, progress, flags, model).run(paths.docs, paths.index)
     print_built(report, paths.index)
 
 
@@ -218,7 +236,7 @@ def index_build(ctx: typer.Context, where: Where, flags: BuildFlags) -> None:
 def index_update(ctx: typer.Context, where: Where, flags: BuildFlags) -> None:
     """Bring the index in line with DOCS, embedding only new or changed passages.
 
-    Builds the index when there is none. An index built with another model cannot be updated.
+    Builds the index when there is none. The index keeps the model it was built with.
 
     Example: qa index update --docs seeds/
     """
@@ -263,8 +281,8 @@ def open_engine(
     from qa.app import open_engine as open_archive
 
     with progress_bars() as progress:
-        return open_archive(_paths(docs, index), refresh=refresh,
-                            builder=_builder(ctx, progress), ranking=ranking)
+        return open_archive(_paths(docs, index), _builder(ctx, progress), refresh=refresh,
+                            ranking=ranking)
 
 
 SourceOption = Annotated[str | None, typer.Option(
@@ -371,17 +389,17 @@ def fetch(
     Example: qa fetch https://example.com/news/story.html --docs archive/
     """
     from index.errors import QAError
-    from index.fetch import Fetcher
-    from qa.app import fetch as fetch_pages
+    from index.ingest.fetch import Fetcher
     from qa.terminal import print_embedded
 
     with user_errors():
         if docs is None:
             raise QAError("pass --docs DIR: the folder to save the pages in (and index)")
         with progress_bars() as progress:
-            _, report = fetch_pages(urls, _paths(docs, index), _builder(ctx, progress),
-                                    feed=feed,
-                                    fetcher=Fetcher(timeout=timeout, max_bytes=max_bytes))
+            paths = _paths(docs, index)
+            _, report = _builder(ctx, progress).fetch(
+                urls, paths.docs, paths.index, feed=feed,
+                fetcher=Fetcher(timeout=timeout, max_bytes=max_bytes))
         print_embedded(report)
     _after_update(ctx, docs, index)
 

@@ -28,7 +28,8 @@ SHARED = ROOT.parent / "shared"
 WORKER = """
 import json, resource, sys, threading, time
 import numpy as np
-from index.pipeline import build_index
+from index.ingest.job import BuildOptions
+from index.ingest.pipeline import build_index
 
 class StandIn:
     name, dimension = "stand-in", 384
@@ -54,7 +55,7 @@ def sample():
 threading.Thread(target=sample, daemon=True).start()
 start = time.perf_counter()
 embedder = None if sys.argv[3] == "real" else StandIn()
-report = build_index(sys.argv[1], sys.argv[2], embedder=embedder)
+report = build_index(sys.argv[1], sys.argv[2], BuildOptions(embedder=embedder))
 print(json.dumps({"documents": report.documents, "passages": report.passages,
                   "seconds": time.perf_counter() - start,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

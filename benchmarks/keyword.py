@@ -36,7 +36,7 @@ folder = Path(folder)
 texts = [line.rstrip("\n") for line in open(passages_file, encoding="utf-8")]
 extra = texts[:5000]  # the "1,000 new articles": 5,000 more passages
 questions = [json.loads(l)["question"] for l in open(questions_file)]
-from index.lexical import Analyzer
+from index.storage.lexical import Analyzer
 analyzer = Analyzer()
 
 def disk(path):
@@ -44,7 +44,7 @@ def disk(path):
 
 start = time.perf_counter()
 if engine == "bm25s":
-    from index import lexical
+    from index.storage import lexical
     lexical.build(iter(texts), folder / "bm25")
     index = lexical.load(folder / "bm25")
     def search(q):

@@ -41,7 +41,8 @@ def _port() -> int:
 
 def build(docs: Path, index: Path, ray: str | None, shards: Path | None = None
           ) -> dict[str, Any]:
-    from index.pipeline import build_index
+    from index.ingest.job import BuildOptions
+    from index.ingest.pipeline import build_index
 
     marks: list[tuple[float, int]] = []  # (time, passages done) of each embedding report
 
@@ -50,7 +51,7 @@ def build(docs: Path, index: Path, ray: str | None, shards: Path | None = None
             marks.append((time.perf_counter(), done))
 
     start = time.perf_counter()
-    report = build_index(docs, index, progress=progress, ray=ray, shards=shards)
+    report = build_index(docs, index, BuildOptions(progress=progress, ray=ray, shards=shards))
     total = time.perf_counter() - start
     (begin, _), (first, first_done), (end, _) = marks[0], marks[1], marks[-1]
     return {"passages": report.passages, "embed_s": round(end - begin, 1),

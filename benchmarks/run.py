@@ -31,10 +31,10 @@ import sys, time, sqlite3
 import numpy as np
 import faiss
 from sentence_transformers import SentenceTransformer
-from index.model import verify_model
-from index.store import current_version
+from index.models.spec import DEFAULT
+from index.storage.layout import current_version
 version = current_version(sys.argv[1])
-model = SentenceTransformer(str(verify_model()), device="cpu", local_files_only=True)
+model = SentenceTransformer(str(DEFAULT.verified()), device="cpu", local_files_only=True)
 query = model.encode([sys.argv[2]], normalize_embeddings=True)
 index = faiss.IndexFlatIP(query.shape[1])
 index.add(np.load(version / "vectors.npy"))
@@ -84,8 +84,10 @@ def w_embed(backend: str, texts: str, index: str, batch: int | None = None) -> d
     own): ``st-fp32`` or ``st-bf16`` (sentence-transformers, bf16 autocast), ``int8`` or
     ``bf16`` (qa's two document embedders: int8 ONNX or bf16 weights, one single-threaded
     model per core), or ``doc`` (the one a build here would choose)."""
-    from index import embed as qa_embed
-    from index.embed import TorchEmbedder, count_tokens
+    from index.ingest import embed as qa_embed
+    from index.ingest.embed import TorchEmbedder
+    from index.models.embedder import count_tokens
+    from index.models.spec import DEFAULT
 
     sample = json.loads(Path(texts).read_text())
     start = time.perf_counter()
@@ -93,9 +95,9 @@ def w_embed(backend: str, texts: str, index: str, batch: int | None = None) -> d
     if backend.startswith("st-"):
         embedder = TorchEmbedder(bf16=backend == "st-bf16")
     elif backend == "int8":
-        embedder = qa_embed._int8_embedder(Path(index))
+        embedder = qa_embed._int8_embedder(Path(index), DEFAULT)
     elif backend == "bf16":
-        embedder = qa_embed._bf16_embedder()
+        embedder = qa_embed._bf16_embedder(DEFAULT)
     else:
         embedder = qa_embed.document_embedder(Path(index))
     embedder.embed(sample[:8])
@@ -137,14 +139,15 @@ class StageClock:
 def w_build(docs: str, index: str) -> dict[str, Any]:
     """The production build (clean, chunk, embed with the default document embedder, store),
     with the time of each stage."""
-    from index.embed import count_tokens
-    from index.pipeline import build_index
+    from index.ingest.job import BuildOptions
+    from index.ingest.pipeline import build_index
+    from index.models.embedder import count_tokens
 
     clock = StageClock()
     start = time.perf_counter()
-    report = build_index(Path(docs), Path(index), progress=clock)
+    report = build_index(Path(docs), Path(index), BuildOptions(progress=clock))
     total = time.perf_counter() - start
-    from index.store import Store
+    from index.storage.reader import Store
 
     store = Store(Path(index))
     texts = [p.text for p in store.all_passages()]
@@ -165,8 +168,10 @@ def w_scale(squad_index: str, out: str, n: int, seed: int = 0) -> dict[str, Any]
 
     import numpy as np
 
-    from index.store import Build, DocumentRow, PassageRow, Store, new_version, write_version
-    from index.vectors import VectorWriter
+    from index.storage.publish import new_version, write_version
+    from index.storage.reader import Store
+    from index.storage.rows import Build, DocumentRow, PassageRow
+    from index.storage.vectors import VectorWriter
 
     base = Store(Path(squad_index))
     documents = list(base.documents.values())
@@ -243,8 +248,9 @@ def w_add(index: str, source_index: str, docs: str, count: int = 1000,
     version, linking its base, hashing and publishing the delta) is the rest."""
     import random
 
-    from index.pipeline import update_index
-    from index.store import Store
+    from index.ingest.job import BuildOptions
+    from index.ingest.pipeline import update_index
+    from index.storage.reader import Store
 
     source = Store(Path(source_index))
     folder = Path(docs)
@@ -260,7 +266,7 @@ def w_add(index: str, source_index: str, docs: str, count: int = 1000,
     source.close()
     clock = StageClock()
     start = time.perf_counter()
-    report = update_index(folder, Path(index), progress=clock)
+    report = update_index(folder, Path(index), BuildOptions(progress=clock))
     total = time.perf_counter() - start
     live = Store(Path(index))
     delta = live.manifest.get("delta")
@@ -275,7 +281,7 @@ def w_query(index: str, questions: str, qvectors: str, n: int) -> dict[str, Any]
     vector index against exact search over the same vectors."""
     import numpy as np
 
-    from index.vectors import NumpyIndex
+    from index.storage.vectors import NumpyIndex
     from qa.engine import Engine
 
     qs = [json.loads(line)["question"] for line in Path(questions).read_text().splitlines()]
@@ -327,8 +333,8 @@ def w_million(squad_index: str, out: str, n: int, queries: str, seed: int = 0,
     real passage vectors repeated, each copy + N(0, 0.01²) noise (as the 10k/100k points)."""
     import numpy as np
 
-    from index.store import Store
-    from index.vectors import build_faiss
+    from index.storage.reader import Store
+    from index.storage.vectors import build_faiss
 
     real = np.asarray(Store(Path(squad_index)).load_vectors()[:], dtype=np.float64)
     mean, cov = real.mean(axis=0), np.cov(real, rowvar=False)
@@ -374,7 +380,7 @@ def w_million(squad_index: str, out: str, n: int, queries: str, seed: int = 0,
 def w_million_query(out: str, queries: str) -> dict[str, Any]:
     import numpy as np
 
-    from index.vectors import FaissIndex
+    from index.storage.vectors import FaissIndex
 
     start = time.perf_counter()
     index = FaissIndex.load(Path(out) / "faiss.index", mmap=True,
@@ -574,8 +580,8 @@ def report_ingest(work: Path, squad_index: Path, sample: int, build: Any,
     """The same passages through sentence-transformers and each of qa's document embedders,
     each in its own process, ``rounds`` times interleaved (a shared VM's speed drifts within
     minutes); rates are the median of the rounds."""
-    from index.embed import cpu_has_bf16
-    from index.store import Store
+    from index.models.cpu import cpu_has_bf16
+    from index.storage.reader import Store
 
     texts = [p.text for p in Store(squad_index).all_passages()]
     what = "squad-a" if squad_index.name == "squad-index" else squad_index.name
@@ -666,7 +672,7 @@ def report_queries(work: Path, squad_index: Path, questions: Path, sizes: list[i
     qfile.write_text("\n".join(lines[:: max(1, len(lines) // 250)][:250]) + "\n")
     qvec = work / f"{prefix}questions.npy"
     if not qvec.exists():
-        from index.embed import OnnxEmbedder
+        from index.models.embedder import OnnxEmbedder
 
         qs = [json.loads(line)["question"] for line in qfile.read_text().splitlines()]
         np.save(qvec, OnnxEmbedder(squad_index / "model.onnx").embed(qs))

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from index.vectors import VectorWriter, dot, open_vectors
+from index.storage.vectors import VectorWriter, dot, open_vectors
 
 
 def _ms(f: Callable[[], object], runs: int = 20) -> float:

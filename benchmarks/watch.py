@@ -39,7 +39,7 @@ def _questions(count: int) -> list[str]:
 
 
 def cost(index: Path, count: int, update: int) -> dict[str, Any]:
-    from index.watch_store import WatchStore
+    from index.storage.watch_store import WatchStore
     from qa.engine import Engine
     from qa.watch import Watches, article_fingerprints, check
 
@@ -104,7 +104,7 @@ def _holds(text: str, answers: list[str]) -> bool:
 
 
 def news_a(work: Path, build: bool = True) -> dict[str, Any]:
-    from index.pipeline import build_index, update_index
+    from index.ingest.pipeline import build_index, update_index
     from qa.engine import Engine
     from qa.watch import Watches, check
 

@@ -19,10 +19,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.errors import QAError, QuestionError
 
+from . import web
 from .feedback import FeedbackError
 from .filters import Filters, make_filters, today
 from .results import Answer, Passage
 from .service import Busy, Service, TimedOut
+from .watch_api import add_watch_routes
 
 log = logging.getLogger("qa.api")
 
@@ -216,8 +218,6 @@ def create_api(
     service's feedback database."""
     from fastapi_offline import FastAPIOffline
 
-    from .watch_api import add_watch_routes
-
     api = FastAPIOffline(
         title="qa — cited answers from a news archive",
         description="Retrieval question answering: passages with citations, no generated text.",
@@ -305,8 +305,6 @@ def _page_routes(api: Any, service: Service) -> None:
     """The search page ``GET /`` and an article's stored text ``GET /show`` (``qa.web``)."""
     from fastapi.responses import HTMLResponse
     from starlette.concurrency import run_in_threadpool
-
-    from . import web
 
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def search_page(request: Request) -> Any:

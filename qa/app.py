@@ -1,8 +1,11 @@
 """The application layer every front end uses: where the index lives, opening it (building it
-first, or waiting for a writer), status, an article as citations refer to it; the
-long-running ``Service`` servers share is ``qa.service``'s (also importable from here).
+first through the ``Builds`` a front end hands in, or waiting for a writer), status, an article
+as citations refer to it; the long-running ``Service`` servers share is ``qa.service``'s (also
+importable from here).
 
-The CLI, the HTTP API and the Slack bot call these; none of them re-implements them.
+The CLI, the HTTP API and the Slack bot call these; none of them re-implements them. Building
+is the ingest wing's (``index.ingest.builder.Builder``): this layer reads indexes and never
+imports it.
 """
 
 from __future__ import annotations
@@ -10,12 +13,18 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from index.errors import IndexLocked, IndexMissing, IndexOutdated, QAError
-from index.store import Progress
+from index.docs import check_docs, docs_changes
+from index.errors import IndexMissing, IndexOutdated, QAError
+from index.models.export import check_query_model, export_folder
+from index.models.spec import from_manifest
+from index.storage.layout import is_being_written
+from index.storage.manifest import READER_VERSION, expected, read_by_another, read_manifest
+from index.storage.reader import Store
+from index.storage.vectors import STALE_AFTER
 
 from .cite import article
 from .engine import Engine
@@ -24,17 +33,10 @@ from .ranking import RankingConfig
 from .service import Busy as Busy
 from .service import Service as Service
 from .service import TimedOut as TimedOut
+from .watch import Watches, destinations, run
 
 PROJECT_SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 Say = Callable[[str], None]
-
-
-def _quiet(message: str) -> None:
-    pass
-
-
-def _no_progress(stage: str, done: int, total: int) -> None:
-    pass
 
 
 def cache_root() -> Path:
@@ -70,58 +72,29 @@ class Paths:
         """The docs folder to compare with: without --docs, the one the index was built from."""
         if self.docs_given:
             return self.docs
-        from index.store import read_manifest
-
         try:
             return Path(read_manifest(self.index).get("docs_dir") or self.docs)
         except QAError:
             return self.docs
 
 
-@dataclass
-class Builder:
-    """How to build or update an index: the embedder and token counter (default: the real
-    model), and where progress, warnings and notices go."""
+class Builds(Protocol):
+    """What ``open_engine`` needs of a builder (``index.ingest.builder.Builder``): the model
+    stand-in and export cache it builds with, where it tells, and a build or update that waits
+    for another writer."""
 
-    embedder: Any = None
-    count_tokens: Any = None
-    progress: Progress = _no_progress
-    warn: Say = _quiet
-    notice: Say = _quiet
-    # One verified export of the query model per model, linked into every index.
-    model_cache: Path | None = field(default_factory=lambda: cache_root() / "models")
-    # Export columns by article field ("text" → "story_body"); None: as the index was built.
-    fields: dict[str, str] | None = None
-    # A Ray cluster's address ("auto": the local one) to embed on; None: this machine.
-    ray: str | None = None
-    # With ``ray``: a folder every node shares, for the embedded blocks (Parquet shards).
-    shards: Path | None = None
-    # Train the vector index afresh (keeping the vectors of unchanged passages).
-    retrain: bool = False
+    @property
+    def embedder(self) -> Any: ...
 
-    def run(self, docs: Path, index: Path, update: bool = False) -> Any:
-        from index.pipeline import build_index, update_index
+    @property
+    def model_cache(self) -> Path | None: ...
 
-        run = update_index if update else build_index
-        return run(docs, index, embedder=self.embedder, count_tokens=self.count_tokens,
-                   progress=self.progress, warn=self.warn, model_cache=self.model_cache,
-                   fields=self.fields, ray=self.ray, retrain=self.retrain,
-                   shards=self.shards)
+    @property
+    def warn(self) -> Say: ...
 
-    def run_or_wait(self, docs: Path, index: Path, update: bool) -> None:
-        """Build or update; if another qa is writing the index, wait for it and then update
-        (cheap when the other writer already did the work) instead of failing."""
-        from index.store import CURRENT, writer_lock
+    def notice(self, message: str) -> None: ...
 
-        try:
-            self.run(docs, index, update=update)
-            return
-        except IndexLocked:
-            self.notice(f"another qa process is writing the index at {index}: waiting for it")
-        with writer_lock(index, wait=True):
-            pass
-        if update or not (index / CURRENT).exists():
-            self.run(docs, index, update=True)
+    def run_or_wait(self, docs: Path, index: Path, update: bool) -> None: ...
 
 
 # Opening an engine for questions compares the docs folder with the index (a warning when
@@ -132,16 +105,13 @@ CHECK_DOCS_UP_TO = 20_000
 
 def open_engine(
     paths: Paths,
+    builder: Builds,
     *,
     refresh: bool = False,
-    builder: Builder | None = None,
     ranking: RankingConfig | None = None,
 ) -> Engine:
-    """The engine over ``paths.index``, building the index first when there is none. When the
+    """The engine over ``paths.index``, built first by ``builder`` when there is none. When the
     docs changed since it was built: updated first with ``refresh``, else a warning."""
-    from index.pipeline import check_docs, docs_changes
-
-    builder = builder or Builder()
     options: dict[str, Any] = dict(
         embedder=builder.embedder, ranking=ranking, model_cache=builder.model_cache
     )
@@ -157,8 +127,6 @@ def open_engine(
         builder.notice(f"no index yet for {paths.docs}: building it at {paths.index}")
         builder.run_or_wait(paths.docs, paths.index, update=False)
         return Engine(paths.index, **options)
-    from index.load import read_by_another
-
     reread = read_by_another(engine.store.manifest)
     if reread and not refresh:
         builder.warn("this qa reads articles differently from the one that built the index: "
@@ -184,16 +152,15 @@ def status(paths: Paths, embedder: Any = None, verify: bool = True) -> dict[str,
     """What the index holds and whether its docs changed since it was built. Opening the
     store checks the manifest, file sizes and counts, and ``verify`` hashes every file and the
     query model against their recorded digests: a stale or damaged index is reported here,
-    not at the next question."""
-    from index import load
-    from index.pipeline import check_query_model, docs_changes, expected_for
-    from index.store import Store, is_being_written
-
-    store = Store(paths.index, expect=expected_for(embedder))
+    not at the next question (and without ``embedder``, the model's files against theirs)."""
+    store = Store(paths.index, expect=expected(embedder))
     try:
         if verify:
             store.verify()
-            check_query_model(paths.index, store.manifest["model"]["name"], full=True)
+            if embedder is None:
+                model = from_manifest(store.manifest["model"], paths.index)
+                model.verified()
+                check_query_model(export_folder(paths.index, model), full=True)
         manifest, files = store.manifest, store.files
     finally:
         store.close()
@@ -201,7 +168,7 @@ def status(paths: Paths, embedder: Any = None, verify: bool = True) -> dict[str,
     changes = docs_changes(docs, files)
     # This qa reads articles differently from the one that built the index (cleaning, titles):
     # an update re-reads them, keeping the vectors of passages that come out the same.
-    reread = load.read_by_another(manifest)
+    reread = read_by_another(manifest)
     return {
         "index": str(paths.index),
         "docs": str(docs),
@@ -214,7 +181,7 @@ def status(paths: Paths, embedder: Any = None, verify: bool = True) -> dict[str,
         "built": manifest.get("created"),
         "updated": manifest.get("updated"),
         "up_to_date": not changes and not reread,
-        "reader": {"index": manifest.get("reader_version"), "this_qa": load.READER_VERSION},
+        "reader": {"index": manifest.get("reader_version"), "this_qa": READER_VERSION},
         "added": changes.added,
         "changed": changes.changed,
         "removed": changes.removed,
@@ -231,8 +198,6 @@ def status(paths: Paths, embedder: Any = None, verify: bool = True) -> dict[str,
 def _training(manifest: dict[str, Any]) -> dict[str, Any] | None:
     """How many passages the IVF index was trained on, and whether that is stale (the
     archive has grown to ``STALE_AFTER`` times that); None for exact (flat) indexes."""
-    from index.vectors import STALE_AFTER
-
     trained_on = manifest.get("vector_index", {}).get("trained_on")
     if not trained_on:
         return None
@@ -248,36 +213,6 @@ def _delta(manifest: dict[str, Any]) -> dict[str, Any] | None:
     return {"articles": delta["documents"], "passages": delta["passages"],
             "removed_articles": delta["removed"]["documents"],
             "removed_passages": delta["removed"]["passages"], "bound": delta["bound"]}
-
-
-def export_fields(values: list[str] | None) -> dict[str, str] | None:
-    """``NAME=COLUMN`` pairs (``--field text=story_body``) as the export columns to read each
-    article field from; ValueError naming the fields for anything else."""
-    from index.formats import FIELDS
-
-    if not values:
-        return None
-    fields = {}
-    for value in values:
-        name, _, column = value.partition("=")
-        if name.strip() not in FIELDS or not column.strip():
-            raise ValueError(f"--field {value!r}: use NAME=COLUMN with NAME one of "
-                             f"{', '.join(FIELDS)}")
-        fields[name.strip()] = column.strip()
-    return fields
-
-
-def fetch(urls: list[str], paths: Paths, builder: Builder, *, feed: bool = False,
-          fetcher: Any = None) -> tuple[list[Any], Any]:
-    """Download ``urls`` (with ``feed``: every item link of those feeds) into ``paths.docs``
-    (robots.txt honoured; a URL that fails is a warning, the rest are kept), then update the
-    index over that folder. Returns the downloads and the update's report."""
-    from index.fetch import fetch as download
-
-    results = download(urls, paths.docs, feed=feed, warn=builder.warn, fetcher=fetcher)
-    saved = [r for r in results if r.path]
-    builder.notice(f"fetched {len(saved)} of {len(results)} page(s) into {paths.docs}")
-    return results, builder.run(paths.docs, paths.index, update=True)
 
 
 def judged(paths: Paths, since: str | None = None) -> list[Judged]:
@@ -296,8 +231,6 @@ def check_watches(engine: Engine, dry_run: bool = False) -> Any:
     """The standing questions checked over what the last update added and what is pending
     sent (``qa.watch.run``: webhooks, and Slack when ``SLACK_BOT_TOKEN`` is set); None when
     the index has no standing questions."""
-    from .watch import Watches, destinations, run
-
     if not Watches.exists_for(engine.index_dir):
         return None
     token = os.environ.get("SLACK_BOT_TOKEN", "").strip() or None
@@ -313,10 +246,7 @@ def check_watches(engine: Engine, dry_run: bool = False) -> Any:
 def show(index: Path, source: str, embedder: Any = None) -> tuple[dict[str, Any], list[str]]:
     """The article ``source`` names in the index at ``index``, as citations refer to it
     (``qa.cite.article``), with warnings (a text file changed since it was indexed)."""
-    from index.pipeline import expected_for
-    from index.store import Store
-
-    store = Store(index, expect=expected_for(embedder))
+    store = Store(index, expect=expected(embedder))
     try:
         return article(store, source)
     finally:

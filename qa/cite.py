@@ -6,8 +6,10 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from index.docs import read_regular
 from index.errors import QAError
-from index.store import DocumentRow, PassageRow, Store
+from index.storage.reader import Store
+from index.storage.rows import DocumentRow, PassageRow
 
 from .ranking import Candidate, Profile, RankingConfig
 from .ranking.features import best_sentence
@@ -59,8 +61,6 @@ def article(store: Store, source: str) -> tuple[dict[str, Any], list[str]]:
     the text its offsets index (the stored article text for non-text formats, the file's
     text for .txt/.md). Returns it with warnings (a text file changed since it was
     indexed)."""
-    from index.load import _read_regular
-
     doc = store.document_named(source)
     if doc is None:
         near = store.sources_like(source)
@@ -71,7 +71,7 @@ def article(store: Store, source: str) -> tuple[dict[str, Any], list[str]]:
     warnings = []
     if text is None:
         try:
-            data = _read_regular(Path(doc.path))
+            data = read_regular(Path(doc.path))
         except OSError as error:
             raise QAError(f"cannot read {doc.path} ({error.strerror or error}): it may have "
                           "moved; run `qa index update`") from None

@@ -11,11 +11,20 @@ from typing import Any
 
 import numpy as np
 
-from index.errors import QuestionError
-from index.lexical import Analyzer
-from index.model import MAX_TOKENS as MODEL_WINDOW
-from index.pipeline import expected_for
-from index.store import Store
+from index.errors import IndexDamaged, QuestionError
+from index.models.embedder import OnnxEmbedder, load_tokenizer
+from index.models.export import (
+    INT8_FILE,
+    ONNX_FILE,
+    check_query_model,
+    ensure_query_model,
+    export_folder,
+    stamp_time,
+)
+from index.models.spec import DEFAULT, ModelSpec, from_manifest
+from index.storage.lexical import Analyzer
+from index.storage.manifest import expected
+from index.storage.reader import Store
 
 from .cite import citation, highlight
 from .filters import Filters
@@ -24,7 +33,8 @@ from .ranking.passes import group, stale
 from .results import Answer, Passage
 from .search import retrieve
 
-# A cheap bound before tokenizing; the model's window (256 word pieces) is the real limit.
+# A cheap bound before tokenizing; the model's window (256 word pieces by default) is the
+# real limit.
 MAX_QUESTION_CHARS = 20_000
 # C0/C1 control characters and lone surrogates (undecodable bytes from argv or a pipe) become
 # spaces; bidirectional overrides, which can garble a terminal, are dropped.
@@ -36,8 +46,10 @@ NOTHING = "nothing in the archive matches it"
 NOTHING_ALLOWED = "nothing in the articles the filters allow matches it"
 
 
-def clean_question(question: str) -> tuple[str, list[str]]:
-    """Strip control characters and fit the model's window; empty → QuestionError.
+def clean_question(question: str, window: int = DEFAULT.window,
+                   tokenizer: Path | None = None) -> tuple[str, list[str]]:
+    """Strip control characters and fit the model's ``window`` (word pieces by the
+    ``tokenizer.json`` at ``tokenizer``, default: the default model's); empty → QuestionError.
 
     Returns the cleaned question and warnings for the user (e.g. that it was truncated).
     """
@@ -49,30 +61,28 @@ def clean_question(question: str) -> tuple[str, list[str]]:
     if len(text) > MAX_QUESTION_CHARS:
         text = text[:MAX_QUESTION_CHARS]
     # Every word piece covers at least one character, so short questions always fit.
-    if len(text) > MODEL_WINDOW - 2:
-        kept = _fit_window(text)
+    if len(text) > window - 2:
+        kept = _fit_window(text, window, tokenizer)
         if kept < len(text):
             warnings.append(
-                f"the question is longer than the model reads ({MODEL_WINDOW} word pieces): "
+                f"the question is longer than the model reads ({window} word pieces): "
                 f"using its first {kept:,} of {len(question):,} characters"
             )
             text = text[:kept].rstrip()
     return text, warnings
 
 
-def _fit_window(text: str) -> int:
+def _fit_window(text: str, window: int, path: Path | None) -> int:
     """How many characters of ``text`` fit in the model's window, [CLS] and [SEP] included."""
-    from index.embed import load_tokenizer
-
-    tokenizer = load_tokenizer()
+    tokenizer = load_tokenizer(path)
     offsets = tokenizer.encode(text).offsets
-    if len(offsets) <= MODEL_WINDOW:
+    if len(offsets) <= window:
         return len(text)
-    # offsets[0] is [CLS]: keep word pieces 1..254. A cut inside a word can tokenize into
+    # offsets[0] is [CLS]: keep word pieces 1..window-2. A cut inside a word can tokenize into
     # more pieces than it had inside the whole word, so check and back off if needed.
-    for keep in range(MODEL_WINDOW - 2, 0, -1):
+    for keep in range(window - 2, 0, -1):
         end = offsets[keep][1]
-        if len(tokenizer.encode(text[:end]).ids) <= MODEL_WINDOW:
+        if len(tokenizer.encode(text[:end]).ids) <= window:
             return end
     return 0
 
@@ -101,32 +111,49 @@ def one_edit(word: str) -> Iterator[str]:
 
 
 class Engine:
-    """An index, its analyzer and its query encoder, loaded once; answers many questions."""
+    """An index, its analyzer and its query encoder, loaded once; answers many questions.
+
+    The model is the one the index's manifest names (``index.models.spec``): its export in
+    the index, its tokenizer and window; two engines over indexes built with two models
+    answer side by side."""
 
     def __init__(
         self, index_dir: Path, embedder: Any = None, ranking: RankingConfig | None = None,
-        model_cache: Path | None = None, sentence_embedder: Any = None,
+        model_cache: Path | None = None, previous: Engine | None = None,
     ):
-        """``model_cache``: where the query model is exported once for every index (see
-        ``index.pipeline.ensure_query_model``), if it has to be exported. A server that
-        reopens a new version passes the encoders it already loaded."""
+        """``embedder`` stands in for the model (tests); ``model_cache``: where the query
+        model is exported once for every index (``index.models.export.ensure_query_model``),
+        if it has to be exported. A server that reopens a new version passes the engine it
+        served (``previous``): its encoders serve on when the model is the same."""
         self.index_dir = Path(index_dir)
         self.model_cache = model_cache
-        self.store = Store(self.index_dir, expect=expected_for(embedder))
+        self.store = Store(self.index_dir, expect=expected(embedder))
+        try:
+            self.model: ModelSpec = (DEFAULT if embedder is not None else
+                                     from_manifest(self.store.manifest["model"], self.index_dir))
+        except BaseException:
+            self.store.close()
+            raise
         self.ranking = ranking or RankingConfig()
         self._embedder = embedder
-        self._sentence_embedder: Any = sentence_embedder
-        self.given_embedder = embedder  # None: the real model (what manifests are checked for)
+        self._sentence_embedder: Any = None
+        if previous is not None:
+            model, query, sentences = previous.encoders()
+            if model.same_model(self.model):
+                self._embedder, self._sentence_embedder = query, sentences
+        self.given_embedder = embedder  # None: the model the manifest names
         self._vocabularies: OrderedDict[int, set[str]] = OrderedDict()
         self._metadata_terms: set[str] | None = None
         self._vocabulary_lock = threading.Lock()  # servers answer on several threads
+
+    def encoders(self) -> tuple[ModelSpec, Any, Any]:
+        """(model, question encoder, sentence encoder) as loaded so far (None: not yet)."""
+        return self.model, self._embedder, self._sentence_embedder
 
     @property
     def embedder(self) -> Any:
         """The question encoder: the fp32 ONNX export of the model (or the one given)."""
         if self._embedder is None:
-            from index.model import ONNX_FILE
-
             self._embedder = self._load(ONNX_FILE, optimized=True)
         return self._embedder
 
@@ -139,26 +166,38 @@ class Engine:
         if self._sentence_embedder is None and self.given_embedder is not None:
             return self.given_embedder
         if self._sentence_embedder is None:
-            from index.model import INT8_FILE
-
             self._sentence_embedder = self._load(INT8_FILE, optimized=False)
         return self._sentence_embedder
 
     def _load(self, name: str, optimized: bool) -> Any:
-        from index.embed import OnnxEmbedder
-        from index.errors import IndexDamaged
-        from index.model import MODEL_NAME
-        from index.pipeline import check_query_model, ensure_query_model
-
-        ensure_query_model(self.index_dir, MODEL_NAME, cache=self.model_cache, int8=True)
-        check_query_model(self.index_dir, MODEL_NAME)
+        folder = export_folder(self.index_dir, self.model)
+        ensure_query_model(folder, self.model, cache=self.model_cache, int8=True)
+        check_query_model(folder)
+        tokenizer = self._tokenizer()
         try:
-            return OnnxEmbedder(self.index_dir / name, optimized=optimized)
+            return OnnxEmbedder(folder / name, tokenizer, optimized=optimized, model=self.model)
         except Exception as error:  # onnxruntime's own errors for a file it cannot load
             raise IndexDamaged(
                 f"index at {self.index_dir} is damaged (the model file {name} cannot be "
                 "loaded): run `qa index build`"
             ) from error
+
+    def _tokenizer(self) -> Path | None:
+        """The model's tokenizer.json, its files checked against the manifest's digests
+        (those not modified since the index's export was made are taken as they are)."""
+        if self.given_embedder is not None:
+            return None
+        try:
+            made = stamp_time(export_folder(self.index_dir, self.model))
+        except OSError:
+            made = None
+        return self.model.tokenizer(trusted_before=made)
+
+    def clean(self, question: str) -> tuple[str, list[str]]:
+        """``clean_question`` for this index's model."""
+        if len(question) <= self.model.window - 2:  # fits whatever its word pieces
+            return clean_question(question, self.model.window)
+        return clean_question(question, self.model.window, self._tokenizer())
 
     @property
     def analyzer(self) -> Analyzer:
@@ -172,7 +211,7 @@ class Engine:
         either way, best first, so a front end can show the closest ones on request
         (``Answer.to_dict`` applies the contract). ``filters`` restrict the articles.
         """
-        text, warnings = clean_question(question)
+        text, warnings = self.clean(question)
         vector = self._question_vector(text)
         pool = self.retrieve(text, vector, k, filters)
         query = vector()

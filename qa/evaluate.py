@@ -10,17 +10,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
 
 from index.errors import QAError
 
+from .cite import citation
+from .engine import Engine
+from .filters import Filters
+from .ranking.features import days_before
 from .results import Answer, Passage
-
-if TYPE_CHECKING:
-    from .engine import Engine
-    from .filters import Filters
+from .search import STAGES, order
 
 
 class QuestionsError(QAError):
@@ -212,8 +215,6 @@ def source_age(engine: Engine, question: Question) -> int | None:
     (dated on or before its date, as the judge reads passages) to its date; None when it has
     no date or no such source. A quiz about this week answered only by a years-old article
     that happens to contain the answer string is not a ranking miss."""
-    from .ranking.features import days_before
-
     if question.date is None or not question.answerable:
         return None
     answers = [_fold(a) for a in question.answers]
@@ -256,8 +257,6 @@ def _share(flags: list[bool]) -> float | None:
 
 
 def _percentile(values: list[float], q: float) -> float:
-    import numpy as np
-
     return float(np.percentile(values, q)) if values else 0.0
 
 
@@ -267,14 +266,10 @@ def asker(
     """``ask(question, k)`` for ``evaluate``: the engine's full answer ("final"), or one
     retrieval stage's ordering for measurement ("dense", "bm25", "rrf", "fused": no
     re-ordering, grouping, highlight or refusal; ``answered`` is always true)."""
-    from .filters import Filters
-    from .search import STAGES
-
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}: one of {', '.join(STAGES)}")
-    def dated(as_of: str | None) -> Filters | None:
-        from dataclasses import replace
 
+    def dated(as_of: str | None) -> Filters | None:
         if as_of is None:
             return filters
         return replace(filters, as_of=as_of) if filters is not None else Filters(as_of=as_of)
@@ -283,11 +278,7 @@ def asker(
         return lambda question, k, as_of=None: engine.ask(question, k=k, filters=dated(as_of))
 
     def ask_stage(question: str, k: int, as_of: str | None = None) -> Answer:
-        from .cite import citation
-        from .engine import clean_question
-        from .search import order
-
-        text, warnings = clean_question(question)
+        text, warnings = engine.clean(question)
         pool = engine.retrieve(text, engine.embed_question(text), k, dated(as_of))
         if not pool:
             return Answer(question=text, answered=False, passages=[], warnings=warnings)
@@ -299,6 +290,25 @@ def asker(
         return Answer(question=text, answered=True, passages=passages, warnings=warnings)
 
     return ask_stage
+
+
+def _outcome(ask: Callable[..., Answer], question: Question, ks: Sequence[int],
+             age: Callable[[Question], int | None] | None) -> Outcome:
+    """Ask one question (as of its date, if it has one) and judge the answer."""
+    depth = max(ks)
+    began = time.perf_counter()
+    answer = ask(question.question, depth, question.date) if question.date else \
+        ask(question.question, depth)
+    seconds = time.perf_counter() - began
+    rank, source_rank = judge(answer, question, ks) if question.answerable else (None, None)
+    first = None
+    if answer.passages:
+        top = answer.passages[0]
+        first = f"{top.citation.source}: {' '.join(top.text.split()[:14])}…"
+    return Outcome(question.id, question.question, question.answerable, answer.answered, rank,
+                   source_rank, seconds, first, highlighted(answer, question, rank),
+                   age(question) if age else None,
+                   any_source_rank(answer, question, depth) if question.answerable else None)
 
 
 def evaluate(
@@ -314,24 +324,9 @@ def evaluate(
     (``source_age`` of the index asked), dated questions are also scored by how old the
     newest article holding their answer is (``Report.by_source_age``)."""
     ks = sorted(set(ks))
-    depth = max(ks)
     outcomes = []
     for done, question in enumerate(questions, start=1):
-        began = time.perf_counter()
-        answer = ask(question.question, depth, question.date) if question.date else \
-            ask(question.question, depth)
-        seconds = time.perf_counter() - began
-        rank, source_rank = judge(answer, question, ks) if question.answerable else (None, None)
-        first = None
-        if answer.passages:
-            top = answer.passages[0]
-            first = f"{top.citation.source}: {' '.join(top.text.split()[:14])}…"
-        outcomes.append(
-            Outcome(question.id, question.question, question.answerable, answer.answered, rank,
-                    source_rank, seconds, first, highlighted(answer, question, rank),
-                    age(question) if age else None,
-                    any_source_rank(answer, question, depth) if question.answerable else None)
-        )
+        outcomes.append(_outcome(ask, question, ks, age))
         if progress:
             progress(done, len(questions))
     answerable = [o for o in outcomes if o.answerable]

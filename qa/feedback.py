@@ -9,7 +9,7 @@ should refuse.
 
 The database is a SQLite file beside the index folder (``<index>.feedback.sqlite``), never
 inside it: rebuilding or replacing the index keeps the feedback. Its SQL is
-``index.feedback_store``'s.
+``index.storage.feedback_store``'s.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from index.feedback_store import FeedbackError, FeedbackStore, Judged, Shown, feedback_path
+from index.storage.feedback_store import FeedbackError, FeedbackStore, Judged, Shown, feedback_path
 
 from .results import Answer
 
@@ -37,7 +37,7 @@ def findings_of(answer: Answer) -> list[dict[str, Any]]:
 
 class Feedback:
     """The feedback of one index: answers shown and verdicts on them (thread-safe; servers
-    record from several threads). Its rows live in ``index.feedback_store``."""
+    record from several threads). Its rows live in ``index.storage.feedback_store``."""
 
     def __init__(self, path: Path):
         self.rows = FeedbackStore(path)

@@ -6,8 +6,9 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from index.docs import printable
 from index.errors import QuestionError
-from index.store import DocumentRow
+from index.storage.rows import DocumentRow
 
 _ENDS = ("until", "as-of")  # a year or month given for these means its last day
 
@@ -103,10 +104,8 @@ def make_filters(
 def _storable(text: str) -> str:
     """``text`` as UTF-8 can hold it, so SQLite can compare it: a file name's undecodable
     bytes (surrogate escapes, from a command line) as the backslash escapes stored source
-    names have (``index.load.printable``), any other lone surrogate (JSON's ``"\\ud800"``)
+    names have (``index.docs.printable``), any other lone surrogate (JSON's ``"\\ud800"``)
     as its escape; it then matches nothing."""
-    from index.load import printable
-
     try:
         return printable(text)
     except UnicodeEncodeError:

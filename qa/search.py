@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from index.lexical import best_positive
-from index.store import DocumentRow, PassageRow, Store
-from index.vectors import FaissIndex, StackedIndex, VectorIndex, dot
+from index.storage.lexical import best_positive
+from index.storage.reader import Store
+from index.storage.rows import DocumentRow, PassageRow
+from index.storage.vectors import FaissIndex, StackedIndex, VectorIndex, dot
 
 from .ranking import Candidate, RankingConfig
 

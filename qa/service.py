@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from index.errors import QAError
+from index.models.embedder import OnnxEmbedder
+from index.storage.layout import current_version
 
 from .cite import article
 from .engine import Engine
@@ -248,8 +250,6 @@ class Service:
 
     def _serves_current(self) -> bool:
         """Whether this process's engine reads the version ``CURRENT`` names now."""
-        from index.store import current_version
-
         try:
             return current_version(self.engine.index_dir) == self.engine.store.version
         except QAError:
@@ -271,9 +271,8 @@ class Service:
         old = self.engine
         try:
             if self._processes is None:  # the encoders already loaded serve the new version
-                new = Engine(old.index_dir, embedder=old.embedder, ranking=old.ranking,
-                             model_cache=getattr(old, "model_cache", None),
-                             sentence_embedder=old.sentence_embedder)
+                new = Engine(old.index_dir, embedder=old.given_embedder, ranking=old.ranking,
+                             model_cache=getattr(old, "model_cache", None), previous=old)
                 self.warm(new)
             else:  # the processes answer: no encoders here
                 new = Engine(old.index_dir, embedder=old.given_embedder, ranking=old.ranking,
@@ -319,8 +318,6 @@ class Service:
     def status(self) -> dict[str, Any]:
         """This process: its id, the version it serves, whether that is current, its
         reloads and ONNX sessions."""
-        from index.embed import OnnxEmbedder
-
         return {"pid": os.getpid(), "version": self.version,
                 "current": self._serves_current(), "reloads": self.reloads,
                 "reload_error": self.reload_error, "model_loads": OnnxEmbedder.loads}

@@ -40,6 +40,8 @@ from .blocks import (
     which_was_right,
 )
 from .feedback import FeedbackError
+from .filters import make_filters
+from .ranking.profile import QUESTION_WORDS
 from .service import Busy, Service, TimedOut
 from .watch_slack import REMOVE_WATCH_ACTION, WatchCommands
 
@@ -182,8 +184,6 @@ def load_scopes(path: Path) -> dict[str, Scope]:
     ``qa ask`` takes them) and ``k``. QAError, naming the file, for anything else."""
     import tomllib
 
-    from .filters import make_filters
-
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as error:
@@ -221,8 +221,6 @@ def with_context(question: str, earlier: list[str], stopwords: frozenset[str]) -
     questions after it ("… retaliatory tariffs goods"): no stop or question words, none the
     follow-up already has. Retrieval weighs them below the follow-up's own words, which
     come first and (in ``Bot``) twice."""
-    from .ranking.profile import QUESTION_WORDS
-
     skip = stopwords | {w.lower() for w in QUESTION_WORDS}
     have = {w.lower() for w in _WORD.findall(question)}
     keep: list[str] = []

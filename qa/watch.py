@@ -1,7 +1,7 @@
 """Standing questions: the archive tells whoever asked when a new article answers.
 
 A watch is a question with where to tell (a Slack channel, a webhook, or only the terminal
-of ``qa watch run``), kept in the watch store beside the index (``index.watch_store``).
+of ``qa watch run``), kept in the watch store beside the index (``index.storage.watch_store``).
 After every update each watch is asked again over the articles that are new or changed
 since the last check only (``Filters.articles``: a filter of the one search, not a second
 search of the archive). Its best finding is reported when it passes the answer threshold
@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from index.errors import QAError, QuestionError
-from index.watch_store import (
+from index.storage.watch_store import (
     DeliveryRow,
     FindingRow,
     NewFinding,
@@ -358,7 +358,7 @@ def owner_id() -> str:
 def alive(owner: str, heartbeat: str) -> bool:
     """Whether the holder of a claim may still be working: a process on this machine that
     is still running, or any holder whose last sign of life is younger than CLAIM_TTL."""
-    from index.watch_store import _older_than
+    from index.storage.watch_store import _older_than
 
     host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
@@ -425,7 +425,7 @@ def check(engine: Engine, watches: Watches, *, owner: str | None = None,
 
 
 def _live(engine: Engine) -> bool:
-    from index.store import current_version
+    from index.storage.layout import current_version
 
     try:
         return current_version(engine.index_dir).name == engine.store.version.name

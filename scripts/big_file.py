@@ -8,7 +8,7 @@ passages are identical), written to a temp folder. Everything is the real pipeli
 cleaning, metadata, chunking with the model's tokenizer, sqlite, FAISS, BM25 — except that by
 default the vectors come from a hashing stand-in of the model's dimension: the real model's
 memory does not grow with the file (it embeds fixed-size batches into a preallocated array),
-and a file is cut at 1,000,000 characters anyway (``index.load.MAX_CHARS``, with a warning).
+and a file is cut at 1,000,000 characters anyway (``index.ingest.load.MAX_CHARS``, with a warning).
 `--embedder real` uses the real model. The script leaves its temp folder (named in its first
 line) for inspection.
 """
@@ -31,15 +31,15 @@ sys.path.insert(0, str(ROOT))
 
 class HashingEmbedder:
     """Bag-of-words hashing vectors of the real model's size: fast and deterministic. Its name
-    differs from the real model's so that no ONNX query model is exported (that loads torch,
+    stands in for the model, so that no ONNX query model is exported (that loads torch,
     a fixed ~700 MB that does not depend on the file; the real build loads torch anyway)."""
 
     name = "hashing-stand-in"
 
     def __init__(self) -> None:
-        from index.model import DIMENSION
+        from index.models.spec import DEFAULT
 
-        self.dimension = DIMENSION
+        self.dimension = DEFAULT.dimension
 
     def embed(self, texts, batch_size=256, progress=None):  # type: ignore[no-untyped-def]
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
@@ -83,7 +83,8 @@ def main() -> int:
                         default=ROOT.parent / "shared" / "bench" / "squad-a" / "docs")
     args = parser.parse_args()
 
-    from index.pipeline import build_index
+    from index.ingest.job import BuildOptions
+    from index.ingest.pipeline import build_index
 
     work = Path(tempfile.mkdtemp(prefix="big-file-"))
     (work / "docs").mkdir()
@@ -100,8 +101,8 @@ def main() -> int:
 
     warnings: list[str] = []
     embedder = HashingEmbedder() if args.embedder == "hashing" else None
-    report = build_index(work / "docs", work / "index", embedder=embedder, warn=warnings.append,
-                         progress=progress)
+    report = build_index(work / "docs", work / "index",
+                         BuildOptions(embedder=embedder, warn=warnings.append, progress=progress))
     took = time.monotonic() - start
     for w in warnings:
         print(f"warning: {w}")

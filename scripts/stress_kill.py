@@ -64,7 +64,8 @@ def mutate(docs: Path, corpus: list[Path], rng: random.Random, round_no: int) ->
 
 def check(index: Path, docs: Path) -> dict[str, object]:
     """The index after a kill: lock free, Store loads, `qa ask --json` answers."""
-    from index.store import Store, current_version, writer_lock
+    from index.storage.layout import current_version, writer_lock
+    from index.storage.reader import Store
 
     with writer_lock(index):  # raises IndexLocked if a dead writer's lock were still held
         pass

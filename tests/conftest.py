@@ -72,7 +72,7 @@ def real_index(tmp_path_factory):
     Tests must not modify either; copy them first."""
     import shutil
 
-    from index.pipeline import build_index
+    from index.ingest.pipeline import build_index
 
     root = tmp_path_factory.mktemp("real")
     docs = root / "docs"
@@ -86,12 +86,12 @@ def update_path(request, monkeypatch):
     """Run a test twice: updates rebuilding the version whole (the small indexes' way), and
     updates writing a delta beside the base (large indexes'; forced here). A writer started
     as a child process reads QA_TEST_UPDATE_PATH."""
-    from index import pipeline
+    from index.ingest import delta
 
     monkeypatch.setenv("QA_TEST_UPDATE_PATH", request.param)
     if request.param == "delta":
-        monkeypatch.setattr(pipeline, "DELTA_FROM", 0)
-        monkeypatch.setattr(pipeline, "DELTA_SHARE", 1.0)
+        monkeypatch.setattr(delta, "DELTA_FROM", 0)
+        monkeypatch.setattr(delta, "DELTA_SHARE", 1.0)
     return request.param
 
 
@@ -100,12 +100,15 @@ def fake_embedder():
     return FakeEmbedder()
 
 
-def fake_build(docs: Path, index: Path, **options):
-    """``build_index`` with the FakeEmbedder (unless ``embedder`` is given) and word counts."""
-    from index.pipeline import build_index
+def fake_build(docs: Path, index: Path, reuse_vectors: bool = False, **options):
+    """``build_index`` with the FakeEmbedder (unless ``embedder`` is given) and word counts;
+    ``options`` are ``BuildOptions``'."""
+    from index.ingest.job import BuildOptions
+    from index.ingest.pipeline import build_index
 
     options.setdefault("embedder", FakeEmbedder())
-    return build_index(docs, index, count_tokens=word_count, **options)
+    return build_index(docs, index, BuildOptions(count_tokens=word_count, **options),
+                       reuse_vectors=reuse_vectors)
 
 
 def fake_index(root: Path, docs_from: Path = SEEDS) -> tuple[Path, Path]:

@@ -9,10 +9,13 @@ import pytest
 from conftest import SEEDS, FakeCli, FakeEmbedder, fake_index, fold, word_count
 from typer.testing import CliRunner
 
-from index import load
-from index.embed import count_tokens
-from index.pipeline import build_index, docs_changes, update_index
-from index.store import Store
+from index import docs as docs_folder
+from index.docs import docs_changes
+from index.ingest import load
+from index.ingest.job import BuildOptions
+from index.ingest.pipeline import build_index, update_index
+from index.models.embedder import count_tokens
+from index.storage.reader import Store
 from qa.engine import Engine, clean_question
 
 runner = CliRunner()
@@ -22,8 +25,8 @@ LATIN1 = "Café Society Reopens\n\nThe café on the Place de la République reop
 
 
 def _build(docs, index, warnings, **kw):
-    return build_index(docs, index, embedder=FakeEmbedder(), count_tokens=word_count,
-                       warn=warnings.append, **kw)
+    return build_index(docs, index, BuildOptions(embedder=FakeEmbedder(), count_tokens=word_count,
+                                                 warn=warnings.append, **kw))
 
 
 @pytest.fixture
@@ -118,14 +121,14 @@ def test_unreadable_file_as_root_is_simulated_by_a_read_error(tmp_path, monkeypa
     docs = tmp_path / "docs"
     shutil.copytree(SEEDS, docs)
     (docs / "locked.txt").write_text("Locked Story\n\nThis one fails to read.\n")
-    real = load._read_regular
+    real = docs_folder.read_regular
 
     def read(path, *limit):
         if path.name == "locked.txt":
             raise PermissionError(13, "Permission denied", str(path))
         return real(path, *limit)
 
-    monkeypatch.setattr(load, "_read_regular", read)
+    monkeypatch.setattr(load, "read_regular", read)
     warnings = []
     report = _build(docs, tmp_path / "index", warnings)
     assert report.skipped == ["locked"]
@@ -178,13 +181,14 @@ import json, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from conftest import FakeEmbedder
-from index.pipeline import build_index
-from index.store import Store
+from index.ingest.job import BuildOptions
+from index.ingest.pipeline import build_index
+from index.storage.reader import Store
 
 warnings = []
 start = time.monotonic()
-report = build_index(Path(sys.argv[2]), Path(sys.argv[3]), embedder=FakeEmbedder(),
-                     warn=warnings.append)
+report = build_index(Path(sys.argv[2]), Path(sys.argv[3]),
+                     BuildOptions(embedder=FakeEmbedder(), warn=warnings.append))
 store = Store(Path(sys.argv[3]))
 lorem = next(d.id for d in store.documents.values() if d.source == "lorem")
 end = max(p.end for p in store.all_passages() if p.doc == lorem)
@@ -239,7 +243,8 @@ def test_fifo_added_later_does_not_hang_status_or_update(tmp_path):
     _build(docs, index, [])
     os.mkfifo(docs / "pipe.txt")
     assert docs_changes(docs, Store(index).files).added == ["pipe"]
-    report = update_index(docs, index, embedder=FakeEmbedder(), count_tokens=word_count)
+    report = update_index(docs, index,
+                          BuildOptions(embedder=FakeEmbedder(), count_tokens=word_count))
     assert report.skipped == ["pipe"]
     assert not docs_changes(docs, Store(index).files)
 

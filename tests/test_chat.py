@@ -3,13 +3,14 @@ import json
 
 from conftest import SEEDS, FakeEmbedder, word_count
 
-from index.pipeline import build_index
+from index.ingest.job import BuildOptions
+from index.ingest.pipeline import build_index
 from qa.chat import run_chat
 from qa.engine import Engine
 
 
 def test_chat_session_commands(tmp_path, monkeypatch, capsys):
-    build_index(SEEDS, tmp_path / "ix", embedder=FakeEmbedder(), count_tokens=word_count)
+    build_index(SEEDS, tmp_path / "ix", BuildOptions(embedder=FakeEmbedder(), count_tokens=word_count))
     engine = Engine(tmp_path / "ix", embedder=FakeEmbedder())
     # :weak shows passages even if the fake embedder's weak evidence leads to a refusal.
     script = ":k 2\n:json\n:weak\nHow many rockets landed at the Taji base?\n\n:k zero\n:quit\nnever asked\n"

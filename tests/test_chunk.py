@@ -1,7 +1,7 @@
 from conftest import word_count
 
-from index.chunk import chunk_segments, split_sentences
-from index.clean import Segment
+from index.ingest.chunk import chunk_segments, split_sentences
+from index.ingest.clean import Segment
 
 
 def test_split_sentences_keeps_abbreviations_together():
@@ -77,7 +77,7 @@ def test_a_line_without_sentence_breaks_is_counted_a_window_at_a_time():
     is given, and one such line cost gigabytes): no text the counter sees is longer than
     LONG_SENTENCE, no call holds more than 20 of them, and the passages still cover the
     line word for word within the budget."""
-    from index.chunk import LONG_SENTENCE
+    from index.ingest.chunk import LONG_SENTENCE
 
     words = " ".join(f"lorem{i % 97}" for i in range(70_000))
     calls = []

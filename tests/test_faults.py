@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from conftest import SEEDS, FakeCli, fake_build
 
-from index.store import current_version
+from index.storage.layout import current_version
 
 
 @pytest.fixture

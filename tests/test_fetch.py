@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from conftest import DATA, FakeCli
 
-from index.fetch import Fetcher, fetch
+from index.ingest.fetch import Fetcher, fetch
 
 ARTICLE = (DATA / "formats" / "harbor.html").read_bytes().replace(
     b'<link rel="canonical" href="https://www.harbortimes.example/news/2021/03/05/harbor-ferry'

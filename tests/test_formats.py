@@ -9,8 +9,8 @@ import shutil
 import pytest
 from conftest import DATA, FakeCli, FakeEmbedder, fake_build, fold
 
-from index.load import load_documents
-from index.store import Store
+from index.ingest.load import load_documents
+from index.storage.reader import Store
 from qa.engine import Engine
 
 FORMATS = DATA / "formats"
@@ -165,7 +165,7 @@ def test_bad_records_are_warned_with_file_and_line_and_the_rest_indexed(mixed):
     ("By Ana Lima; Tom Ellis", "Ana Lima, Tom Ellis"),
 ])
 def test_an_export_author_list_is_read_once(tmp_path, authors, expected):
-    from index.formats import read_jsonl
+    from index.ingest.formats import read_jsonl
 
     path = tmp_path / "export.jsonl"
     path.write_text(json.dumps({"title": "Harbor plan", "authors": authors, "text": (
@@ -354,7 +354,7 @@ def test_a_name_only_in_an_articles_metadata_counts_as_mentioned(mixed):
 
 
 def test_an_export_is_hashed_once_per_build_not_once_per_record(tmp_path, monkeypatch):
-    import index.pipeline as pipeline
+    from index.ingest import describe
 
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -363,8 +363,8 @@ def test_an_export_is_hashed_once_per_build_not_once_per_record(tmp_path, monkey
                     "harbor at dawn with forty passengers on board."}) + "\n"
         for n in range(30)))
     hashed = []
-    real = pipeline._path_entry
-    monkeypatch.setattr(pipeline, "_path_entry",
+    real = describe.path_entry
+    monkeypatch.setattr(describe, "path_entry",
                         lambda path, **extra: hashed.append(path) or real(path, **extra))
     fake_build(docs, tmp_path / "index")
     assert [p.name for p in hashed] == ["export.jsonl"]

@@ -10,11 +10,11 @@ from conftest import FakeCli, fake_index
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from index.chunk import MAX_TOKENS, chunk_segments
-from index.clean import Segment, find_body
-from index.embed import count_tokens
 from index.errors import QuestionError
-from index.meta import extract_metadata
+from index.ingest.chunk import MAX_TOKENS, chunk_segments
+from index.ingest.clean import Segment, find_body
+from index.ingest.meta import extract_metadata
+from index.models.embedder import count_tokens
 from qa.engine import clean_question
 
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 60)), deadline=None,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import DATA
 
-from index import lexical
+from index.storage import lexical
 
 QUERIES = [
     "How many rockets landed at the Taji base?",
@@ -65,7 +65,7 @@ def test_query_path_does_not_import_bm25s(saved, tmp_path):
 
     _, directory = saved
     script = (
-        "import sys; from index import lexical; "
+        "import sys; from index.storage import lexical; "
         f"r = lexical.load({str(directory)!r}); s = r.search('harbor budget'); "
         "assert s.any(); print(sorted(m for m in ('bm25s', 'scipy') if m in sys.modules))"
     )

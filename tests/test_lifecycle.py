@@ -15,10 +15,14 @@ from conftest import SEEDS, FakeCli, FakeEmbedder, fake_build, fake_index, fold,
 from typer.testing import CliRunner
 
 from cli import app
+from index.docs import docs_changes
 from index.errors import IndexDamaged, IndexLocked, IndexStale
-from index.model import DIMENSION, MODEL_NAME
-from index.pipeline import docs_changes, update_index
-from index.store import Store, current_version, writer_lock
+from index.ingest.job import BuildOptions
+from index.ingest.pipeline import update_index
+from index.models.spec import DEFAULT
+from index.models.spec import DEFAULT_NAME as MODEL_NAME
+from index.storage.layout import current_version, writer_lock
+from index.storage.reader import Store
 from qa.engine import Engine
 
 runner = CliRunner()
@@ -42,7 +46,7 @@ according to the harbour master, Salim Mohammed.
 
 
 def _update(docs, index, embedder=None):
-    return update_index(docs, index, embedder=embedder or FakeEmbedder(), count_tokens=word_count)
+    return update_index(docs, index, BuildOptions(embedder=embedder or FakeEmbedder(), count_tokens=word_count))
 
 
 def _sources(index):
@@ -151,15 +155,17 @@ def test_an_index_an_older_reader_made_is_read_again_by_an_update(seeds, monkeyp
     """Cleaning or reading that changed (a new READER_VERSION) makes an update re-read an
     unchanged folder instead of reporting nothing to do; unchanged passages keep their
     vectors."""
-    from index import load, pipeline
+    import qa.app
+    from index.ingest import pipeline
+    from index.storage import manifest
     from qa.app import Paths, status
 
     docs, index = seeds
     before = Store(index).version
     assert _update(docs, index, FakeEmbedder()).version == before  # nothing to do
-    newer = load.READER_VERSION + 1
-    monkeypatch.setattr(load, "READER_VERSION", newer)
-    monkeypatch.setattr(pipeline, "READER_VERSION", newer)
+    newer = manifest.READER_VERSION + 1
+    for module in (manifest, pipeline, qa.app):
+        monkeypatch.setattr(module, "READER_VERSION", newer)
     # Status says so before the update: the articles are the same, their reading is not.
     state = status(Paths(docs, index, True), embedder=FakeEmbedder(), verify=False)
     assert state["up_to_date"] is False and not (state["added"] or state["changed"])
@@ -251,8 +257,8 @@ def _disguise(index):
     """Make a fake-model index look like a real-model one to the CLI (manifest only)."""
     path = current_version(index) / "manifest.json"
     manifest = json.loads(path.read_text())
-    manifest["model"].update(name=MODEL_NAME, dimension=DIMENSION)
-    from index.model import onnx_digest
+    manifest["model"].update(name=MODEL_NAME, dimension=DEFAULT.dimension)
+    from index.models.export import onnx_digest
 
     (index / "model.onnx").write_bytes(b"onnx stand-in" * 100)
     (index / "model.onnx.sha256").write_text(onnx_digest(index / "model.onnx"))
@@ -400,9 +406,10 @@ class Said:
 
 
 def _builder(said):
-    from qa.app import Builder
+    from index.ingest.builder import Builder
 
-    return Builder(embedder=FakeEmbedder(), count_tokens=word_count, warn=said, notice=said)
+    return Builder(BuildOptions(embedder=FakeEmbedder(), count_tokens=word_count, warn=said),
+                   notice=said)
 
 
 def test_ask_builds_then_warns_about_changed_docs_then_refreshes(tmp_path, monkeypatch):
@@ -476,8 +483,8 @@ def test_unwritable_index_folder_is_a_one_line_error(seeds, tmp_path):
 def test_failed_write_keeps_the_previous_index(seeds, monkeypatch):
     import errno
 
-    from index import lexical as lexical_module
     from index.errors import QAError
+    from index.storage import lexical as lexical_module
 
     docs, index = seeds
     before = current_version(index).name
@@ -497,33 +504,31 @@ def test_failed_write_keeps_the_previous_index(seeds, monkeypatch):
 def test_corrupt_query_model_is_exported_again_on_build(tmp_path, monkeypatch):
     """A model.onnx that no longer matches the digest recorded at export is replaced."""
 
-    import index.model
-    from index.pipeline import ensure_query_model
+    from index.models import export as exporting
+    from index.models.spec import DEFAULT
 
     exports = []
 
-    def export(target, int8=None):
+    def export(model, target, int8=None):
         data = b"exported graph %d" % len(exports)
         target.write_bytes(data)
         exports.append(target)
-        return index.model.onnx_digest(target)
+        return exporting.onnx_digest(target)
 
-    monkeypatch.setattr(index.model, "export_onnx", export)
-    ensure_query_model(tmp_path, MODEL_NAME, verify=True)
-    ensure_query_model(tmp_path, MODEL_NAME, verify=True)
+    monkeypatch.setattr(exporting, "export_onnx", export)
+    exporting.ensure_query_model(tmp_path, DEFAULT, verify=True)
+    exporting.ensure_query_model(tmp_path, DEFAULT, verify=True)
     assert len(exports) == 1  # intact: kept
     onnx = tmp_path / "model.onnx"
     onnx.write_bytes(onnx.read_bytes()[:5])
-    ensure_query_model(tmp_path, MODEL_NAME, verify=False)  # the query path never hashes
+    exporting.ensure_query_model(tmp_path, DEFAULT, verify=False)  # the query path never hashes
     assert len(exports) == 1
-    ensure_query_model(tmp_path, MODEL_NAME, verify=True)
+    exporting.ensure_query_model(tmp_path, DEFAULT, verify=True)
     assert len(exports) == 2 and onnx.read_bytes() == b"exported graph 1"
-    ensure_query_model(tmp_path, "fake-bow", verify=True)  # only the real model is exported
-    assert len(exports) == 2
 
 
 def test_store_reads_one_version_even_if_current_switches_while_it_loads(seeds, monkeypatch):
-    import index.store as store_module
+    from index.storage import reader as store_module
 
     docs, index = seeds
     old = current_version(index)
@@ -635,7 +640,7 @@ def test_an_index_of_the_older_format_is_updated_on_first_ask_without_reembeddin
 def test_float32_vectors_of_format_3_are_quantised_without_reembedding(seeds):
     import numpy as np
 
-    from index.vectors import open_vectors
+    from index.storage.vectors import open_vectors
 
     docs, index = seeds
     version = current_version(index)
@@ -667,7 +672,7 @@ def test_an_update_reuses_the_ivf_training_until_it_is_stale_and_retrain_refresh
     import faiss
     import numpy as np
 
-    from index.vectors import FaissIndex
+    from index.storage.vectors import FaissIndex
 
     monkeypatch.setattr(FaissIndex, "IVF_THRESHOLD", 20)  # the seeds' passages get an IVF
     docs, index = fake_index(tmp_path)

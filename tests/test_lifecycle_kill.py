@@ -15,19 +15,24 @@ import pytest
 from conftest import ROOT, FakeEmbedder, word_count
 from test_lifecycle import NEW_ARTICLE
 
-from index.pipeline import update_index
-from index.store import Store, current_version, writer_lock
+from index.ingest.job import BuildOptions
+from index.ingest.pipeline import update_index
+from index.storage.layout import current_version, writer_lock
+from index.storage.reader import Store
 from qa.engine import Engine
 
 WRITER = r"""
 import os, signal, sys, time
 sys.path.insert(0, sys.argv[1])
 from conftest import FakeEmbedder, word_count
-from index import pipeline, store
+from index.ingest import delta
+from index.ingest.job import BuildOptions
+from index.ingest.pipeline import update_index
+from index.storage import publish
 
 docs, index, point = sys.argv[2], sys.argv[3], sys.argv[4]
 if os.environ.get("QA_TEST_UPDATE_PATH") == "delta":
-    pipeline.DELTA_FROM, pipeline.DELTA_SHARE = 0, 1.0
+    delta.DELTA_FROM, delta.DELTA_SHARE = 0, 1.0
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
@@ -38,12 +43,12 @@ def progress(stage, done, total):
 
 if point == "rename":
     rename = os.rename
-    store.os.rename = lambda a, b: die() if ".tmp-" in str(a) else rename(a, b)
+    publish.os.rename = lambda a, b: die() if ".tmp-" in str(a) else rename(a, b)
 if point == "current":
     replace = os.replace
-    store.os.replace = lambda a, b: die() if str(b).endswith("CURRENT") else replace(a, b)
+    publish.os.replace = lambda a, b: die() if str(b).endswith("CURRENT") else replace(a, b)
 if point == "prune":
-    store.prune_versions = lambda *a, **k: die()
+    publish.prune_versions = lambda *a, **k: die()
 
 class Slow(FakeEmbedder):
     def embed_batch(self, texts):
@@ -51,7 +56,8 @@ class Slow(FakeEmbedder):
         return super().embed_batch(texts)
 
 print("ready", flush=True)
-pipeline.update_index(docs, index, embedder=Slow(), count_tokens=word_count, progress=progress)
+update_index(docs, index, BuildOptions(embedder=Slow(), count_tokens=word_count,
+                                       progress=progress))
 """
 
 # Every test here runs with both kinds of update (conftest.update_path).
@@ -82,7 +88,7 @@ def _check_loads_and_answers(index):
 
 
 def _next_writer_cleans_up(docs, index):
-    report = update_index(docs, index, embedder=FakeEmbedder(), count_tokens=word_count)
+    report = update_index(docs, index, BuildOptions(embedder=FakeEmbedder(), count_tokens=word_count))
     assert "zanzibar" in _check_loads_and_answers(index)
     assert not list(index.glob(".tmp-*")) and not list(index.glob(".*.tmp"))
     assert [v.name for v in index.glob("v-*")] == [current_version(index).name]  # no reader

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 from conftest import DATA, SEEDS, SHARED
 
-from index.clean import Segment, find_body
-from index.meta import Metadata, extract_metadata, infer_date
+from index.ingest.clean import Segment, find_body
+from index.ingest.meta import Metadata, extract_metadata, infer_date
 
 
 def read(path: Path) -> str:

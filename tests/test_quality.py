@@ -6,7 +6,8 @@ import pytest
 from conftest import FakeEmbedder, word_count
 
 from index.errors import QuestionError
-from index.pipeline import build_index
+from index.ingest.job import BuildOptions
+from index.ingest.pipeline import build_index
 from qa.engine import Engine
 from qa.evaluate import QuestionsError, evaluate, judge, load_questions
 from qa.filters import Filters, make_filters, parse_date
@@ -46,7 +47,7 @@ def engine(tmp_path_factory):
     docs.mkdir()
     for name, text in ARTICLES.items():
         (docs / f"{name}.txt").write_text(text)
-    build_index(docs, root / "index", embedder=FakeEmbedder(), count_tokens=word_count)
+    build_index(docs, root / "index", BuildOptions(embedder=FakeEmbedder(), count_tokens=word_count))
     engine = Engine(root / "index", embedder=FakeEmbedder())
     yield engine
     engine.close()
@@ -145,7 +146,7 @@ def captioned(tmp_path_factory):
     docs.mkdir()
     for name, text in CAPTIONED.items():
         (docs / f"{name}.txt").write_text(text)
-    build_index(docs, root / "index", embedder=FakeEmbedder(), count_tokens=word_count)
+    build_index(docs, root / "index", BuildOptions(embedder=FakeEmbedder(), count_tokens=word_count))
     engine = Engine(root / "index", embedder=FakeEmbedder())
     yield engine
     engine.close()
@@ -189,7 +190,7 @@ def test_bad_filters_are_question_errors(kwargs, message):
 
 
 def test_filters_match_source_or_outlet():
-    from index.store import DocumentRow
+    from index.storage.rows import DocumentRow
 
     doc = DocumentRow(0, "001_voa", "/x", "h", "T", "2020-01-02", False, None, "VOA")
     assert Filters(source="voa").matches(doc) and Filters(source="001").matches(doc)
@@ -335,7 +336,7 @@ def test_a_sentence_stating_the_count_outranks_one_that_only_shares_the_words(tm
         "Evening Report\n\nMarch 3, 2021\n\nOfficials said the air strikes on militia bases, "
         "which killed 25 people, answered the attacks.\n"
     )
-    build_index(docs, tmp_path / "index", embedder=FakeEmbedder(), count_tokens=word_count)
+    build_index(docs, tmp_path / "index", BuildOptions(embedder=FakeEmbedder(), count_tokens=word_count))
     engine = Engine(tmp_path / "index", embedder=FakeEmbedder())
     try:
         got = engine.ask("How many people were killed by the US air strikes on militia bases?")

@@ -6,9 +6,10 @@ import shutil
 import pytest
 from conftest import SEEDS, FakeEmbedder, fake_build, word_count
 
-from index.lexical import Analyzer
-from index.pipeline import build_index
-from index.store import DocumentRow, PassageRow
+from index.ingest.job import BuildOptions
+from index.ingest.pipeline import build_index
+from index.storage.lexical import Analyzer
+from index.storage.rows import DocumentRow, PassageRow
 from qa.engine import Engine
 from qa.ranking import RankingConfig, RankingConfigError, analyse, features, passes, score
 from qa.ranking.candidate import Candidate
@@ -327,8 +328,7 @@ def test_two_archives_in_one_process_answer_as_each_does_alone(tmp_path):
     for name, text in OTHER_ARCHIVE.items():
         (tmp_path / "other" / f"{name}.txt").write_text(text)
     for name in ("seeds", "other"):
-        build_index(tmp_path / name, tmp_path / f"{name}-index", embedder=FakeEmbedder(),
-                    count_tokens=word_count)
+        build_index(tmp_path / name, tmp_path / f"{name}-index", BuildOptions(embedder=FakeEmbedder(), count_tokens=word_count))
     # The second archive's stop words differ: an index records its own analyzer settings.
     settings = tmp_path / "other-index"
     version = next(settings.glob("v-*"))

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from index.store import Store
+from index.storage.reader import Store
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")

@@ -96,7 +96,8 @@ def test_question_vector_made_beside_the_keyword_search_answers_the_same(engine,
         def embed_batch(self, texts):
             return self.inner.embed_batch(texts)
 
-    plain = Engine(real_index[1], sentence_embedder=engine.sentence_embedder)
+    engine.sentence_embedder  # loaded, so the second engine shares it
+    plain = Engine(real_index[1], previous=engine)
     plain._embedder = Plain(engine.embedder)
     assert hasattr(engine.embedder, "submit") and not hasattr(plain.embedder, "submit")
     try:

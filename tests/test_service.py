@@ -21,7 +21,8 @@ class Gate:
     def __init__(self, engine):
         self.engine, self.open, self.started, self.asked = engine, threading.Event(), [], 0
         self.index_dir, self.store, self.ranking = engine.index_dir, engine.store, engine.ranking
-        self.embedder = engine.embedder
+        self.embedder, self.given_embedder = engine.embedder, engine.given_embedder
+        self.encoders = engine.encoders
 
     def ask(self, question, k=5, filters=None):
         self.started.append(question)
@@ -250,7 +251,7 @@ def test_a_reload_does_not_change_the_version_of_an_answer_in_flight(seeds):
 
 
 def test_show_reads_the_warm_store(api, monkeypatch):
-    from index import store as store_module
+    from index.storage import reader as store_module
     from qa.app import show
 
     service, client = api

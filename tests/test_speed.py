@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from index.vectors import FaissIndex, NumpyIndex, build_faiss
+from index.storage.vectors import FaissIndex, NumpyIndex, build_faiss
 
 HEAVY = ("numpy", "faiss", "onnxruntime", "tokenizers", "torch", "sentence_transformers",
          "transformers", "bm25s", "scipy", "pydantic")
@@ -170,15 +170,10 @@ def test_numpy_index_single_query_path_matches_matrix_product():
 
 
 def test_a_store_above_the_threshold_searches_its_quantised_index(tmp_path):
-    from index.store import (
-        FORMAT_VERSION,
-        Build,
-        DocumentRow,
-        PassageRow,
-        Store,
-        new_version,
-        write_version,
-    )
+    from index.storage.manifest import FORMAT_VERSION
+    from index.storage.publish import new_version, write_version
+    from index.storage.reader import Store
+    from index.storage.rows import Build, DocumentRow, PassageRow
 
     n, d = FaissIndex.IVF_THRESHOLD + 500, 32
     vectors = _clustered(n, d, seed=3)
@@ -198,7 +193,7 @@ def test_a_store_above_the_threshold_searches_its_quantised_index(tmp_path):
 
 
 def test_int8_vectors_with_scales_score_like_float32(tmp_path):
-    from index import vectors as vec
+    from index.storage import vectors as vec
 
     rng = np.random.default_rng(5)
     full = rng.standard_normal((vec._BLOCK * 2 + 100, 384)).astype(np.float32)

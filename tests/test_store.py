@@ -5,10 +5,14 @@ import numpy as np
 import pytest
 from conftest import ROOT, SEEDS, FakeEmbedder, fake_build, fold, word_count
 
+from index.docs import docs_changes
 from index.errors import DocsError, IndexDamaged, IndexMissing, IndexStale
-from index.pipeline import docs_changes, expected_for, update_index
-from index.store import FILES, Store, current_version
-from index.vectors import FaissIndex, NumpyIndex
+from index.ingest.job import BuildOptions
+from index.ingest.pipeline import update_index
+from index.storage.layout import FILES, current_version
+from index.storage.manifest import expected as expected_for
+from index.storage.reader import Store
+from index.storage.vectors import FaissIndex, NumpyIndex
 from qa.engine import Engine
 
 
@@ -97,7 +101,7 @@ def test_the_file_list_lives_beside_the_manifest_and_old_inline_lists_still_read
     store = Store(index)
     assert store.files == files and not docs_changes(docs, store.files)
     store.close()
-    report = update_index(docs, index, embedder=FakeEmbedder(), count_tokens=word_count)
+    report = update_index(docs, index, BuildOptions(embedder=FakeEmbedder(), count_tokens=word_count))
     assert not (report.added or report.changed or report.removed) and report.embedded == 0
     # A damaged list is damage, reported when it is read.
     (version / FILES).write_text("{not json")
@@ -113,14 +117,14 @@ def test_update_embeds_only_new_passages(seeds):
     new.write_text("Zanzibar Harbour Reopens\n\nThe harbour of Zanzibar reopened on Monday after "
                    "a storm. Fishermen returned to work at dawn.\n")
     embedder = FakeEmbedder()
-    report = update_index(docs, index, embedder=embedder, count_tokens=word_count)
+    report = update_index(docs, index, BuildOptions(embedder=embedder, count_tokens=word_count))
     assert report.added == ["new_article"] and not report.changed and not report.removed
     assert report.embedded == embedder.calls == 1
     store = Store(index)
     assert "new_article" in {d.source for d in store.documents.values()}
     assert not docs_changes(docs, store.files)
     new.unlink()
-    report = update_index(docs, index, embedder=FakeEmbedder(), count_tokens=word_count)
+    report = update_index(docs, index, BuildOptions(embedder=FakeEmbedder(), count_tokens=word_count))
     assert report.removed == ["new_article"] and report.embedded == 0
     assert "new_article" not in {d.source for d in Store(index).documents.values()}
 
@@ -154,7 +158,7 @@ def test_a_lease_held_by_another_process_keeps_its_version(seeds, tmp_path):
 
     docs, index = seeds
     script = (
-        "import sys; from index.store import Store; s = Store(sys.argv[1]); "
+        "import sys; from index.storage.reader import Store; s = Store(sys.argv[1]); "
         "print(s.version.name, flush=True); sys.stdin.read()"
     )
     reader = subprocess.Popen([sys.executable, "-c", script, str(index)], cwd=ROOT,
@@ -219,11 +223,10 @@ def test_no_sql_outside_the_store():
 
     root = Path(__file__).resolve().parent.parent
     offenders = []
-    # The index's store and the two kept beside the index folder (feedback, watches).
-    storage = {root / "index" / name for name in ("store.py", "feedback_store.py",
-                                                   "watch_store.py")}
-    for path in [*root.glob("qa/**/*.py"), *root.glob("index/*.py"), root / "cli.py"]:
-        if path in storage:
+    # The storage wing: the index on disk and the two stores kept beside it (feedback, watches).
+    storage = root / "index" / "storage"
+    for path in [*root.glob("qa/**/*.py"), *root.glob("index/**/*.py"), root / "cli.py"]:
+        if path.is_relative_to(storage):
             continue
         text = path.read_text()
         if "sqlite3" in text or ".execute(" in text or "SELECT " in text:
@@ -277,7 +280,7 @@ def test_rescoring_vectors_are_mapped_without_read_ahead(tmp_path):
     """Re-scoring reads a few thousand scattered rows: their mapping is advised random
     (VmFlags "rr"), so a cold fault reads one page, not ~128 KB around it; other mappings
     keep the kernel's read-ahead."""
-    from index.vectors import load_npy
+    from index.storage.vectors import load_npy
 
     for name in ("scattered", "plain"):
         np.save(tmp_path / f"{name}.npy", np.ones((4096, 384), dtype=np.int8))

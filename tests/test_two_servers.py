@@ -28,9 +28,9 @@ def _start(index, docs, folder, name):
 # forces it in this process (the seeds are far below the size that writes a delta).
 UPDATE = """
 import os, sys
-from index import pipeline
+from index.ingest import delta
 if os.environ.get("QA_TEST_UPDATE_PATH") == "delta":
-    pipeline.DELTA_FROM, pipeline.DELTA_SHARE = 0, 1.0
+    delta.DELTA_FROM, delta.DELTA_SHARE = 0, 1.0
 sys.argv = ["qa", "index", "update", "--docs", sys.argv[1], "--index", sys.argv[2]]
 import cli
 cli.main()

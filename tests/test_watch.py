@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from cli import app
 from index.errors import QuestionError
-from index.pipeline import update_index
+from index.ingest.job import BuildOptions
+from index.ingest.pipeline import update_index
 from qa.engine import Engine
 from qa.filters import make_filters
 from qa.watch import (
@@ -94,7 +95,7 @@ def archive(tmp_path):
     embedder = FakeEmbedder()
 
     def update():
-        update_index(docs, index, embedder=embedder, count_tokens=word_count)
+        update_index(docs, index, BuildOptions(embedder=embedder, count_tokens=word_count))
         return Engine(index, embedder=embedder)
 
     return docs, index, embedder, update

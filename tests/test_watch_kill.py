@@ -11,7 +11,8 @@ import pytest
 from conftest import NEW_ARTICLE_TEXT, ROOT, FakeEmbedder, fake_index, word_count
 from test_watch import QUESTION, Receiver
 
-from index.pipeline import update_index
+from index.ingest.job import BuildOptions
+from index.ingest.pipeline import update_index
 from qa.engine import Engine
 from qa.watch import Watches
 
@@ -19,7 +20,7 @@ CHECKER = r"""
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
 from conftest import FakeEmbedder
-from index import watch_store
+from index.storage import watch_store
 from qa import watch
 from qa.engine import Engine
 
@@ -61,7 +62,7 @@ def test_a_finding_is_posted_once_across_a_kill_and_a_restart(tmp_path, point, p
         watches.add(QUESTION, webhook=receiver.url, engine=engine)
         engine.close()
         (docs / "zanzibar.txt").write_text(NEW_ARTICLE_TEXT)
-        update_index(docs, index, embedder=embedder, count_tokens=word_count)
+        update_index(docs, index, BuildOptions(embedder=embedder, count_tokens=word_count))
 
         killed = _checker(index, point)
         assert killed.returncode == -9, killed.stderr

@@ -11,7 +11,7 @@ import pytest
 from conftest import NEW_ARTICLE_TEXT, start_cli, stop
 from test_watch import QUESTION, Receiver
 
-from index.pipeline import update_index
+from index.ingest.pipeline import update_index
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,8 @@ from slack_mock import SlackMock, sign
 from starlette.testclient import TestClient
 from test_watch import QUESTION, Receiver
 
-from index.pipeline import update_index
+from index.ingest.job import BuildOptions
+from index.ingest.pipeline import update_index
 from qa.engine import Engine
 from qa.service import Service
 from qa.watch import Backoff, Runner, Watches, Webhook
@@ -31,7 +32,7 @@ def served(tmp_path):
 
     def update(name="zanzibar.txt", text=NEW_ARTICLE_TEXT):
         (docs / name).write_text(text)
-        update_index(docs, index, embedder=embedder, count_tokens=word_count)
+        update_index(docs, index, BuildOptions(embedder=embedder, count_tokens=word_count))
         deadline = time.monotonic() + 10
         while not service.current() and time.monotonic() < deadline:
             time.sleep(0.05)

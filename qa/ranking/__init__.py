@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.lexical import Analyzer
+from index.storage.lexical import Analyzer
 
 from . import features, learned, passes, score
 from .candidate import Candidate

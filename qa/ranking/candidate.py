@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from index.store import DocumentRow, PassageRow
+from index.storage.rows import DocumentRow, PassageRow
 
 
 @dataclass

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 
-from index.lexical import Analyzer
+from index.storage.lexical import Analyzer
 
 from . import places
 from .candidate import Candidate

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.lexical import Analyzer
+from index.storage.lexical import Analyzer
 
 from . import features, kinds
 from .candidate import Candidate

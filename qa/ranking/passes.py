@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from index.lexical import Analyzer
+from index.storage.lexical import Analyzer
 
 from .candidate import Candidate
 from .config import RankingConfig

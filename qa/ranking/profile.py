@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from index.lexical import Analyzer
+from index.storage.lexical import Analyzer
 
 from . import kinds, places
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from index.lexical import Analyzer
+from index.storage.lexical import Analyzer
 
 from . import features
 from .candidate import Candidate

@@ -1,5 +1,6 @@
-"""Find and decode the article files under a docs folder: plain text (.txt, .md) here, the
-archive formats through ``index.formats`` (HTML, JSON Lines, CSV, RSS/Atom, WARC)."""
+"""Read and decode the articles of a docs folder (its files found by ``index.docs``): plain
+text (.txt, .md) here, the archive formats through ``formats`` (HTML, JSON Lines, CSV,
+RSS/Atom, WARC); the same article met twice is kept once (``Unique``)."""
 
 from __future__ import annotations
 
@@ -10,36 +11,17 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import DocsError
-
-if TYPE_CHECKING:
-    from .formats import Article
-
-TEXT_SUFFIXES = (".txt", ".md")
-# Bumped when reading, cleaning (index/clean.py) or deduplication changes what an unchanged
-# folder yields, so an update re-reads it instead of reporting nothing to do. 4: news sites'
-# promos, editors' notes and photographer-first captions. 5: titles cut short ("… air ..."),
-# dateline lines ("CNN —") never a title, an outlet a title ends with and a dateline names.
-# 6: bylines whose names run together and are then listed; round-ups' credit lines.
-# 7: the same run of names at the head of an export's author list. 8: an export's stated
-# title shown as a page's is (cut-short ending, the publisher's name at its end). 9: wire
-# services' credit lines ("Reporting by … ; Editing by …") end the story and are not kept.
-READER_VERSION = 9
-
-
-def read_by_another(manifest: dict[str, Any]) -> bool:
-    """Whether the index whose manifest this is was read by another ``READER_VERSION``: an
-    update re-reads its articles (keeping the vectors of passages that come out the same)."""
-    return manifest.get("reader_version") != READER_VERSION
-
+from ..docs import file_sha256, printable, read_regular, root_and_paths, source_name, source_names
+from ..urls import canonical_url
+from .formats import TABULAR, Article, NoArticle, read_warc, reader_for, sniff_encoding
 
 # An article's text is cut at this many characters (with a warning): a news article has at
 # most a few hundred thousand (the benchmark archives' longest are cut at 100,000), and a
 # longer file is a dump or a runaway export, whose passages would take minutes to embed. Of a
-# text file only the bytes these characters can need are read (``_read_regular``), so a file
+# text file only the bytes these characters can need are read (``docs.read_regular``), so a file
 # of any size costs the same memory; the rest is hashed, not kept.
 MAX_CHARS = 1_000_000
 
@@ -89,119 +71,11 @@ class Duplicate:
     path: Path | None = None
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a regular file, read in blocks; OSError for FIFOs, devices, folders."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        digest = hashlib.sha256()
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def find_files(docs_dir: Path, warn: Callable[[str], None] = lambda _: None) -> list[Path]:
-    """Article files under ``docs_dir``, sorted, following directory symlinks once."""
-    docs_dir = Path(docs_dir)
-    if not docs_dir.exists():
-        raise DocsError(f"docs folder {docs_dir} does not exist: pass --docs DIR or set QA_DOCS")
-    if not docs_dir.is_dir():
-        raise DocsError(f"{docs_dir} is not a folder: pass --docs DIR with the article files")
-    found: list[Path] = []
-    seen: set[str] = set()
-
-    def on_error(error: OSError) -> None:
-        warn(f"skipping {printable(str(error.filename))}: {error.strerror}")
-
-    for root, dirs, files in os.walk(docs_dir, followlinks=True, onerror=on_error):
-        real = os.path.realpath(root)
-        if real in seen:
-            warn(f"skipping {printable(str(root))}: symlink loop")
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
-            path = Path(root) / name
-            if _readable_name(name):
-                found.append(path)  # a loop among these is skipped when read, and recorded
-            elif _looping(path):  # a → b → a, whatever the names: told like a folder loop
-                warn(f"skipping {printable(str(path))}: symlink loop")
-    return sorted(found)
-
-
 def _reason(error: OSError) -> str:
     """Why a file could not be read, for a warning."""
     if error.errno == errno.ELOOP:
         return "symlink loop"
     return error.strerror or str(error)
-
-
-def _looping(path: Path) -> bool:
-    """Whether ``path`` is a symbolic link that never reaches a file (ELOOP)."""
-    try:
-        os.stat(path)
-    except OSError as error:
-        return error.errno == errno.ELOOP
-    return False
-
-
-def _readable_name(name: str) -> bool:
-    from .formats import reader_for
-
-    return name.lower().endswith(TEXT_SUFFIXES) or reader_for(name) is not None
-
-
-def _stem(path: Path) -> Path:
-    """``path`` without its format suffix (both of ``.warc.gz``)."""
-    from .formats import reader_for
-
-    found = reader_for(path.name)
-    if found is None:
-        return path.with_suffix("")
-    return path.with_name(path.name[: -len(found[0])])
-
-
-def source_name(path: Path, docs_dir: Path) -> str:
-    return printable(_stem(path.relative_to(docs_dir)).as_posix())
-
-
-def printable(name: str) -> str:
-    """A file name as UTF-8 text: bytes that are not UTF-8 (surrogate-escaped by the OS layer)
-    become backslash escapes (``caf\\xe9``), so the name can be stored, printed and sent as
-    JSON."""
-    try:
-        name.encode("utf-8")
-        return name
-    except UnicodeEncodeError:
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def source_names(paths: list[Path], docs_dir: Path) -> dict[Path, str]:
-    """The source name of each file: its path without the suffix, or with it when another file
-    has the same name (``story.txt`` and ``story.md``): sources must be unique."""
-    stems: dict[str, int] = {}
-    for path in paths:
-        stem = source_name(path, docs_dir)
-        stems[stem] = stems.get(stem, 0) + 1
-    return {
-        path: source_name(path, docs_dir) if stems[source_name(path, docs_dir)] == 1
-        else printable(path.relative_to(docs_dir).as_posix())
-        for path in paths
-    }
-
-
-def _read_regular(path: Path, limit: int | None = None) -> bytes:
-    """The bytes of a regular file (at most ``limit + 1`` of them: more than ``limit`` means
-    the file is longer); OSError for anything else (a FIFO would block forever)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        return f.read() if limit is None else f.read(limit + 1)
 
 
 def _decode(data: bytes, encoding: str, whole: bool) -> str:
@@ -229,7 +103,7 @@ def read_document(
 
     limit = 4 * MAX_CHARS + 4  # bytes enough for MAX_CHARS characters in any encoding
     try:
-        data = _read_regular(path, limit)
+        data = read_regular(path, limit)
         whole = len(data) <= limit
         # The file's hash is of all its bytes (updates compare it with file_sha256).
         digest = hashlib.sha256(data).hexdigest() if whole else file_sha256(path)
@@ -237,8 +111,6 @@ def read_document(
     except OSError as error:
         skip(_reason(error))
         return None
-    from .formats import sniff_encoding
-
     data = data[:limit]
     encoding = "utf-8"
     unicode_bom = data.startswith((b"\xff\xfe", b"\xfe\xff"))  # UTF-16/32 hold NUL bytes
@@ -334,7 +206,7 @@ def load_documents(
     import tempfile
 
     docs_dir = Path(docs_dir)
-    root, paths = _root_and_paths(docs_dir, warn)
+    root, paths = root_and_paths(docs_dir, warn)
     spool = tempfile.TemporaryFile(dir=scratch)
     found: list[tuple[Document, int, int]] = []
     lengths: list[int] = []
@@ -376,18 +248,10 @@ def _without_text(document: Document) -> Document:
     return replace(document, text="", article=replace(article, text="") if article else None)
 
 
-def _root_and_paths(docs: Path, warn: Callable[[str], None]) -> tuple[Path, list[Path]]:
-    if docs.is_file():
-        return docs.parent, [docs]
-    return docs, find_files(docs, warn)
-
-
 def _read_any(
     path: Path, root: Path, source: str, warn: Callable[[str], None],
     skipped: Callable[[Skipped], None], fields: dict[str, str], bad: Callable[[str], None],
 ) -> Iterator[Document]:
-    from .formats import TABULAR, NoArticle, read_warc, reader_for
-
     found = reader_for(path.name)
     if found is None:
         document = read_document(path, root, warn, skipped, source)
@@ -442,8 +306,6 @@ class Unique:
         self.bands: dict[tuple[int, int, str], list[tuple[int, str, Any]]] = {}
 
     def seen(self, document: Document, ref: Any) -> tuple[str, str] | None:
-        from .formats import canonical_url
-
         url = canonical_url(document.url)
         if url and url in self.urls:
             return self.urls[url], "same URL"

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .vectors import load_npy
+from .vectors import create_npy, load_npy
 
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 QUERY_FILE = "query_tokenizer.json"
@@ -113,8 +113,6 @@ def build(texts: Iterable[str], directory: Path,
 
     ``metadata``: the articles' titles, authors and outlets; their terms that are in no
     passage are saved (``METADATA_FILE``)."""
-    from .vectors import create_npy
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     analyzer = Analyzer(cache=0)

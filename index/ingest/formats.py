@@ -15,7 +15,6 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
-import hashlib
 import io
 import json
 import re
@@ -24,8 +23,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ..docs import format_of
+from ..urls import sidecar_url, url_source
 from .meta import runs_together
 
 Warn = Callable[[str], None]
@@ -46,7 +46,6 @@ MIN_WORDS = 12
 # Codec names (as codecs.lookup spells them) of encodings with multi-byte characters.
 MULTI_BYTE = ("utf", "shift_jis", "euc", "gb", "big5", "cp932", "cp949", "cp950", "iso2022",
               "hz", "johab")
-TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|mc_cid|mc_eid|ref|cmpid|ocid|smid|icid)$", re.I)
 
 
 @dataclass(frozen=True)
@@ -64,34 +63,6 @@ class Article:
     language: str | None = None
     line: int | None = None  # the record's line (or item number) in its file
     extras: dict[str, Any] = field(default_factory=dict, compare=False)
-
-
-def canonical_url(url: str | None) -> str | None:
-    """``url`` normalised for finding the same article twice: https, no ``www.``, no
-    tracking parameters, fragment or trailing slash, AMP paths folded ("/amp", "amp.")."""
-    if not url:
-        return None
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return None
-    if not parts.netloc:
-        return None
-    host = parts.netloc.lower().removeprefix("www.").removeprefix("amp.")
-    path = re.sub(r"(/amp)+/?$|/amp/(?=.)", "/", parts.path) or "/"
-    path = path.rstrip("/") or "/"
-    query = urlencode(sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                             if not TRACKING.match(k) and k.lower() not in ("amp", "outputtype")))
-    return urlunsplit(("https", host, path, query, ""))
-
-
-def url_source(url: str) -> str:
-    """A stable, unique source name for an article known by its URL: a readable slug of the
-    host and path, plus a short hash of the canonical URL."""
-    canonical = canonical_url(url) or url
-    parts = urlsplit(canonical)
-    slug = re.sub(r"[^a-z0-9]+", "-", f"{parts.netloc}{parts.path}".lower()).strip("-")[:80]
-    return f"{slug}-{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"
 
 
 def _open_binary(path: Path) -> Any:
@@ -204,8 +175,6 @@ def read_html(path: Path, source: str, bad: Warn) -> Iterator[Article]:
     opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rb") as f:
         data = f.read()
-    from .fetch import sidecar_url
-
     url = sidecar_url(path)  # a page `qa fetch` saved: where it came from
     article = extract_html(data, url)
     if article is None:
@@ -501,21 +470,15 @@ def _gzipped(path: Path) -> bool:
         return f.read(2) == b"\x1f\x8b"
 
 
-# Suffix → reader. Longest suffixes first so ".warc.gz" wins over ".gz".
+# Format → reader; the suffixes of each format are ``index.docs.FORMAT_SUFFIXES``.
 READERS: dict[str, Callable[..., Iterator[Article]]] = {
-    ".warc.gz": read_warc, ".arc.gz": read_warc, ".warc": read_warc, ".arc": read_warc,
-    ".html.gz": read_html, ".htm.gz": read_html, ".html": read_html, ".htm": read_html,
-    ".jsonl.gz": read_jsonl, ".ndjson.gz": read_jsonl, ".jsonl": read_jsonl,
-    ".ndjson": read_jsonl, ".csv.gz": read_csv, ".csv": read_csv,
-    ".rss": read_feed, ".atom": read_feed, ".xml": read_feed,
+    "warc": read_warc, "html": read_html, "jsonl": read_jsonl, "csv": read_csv,
+    "feed": read_feed,
 }
 TABULAR = (read_jsonl, read_csv)
 
 
 def reader_for(name: str) -> tuple[str, Callable[..., Iterator[Article]]] | None:
     """(suffix, reader) for a file name, or None for plain text and unknown files."""
-    lower = name.lower()
-    for suffix, reader in READERS.items():
-        if lower.endswith(suffix):
-            return suffix, reader
-    return None
+    found = format_of(name)
+    return None if found is None else (found[0], READERS[found[1]])

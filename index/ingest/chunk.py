@@ -1,4 +1,5 @@
-"""Split an article's kept segments into sentence-aware passages with exact file offsets."""
+"""Split an article's kept segments into sentence-aware passages with exact file offsets.
+(When the passages it makes change, bump ``index.storage.manifest.CHUNK_VERSION``.)"""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..models.spec import PASSAGE_BUDGET
 from .clean import Segment
 
-CHUNK_VERSION = 2
-# Word pieces per passage, before the title/date prefix and [CLS]/[SEP] (model window 256).
-MAX_TOKENS = 200
+# Word pieces per passage by default (a model's ``passage_budget``), before the title/date
+# prefix and [CLS]/[SEP] (the default model's window is 256).
+MAX_TOKENS = PASSAGE_BUDGET
 OVERLAP_SENTENCES = 1
 
 Span = tuple[int, int]

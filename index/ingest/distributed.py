@@ -29,14 +29,16 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from .errors import QAError
-
-if TYPE_CHECKING:
-    from .load import Documents
+from ..errors import QAError
+from ..models.embedder import OnnxEmbedder
+from .describe import counter
+from .describe import describe as describe_one
+from .embed import INT8_BATCH
+from .load import Documents
 
 # Passages per block sent to an actor: large enough that Ray's per-task cost (~ms) is small
 # next to embedding it (~1.3 s on one core), small enough that two nodes share a small archive
@@ -243,8 +245,6 @@ class Encoder:
 
         import ray
 
-        from .embed import OnnxEmbedder
-
         if isinstance(model, ray.ObjectRef):
             model = ray.get(model)
         # onnxruntime reads the whole file when the session opens, so the copy goes at once
@@ -257,8 +257,6 @@ class Encoder:
         self.shards = Path(shards) if shards else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .embed import INT8_BATCH
-
         texts = [str(t) for t in batch["text"]]
         vectors = self.embedder.embed(texts, batch_size=INT8_BATCH)
         out = {"row": np.asarray(batch["row"], dtype=np.int64),
@@ -275,18 +273,16 @@ ARTICLES = 16  # articles per describing task
 
 
 def _describe_block(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A Ray Data task: describe a block of pickled articles (``pipeline.describe``)."""
+    """A Ray Data task: describe a block of pickled articles (``describe.describe``)."""
     import pickle
 
-    from .pipeline import _default_counter, describe
-
-    count_tokens = _default_counter()  # as a local build counts: a slice at a time
-    out = [pickle.dumps(describe(pickle.loads(blob), count_tokens)) for blob in batch["doc"]]
+    count_tokens = counter()  # as a local build counts: a slice at a time
+    out = [pickle.dumps(describe_one(pickle.loads(blob), count_tokens)) for blob in batch["doc"]]
     return {"i": np.asarray(batch["i"], dtype=np.int64), "out": np.array(out, dtype=object)}
 
 
 def describe(address: str, documents: Documents) -> Iterator[tuple[Any, list[Any]]]:
-    """``pipeline.describe`` of each of ``documents`` on the cluster at ``address``, yielded
+    """``describe.describe`` of each of ``documents`` on the cluster at ``address``, yielded
     in the documents' order."""
     import pickle
 
@@ -341,23 +337,11 @@ def embed(
     weights = Path(model).read_bytes()
     folder = Shards(shards, weights) if shards is not None else None
     held = folder.held() if folder is not None else {}
-    refs = []
+    refs: list[Any] = []
     for block in blocks:
         if folder is not None and held:
             block = _from_shards(block, held, folder, write, advance)
-        # Longest first, as a local build orders them, so each model call pairs the same
-        # passages (int8 activations are quantised per call: the same pairs, the same
-        # vectors) while the slices spread over the nodes.
-        block = sorted(block, key=lambda item: -len(item[2]))
-        for s in range(0, len(block), BLOCK):
-            part = block[s : s + BLOCK]
-            columns: dict[str, list[Any]] = {"row": [i for i, _, _ in part],
-                                             "text": [t for _, _, t in part]}
-            if folder is not None:
-                hashes = [h for _, h, _ in part]
-                columns["hash"] = hashes
-                columns["shard"] = [folder.name(hashes)] * len(part)
-            refs.append(ray.put(pa.table(columns)))
+        refs.extend(ray.put(pa.table(columns)) for columns in _slices(block, folder))
     if not refs:
         return {}, folder
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -373,23 +357,49 @@ def embed(
     nodes: dict[str, int] = {}
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            ids = np.asarray(batch["row"], dtype=np.int64)
-            if folder is None:
-                write(ids, np.asarray(batch["vector"], dtype=np.float32))
-            else:  # a batch may hold several blocks: each one's rows come from its shard
-                names = np.array([str(n) for n in batch["shard"]])
-                hashes = [str(h) for h in batch["hash"]]
-                for name in dict.fromkeys(names.tolist()):
-                    rows = np.flatnonzero(names == name)
-                    write(ids[rows], folder.read(name, [hashes[r] for r in rows]))
+            _written(batch, folder, write)
             for node in batch["node"]:
                 nodes[str(node)] = nodes.get(str(node), 0) + 1
-            advance(len(ids))
+            advance(len(batch["row"]))
     except QAError:
         raise
     except Exception as error:  # Ray's own task and actor errors: one line, not its trace
         raise _failed(address, "the embedding", error) from None
     return nodes, folder
+
+
+def _written(batch: dict[str, np.ndarray], folder: Shards | None,
+             write: Callable[[np.ndarray, np.ndarray], None]) -> None:
+    """Write the vectors of one batch the cluster returned: in it, or in its shards."""
+    ids = np.asarray(batch["row"], dtype=np.int64)
+    if folder is None:
+        write(ids, np.asarray(batch["vector"], dtype=np.float32))
+        return
+    # A batch may hold several blocks: each one's rows come from its shard.
+    names = np.array([str(n) for n in batch["shard"]])
+    hashes = [str(h) for h in batch["hash"]]
+    for name in dict.fromkeys(names.tolist()):
+        rows = np.flatnonzero(names == name)
+        write(ids[rows], folder.read(name, [hashes[r] for r in rows]))
+
+
+def _slices(block: list[tuple[int, str, str]],
+            folder: Shards | None) -> Iterator[dict[str, list[Any]]]:
+    """The columns of each slice of ``block`` sent to an actor (row, text; with shards,
+    content hash and the shard's name)."""
+    # Longest first, as a local build orders them, so each model call pairs the same passages
+    # (int8 activations are quantised per call: the same pairs, the same vectors) while the
+    # slices spread over the nodes.
+    block = sorted(block, key=lambda item: -len(item[2]))
+    for s in range(0, len(block), BLOCK):
+        part = block[s : s + BLOCK]
+        columns: dict[str, list[Any]] = {"row": [i for i, _, _ in part],
+                                         "text": [t for _, _, t in part]}
+        if folder is not None:
+            hashes = [h for _, h, _ in part]
+            columns["hash"] = hashes
+            columns["shard"] = [folder.name(hashes)] * len(part)
+        yield columns
 
 
 def _from_shards(

@@ -17,12 +17,11 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
 
-from .disk import write_atomic
-from .errors import QAError
-from .formats import url_source
+from ..disk import write_atomic
+from ..errors import QAError
+from ..urls import SIDECAR, url_source
 
 USER_AGENT = "newsqa-fetch/0.1 (+https://github.com/; retrieval QA over a news archive)"
-SIDECAR = ".fetch.json"
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 FEED_TYPES = ("xml", "rss", "atom")
 
@@ -251,17 +250,3 @@ def _feed_links(urls: Iterable[str], fetcher: Fetcher, warn: Callable[[str], Non
             warn(f"{url} lists no item links")
         links.extend(found)
     return links
-
-
-def sidecar_url(page: Path) -> str | None:
-    """The final URL a fetched page was saved from (its ``.fetch.json``), if any."""
-    name = page.name
-    for suffix in (".html.gz", ".htm.gz", ".html", ".htm"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    try:
-        data = json.loads((page.with_name(name + SIDECAR)).read_text())
-    except (OSError, ValueError):
-        return None
-    return data.get("final_url") if isinstance(data, dict) else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 __all__ = ["Segment", "Line", "find_body", "iter_lines", "dateline", "DATE_RE"]
@@ -397,69 +397,90 @@ def find_body(text: str, title: str | None = None) -> list[Segment]:
     Epoch Times", "... contributed to this report.") unless two long sentences in a row show
     the story goes on. Runs in time linear in ``len(text)``.
     """
-    skip = _normal(title) if title and title.strip() else None
-    skip_len = len(skip) if skip else 0
-    lines = iter_lines(text)
-    pending: list[Line] = []  # one line of lookahead for the resume rule
+    body = _Body(_normal(title) if title and title.strip() else None)
+    lines = _Lines(text)
+    while (line := lines.next()) is not None:
+        if body.take(line, lines):
+            break
+    body.flush_header()
+    return body.segments
 
-    def advance() -> Line | None:
-        return pending.pop() if pending else next(lines, None)
 
-    def peek() -> Line | None:
+class _Lines:
+    """A text's lines, with one line of lookahead for the resume rule."""
+
+    def __init__(self, text: str) -> None:
+        self._lines = iter_lines(text)
+        self._pending: list[Line] = []
+
+    def next(self) -> Line | None:
+        return self._pending.pop() if self._pending else next(self._lines, None)
+
+    def peek(self) -> Line | None:
+        """The next line that is not dropped (the dropped ones before it are skipped)."""
         while True:
-            item = next(lines, None)
+            item = next(self._lines, None)
             if item is None or item.kind not in _DROPPED:
                 break
         if item is not None:
-            pending.append(item)
+            self._pending.append(item)
         return item
 
-    segments: list[Segment] = []
-    started = ended = last_kept = False
+
+@dataclass
+class _Body:
+    """``find_body``'s state as it reads the lines: the segments kept, whether the story has
+    started or an end marker was met, the last line, and the header lines not yet emitted."""
+
+    skip: str | None  # the title, normalised: a line that repeats it is dropped
+    segments: list[Segment] = field(default_factory=list)
+    started: bool = False
+    ended: bool = False
+    last_kept: bool = False
     previous: str | None = None
-    header: list[Line] = []  # byline and date stamps above the story, not yet emitted
+    header: list[Line] = field(default_factory=list)  # byline and date stamps above the story
 
-    def flush_header() -> None:
+    def flush_header(self) -> None:
         # A byline is article content (who wrote it); a date stamp alone is only metadata.
-        if any(item.kind == "byline" for item in header):
-            segments.extend(Segment(item.start, item.end, "byline") for item in header)
-        header.clear()
+        if any(item.kind == "byline" for item in self.header):
+            self.segments.extend(Segment(item.start, item.end, "byline") for item in self.header)
+        self.header.clear()
 
-    while (line := advance()) is not None:
-        if line.kind in ("byline", "dateline") and not started and not ended:
-            if line.text != previous:
-                header.append(line)
-            previous, last_kept = line.text, False
-            continue
-        flush_header()
-        if line.text == previous:
+    def take(self, line: Line, lines: _Lines) -> bool:
+        """Keep or drop ``line``; True when the story ends with it."""
+        if line.kind in ("byline", "dateline") and not self.started and not self.ended:
+            if line.text != self.previous:
+                self.header.append(line)
+            self.previous, self.last_kept = line.text, False
+            return False
+        self.flush_header()
+        if line.text == self.previous:
             # A line repeated at once is an image's alt text and caption scraped twice.
-            if last_kept and segments[-1].kind == "text":
-                segments[-1] = replace(segments[-1], kind="caption")
-            continue
-        previous, last_kept = line.text, False
-        if line.kind in _DROPPED or (
-            skip is not None and len(line.text) < 2 * skip_len + 8 and _normal(line.text) == skip
-        ):
-            continue
-        if ended:
+            if self.last_kept and self.segments[-1].kind == "text":
+                self.segments[-1] = replace(self.segments[-1], kind="caption")
+            return False
+        self.previous, self.last_kept = line.text, False
+        if line.kind in _DROPPED or self._title(line):
+            return False
+        if self.ended:
             if line.kind == "final":
-                break
-            if not _resumes(line, peek()):
-                continue
-            ended = False
+                return True
+            if not _resumes(line, lines.peek()):
+                return False
+            self.ended = False
         if line.kind in ("final", "credit"):
-            if started:
-                break
-            continue
+            return self.started
         if line.kind == "end":
-            ended = started
-            continue
+            self.ended = self.started
+            return False
         if line.caption or line.prose:
-            segments.append(Segment(line.start, line.end, "caption" if line.caption else "text"))
-            last_kept = True
-            started = started or not line.caption
-        if line.kind == "last" and started:
-            break
-    flush_header()
-    return segments
+            self.segments.append(
+                Segment(line.start, line.end, "caption" if line.caption else "text"))
+            self.last_kept = True
+            self.started = self.started or not line.caption
+        return line.kind == "last" and self.started
+
+    def _title(self, line: Line) -> bool:
+        skip = self.skip
+        return skip is not None and len(line.text) < 2 * len(skip) + 8 and \
+            _normal(line.text) == skip

