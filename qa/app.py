@@ -33,7 +33,8 @@ from .ranking import RankingConfig
 from .service import Busy as Busy
 from .service import Service as Service
 from .service import TimedOut as TimedOut
-from .watch import Watches, destinations, run
+from .watch import Watches, run
+from .watch_slack import destinations
 
 PROJECT_SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 Say = Callable[[str], None]

@@ -192,7 +192,8 @@ def watching(service: Service, slack_token: str | None = None,
              slack_api_url: str | None = None) -> Runner:
     """The standing questions checked after each switch to a new version and their
     findings told (``qa.watch.Runner``): webhooks, and Slack with a bot token."""
-    from .watch import Runner, destinations
+    from .watch import Runner
+    from .watch_slack import destinations
 
     token = slack_token or os.environ.get("SLACK_BOT_TOKEN", "").strip() or None
     url = slack_api_url or os.environ.get("SLACK_API_URL") or None

@@ -43,7 +43,7 @@ from .feedback import FeedbackError
 from .filters import make_filters
 from .ranking.profile import QUESTION_WORDS
 from .service import Busy, Service, TimedOut
-from .watch_slack import REMOVE_WATCH_ACTION, WatchCommands
+from .watch_slack import REMOVE_WATCH_ACTION, WatchCommands, web_client
 
 if TYPE_CHECKING:
     from slack_bolt import App, BoltRequest, BoltResponse
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("qa.slack")
 
-DEFAULT_API_URL = "https://slack.com/api/"
 EVENTS_PATH = "/slack/events"
 USAGE = (
     "Ask me a question, e.g. “How many rockets landed at the Taji base?”; narrow it with "
@@ -232,18 +231,6 @@ def with_context(question: str, earlier: list[str], stopwords: frozenset[str]) -
             have.add(low)
             keep.append(word)
     return f"{question} {' '.join(keep)}" if keep else question
-
-
-def api_base_url(url: str | None) -> str:
-    """``SLACK_API_URL`` as slack_sdk wants it (ending in "/")."""
-    url = (url or DEFAULT_API_URL).strip()
-    return url if url.endswith("/") else url + "/"
-
-
-def web_client(token: str, api_url: str | None = None) -> WebClient:
-    from slack_sdk import WebClient
-
-    return WebClient(token=token, base_url=api_base_url(api_url))
 
 
 class _DropMessage(logging.Filter):

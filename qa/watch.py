@@ -43,12 +43,14 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from index.errors import QAError, QuestionError
+from index.storage.layout import current_version
 from index.storage.watch_store import (
     DeliveryRow,
     FindingRow,
     NewFinding,
     WatchRow,
     WatchStore,
+    _older_than,
     now,
     watches_path,
 )
@@ -358,8 +360,6 @@ def owner_id() -> str:
 def alive(owner: str, heartbeat: str) -> bool:
     """Whether the holder of a claim may still be working: a process on this machine that
     is still running, or any holder whose last sign of life is younger than CLAIM_TTL."""
-    from index.storage.watch_store import _older_than
-
     host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
     if host == socket.gethostname() and pid.isdigit():
@@ -425,8 +425,6 @@ def check(engine: Engine, watches: Watches, *, owner: str | None = None,
 
 
 def _live(engine: Engine) -> bool:
-    from index.storage.layout import current_version
-
     try:
         return current_version(engine.index_dir).name == engine.store.version.name
     except QAError:
@@ -630,19 +628,6 @@ def _send(watches: Watches, row: DeliveryRow, destination: Destination) -> Told:
     log.info("told %s %s of standing question #%d's finding %s", row.kind, where, watch.id,
              found.id)
     return Told(watch.id, found.id, row.kind, row.target, "sent")
-
-
-def destinations(slack_token: str | None = None, slack_api_url: str | None = None,
-                 feedback: Any = None) -> list[Destination]:
-    """Where this process can tell: webhooks always, Slack with a bot token (without one,
-    Slack's deliveries wait for a process that has it, such as ``qa slack``)."""
-    found: list[Destination] = [Webhook()]
-    if slack_token:
-        from .slack import web_client
-        from .watch_slack import SlackPoster
-
-        found.append(SlackPoster(web_client(slack_token, slack_api_url), feedback))
-    return found
 
 
 @dataclass

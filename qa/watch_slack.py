@@ -25,6 +25,7 @@ from .watch import (
     Watch,
     WatchError,
     Watches,
+    Webhook,
 )
 
 if TYPE_CHECKING:
@@ -191,3 +192,29 @@ class WatchCommands:
         respond(response_type="ephemeral", replace_original=False,
                 **notice(f"Removed standing question #{removed.id}: “{removed.question}”.")
                 .payload())
+
+
+DEFAULT_API_URL = "https://slack.com/api/"
+
+
+def api_base_url(url: str | None) -> str:
+    """``SLACK_API_URL`` as slack_sdk wants it (ending in "/")."""
+    url = (url or DEFAULT_API_URL).strip()
+    return url if url.endswith("/") else url + "/"
+
+
+def web_client(token: str, api_url: str | None = None) -> Any:
+    """A slack_sdk ``WebClient`` for the Web API at ``api_url`` (default: Slack's)."""
+    from slack_sdk import WebClient
+
+    return WebClient(token=token, base_url=api_base_url(api_url))
+
+
+def destinations(slack_token: str | None = None, slack_api_url: str | None = None,
+                 feedback: Any = None) -> list[Destination]:
+    """Where this process can tell: webhooks always, Slack with a bot token (without one,
+    Slack's deliveries wait for a process that has it, such as ``qa slack``)."""
+    found: list[Destination] = [Webhook()]
+    if slack_token:
+        found.append(SlackPoster(web_client(slack_token, slack_api_url), feedback))
+    return found

@@ -96,7 +96,7 @@ def test_question_vector_made_beside_the_keyword_search_answers_the_same(engine,
         def embed_batch(self, texts):
             return self.inner.embed_batch(texts)
 
-    engine.sentence_embedder  # loaded, so the second engine shares it
+    assert engine.sentence_embedder is not None  # loaded, so the second engine shares it
     plain = Engine(real_index[1], previous=engine)
     plain._embedder = Plain(engine.embedder)
     assert hasattr(engine.embedder, "submit") and not hasattr(plain.embedder, "submit")

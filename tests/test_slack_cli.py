@@ -16,11 +16,11 @@ from cli import app
 from qa.serving import RedactSecrets
 from qa.slack import (
     Seen,
-    api_base_url,
     question_text,
     share_value,
     split_filters,
 )
+from qa.watch_slack import api_base_url
 
 runner = CliRunner()
 

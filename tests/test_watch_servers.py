@@ -109,7 +109,7 @@ def _signed_form(client, fields):
 
 def test_slack_commands_and_a_finding_posted_with_votes(served):
     from qa.slack import create_app, create_http_app
-    from qa.watch import destinations
+    from qa.watch_slack import destinations
 
     docs, index, service, update = served
     mock = SlackMock().start()
