@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +18,10 @@ from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 
-from qa.terminal import labelled, progress_bars, quiet_exit, render, safe, say, stderr, stdout, warn
+from index.errors import QAError
+from qa import terminal
+from qa.processes import Terminated, sigterm_raises
+from qa.terminal import labelled, progress_bars, quiet_exit, say, stderr, stdout, warn
 
 if TYPE_CHECKING:
     from index.ingest.builder import Builder
@@ -27,24 +29,17 @@ if TYPE_CHECKING:
     from qa.engine import Engine
     from qa.filters import Filters
 
-app = typer.Typer(
-    no_args_is_help=True,
-    help="Ask a news archive questions; get passages with citations you can check.",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+app = typer.Typer(no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
+                  help="Ask a news archive questions; get passages with citations you can check.")
 index_app = typer.Typer(no_args_is_help=True, help="Build, update and inspect the index.")
 app.add_typer(index_app, name="index")
-feedback_app = typer.Typer(
-    no_args_is_help=True,
-    help="Readers' 👍/👎 verdicts on answers (Slack, the web page, POST /feedback), kept "
-    "beside the index; export them as qa eval questions.",
-)
+feedback_app = typer.Typer(no_args_is_help=True, help="Readers' 👍/👎 verdicts on answers "
+                           "(Slack, the web page, POST /feedback), kept beside the index; "
+                           "export them as qa eval questions.")
 app.add_typer(feedback_app, name="feedback")
-watch_app = typer.Typer(
-    no_args_is_help=True,
-    help="Standing questions: after every index update they are asked over the new articles, "
-    "and a new finding is posted to Slack, a webhook or printed.",
-)
+watch_app = typer.Typer(no_args_is_help=True, help="Standing questions: after every index update "
+                        "they are asked over the new articles, and a new finding is posted to "
+                        "Slack, a webhook or printed.")
 app.add_typer(watch_app, name="watch")
 
 DocsOption = Annotated[Path | None, typer.Option(
@@ -52,7 +47,6 @@ DocsOption = Annotated[Path | None, typer.Option(
 IndexOption = Annotated[Path | None, typer.Option(
     "--index", envvar="QA_INDEX", help="Index directory (default: a cache folder per docs).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-_stderr, _stdout, _line = stderr, stdout, labelled  # the names the watch commands print with
 
 
 @contextmanager
@@ -60,11 +54,9 @@ def user_errors() -> Iterator[None]:
     """Turn library errors into one line on stderr and exit code 1. Ctrl-C (130) and SIGTERM
     (143) end the command the same way, its cleanup run: a build stops its embedding worker
     processes and leaves the index as it was."""
-    from index.errors import QAError
-
-    previous = _raise_on_sigterm()
     try:
-        yield
+        with sigterm_raises():
+            yield
     except QAError as error:
         stderr().print(labelled("error:", "red", str(error)), soft_wrap=True)
         raise typer.Exit(1) from None
@@ -76,30 +68,6 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(143) from None
     except BrokenPipeError:  # print() to a closed pipe (JSON output)
         quiet_exit()
-    finally:
-        if previous is not None:
-            import signal
-
-            signal.signal(signal.SIGTERM, previous)
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived (raised in the main thread, so ``finally`` blocks run)."""
-
-
-def _raise_on_sigterm() -> Any:
-    """Make SIGTERM raise ``Terminated``; returns the handler it replaced (None when this is
-    not the main thread, where handlers cannot be set)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated()
-
-    return signal.signal(signal.SIGTERM, handler)
 
 
 def grouped(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -128,6 +96,12 @@ def grouped(command: Callable[..., Any]) -> Callable[..., Any]:
     run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     run.__annotations__ = {p.name: p.annotation for p in params}
     return run
+
+
+def command(group: typer.Typer, name: str | None = None) -> Callable[[Callable[..., Any]], Any]:
+    """Register a command of ``group``: its option groups unpacked (``grouped``), each run
+    within ``user_errors``."""
+    return lambda function: group.command(name)(grouped(user_errors()(function)))
 
 
 def _paths(docs: Path | None, index: Path | None) -> Paths:
@@ -173,24 +147,18 @@ def _builder(ctx: typer.Context, progress: Any = None, flags: BuildFlags | None 
     """How this command builds an index (``model``: the sentence-transformers model to build
     with, a folder or a hub name). ``ctx.obj`` may pass an ``embedder`` and a
     ``count_tokens`` in (tests run the CLI over a small fake model that way)."""
-    from index.ingest.builder import Builder, export_fields
-    from index.ingest.job import BuildOptions
-    from index.models.spec import describe
+    from index.ingest.builder import make_builder
     from qa.app import cache_root
 
-    deps = ctx.obj if isinstance(ctx.obj, dict) else {}
-    options = BuildOptions(embedder=deps.get("embedder"), count_tokens=deps.get("count_tokens"),
-                           progress=progress or (lambda stage, done, total: None), warn=warn,
-                           model_cache=cache_root() / "models",
-                           model=describe(model) if model is not None else None)
-    if flags is not None:
-        try:
-            fields = export_fields(flags.field)
-        except ValueError as error:
-            raise typer.BadParameter(str(error)) from None
-        options = dataclasses.replace(options, fields=fields, ray=flags.ray,
-                                      retrain=flags.retrain, shards=flags.shards)
-    return Builder(options, notice=say)
+    deps, flags = ctx.obj if isinstance(ctx.obj, dict) else {}, flags or BuildFlags()
+    try:
+        return make_builder(say, model, flags.field, ray=flags.ray, retrain=flags.retrain,
+                            shards=flags.shards, embedder=deps.get("embedder"),
+                            count_tokens=deps.get("count_tokens"), warn=warn,
+                            progress=progress or (lambda stage, done, total: None),
+                            model_cache=cache_root() / "models")
+    except ValueError as error:  # --field
+        raise typer.BadParameter(str(error)) from None
 
 
 ModelOption = Annotated[str | None, typer.Option(
@@ -200,8 +168,7 @@ ModelOption = Annotated[str | None, typer.Option(
     "with qa. The index records it; questions and updates use it.")]
 
 
-@index_app.command("build")
-@grouped
+@command(index_app, "build")
 def index_build(ctx: typer.Context, where: Where, flags: BuildFlags,
                 model: ModelOption = None) -> None:
     """Build the index from scratch over every article in DOCS (a folder, or one file).
@@ -223,16 +190,13 @@ def index_build(ctx: typer.Context, where: Where, flags: BuildFlags,
     Example: qa index build --docs seeds/   (on a Ray cluster: --ray HEAD:6379, and
     --shards /mnt/shared/qa-shards to keep what the nodes embed if the build stops)
     """
-    from qa.terminal import print_built
-
-    with user_errors(), progress_bars() as progress:
+    with progress_bars() as progress:
         paths = _paths(where.docs, where.index)
         report = _builder(ctx, progress, flags, model).run(paths.docs, paths.index)
-    print_built(report, paths.index)
+    terminal.print_built(report, paths.index)
 
 
-@index_app.command("update")
-@grouped
+@command(index_app, "update")
 def index_update(ctx: typer.Context, where: Where, flags: BuildFlags) -> None:
     """Bring the index in line with DOCS, embedding only new or changed passages.
 
@@ -240,17 +204,14 @@ def index_update(ctx: typer.Context, where: Where, flags: BuildFlags) -> None:
 
     Example: qa index update --docs seeds/
     """
-    from qa.terminal import print_updated
-
-    with user_errors(), progress_bars() as progress:
+    with progress_bars() as progress:
         paths = _paths(where.docs, where.index)
-        report = _builder(ctx, progress, flags).run(paths.indexed_docs(), paths.index,
-                                                    update=True)
-    print_updated(report)
+        report = _builder(ctx, progress, flags).run(paths.indexed_docs(), paths.index, update=True)
+    terminal.print_updated(report)
     _after_update(ctx, where.docs, where.index)
 
 
-@index_app.command("status")
+@command(index_app, "status")
 def index_status(
     ctx: typer.Context, docs: DocsOption = None, index: IndexOption = None,
     json_out: JsonOption = False,
@@ -263,20 +224,13 @@ def index_status(
     Example: qa index status
     """
     from qa.app import status
-    from qa.terminal import print_status
 
-    with user_errors():
-        state = status(_paths(docs, index), embedder=_builder(ctx).embedder, verify=not quick)
-    if json_out:
-        print(json.dumps(state))
-    else:
-        print_status(state)
+    state = status(_paths(docs, index), embedder=_builder(ctx).embedder, verify=not quick)
+    terminal.print_status(state, json_out)
 
 
-def open_engine(
-    ctx: typer.Context, docs: Path | None, index: Path | None, refresh: bool = False,
-    ranking: Any = None,
-) -> Engine:
+def open_engine(ctx: typer.Context, docs: Path | None, index: Path | None, refresh: bool = False,
+                ranking: Any = None) -> Engine:
     """The engine for DOCS (built first, with progress bars, when there is no index)."""
     from qa.app import open_engine as open_archive
 
@@ -311,12 +265,10 @@ class Narrow:
         return make_filters(self.source, self.since, self.until, self.as_of or today())
 
 
-TopOption = Annotated[int, typer.Option("-k", "--top", min=1, max=100,
-                                        help="Passages to show.")]
+TopOption = Annotated[int, typer.Option("-k", "--top", min=1, max=100, help="Passages to show.")]
 
 
-@app.command()
-@grouped
+@command(app)
 def ask(
     ctx: typer.Context,
     question: Annotated[str, typer.Argument(help='The question, or "-" to read one per line.')],
@@ -337,38 +289,15 @@ def ask(
 
     Example: qa ask "How many rockets landed at the Taji base?" -k 3 --since 2020-01-01
     """
-    from index.errors import QuestionError
-    from qa.chat import stdin_text
+    from qa.chat import answers
 
-    with user_errors():
-        filters = narrow.filters()
-        if question != "-":
-            from qa.engine import clean_question
-
-            clean_question(question)  # fail fast, before loading anything
-        engine = open_engine(ctx, where.docs, where.index, refresh)
-        out = stdout()
-        for line in stdin_text() if question == "-" else [question]:
-            if question == "-" and not line.strip():
-                continue
-            try:
-                answer = engine.ask(line.rstrip("\n"), k=k, filters=filters)
-            except QuestionError as error:
-                if question != "-":
-                    raise
-                warn(str(error))
-                continue
-            if json_out:
-                for message in answer.warnings:
-                    warn(message)
-                print(json.dumps(answer.to_dict(show_weak), ensure_ascii=False), flush=True)
-                continue
-            if question == "-":
-                out.print(labelled("Q:", "bold", answer.question))
-            render(answer, out, show_weak)
+    filters, out = narrow.filters(), stdout()
+    for answer in answers(lambda: open_engine(ctx, where.docs, where.index, refresh),
+                          question, k, filters):
+        terminal.print_answer(answer, out, json_out, show_weak, with_question=question == "-")
 
 
-@app.command()
+@command(app)
 def fetch(
     ctx: typer.Context,
     urls: Annotated[list[str], typer.Argument(help="Page URLs (with --feed: feed URLs).")],
@@ -377,9 +306,8 @@ def fetch(
     index: IndexOption = None,
     feed: Annotated[bool, typer.Option(
         "--feed", help="The URLs are RSS/Atom feeds: fetch their items.")] = False,
-    timeout: Annotated[float, typer.Option(
-        "--timeout", min=1,
-        help="Seconds per URL in all: robots.txt, redirects and the whole download.")] = 20,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds per URL in all: "
+                       "robots.txt, redirects and the whole download.")] = 20,
     max_bytes: Annotated[int, typer.Option(
         "--max-bytes", min=1024, help="Largest page accepted.")] = 10 * 1024 * 1024,
 ) -> None:
@@ -388,23 +316,20 @@ def fetch(
 
     Example: qa fetch https://example.com/news/story.html --docs archive/
     """
-    from index.errors import QAError
     from index.ingest.fetch import Fetcher
-    from qa.terminal import print_embedded
 
-    with user_errors():
-        if docs is None:
-            raise QAError("pass --docs DIR: the folder to save the pages in (and index)")
-        with progress_bars() as progress:
-            paths = _paths(docs, index)
-            _, report = _builder(ctx, progress).fetch(
-                urls, paths.docs, paths.index, feed=feed,
-                fetcher=Fetcher(timeout=timeout, max_bytes=max_bytes))
-        print_embedded(report)
+    if docs is None:
+        raise QAError("pass --docs DIR: the folder to save the pages in (and index)")
+    with progress_bars() as progress:
+        paths = _paths(docs, index)
+        _, report = _builder(ctx, progress).fetch(
+            urls, paths.docs, paths.index, feed=feed,
+            fetcher=Fetcher(timeout=timeout, max_bytes=max_bytes))
+    terminal.print_embedded(report)
     _after_update(ctx, docs, index)
 
 
-@app.command()
+@command(app)
 def show(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="The article's source name, as citations give.")],
@@ -419,31 +344,22 @@ def show(
 
     Example: qa show 003_a6f98cea0e1f5c95 --span 842:1643
     """
-    from index.errors import QAError
     from qa.app import show as find
-    from qa.terminal import print_article
 
-    with user_errors():
-        article, warnings = find(_paths(docs, index).index, source,
-                                 embedder=_builder(ctx).embedder)
-        for message in warnings:
-            warn(message)
-        text = article["text"]
-        start, end = _span(span) if span else (0, len(text))
-        if end > len(text):
-            raise QAError(f"--span {span} is outside the article ({len(text):,} characters)")
-        if not json_out:
-            print_article(article, (start, end) if span else None)
-            return
-        if span:
-            article["span"] = {"start": start, "end": end, "text": text[start:end]}
-        print(json.dumps(article, ensure_ascii=False))
+    article, warnings = find(_paths(docs, index).index, source, embedder=_builder(ctx).embedder)
+    for message in warnings:
+        warn(message)
+    marked = _span(span, len(article["text"])) if span else None
+    terminal.print_article(article, marked, json_out)
 
 
-def _span(value: str) -> tuple[int, int]:
+def _span(value: str, length: int) -> tuple[int, int]:
+    """--span START:END, inside an article of ``length`` characters."""
     match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", value)
     if not match or int(match[1]) > int(match[2]):
         raise typer.BadParameter("--span takes START:END, e.g. --span 842:1643")
+    if int(match[2]) > length:
+        raise QAError(f"--span {value} is outside the article ({length:,} characters)")
     return int(match[1]), int(match[2])
 
 
@@ -461,14 +377,7 @@ FeedbackSinceOption = Annotated[str | None, typer.Option(
     "--since", help="Only verdicts on or after this date (YYYY[-MM[-DD]]).")]
 
 
-def _judged(docs: Path | None, index: Path | None, since: str | None) -> list[Any]:
-    from qa.app import judged
-    from qa.filters import parse_date
-
-    return judged(_paths(docs, index), parse_date(since, "--since") if since else None)
-
-
-@feedback_app.command("list")
+@command(feedback_app, "list")
 def feedback_list(
     since: FeedbackSinceOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON Lines, one verdict a line.")]
@@ -480,58 +389,34 @@ def feedback_list(
 
     Example: qa feedback list --since 2026-11-01
     """
-    from qa.terminal import print_judged
+    from qa.app import judged
 
-    with user_errors():
-        judged = _judged(docs, index, since)
-        if not json_out:
-            print_judged(judged)
-            return
-        for item in judged:
-            print(json.dumps(item.to_dict(), ensure_ascii=False))
+    terminal.print_judged(judged(_paths(docs, index), since), json_out)
 
 
-@feedback_app.command("export")
-def feedback_export(
-    since: FeedbackSinceOption = None, docs: DocsOption = None, index: IndexOption = None,
-) -> None:
+@command(feedback_app, "export")
+def feedback_export(since: FeedbackSinceOption = None, docs: DocsOption = None,
+                    index: IndexOption = None) -> None:
     """Write the judged questions as qa eval JSON Lines on stdout: findings marked right are
     gold sources, their highlighted sentences the answers; "none was right" makes a question
     to refuse. Real use becomes a regression set.
 
     Example: qa feedback export > judged.jsonl && qa eval judged.jsonl
     """
+    from qa.app import judged
     from qa.feedback import to_eval
 
-    with user_errors():
-        for entry in to_eval(_judged(docs, index, since)):
-            print(json.dumps(entry, ensure_ascii=False))
-
-
-@dataclass
-class EvalWhere:
-    """--docs (default: beside the questions) and --index."""
-
-    docs: Annotated[Path | None, typer.Option(
-        "--docs", envvar="QA_DOCS",
-        help="Article folder (default: docs/ next to QUESTIONS if present, else seeds/).")] = None
-    index: IndexOption = None
+    terminal.print_json_lines(to_eval(judged(_paths(docs, index), since)))
 
 
 @dataclass
 class EvalRun:
-    """What is scored: -k, --stage."""
+    """What is scored and how the report is shown: -k, --stage, --json, --details, --missed."""
 
     ks: Annotated[str, typer.Option("-k", help="Ranks to score, comma-separated.")] = "1,5,10"
     stage: Annotated[str, typer.Option(
         "--stage", help="Ordering to measure: dense, bm25, fused (the score blend in use), rrf "
         "(reciprocal-rank fusion, for comparison) or final (everything).")] = "final"
-
-
-@dataclass
-class EvalOutput:
-    """How the report is shown: --json, --details, --missed."""
-
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False
     details: Annotated[bool, typer.Option(
         "--details", help="With --json: every question's outcome.")] = False
@@ -553,27 +438,23 @@ class EvalNarrow(Narrow):
         return make_filters(self.source, self.since, self.until, self.as_of)
 
 
-@app.command("eval")
-@grouped
+@command(app, "eval")
 def eval_command(
     ctx: typer.Context,
-    questions: Annotated[
-        Path, typer.Argument(help="JSONL file: {id, question, answers, sources} per line.")
-    ],
-    where: EvalWhere = EvalWhere(),  # noqa: B008 (option groups: grouped() unpacks them)
-    run: EvalRun = EvalRun(),  # noqa: B008
-    output: EvalOutput = EvalOutput(),  # noqa: B008
+    questions: Annotated[Path, typer.Argument(
+        help="JSONL file: {id, question, answers, sources} per line.")],
+    docs: Annotated[Path | None, typer.Option(
+        "--docs", envvar="QA_DOCS",
+        help="Article folder (default: docs/ next to QUESTIONS if present, else seeds/).")] = None,
+    index: IndexOption = None,
+    run: EvalRun = EvalRun(),  # noqa: B008 (option groups: grouped() unpacks them)
     sample_size: Annotated[int | None, typer.Option(
         "--sample", min=1, help="Ask only N questions, spread evenly over the file.")] = None,
     narrow: EvalNarrow = EvalNarrow(),  # noqa: B008
-    ranking_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--ranking", help="TOML file of ranking weights and thresholds to use instead of "
-            "the defaults (any subset of the keys `qa eval --json` reports under \"ranking\"), "
-            "or a LightGBM ranking model written by `python -m benchmarks.fit`."
-        ),
-    ] = None,
+    ranking_file: Annotated[Path | None, typer.Option(
+        "--ranking", help="TOML file of ranking weights and thresholds to use instead of the "
+        "defaults (any subset of the keys `qa eval --json` reports under \"ranking\"), or a "
+        "LightGBM ranking model written by `python -m benchmarks.fit`.")] = None,
 ) -> None:
     """Measure answer quality on QUESTIONS: answer-hit@k, MRR, source-hit@k, refusals,
     latency, and the questions missed at rank 1 with what came first.
@@ -584,33 +465,23 @@ def eval_command(
 
     Example: qa eval ../shared/bench/squad-a/questions.jsonl --stage fused --ranking sweep.toml
     """
-    from qa.evaluate import asker, evaluate, load_questions, sample, source_age
+    from qa.evaluate import docs_for, evaluate_engine, load_questions, sample
     from qa.ranking import RankingConfig
     from qa.search import STAGES
-    from qa.terminal import eval_progress, print_report
 
-    with user_errors():
-        depths = _ks(run.ks)
-        if run.stage not in STAGES:
-            raise typer.BadParameter(f"--stage must be one of {', '.join(STAGES)}")
-        ranking = RankingConfig.load(ranking_file) if ranking_file else RankingConfig()
-        filters = narrow.filters()
-        items = sample(load_questions(questions), sample_size)
-        docs = where.docs
-        if docs is None and (questions.parent / "docs").is_dir():
-            docs = questions.parent / "docs"
-        engine = open_engine(ctx, docs, where.index, ranking=ranking)
-        with eval_progress(len(items)) as progress:
-            report = evaluate(asker(engine, run.stage, filters), items, depths, stage=run.stage,
-                              progress=progress, age=lambda q: source_age(engine, q))
-        report.ranking = ranking.to_dict()
-        if output.json_out:
-            print(json.dumps(report.to_dict(output.details), ensure_ascii=False))
-            return
-        print_report(report, output.show_missed)
+    depths = _ks(run.ks)
+    if run.stage not in STAGES:
+        raise typer.BadParameter(f"--stage must be one of {', '.join(STAGES)}")
+    ranking = RankingConfig.load(ranking_file) if ranking_file else RankingConfig()
+    filters = narrow.filters()
+    items = sample(load_questions(questions), sample_size)
+    engine = open_engine(ctx, docs_for(questions, docs), index, ranking=ranking)
+    with terminal.eval_progress(len(items)) as progress:
+        report = evaluate_engine(engine, items, depths, run.stage, filters, progress)
+    terminal.print_report(report, run.show_missed, run.json_out, run.details)
 
 
-@app.command()
+@command(app)
 def chat(ctx: typer.Context, k: TopOption = 5, docs: DocsOption = None,
          index: IndexOption = None, as_of: AsOfOption = None) -> None:
     """An interactive session: the index is loaded once, then ask away.
@@ -618,12 +489,10 @@ def chat(ctx: typer.Context, k: TopOption = 5, docs: DocsOption = None,
     Commands: :k N (passages per answer), :json (toggle JSON), :help, :quit.
     Example: qa chat --docs seeds/
     """
-    with user_errors():
-        from qa.chat import run_chat
+    from qa.chat import run_chat
 
-        filters = Narrow(as_of=as_of).filters()
-        engine = open_engine(ctx, docs, index)
-        run_chat(engine, k, filters)
+    filters = Narrow(as_of=as_of).filters()
+    run_chat(open_engine(ctx, docs, index), k, filters)
 
 
 QueueOption = Annotated[int, typer.Option(
@@ -631,16 +500,8 @@ QueueOption = Annotated[int, typer.Option(
     "at once.")]
 TimeoutOption = Annotated[float, typer.Option(
     "--timeout", min=0.1, help="Seconds a question may wait and run.")]
-
-
-@dataclass
-class ServeAt:
-    """--host and --port."""
-
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on: 127.0.0.1 is this "
-                                      "machine only, 0.0.0.0 everyone.")] = "127.0.0.1"
-    port: Annotated[int, typer.Option(
-        "--port", min=0, max=65535, help="Port (0: any free port).")] = 8000
+HostOption = Annotated[str, typer.Option(
+    "--host", help="Interface to listen on: 127.0.0.1 is this machine only, 0.0.0.0 everyone.")]
 
 
 @dataclass
@@ -656,12 +517,13 @@ class ServeLoad:
         "--max-body", min=256, help="Largest request body in bytes.")] = 64 * 1024
 
 
-@app.command()
-@grouped
+@command(app)
 def serve(
     ctx: typer.Context,
-    at: ServeAt = ServeAt(),  # noqa: B008 (option groups: grouped() unpacks them)
-    where: Where = Where(),  # noqa: B008
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(
+        "--port", min=0, max=65535, help="Port (0: any free port).")] = 8000,
+    where: Where = Where(),  # noqa: B008 (option groups: grouped() unpacks them)
     load: ServeLoad = ServeLoad(),  # noqa: B008
     insecure_public: Annotated[bool, typer.Option(
         "--insecure-public", help="Serve beyond loopback without QA_API_TOKEN (anyone may "
@@ -678,49 +540,41 @@ def serve(
     `Authorization: Bearer $QA_API_TOKEN` (QA_API_TOKEN=secret qa serve --host 0.0.0.0).
     Example: qa serve --port 8000 --workers 2
     """
-    with user_errors():
-        from qa import serving
+    from qa import serving
 
-        serving.serve_api(
-            lambda: open_engine(ctx, where.docs, where.index), serving.Listen(at.host, at.port),
-            serving.Load(processes=load.workers or serving.cores(), queue=load.queue,
-                         timeout=load.timeout),
-            serving.ApiOptions(load.max_body, show_paths, insecure_public), say=say, warn=warn)
-
-
-@dataclass
-class SlackAt(ServeAt):
-    """--host and --port, for --http."""
-
-    port: Annotated[int, typer.Option(
-        "--port", min=0, max=65535, help="Port for --http (0: any free port).")] = 3000
+    serving.serve_api(
+        lambda: open_engine(ctx, where.docs, where.index), serving.Listen(host, port),
+        serving.Load(processes=load.workers or serving.cores(), queue=load.queue,
+                     timeout=load.timeout),
+        serving.ApiOptions(load.max_body, show_paths, insecure_public), say=say, warn=warn)
 
 
 @dataclass
 class SlackLoad:
-    """--workers (threads), --queue, --timeout."""
+    """--workers (threads), --queue, --timeout, --scopes."""
 
     workers: Annotated[int, typer.Option(
         "--workers", min=1, max=64, help="Questions answered at once.")] = 2
     queue: QueueOption = 16
     timeout: TimeoutOption = 30.0
+    scopes: Annotated[Path | None, typer.Option(
+        "--scopes", envvar="QA_SLACK_SCOPES", help="A TOML file of channel scopes: "
+        "[channels.C0123ABCD] with source, since, until and k, used in that channel unless a "
+        "question says otherwise.")] = None
 
 
-@app.command()
-@grouped
+@command(app)
 def slack(
     ctx: typer.Context,
     http: Annotated[bool, typer.Option(
         "--http", help="Serve /slack/events over HTTP instead of Socket Mode.")] = False,
-    at: SlackAt = SlackAt(),  # noqa: B008 (option groups: grouped() unpacks them)
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(
+        "--port", min=0, max=65535, help="Port for --http (0: any free port).")] = 3000,
     top: Annotated[int, typer.Option(
         "-k", "--top", min=1, max=10, help="Findings per answer.")] = 3,
-    where: Where = Where(),  # noqa: B008
+    where: Where = Where(),  # noqa: B008 (option groups: grouped() unpacks them)
     load: SlackLoad = SlackLoad(),  # noqa: B008
-    scopes: Annotated[Path | None, typer.Option(
-        "--scopes", envvar="QA_SLACK_SCOPES", help="A TOML file of channel scopes: "
-        "[channels.C0123ABCD] with source, since, until and k, used in that channel unless a "
-        "question says otherwise.")] = None,
 ) -> None:
     """Run the Slack bot: answers @mentions and DMs in their thread (and follow-ups in a
     thread it answered in, with the thread's earlier questions as context), /ask privately;
@@ -731,41 +585,22 @@ def slack(
     SLACK_API_URL overrides the Slack Web API base URL (a proxy, a test server).
     Example: qa slack --http --port 3000
     """
-    with user_errors():
-        from qa import serving
+    from qa import serving
 
-        if not http and (at.host, at.port) != ("127.0.0.1", 3000):
-            warn("--host and --port only apply with --http; Socket Mode connects out to Slack")
-        serving.serve_slack(
-            lambda: open_engine(ctx, where.docs, where.index),
-            serving.Listen(at.host, at.port) if http else None,
-            serving.Load(threads=load.workers, queue=load.queue, timeout=load.timeout),
-            serving.BotOptions(top, scopes), say=say)
+    if not http and (host, port) != ("127.0.0.1", 3000):
+        warn("--host and --port only apply with --http; Socket Mode connects out to Slack")
+    serving.serve_slack(
+        lambda: open_engine(ctx, where.docs, where.index),
+        serving.Listen(host, port) if http else None,
+        serving.Load(threads=load.workers, queue=load.queue, timeout=load.timeout),
+        serving.BotOptions(top, load.scopes), say=say)
 
 
 WatchJsonOption = Annotated[bool, typer.Option("--json", help="JSON output (JSON Lines for "
                                                                "several).")]
 
 
-def _watches(docs: Path | None, index: Path | None) -> Any:
-    from qa.watch import Watches
-
-    return Watches.of_index(_paths(docs, index).index)
-
-
-def tell_watches(engine: Engine, dry_run: bool = False, json_out: bool = False) -> None:
-    """Check the standing questions over what an update added, send what is pending and
-    print the new findings (the terminal is every watch's destination here)."""
-    from qa.app import check_watches
-    from qa.terminal import print_check
-
-    done = check_watches(engine, dry_run)
-    if done is not None:
-        print_check(done, dry_run, json_out)
-
-
-@watch_app.command("add")
-@grouped
+@command(watch_app, "add")
 def watch_add(
     ctx: typer.Context,
     question: Annotated[str, typer.Argument(help="The standing question.")],
@@ -784,56 +619,28 @@ def watch_add(
 
     Example: qa watch add "Who is the new commander of the Quds Force?" --slack C0123ABCD
     """
-    from qa.filters import make_filters
-    from qa.watch import check_channel, check_webhook, standing_question
+    from qa.app import add_watch
 
-    with user_errors():
-        standing_question(question)  # fail fast, before loading anything
-        filters = make_filters(source, since)
-        check_channel(slack)
-        check_webhook(webhook)
-        engine = open_engine(ctx, where.docs, where.index)
-        watches = _watches(where.docs, where.index)
-        try:
-            watch, answer = watches.add(question, slack=slack, webhook=webhook,
-                                        filters=filters, via="cli", engine=engine)
-        finally:
-            watches.close()
-            engine.close()
-    if json_out:
-        print(json.dumps({"watch": watch.to_dict(), "answered_now": answer.answered},
-                         ensure_ascii=False))
-        return
-    now = ("the archive answers it now: only new findings will be reported" if answer.answered
-           else "the archive does not answer it yet")
-    _stdout().print(safe(f"added standing question #{watch.id}: “{watch.question}” ({now})"),
-                    soft_wrap=True, markup=False)
+    watch, answer = add_watch(_paths(where.docs, where.index),
+                              lambda: open_engine(ctx, where.docs, where.index), question,
+                              slack=slack, webhook=webhook, source=source, since=since)
+    terminal.print_watch_added(watch, answer, json_out)
 
 
-@watch_app.command("list")
+@command(watch_app, "list")
 def watch_list(json_out: WatchJsonOption = False, docs: DocsOption = None,
                index: IndexOption = None) -> None:
     """List the standing questions: where each tells and how many findings it reported.
 
     Example: qa watch list --json
     """
-    with user_errors():
-        watches = _watches(docs, index)
-        try:
-            rows, counts = watches.all(), watches.counts()
-        finally:
-            watches.close()
-    if not json_out:
-        from qa.terminal import print_watches
+    from qa.app import list_watches
 
-        print_watches(rows, counts)
-        return
-    for watch in rows:
-        print(json.dumps({**watch.to_dict(), "findings": counts.get(watch.id, 0)},
-                         ensure_ascii=False))
+    rows, counts = list_watches(_paths(docs, index))
+    terminal.print_watches(rows, counts, json_out)
 
 
-@watch_app.command("remove")
+@command(watch_app, "remove")
 def watch_remove(watch: Annotated[int, typer.Argument(help="The watch's id.")],
                  json_out: WatchJsonOption = False, docs: DocsOption = None,
                  index: IndexOption = None) -> None:
@@ -841,27 +648,18 @@ def watch_remove(watch: Annotated[int, typer.Argument(help="The watch's id.")],
 
     Example: qa watch remove 3
     """
-    with user_errors():
-        watches = _watches(docs, index)
-        try:
-            removed = watches.remove(watch)
-        finally:
-            watches.close()
-    if json_out:
-        print(json.dumps({"removed": removed.to_dict()}, ensure_ascii=False))
-        return
-    _stdout().print(safe(f"removed standing question #{removed.id}: “{removed.question}”"),
-                    soft_wrap=True, markup=False)
+    from qa.app import remove_watch
+
+    removed = remove_watch(_paths(docs, index), watch)
+    terminal.print_watch_removed(removed, json_out)
 
 
-@watch_app.command("run")
+@command(watch_app, "run")
 def watch_run(
     ctx: typer.Context,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be reported; "
                                           "record and send nothing.")] = False,
-    json_out: WatchJsonOption = False,
-    docs: DocsOption = None,
-    index: IndexOption = None,
+    json_out: WatchJsonOption = False, docs: DocsOption = None, index: IndexOption = None,
 ) -> None:
     """Ask the standing questions over the articles new or changed since their last check,
     print the new findings and send them (Slack needs SLACK_BOT_TOKEN; else `qa slack`
@@ -869,35 +667,22 @@ def watch_run(
 
     Example: qa watch run --dry-run
     """
-    from qa.watch import Watches
+    from qa.app import run_watches
 
-    with user_errors():
-        if not Watches.exists_for(_paths(docs, index).index):
-            _stderr().print("standing questions: none (add one with qa watch add)")
-            return
-        engine = open_engine(ctx, docs, index)
-        try:
-            tell_watches(engine, dry_run, json_out)
-        finally:
-            engine.close()
+    done = run_watches(_paths(docs, index), lambda: open_engine(ctx, docs, index), dry_run)
+    if done is None:
+        stderr().print("standing questions: none (add one with qa watch add)")
+    else:
+        terminal.print_check(done, dry_run, json_out)
 
 
 def _after_update(ctx: typer.Context, docs: Path | None, index: Path | None) -> None:
-    """The standing questions checked over what an update added; a failure is a warning
-    (the update is done)."""
-    from index.errors import QAError
-    from qa.watch import Watches
+    """The standing questions checked over what an update added (a failure: a warning)."""
+    from qa.app import check_after_update
 
-    if not Watches.exists_for(_paths(docs, index).index):
-        return
-    try:
-        engine = open_engine(ctx, docs, index)
-        try:
-            tell_watches(engine)
-        finally:
-            engine.close()
-    except QAError as error:
-        warn(f"the index is updated, but checking the standing questions failed: {error}")
+    done = check_after_update(_paths(docs, index), lambda: open_engine(ctx, docs, index), warn)
+    if done is not None:
+        terminal.print_check(done)
 
 
 def main() -> None:

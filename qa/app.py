@@ -29,15 +29,18 @@ from index.storage.vectors import STALE_AFTER
 from .cite import article
 from .engine import Engine
 from .feedback import Feedback, Judged, feedback_path
+from .filters import make_filters, parse_date
 from .ranking import RankingConfig
+from .results import Answer
 from .service import Busy as Busy
 from .service import Service as Service
 from .service import TimedOut as TimedOut
-from .watch import Watches, run
+from .watch import Run, Watch, Watches, check_channel, check_webhook, run, standing_question
 from .watch_slack import destinations
 
 PROJECT_SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 Say = Callable[[str], None]
+OpenEngine = Callable[[], Engine]
 
 
 def cache_root() -> Path:
@@ -218,7 +221,9 @@ def _delta(manifest: dict[str, Any]) -> dict[str, Any] | None:
 
 def judged(paths: Paths, since: str | None = None) -> list[Judged]:
     """Readers' verdicts on the answers from the index at ``paths.index``, oldest first
-    (``since``: a date, only those on or after it); none when nothing was recorded."""
+    (``since``: a date, YYYY[-MM[-DD]], only those on or after it); none when nothing was
+    recorded."""
+    since = parse_date(since, "--since")
     if not feedback_path(paths.index).exists():
         return []
     db = Feedback.of_index(paths.index)
@@ -228,7 +233,7 @@ def judged(paths: Paths, since: str | None = None) -> list[Judged]:
         db.close()
 
 
-def check_watches(engine: Engine, dry_run: bool = False) -> Any:
+def check_watches(engine: Engine, dry_run: bool = False) -> Run | None:
     """The standing questions checked over what the last update added and what is pending
     sent (``qa.watch.run``: webhooks, and Slack when ``SLACK_BOT_TOKEN`` is set); None when
     the index has no standing questions."""
@@ -242,6 +247,66 @@ def check_watches(engine: Engine, dry_run: bool = False) -> Any:
         return run(engine, watches, tell, dry_run=dry_run)
     finally:
         watches.close()
+
+
+def add_watch(paths: Paths, open_engine: OpenEngine, question: str, *, slack: str | None = None,
+              webhook: str | None = None, source: str | None = None, since: str | None = None,
+              via: str = "cli") -> tuple[Watch, Answer | None]:
+    """A standing question added to the index at ``paths.index``, with the archive's answer
+    now as its baseline. The question, filters and destinations are checked before
+    ``open_engine`` loads anything."""
+    standing_question(question)
+    filters = make_filters(source, since)
+    check_channel(slack)
+    check_webhook(webhook)
+    engine = open_engine()
+    watches = Watches.of_index(paths.index)
+    try:
+        return watches.add(question, slack=slack, webhook=webhook, filters=filters, via=via,
+                           engine=engine)
+    finally:
+        watches.close()
+        engine.close()
+
+
+def list_watches(paths: Paths) -> tuple[list[Watch], dict[int, int]]:
+    """The standing questions of the index at ``paths.index`` and the findings each
+    reported (by watch id)."""
+    watches = Watches.of_index(paths.index)
+    try:
+        return watches.all(), watches.counts()
+    finally:
+        watches.close()
+
+
+def remove_watch(paths: Paths, watch: int) -> Watch:
+    """Remove standing question ``watch`` (and what was recorded for it)."""
+    watches = Watches.of_index(paths.index)
+    try:
+        return watches.remove(watch)
+    finally:
+        watches.close()
+
+
+def run_watches(paths: Paths, open_engine: OpenEngine, dry_run: bool = False) -> Run | None:
+    """``check_watches`` over the engine ``open_engine`` opens, closed after; None, with
+    nothing opened, when the index has no standing questions."""
+    if not Watches.exists_for(paths.index):
+        return None
+    engine = open_engine()
+    try:
+        return check_watches(engine, dry_run)
+    finally:
+        engine.close()
+
+
+def check_after_update(paths: Paths, open_engine: OpenEngine, warn: Say) -> Run | None:
+    """``run_watches`` after an update: a failure is a warning (the update is done)."""
+    try:
+        return run_watches(paths, open_engine)
+    except QAError as error:
+        warn(f"the index is updated, but checking the standing questions failed: {error}")
+        return None
 
 
 def show(index: Path, source: str, embedder: Any = None) -> tuple[dict[str, Any], list[str]]:

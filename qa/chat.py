@@ -1,12 +1,13 @@
 """``qa chat``: an interactive session over one open engine (line editing and a private
-history on a terminal, plain lines from a pipe)."""
+history on a terminal, plain lines from a pipe); and ``qa ask``'s questions, one or a line
+each from stdin."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 from index.errors import QuestionError
 
 from .app import cache_root
-from .engine import Engine
+from .engine import Engine, clean_question
 from .filters import Filters
+from .results import Answer
 from .terminal import render, stdout, warn
 
 HELP = ("[dim]:k N (1–100) passages, :json toggle JSON, :weak toggle weak answers, :quit to "
@@ -113,3 +115,22 @@ def line_reader() -> Callable[[], str]:
         return line
 
     return read
+
+
+def answers(open_engine: Callable[[], Engine], question: str, k: int,
+            filters: Filters | None = None) -> Iterator[Answer]:
+    """``qa ask``: the answer to ``question`` (checked before ``open_engine`` loads
+    anything), or with "-" one to each line of stdin, blank lines skipped and a line that is
+    no question a warning (the next ones still answered)."""
+    if question != "-":
+        clean_question(question)  # fail fast, before loading anything
+        yield open_engine().ask(question.rstrip("\n"), k=k, filters=filters)
+        return
+    engine = open_engine()
+    for line in stdin_text():
+        if not line.strip():
+            continue
+        try:
+            yield engine.ask(line.rstrip("\n"), k=k, filters=filters)
+        except QuestionError as error:
+            warn(str(error))

@@ -359,3 +359,22 @@ def evaluate(
         outcomes=outcomes,
         by_source_age=by_age(questions, outcomes, ks) if age else {},
     )
+
+
+def docs_for(questions: Path, docs: Path | None = None) -> Path | None:
+    """The articles a questions file is asked of: ``docs``, else a ``docs/`` folder beside
+    the file when there is one (None: the default docs)."""
+    if docs is None and (questions.parent / "docs").is_dir():
+        return questions.parent / "docs"
+    return docs
+
+
+def evaluate_engine(engine: Engine, questions: Sequence[Question], ks: Sequence[int] = (1, 5, 10),
+                    stage: str = "final", filters: Filters | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> Report:
+    """``evaluate`` over ``engine`` asked at ``stage`` (``asker``), dated questions scored by
+    source age too, the report naming the ranking the engine answered with."""
+    report = evaluate(asker(engine, stage, filters), questions, ks, stage=stage,
+                      progress=progress, age=lambda q: source_age(engine, q))
+    report.ranking = engine.ranking.to_dict()
+    return report

@@ -11,16 +11,22 @@ process that dies is replaced; the questions it held fail (503) instead of hangi
 Messages are ``(call, kind, value)`` tuples: the front sends ``(call, "ask", request)``;
 a process answers ``(call, "ok", answer)`` or ``(call, "error", exception)`` and, unasked,
 ``(None, "ready" | "failed" | "status", value)``.
+
+A command run in the foreground ends on SIGTERM as on Ctrl-C: ``sigterm_raises`` makes the
+signal raise ``Terminated`` in the main thread, so every ``finally`` runs (a build stops its
+embedding worker processes and leaves the index as it was).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,29 @@ from index.errors import QAError
 log = logging.getLogger("qa.processes")
 
 STOPPED = "an answering process stopped while answering: try again"
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (raised in the main thread, so ``finally`` blocks run)."""
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises ``Terminated`` while this runs, then the handler it replaced is back.
+    Outside the main thread, where handlers cannot be set, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass(frozen=True)

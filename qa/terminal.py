@@ -4,15 +4,16 @@ bars, warnings. ``cli.py`` parses arguments and calls these; ``qa.web`` and ``qa
 are the same for HTML and Slack.
 
 Article text and file names are shown with terminal control characters as escapes, never
-sent to the terminal; JSON output (printed by ``cli.py``) keeps the text exact.
+sent to the terminal; JSON output keeps the text exact.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -159,6 +160,20 @@ def render(answer: Answer, console: Console, show_weak: bool = False) -> None:
         console.print()
 
 
+def print_answer(answer: Answer, out: Console, json_out: bool = False, show_weak: bool = False,
+                 with_question: bool = False) -> None:
+    """``qa ask``: one answer as a JSON line (its warnings on stderr), or rendered (after
+    "Q:" and the question, ``with_question``)."""
+    if json_out:
+        for message in answer.warnings:
+            warn(message)
+        print(json.dumps(answer.to_dict(show_weak), ensure_ascii=False), flush=True)
+        return
+    if with_question:
+        out.print(labelled("Q:", "bold", answer.question))
+    render(answer, out, show_weak)
+
+
 def marked(console: Console, text: str, span: tuple[int, int] | None) -> Text:
     """``text`` with ``text[start:end]`` in bold yellow (without colour, a pipe or NO_COLOR:
     between » and «)."""
@@ -198,8 +213,16 @@ def citation_line(rank: int | None, c: Citation) -> str:
     return safe(f"{citation_text(rank, c)} ({where}{c.source}, chars {c.start}–{c.end})")
 
 
-def print_article(article: dict[str, Any], span: tuple[int, int] | None) -> None:
-    """``qa show``: the article's metadata, then its text with ``span`` marked."""
+def print_article(article: dict[str, Any], span: tuple[int, int] | None,
+                  json_out: bool = False) -> None:
+    """``qa show``: the article's metadata, then its text with ``span`` marked (with
+    ``json_out``: the article as JSON, the span's characters under "span")."""
+    if json_out:
+        if span:
+            start, end = span
+            article["span"] = {"start": start, "end": end, "text": article["text"][start:end]}
+        print(json.dumps(article, ensure_ascii=False))
+        return
     out = stdout()
     for key in ("title", "publisher", "date", "author", "language", "url", "source", "path"):
         if article[key]:
@@ -249,8 +272,11 @@ def print_nodes(report: Any) -> None:
         say(f"{report.from_shards} passage(s) came from the shards of a build that stopped")
 
 
-def print_status(state: dict[str, Any]) -> None:
-    """``qa index status`` as a table (``qa.app.status``'s dict)."""
+def print_status(state: dict[str, Any], json_out: bool = False) -> None:
+    """``qa index status`` as a table (``qa.app.status``'s dict), or that dict as JSON."""
+    if json_out:
+        print(json.dumps(state))
+        return
     from rich.table import Table
     from rich.text import Text
 
@@ -304,10 +330,19 @@ def status_notes(state: dict[str, Any]) -> Iterator[tuple[str, str]]:
 
 # --- feedback and evaluation -------------------------------------------------------------------
 
-def print_judged(judged: list[Any]) -> None:
-    """``qa feedback list``: one row per verdict."""
+def print_json_lines(items: Iterable[dict[str, Any]]) -> None:
+    """JSON Lines on stdout, the text exact."""
+    for item in items:
+        print(json.dumps(item, ensure_ascii=False))
+
+
+def print_judged(judged: list[Any], json_out: bool = False) -> None:
+    """``qa feedback list``: one row per verdict (JSON Lines with ``json_out``)."""
     from rich.table import Table
 
+    if json_out:
+        print_json_lines(item.to_dict() for item in judged)
+        return
     if not judged:
         stdout().print("No feedback recorded yet.")
         return
@@ -320,8 +355,13 @@ def print_judged(judged: list[Any]) -> None:
     stdout().print(table)
 
 
-def print_report(report: Any, show_missed: int) -> None:
-    """``qa eval``'s report: the metrics, by source age, then the questions missed."""
+def print_report(report: Any, show_missed: int, json_out: bool = False,
+                 details: bool = False) -> None:
+    """``qa eval``'s report: the metrics, by source age, then the questions missed (with
+    ``json_out``: as JSON, ``details`` adding every question's outcome)."""
+    if json_out:
+        print(json.dumps(report.to_dict(details), ensure_ascii=False))
+        return
     from rich.table import Table
 
     out = stdout()
@@ -389,8 +429,6 @@ SKIPPED = {"checked": "no new or changed articles since the last check",
 def print_check(done: Any, dry_run: bool = False, json_out: bool = False) -> None:
     """A check of the standing questions (``qa.watch.Run``): each new finding (JSON Lines
     with ``json_out``), then what was checked and told on stderr."""
-    import json
-
     out, checked = stdout(), done.check
     for finding in checked.findings:
         if json_out:
@@ -414,10 +452,14 @@ def print_check(done: Any, dry_run: bool = False, json_out: bool = False) -> Non
            if done.waiting else ""), soft_wrap=True, markup=False)
 
 
-def print_watches(rows: list[Any], counts: dict[int, int]) -> None:
-    """``qa watch list``: each standing question, where it tells, its findings so far."""
+def print_watches(rows: list[Any], counts: dict[int, int], json_out: bool = False) -> None:
+    """``qa watch list``: each standing question, where it tells, its findings so far (JSON
+    Lines with ``json_out``)."""
     from rich.table import Table
 
+    if json_out:
+        print_json_lines({**w.to_dict(), "findings": counts.get(w.id, 0)} for w in rows)
+        return
     if not rows:
         stdout().print("No standing questions (add one with qa watch add QUESTION).")
         return
@@ -427,3 +469,24 @@ def print_watches(rows: list[Any], counts: dict[int, int]) -> None:
                                       w.webhook and f"webhook {w.webhook}") if t) or "terminal"
         table.add_row(str(w.id), safe(w.question), safe(tells), str(counts.get(w.id, 0)))
     stdout().print(table)
+
+
+def print_watch_added(watch: Any, answer: Any, json_out: bool = False) -> None:
+    """``qa watch add``: the new watch, and whether the archive answers it already."""
+    if json_out:
+        print(json.dumps({"watch": watch.to_dict(), "answered_now": answer.answered},
+                         ensure_ascii=False))
+        return
+    now = ("the archive answers it now: only new findings will be reported" if answer.answered
+           else "the archive does not answer it yet")
+    stdout().print(safe(f"added standing question #{watch.id}: “{watch.question}” ({now})"),
+                   soft_wrap=True, markup=False)
+
+
+def print_watch_removed(removed: Any, json_out: bool = False) -> None:
+    """``qa watch remove``: the watch removed."""
+    if json_out:
+        print(json.dumps({"removed": removed.to_dict()}, ensure_ascii=False))
+        return
+    stdout().print(safe(f"removed standing question #{removed.id}: “{removed.question}”"),
+                   soft_wrap=True, markup=False)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IndexLocked
+from ..models.spec import describe
 from ..storage.layout import CURRENT, writer_lock
 from .fetch import fetch as download
 from .formats import FIELDS
@@ -73,6 +74,15 @@ class Builder:
     def with_options(self, **changes: Any) -> Builder:
         """This builder with some options changed."""
         return Builder(replace(self.options, **changes), self.notice)
+
+
+def make_builder(notice: Say = _quiet, model: str | Path | None = None,
+                 fields: list[str] | None = None, **options: Any) -> Builder:
+    """A ``Builder`` over ``BuildOptions(**options)``, building with ``model`` (a folder or a
+    hub name, described; None: the default, or an index's own) and reading an export's
+    ``fields`` from ``NAME=COLUMN`` pairs (``export_fields``: ValueError naming the fields)."""
+    spec = describe(model) if model is not None else None
+    return Builder(BuildOptions(model=spec, fields=export_fields(fields), **options), notice)
 
 
 def export_fields(values: list[str] | None) -> dict[str, str] | None:
