@@ -18,15 +18,15 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from index.errors import QAError
 
+from . import slack
 from .engine import Engine
 from .service import Service
-
-if TYPE_CHECKING:
-    from .watch import Runner
+from .watch import Runner
+from .watch_slack import destinations
 
 Say = Callable[[str], None]
 OpenEngine = Callable[[], Engine]
@@ -192,9 +192,6 @@ def watching(service: Service, slack_token: str | None = None,
              slack_api_url: str | None = None) -> Runner:
     """The standing questions checked after each switch to a new version and their
     findings told (``qa.watch.Runner``): webhooks, and Slack with a bot token."""
-    from .watch import Runner
-    from .watch_slack import destinations
-
     token = slack_token or os.environ.get("SLACK_BOT_TOKEN", "").strip() or None
     url = slack_api_url or os.environ.get("SLACK_API_URL") or None
     return Runner(service, destinations(token, url, service.feedback if token else None)).start()
@@ -206,7 +203,7 @@ def serve_api(open_engine: OpenEngine, listen: Listen, load: Load,
     ``open_engine`` opens, until stopped."""
     options = options or ApiOptions()
     require("serve", "fastapi", "uvicorn", "fastapi_offline")
-    from .api import create_api
+    from .api import create_api  # FastAPI (the [serve] extra) is imported at its top
 
     token = api_token(listen.host, options.insecure_public)
     sock = bind(listen)
@@ -238,8 +235,6 @@ def serve_slack(open_engine: OpenEngine, http: Listen | None, load: Load,
     before anything slow."""
     options = options or BotOptions()
     require("slack", "slack_bolt", "slack_sdk", *(("starlette", "uvicorn") if http else ()))
-    from . import slack
-
     settings = slack.settings(http is not None)
     scopes = slack.load_scopes(options.scopes) if options.scopes else None
     api_url = os.environ.get("SLACK_API_URL") or None

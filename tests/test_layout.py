@@ -1,7 +1,8 @@
 """The layering docs/ARCHITECTURE.md draws, checked on the code's own imports: the query
 path (``qa/``) reads through the storage wing and the model and never imports the ingest
-wing; below both wings nothing imports either; nothing in ``index/`` imports ``qa/`` or
-imports the project's own modules inside a function (no circle hides there)."""
+wing; below both wings nothing imports either; nothing in ``index/`` imports ``qa/``; no
+module imports the project's own modules inside a function (no circle hides there), but for a
+module whose top needs an optional extra."""
 
 import ast
 from pathlib import Path
@@ -53,7 +54,13 @@ def test_below_the_wings_nothing_imports_them_and_index_never_imports_qa():
     assert offenders == []
 
 
-def test_index_imports_its_own_modules_at_the_top_only():
-    offenders = [(p.relative_to(ROOT).as_posix(), m) for p in _files("index/**/*.py")
-                 for m, inside in _imports(p) if inside and m.startswith(("index", "qa"))]
-    assert offenders == []
+# A module whose top imports an optional extra's library (FastAPI: ``pip install -e '.[serve]'``)
+# is imported where that extra is needed, after checking it is installed.
+OPTIONAL = {("qa/serving.py", "qa.api.create_api")}
+
+
+def test_the_project_imports_its_own_modules_at_the_top_only():
+    offenders = {(p.relative_to(ROOT).as_posix(), m)
+                 for p in _files("index/**/*.py", "qa/**/*.py", "cli.py")
+                 for m, inside in _imports(p) if inside and m.startswith(("index", "qa"))}
+    assert offenders == OPTIONAL
