@@ -14,36 +14,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 
 from index.errors import QAError
-from index.ingest.builder import Builder, make_builder
-from index.ingest.fetch import Fetcher
-from qa import serving, terminal
-from qa.app import (
-    Paths,
-    add_watch,
-    cache_root,
-    check_after_update,
-    judged,
-    list_watches,
-    remove_watch,
-    run_watches,
-    status,
-)
-from qa.app import open_engine as open_archive
-from qa.app import show as find
-from qa.chat import answers, run_chat
-from qa.engine import Engine
-from qa.evaluate import docs_for, evaluate_engine, load_questions, sample
-from qa.feedback import to_eval
-from qa.filters import Filters, make_filters, today
+from qa import terminal
 from qa.processes import Terminated, sigterm_raises
-from qa.ranking import RankingConfig
-from qa.search import STAGES
 from qa.terminal import labelled, progress_bars, quiet_exit, say, stderr, stdout, warn
+
+if TYPE_CHECKING:
+    from index.ingest.builder import Builder
+    from qa.app import Paths
+    from qa.engine import Engine
+    from qa.filters import Filters
 
 app = typer.Typer(no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
                   help="Ask a news archive questions; get passages with citations you can check.")
@@ -121,6 +105,7 @@ def command(group: typer.Typer, name: str | None = None) -> Callable[[Callable[.
 
 
 def _paths(docs: Path | None, index: Path | None) -> Paths:
+    from qa.app import Paths
 
     return Paths.resolve(docs, index)
 
@@ -162,6 +147,8 @@ def _builder(ctx: typer.Context, progress: Any = None, flags: BuildFlags | None 
     """How this command builds an index (``model``: the sentence-transformers model to build
     with, a folder or a hub name). ``ctx.obj`` may pass an ``embedder`` and a
     ``count_tokens`` in (tests run the CLI over a small fake model that way)."""
+    from index.ingest.builder import make_builder
+    from qa.app import cache_root
 
     deps, flags = ctx.obj if isinstance(ctx.obj, dict) else {}, flags or BuildFlags()
     try:
@@ -236,6 +223,7 @@ def index_status(
     Every file is checked against the digest recorded when it was written (--quick: sizes).
     Example: qa index status
     """
+    from qa.app import status
 
     state = status(_paths(docs, index), embedder=_builder(ctx).embedder, verify=not quick)
     terminal.print_status(state, json_out)
@@ -244,6 +232,7 @@ def index_status(
 def open_engine(ctx: typer.Context, docs: Path | None, index: Path | None, refresh: bool = False,
                 ranking: Any = None) -> Engine:
     """The engine for DOCS (built first, with progress bars, when there is no index)."""
+    from qa.app import open_engine as open_archive
 
     with progress_bars() as progress:
         return open_archive(_paths(docs, index), _builder(ctx, progress), refresh=refresh,
@@ -271,6 +260,7 @@ class Narrow:
     as_of: AsOfOption = None
 
     def filters(self) -> Filters:
+        from qa.filters import make_filters, today
 
         return make_filters(self.source, self.since, self.until, self.as_of or today())
 
@@ -299,6 +289,7 @@ def ask(
 
     Example: qa ask "How many rockets landed at the Taji base?" -k 3 --since 2020-01-01
     """
+    from qa.chat import answers
 
     filters, out = narrow.filters(), stdout()
     for answer in answers(lambda: open_engine(ctx, where.docs, where.index, refresh),
@@ -325,6 +316,7 @@ def fetch(
 
     Example: qa fetch https://example.com/news/story.html --docs archive/
     """
+    from index.ingest.fetch import Fetcher
 
     if docs is None:
         raise QAError("pass --docs DIR: the folder to save the pages in (and index)")
@@ -352,6 +344,7 @@ def show(
 
     Example: qa show 003_a6f98cea0e1f5c95 --span 842:1643
     """
+    from qa.app import show as find
 
     article, warnings = find(_paths(docs, index).index, source, embedder=_builder(ctx).embedder)
     for message in warnings:
@@ -396,6 +389,7 @@ def feedback_list(
 
     Example: qa feedback list --since 2026-11-01
     """
+    from qa.app import judged
 
     terminal.print_judged(judged(_paths(docs, index), since), json_out)
 
@@ -409,6 +403,8 @@ def feedback_export(since: FeedbackSinceOption = None, docs: DocsOption = None,
 
     Example: qa feedback export > judged.jsonl && qa eval judged.jsonl
     """
+    from qa.app import judged
+    from qa.feedback import to_eval
 
     terminal.print_json_lines(to_eval(judged(_paths(docs, index), since)))
 
@@ -437,6 +433,7 @@ class EvalNarrow(Narrow):
         "\"date\", none for questions without one).")] = None
 
     def filters(self) -> Filters:
+        from qa.filters import make_filters
 
         return make_filters(self.source, self.since, self.until, self.as_of)
 
@@ -468,6 +465,9 @@ def eval_command(
 
     Example: qa eval ../shared/bench/squad-a/questions.jsonl --stage fused --ranking sweep.toml
     """
+    from qa.evaluate import docs_for, evaluate_engine, load_questions, sample
+    from qa.ranking import RankingConfig
+    from qa.search import STAGES
 
     depths = _ks(run.ks)
     if run.stage not in STAGES:
@@ -489,6 +489,7 @@ def chat(ctx: typer.Context, k: TopOption = 5, docs: DocsOption = None,
     Commands: :k N (passages per answer), :json (toggle JSON), :help, :quit.
     Example: qa chat --docs seeds/
     """
+    from qa.chat import run_chat
 
     filters = Narrow(as_of=as_of).filters()
     run_chat(open_engine(ctx, docs, index), k, filters)
@@ -539,6 +540,7 @@ def serve(
     `Authorization: Bearer $QA_API_TOKEN` (QA_API_TOKEN=secret qa serve --host 0.0.0.0).
     Example: qa serve --port 8000 --workers 2
     """
+    from qa import serving
 
     serving.serve_api(
         lambda: open_engine(ctx, where.docs, where.index), serving.Listen(host, port),
@@ -583,6 +585,7 @@ def slack(
     SLACK_API_URL overrides the Slack Web API base URL (a proxy, a test server).
     Example: qa slack --http --port 3000
     """
+    from qa import serving
 
     if not http and (host, port) != ("127.0.0.1", 3000):
         warn("--host and --port only apply with --http; Socket Mode connects out to Slack")
@@ -616,6 +619,7 @@ def watch_add(
 
     Example: qa watch add "Who is the new commander of the Quds Force?" --slack C0123ABCD
     """
+    from qa.app import add_watch
 
     watch, answer = add_watch(_paths(where.docs, where.index),
                               lambda: open_engine(ctx, where.docs, where.index), question,
@@ -630,6 +634,7 @@ def watch_list(json_out: WatchJsonOption = False, docs: DocsOption = None,
 
     Example: qa watch list --json
     """
+    from qa.app import list_watches
 
     rows, counts = list_watches(_paths(docs, index))
     terminal.print_watches(rows, counts, json_out)
@@ -643,6 +648,7 @@ def watch_remove(watch: Annotated[int, typer.Argument(help="The watch's id.")],
 
     Example: qa watch remove 3
     """
+    from qa.app import remove_watch
 
     removed = remove_watch(_paths(docs, index), watch)
     terminal.print_watch_removed(removed, json_out)
@@ -661,6 +667,7 @@ def watch_run(
 
     Example: qa watch run --dry-run
     """
+    from qa.app import run_watches
 
     done = run_watches(_paths(docs, index), lambda: open_engine(ctx, docs, index), dry_run)
     if done is None:
@@ -671,6 +678,7 @@ def watch_run(
 
 def _after_update(ctx: typer.Context, docs: Path | None, index: Path | None) -> None:
     """The standing questions checked over what an update added (a failure: a warning)."""
+    from qa.app import check_after_update
 
     done = check_after_update(_paths(docs, index), lambda: open_engine(ctx, docs, index), warn)
     if done is not None:

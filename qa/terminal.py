@@ -23,9 +23,6 @@ if TYPE_CHECKING:
 
     from .results import Answer, Citation
 
-from .cite import citation_text
-from .evaluate import FRESH_DAYS
-
 # Control characters a terminal would act on (ESC sequences, OSC titles, carriage returns,
 # bidi overrides) and that article text or file names may hold: shown as escapes, never sent.
 # Newlines and tabs are layout.
@@ -210,6 +207,7 @@ def _cited(line: str, c: Citation) -> Text:
 
 
 def citation_line(rank: int | None, c: Citation) -> str:
+    from .cite import citation_text
 
     where = f"{c.url} " if c.url else ""
     return safe(f"{citation_text(rank, c)} ({where}{c.source}, chars {c.start}–{c.end})")
@@ -402,6 +400,7 @@ def _print_by_age(report: Any) -> None:
     """Dated questions by the age of the newest article holding their answer."""
     from rich.table import Table
 
+    from .evaluate import FRESH_DAYS
 
     if not report.by_source_age:
         return
