@@ -53,12 +53,14 @@ def _running(pid: int) -> bool:
 
 @pytest.fixture
 def folder(tmp_path, real_index):
-    """The seeds plus a 1,000,000-character article (3,400 passages: a minute of embedding
-    here), and an index folder holding the exported model already (no torch, no export)."""
+    """The seeds plus a 1,000,000-character article of numbered words ("lorem1234": several
+    word pieces each, so thousands of full-window passages and a minute of embedding here;
+    short repeated words let a fast machine finish the build before the signal), and an index
+    folder holding the exported model already (no torch, no export)."""
     docs = tmp_path / "docs"
     shutil.copytree(SEEDS, docs)
-    words = "lorem ipsum dolor sit amet consectetur "
-    (docs / "lorem.txt").write_text((words * (1_000_000 // len(words)))[:1_000_000])
+    words = " ".join(f"lorem{(i * 7919) % 100_003} ipsum" for i in range(80_000))
+    (docs / "lorem.txt").write_text(words[:1_000_000])
     index = tmp_path / "index"
     index.mkdir()
     for name in MODEL_FILES:
