@@ -51,16 +51,18 @@ def _running(pid: int) -> bool:
         return False
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def folder(tmp_path, real_index):
-    """The seeds plus a 1,000,000-character article of numbered words ("lorem1234": several
-    word pieces each, so thousands of full-window passages and a minute of embedding here;
-    short repeated words let a fast machine finish the build before the signal), and an index
-    folder holding the exported model already (no torch, no export)."""
+    """The seeds plus a 1,000,000-character article (3,400 passages: a minute of embedding
+    here), and an index folder holding the exported model already (no torch, no export)."""
     docs = tmp_path / "docs"
     shutil.copytree(SEEDS, docs)
-    words = " ".join(f"lorem{(i * 7919) % 100_003} ipsum" for i in range(80_000))
-    (docs / "lorem.txt").write_text(words[:1_000_000])
+    words = "lorem ipsum dolor sit amet consectetur "
+    (docs / "lorem.txt").write_text((words * (1_000_000 // len(words)))[:1_000_000])
     index = tmp_path / "index"
     index.mkdir()
     for name in MODEL_FILES:
@@ -82,7 +84,10 @@ def test_stopping_a_build_stops_its_embedding_workers(folder, command, signum, g
         process = subprocess.Popen(
             [sys.executable, "-m", "cli", *command, "--docs", str(docs), "--index", str(index)],
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-            start_new_session=True)  # its own process group, as a terminal's job is
+            start_new_session=True,  # its own process group, as a terminal's job is
+            # and Ctrl-C acting, as in a terminal: a shell without job control starts its
+            # background commands (a CI runner's, say) with SIGINT ignored, and that is inherited
+            preexec_fn=_default_sigint)
     try:
         deadline = time.monotonic() + 180
         workers: list[int] = []
