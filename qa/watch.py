@@ -85,23 +85,13 @@ class WatchError(QAError):
 
 
 @dataclass(frozen=True)
-class Watch:
-    """A standing question and where to tell when a new article answers it."""
-
-    id: int
-    question: str
-    slack: str | None = None
-    webhook: str | None = None
-    source: str | None = None
-    since: str | None = None
-    created: str = ""
-    user: str | None = None
-    via: str | None = None
+class Watch(WatchRow):
+    """A standing question and where to tell when a new article answers it (its stored row,
+    with what asking it and telling need)."""
 
     @classmethod
     def of(cls, row: WatchRow) -> Watch:
-        return cls(row.id, row.question, row.slack, row.webhook, row.source, row.since,
-                   row.created, row.user, row.via)
+        return cls(**vars(row))
 
     def filters(self, articles: frozenset[str] | None = None,
                 as_of: str | None = None) -> Filters:
