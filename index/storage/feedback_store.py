@@ -7,7 +7,6 @@ shown and a verdict on it are is ``qa.feedback``'s.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import QAError
+from .layout import beside, open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -33,8 +33,7 @@ class FeedbackError(QAError):
 
 def feedback_path(index_dir: Path) -> Path:
     """Where the feedback on ``index_dir``'s answers is kept: beside it, not inside."""
-    index_dir = Path(index_dir).resolve()
-    return index_dir.with_name(f"{index_dir.name}.feedback.sqlite")
+    return beside(index_dir, "feedback")
 
 
 @dataclass(frozen=True)
@@ -75,13 +74,7 @@ class FeedbackStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
-            self.db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as error:
-            raise QAError(f"cannot open the feedback database {self.path} ({error}): check "
-                          "that its folder is writable") from None
+        self.db = open_database(self.path, SCHEMA, "the feedback database", timeout=10)
 
     def add_answer(self, question: str, findings: list[dict[str, Any]], shown: Shown) -> int:
         """Record an answer as shown; returns its id."""

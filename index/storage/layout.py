@@ -22,11 +22,13 @@ Layout of an index directory::
                          hard links to the previous version's
 
 Writers build a new version directory, fsync it, then replace CURRENT; readers resolve
-CURRENT once and only ever see complete versions.
+CURRENT once and only ever see complete versions. What readers add (feedback, standing
+questions) is kept beside the index directory, never in it: ``<index>.<kind>.sqlite``.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +42,29 @@ DELTA = "delta"  # a version's folder of the articles updates added since its ba
 # rather than in it: an archive of 500,000 files makes it ~86 MB of JSON (1.2 s to parse),
 # which updates and `qa index status` read, and opening a version for a question does not.
 FILES = "files.json"
+
+
+def beside(index_dir: Path, kind: str) -> Path:
+    """The database of ``kind`` ("feedback", "watches") kept beside ``index_dir``."""
+    index_dir = Path(index_dir).resolve()
+    return index_dir.with_name(f"{index_dir.name}.{kind}.sqlite")
+
+
+def open_database(path: Path, schema: str, what: str, timeout: float,
+                  wal: bool = False, **options: Any) -> sqlite3.Connection:
+    """A connection to the SQLite file ``path`` (its folder made, ``schema`` applied;
+    ``wal``: write-ahead logging, for several processes), shared by a store's threads;
+    QAError naming ``what`` ("the feedback database") when it cannot be opened."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, check_same_thread=False, timeout=timeout, **options)
+        if wal:
+            db.execute("PRAGMA journal_mode = WAL")
+        db.executescript(schema)
+    except (OSError, sqlite3.Error) as error:
+        raise QAError(f"cannot open {what} {path} ({error}): check that its folder is "
+                      "writable") from None
+    return db
 
 
 def _lock(index_dir: Path) -> Any:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import QAError
+from .layout import beside, open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS watches (
@@ -43,8 +44,7 @@ _DELIVERY_COLUMNS = "id, finding, watch, kind, target, status, owner, time, atte
 
 def watches_path(index_dir: Path) -> Path:
     """Where the standing questions on ``index_dir`` are kept: beside it, not inside."""
-    index_dir = Path(index_dir).resolve()
-    return index_dir.with_name(f"{index_dir.name}.watches.sqlite")
+    return beside(index_dir, "watches")
 
 
 @dataclass(frozen=True)
@@ -117,15 +117,8 @@ class WatchStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._lock = threading.RLock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, check_same_thread=False, timeout=30,
-                                      isolation_level=None)
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as error:
-            raise QAError(f"cannot open the watch database {self.path} ({error}): check "
-                          "that its folder is writable") from None
+        self.db = open_database(self.path, SCHEMA, "the watch database", timeout=30, wal=True,
+                                isolation_level=None)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
